@@ -1,0 +1,27 @@
+# Vigil: the README's two commands are `make demo` and `make test`.
+SWIFT ?= swift
+
+.PHONY: deps build test demo bench clean
+
+deps:
+	./deploy/install-deps.sh
+
+build: deps
+	$(SWIFT) build
+
+# Installs dependencies, builds, runs every test (unit, simulation, kernel, interop against strongSwan).
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+# The main job: see README.
+demo: deps
+	$(SWIFT) build --product vigil
+	$(SWIFT) run vigil config check config/site-to-site.yaml
+
+bench: deps
+	$(SWIFT) build -c release --product bench-dpd
+	.build/release/bench-dpd
+
+clean:
+	rm -rf .build

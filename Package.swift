@@ -1,0 +1,77 @@
+// swift-tools-version:6.1
+// Vigil — IPsec failover controller. Pure targets at the bottom, I/O at the top; one target per C library.
+import PackageDescription
+
+let package = Package(
+    name: "Vigil",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "vigild", targets: ["vigild"]),
+        .executable(name: "vigil", targets: ["vigil"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries: one system-library target each; shims only for what Swift cannot import.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto"),
+        .systemLibrary(name: "CNetlink", path: "Sources/CNetlink", pkgConfig: "libnl-route-3.0 libnl-xfrm-3.0"),
+
+        // Pure values and state machines: no I/O, clock and randomness injected.
+        .target(name: "VigilAddressing"),
+        .target(name: "VigilWire", dependencies: ["VigilAddressing"]),
+        .target(name: "VigilConfig", dependencies: ["VigilAddressing", .product(name: "Yams", package: "Yams")]),
+        .target(name: "VigilLiveness"),
+        .target(name: "VigilFailover", dependencies: ["VigilAddressing"]),
+        .target(name: "VigilKernel", dependencies: ["VigilAddressing"]),
+
+        // The only importer of OpenSSL.
+        .target(name: "VigilCrypto", dependencies: ["COpenSSL"]),
+        // IKE engines (pure state machines over the codec and crypto).
+        .target(name: "VigilIKEv2", dependencies: ["VigilWire", "VigilCrypto"]),
+        .target(name: "VigilIKEv1", dependencies: ["VigilWire", "VigilCrypto"]),
+        // The only importer of libnl.
+        .target(name: "VigilNetlink", dependencies: ["VigilKernel", "CNetlink"]),
+        // Userspace ESP data plane over TUN (RFC 4303 / RFC 3948).
+        .target(name: "VigilESP", dependencies: ["VigilCrypto", "VigilKernel", "VigilNetlink"]),
+
+        // The event loop: sockets, timers, running what the machines return, control API.
+        .target(name: "VigilDaemon", dependencies: [
+            "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
+            "VigilWire", "VigilCrypto", "VigilIKEv2", "VigilIKEv1", "VigilESP",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "vigild", dependencies: [
+            "VigilDaemon", "VigilConfig",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "vigil", dependencies: [
+            "VigilConfig", "VigilDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+
+        // Test lab: network namespaces, veth links, strongSwan instances. Used by tests, demo and benchmarks.
+        .target(name: "VigilLab"),
+
+        // Benchmarks (print numbers; never timed unit tests).
+        .executableTarget(name: "bench-dpd", dependencies: ["VigilLiveness", "VigilFailover"], path: "Benchmarks/bench-dpd"),
+        .executableTarget(name: "bench-kernel", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"], path: "Benchmarks/bench-kernel"),
+        .executableTarget(name: "bench-esp", dependencies: ["VigilESP", "VigilCrypto", "VigilLab"], path: "Benchmarks/bench-esp"),
+
+        .testTarget(name: "VigilAddressingTests", dependencies: ["VigilAddressing"]),
+        .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
+        .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig"]),
+        .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
+        .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),
+        .testTarget(name: "VigilCryptoTests", dependencies: ["VigilCrypto"]),
+        .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKEv2", "VigilWire", "VigilCrypto"]),
+        .testTarget(name: "VigilIKEv1Tests", dependencies: ["VigilIKEv1", "VigilWire", "VigilCrypto"]),
+        .testTarget(name: "VigilKernelTests", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"]),
+        .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
+        .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+        .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// VigilConfig: see the package manifest for what this target is.

@@ -1,0 +1,2 @@
+// VigilCrypto: the only importer of OpenSSL.
+import COpenSSL

@@ -1,0 +1,1 @@
+// VigilDaemon: see the package manifest for what this target is.

@@ -1,0 +1,1 @@
+// VigilESP: see the package manifest for what this target is.

@@ -1,0 +1,1 @@
+// VigilFailover: see the package manifest for what this target is.

@@ -1,0 +1,1 @@
+// VigilIKEv1: see the package manifest for what this target is.

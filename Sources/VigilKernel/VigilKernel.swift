@@ -1,0 +1,1 @@
+// VigilKernel: see the package manifest for what this target is.

@@ -1,0 +1,1 @@
+// VigilLiveness: see the package manifest for what this target is.

@@ -1,0 +1,2 @@
+// VigilNetlink: the only importer of libnl.
+import CNetlink
