@@ -21,25 +21,26 @@ let package = Package(
 
         // Pure values and state machines: no I/O, clock and randomness injected.
         .target(name: "VigilAddressing"),
+        .target(name: "VigilAlgorithms"),
         .target(name: "VigilWire", dependencies: ["VigilAddressing"]),
-        .target(name: "VigilConfig", dependencies: ["VigilAddressing", .product(name: "Yams", package: "Yams")]),
+        .target(name: "VigilConfig", dependencies: ["VigilAddressing", "VigilAlgorithms", .product(name: "Yams", package: "Yams")]),
         .target(name: "VigilLiveness"),
         .target(name: "VigilFailover", dependencies: ["VigilAddressing"]),
         .target(name: "VigilKernel", dependencies: ["VigilAddressing"]),
 
         // The only importer of OpenSSL.
-        .target(name: "VigilCrypto", dependencies: ["COpenSSL"]),
+        .target(name: "VigilCrypto", dependencies: ["COpenSSL", "VigilAlgorithms"]),
         // IKE engines (pure state machines over the codec and crypto).
-        .target(name: "VigilIKEv2", dependencies: ["VigilWire", "VigilCrypto"]),
-        .target(name: "VigilIKEv1", dependencies: ["VigilWire", "VigilCrypto"]),
+        .target(name: "VigilIKEv2", dependencies: ["VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
+        .target(name: "VigilIKEv1", dependencies: ["VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
         // The only importer of libnl.
         .target(name: "VigilNetlink", dependencies: ["VigilKernel", "CNetlink"]),
         // Userspace ESP data plane over TUN (RFC 4303 / RFC 3948).
-        .target(name: "VigilESP", dependencies: ["VigilCrypto", "VigilKernel", "VigilNetlink"]),
+        .target(name: "VigilESP", dependencies: ["VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilKernel", "VigilNetlink"]),
 
         // The event loop: sockets, timers, running what the machines return, control API.
         .target(name: "VigilDaemon", dependencies: [
-            "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
+            "VigilAddressing", "VigilAlgorithms", "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
             "VigilWire", "VigilCrypto", "VigilIKEv2", "VigilIKEv1", "VigilESP",
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -62,6 +63,7 @@ let package = Package(
         .executableTarget(name: "bench-esp", dependencies: ["VigilESP", "VigilCrypto", "VigilLab"], path: "Benchmarks/bench-esp"),
 
         .testTarget(name: "VigilAddressingTests", dependencies: ["VigilAddressing"]),
+        .testTarget(name: "VigilAlgorithmsTests", dependencies: ["VigilAlgorithms"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
         .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig"]),
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
