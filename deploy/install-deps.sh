@@ -9,6 +9,8 @@ packages=(
   iproute2 nftables iputils-ping procps psmisc iperf3
   # reference IKE peer
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  # openssl (ECP groups, GCM) and curve25519 plugins for the interop proposals
+  libstrongswan-standard-plugins libstrongswan-extra-plugins
 )
 
 missing=()
