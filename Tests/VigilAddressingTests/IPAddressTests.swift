@@ -34,3 +34,21 @@ import VigilAddressing
         #expect(throws: IPPrefix.ParseError.malformedAddress("10.0.0")) { try IPPrefix.parse("10.0.0/8") }
     }
 }
+
+@Suite struct IdentityTests {
+    @Test func parsesStrongSwanStyleText() {
+        #expect(Identity("192.0.2.1") == .address(IPAddress("192.0.2.1")!))
+        #expect(Identity("@gw.example.net") == .fqdn("gw.example.net"))
+        #expect(Identity("gw.example.net") == .fqdn("gw.example.net"))
+        #expect(Identity("ops@example.net") == .email("ops@example.net"))
+        #expect(Identity("@#0a0b") == .keyID([0x0A, 0x0B]))
+        #expect(Identity("") == nil)
+    }
+
+    @Test func roundTripsWireForm() {
+        for identity in [Identity.address(IPAddress("2001:db8::1")!), .fqdn("a.example"), .email("x@a.example"), .keyID([1, 2])] {
+            #expect(Identity(idType: identity.idType, data: identity.data) == identity)
+        }
+        #expect(Identity(idType: 1, data: [1, 2, 3]) == nil)
+    }
+}
