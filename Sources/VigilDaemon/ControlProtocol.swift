@@ -1,0 +1,162 @@
+import Foundation
+
+/// The control API between `vigil` (or any script) and `vigild`: a Unix stream socket carrying one JSON object per
+/// line. Each request gets one response line, except `events` with `follow`, which streams event lines until the
+/// client hangs up. Errors carry a stable `code` a script can act on (like wireguard's errno-valued ipc errors).
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable, CaseIterable {
+        case status
+        case setPeers = "peers.set"
+        case clear
+        case failover
+        case events
+        case metrics
+    }
+
+    public var command: Command
+    /// Crypto map name and entry sequence number, for commands that address an entry.
+    public var map: String?
+    public var sequence: Int?
+    /// peers.set: the new ordered peer list (addresses or host names); preferred: the new preferred peer (first).
+    public var peers: [String]?
+    public var preferred: String?
+    /// failover: move to this listed peer instead of the next one.
+    public var to: String?
+    /// events: keep the connection open and stream new events.
+    public var follow: Bool?
+
+    public init(
+        command: Command, map: String? = nil, sequence: Int? = nil, peers: [String]? = nil,
+        preferred: String? = nil, to: String? = nil, follow: Bool? = nil
+    ) {
+        self.command = command
+        self.map = map
+        self.sequence = sequence
+        self.peers = peers
+        self.preferred = preferred
+        self.to = to
+        self.follow = follow
+    }
+}
+
+/// Stable error codes of the control API.
+public enum ControlErrorCode: String, Codable, Sendable, CaseIterable {
+    case badRequest = "bad-request"
+    case unknownMap = "unknown-map"
+    case unknownEntry = "unknown-entry"
+    case invalidPeerList = "invalid-peer-list"
+    case unknownPeer = "unknown-peer"
+    case notConnected = "not-connected"
+    case internalError = "internal-error"
+}
+
+public struct ControlError: Error, Codable, Sendable, Equatable, CustomStringConvertible {
+    public var code: ControlErrorCode
+    public var message: String
+    public init(_ code: ControlErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// What `status` returns: every crypto-map entry, its peer list, the active peer and its SAs.
+public struct StatusReport: Codable, Sendable, Equatable {
+    public struct Entry: Codable, Sendable, Equatable {
+        public var map: String
+        public var sequence: Int
+        public var ikeVersion: String
+        public var peers: [String]
+        public var preferredPeer: String?
+        public var state: String
+        public var activePeer: String?
+        public var ikeSAs: [IKESAStatus]
+        public var childSAs: [ChildSAStatus]
+        public var dpd: String
+    }
+
+    public struct IKESAStatus: Codable, Sendable, Equatable {
+        public var id: String
+        public var peer: String
+        public var state: String
+        public var localSPI: String
+        public var remoteSPI: String
+        public var algorithms: String
+        public var established: Double?
+    }
+
+    public struct ChildSAStatus: Codable, Sendable, Equatable {
+        public var peer: String
+        public var inboundSPI: String
+        public var outboundSPI: String
+        public var algorithms: String
+        public var localTS: [String]
+        public var remoteTS: [String]
+        public var encapsulated: Bool
+    }
+
+    public var uptime: Double
+    public var dataplane: String
+    public var entries: [Entry]
+}
+
+/// One line of the event stream (and of the daemon's log): what happened, to which entry and peer, when.
+public struct DaemonEvent: Codable, Sendable, Equatable {
+    /// Seconds since the daemon started (monotonic) and the wall-clock time for humans.
+    public var time: Double
+    public var wallClock: String
+    public var kind: String
+    public var map: String?
+    public var sequence: Int?
+    public var peer: String?
+    public var detail: String
+
+    public init(time: Double, wallClock: String, kind: String, map: String?, sequence: Int?, peer: String?, detail: String) {
+        self.time = time
+        self.wallClock = wallClock
+        self.kind = kind
+        self.map = map
+        self.sequence = sequence
+        self.peer = peer
+        self.detail = detail
+    }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    public var ok: Bool
+    public var error: ControlError?
+    public var status: StatusReport?
+    public var events: [DaemonEvent]?
+    public var metrics: String?
+    public var message: String?
+
+    public static func success(message: String) -> ControlResponse {
+        ControlResponse(ok: true, error: nil, status: nil, events: nil, metrics: nil, message: message)
+    }
+
+    public static func failure(_ error: ControlError) -> ControlResponse {
+        ControlResponse(ok: false, error: error, status: nil, events: nil, metrics: nil, message: nil)
+    }
+
+    public init(ok: Bool, error: ControlError?, status: StatusReport?, events: [DaemonEvent]?, metrics: String?, message: String?) {
+        self.ok = ok
+        self.error = error
+        self.status = status
+        self.events = events
+        self.metrics = metrics
+        self.message = message
+    }
+}
+
+enum ControlCoding {
+    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        guard let data = try? encoder.encode(value) else { preconditionFailure("control types always encode") }
+        return Array(data) + [0x0A]
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, line: [UInt8]) throws -> T {
+        try JSONDecoder().decode(type, from: Data(line))
+    }
+}

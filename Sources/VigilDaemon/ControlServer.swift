@@ -1,0 +1,195 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Serves the control API on a Unix stream socket from the event loop thread. Requests are handled one line at a
+/// time; `events --follow` clients stay subscribed until they hang up or fall too far behind (then they are dropped
+/// rather than let a slow reader stall the daemon).
+public final class ControlServer: @unchecked Sendable {
+    public typealias RequestHandler = (ControlRequest) -> ControlResponse
+
+    private let loop: EventLoop
+    private let path: String
+    private let listenFD: Int32
+    private var clients: [Int32: [UInt8]] = [:]
+    private var subscribers: Set<Int32> = []
+    private let handler: RequestHandler
+
+    public init(path: String, loop: EventLoop, handler: @escaping RequestHandler) throws {
+        self.loop = loop
+        self.path = path
+        self.handler = handler
+        let directory = (path as NSString).deletingLastPathComponent
+        if !directory.isEmpty {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        unlink(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw UDPSocket.Failure(operation: "control socket", errno: errno) }
+        guard UnixAddress.bind(fd, path: path) == 0, listen(fd, 16) == 0 else {
+            let error = errno
+            close(fd)
+            throw UDPSocket.Failure(operation: "bind control socket \(path)", errno: error)
+        }
+        // Root only: the control API can clear sessions and rewrite peer lists.
+        chmod(path, 0o600)
+        listenFD = fd
+        loop.watch(fd) { [unowned self] in self.accept() }
+    }
+
+    deinit {
+        for fd in clients.keys { close(fd) }
+        close(listenFD)
+        unlink(path)
+    }
+
+    /// Sends an event line to every `events --follow` subscriber.
+    public func publish(_ event: DaemonEvent) {
+        guard !subscribers.isEmpty else { return }
+        let line = ControlCoding.encode(event)
+        for fd in subscribers where !write(line, to: fd) { drop(fd) }
+    }
+
+    private func accept() {
+        while true {
+            let fd = Glibc.accept(listenFD, nil, nil)
+            guard fd >= 0 else { return }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            clients[fd] = []
+            loop.watch(fd) { [unowned self] in self.readable(fd) }
+        }
+    }
+
+    private func readable(_ fd: Int32) {
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        let count = read(fd, &chunk, chunk.count)
+        if count <= 0 {
+            if count == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) { drop(fd) }
+            return
+        }
+        clients[fd, default: []].append(contentsOf: chunk[0..<count])
+        guard clients[fd]!.count <= 1 << 20 else { return drop(fd) }
+        while let newline = clients[fd]?.firstIndex(of: 0x0A) {
+            let line = Array(clients[fd]![..<newline])
+            clients[fd]!.removeSubrange(...newline)
+            respond(to: line, on: fd)
+        }
+    }
+
+    private func respond(to line: [UInt8], on fd: Int32) {
+        let response: ControlResponse
+        let request: ControlRequest
+        do {
+            request = try ControlCoding.decode(ControlRequest.self, line: line)
+        } catch {
+            let known = ControlRequest.Command.allCases.map(\.rawValue).joined(separator: ", ")
+            _ = write(ControlCoding.encode(ControlResponse.failure(ControlError(
+                .badRequest, "cannot decode request (\(error)); commands: \(known)"))), to: fd)
+            return
+        }
+        response = handler(request)
+        guard write(ControlCoding.encode(response), to: fd) else { return drop(fd) }
+        if request.command == .events, request.follow == true { subscribers.insert(fd) }
+    }
+
+    private func write(_ bytes: [UInt8], to fd: Int32) -> Bool {
+        var offset = 0
+        var spins = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                offset += sent
+            } else if sent < 0, errno == EAGAIN || errno == EWOULDBLOCK, spins < 100 {
+                spins += 1
+                usleep(1000)
+            } else {
+                return false
+            }
+        }
+        return true
+    }
+
+    private func drop(_ fd: Int32) {
+        loop.unwatch(fd)
+        clients[fd] = nil
+        subscribers.remove(fd)
+        close(fd)
+    }
+}
+
+/// Client side, used by the `vigil` CLI and tests.
+public final class ControlClient {
+    private let fd: Int32
+    private var buffer: [UInt8] = []
+
+    public init(path: String) throws {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ControlError(.internalError, "socket: errno \(errno)") }
+        guard UnixAddress.connect(fd, path: path) == 0 else {
+            let error = String(cString: strerror(errno))
+            close(fd)
+            throw ControlError(.notConnected, "cannot connect to vigild at \(path): \(error) (is vigild running?)")
+        }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func send(_ request: ControlRequest) throws -> ControlResponse {
+        let bytes = ControlCoding.encode(request)
+        let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        guard sent == bytes.count else { throw ControlError(.notConnected, "vigild closed the control connection") }
+        guard let line = readLine() else { throw ControlError(.notConnected, "vigild closed the control connection") }
+        return try ControlCoding.decode(ControlResponse.self, line: line)
+    }
+
+    /// The next streamed event line, or nil when the daemon hangs up.
+    public func nextEvent() throws -> DaemonEvent? {
+        guard let line = readLine() else { return nil }
+        return try ControlCoding.decode(DaemonEvent.self, line: line)
+    }
+
+    private func readLine() -> [UInt8]? {
+        while true {
+            if let newline = buffer.firstIndex(of: 0x0A) {
+                let line = Array(buffer[..<newline])
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let count = read(fd, &chunk, chunk.count)
+            guard count > 0 else { return nil }
+            buffer.append(contentsOf: chunk[0..<count])
+        }
+    }
+}
+
+enum UnixAddress {
+    static func bind(_ fd: Int32, path: String) -> Int32 {
+        withAddress(path) { Glibc.bind(fd, $0, $1) }
+    }
+
+    static func connect(_ fd: Int32, path: String) -> Int32 {
+        withAddress(path) { Glibc.connect(fd, $0, $1) }
+    }
+
+    private static func withAddress(_ path: String, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else {
+            errno = ENAMETOOLONG
+            return -1
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: bytes)
+            raw[bytes.count] = 0
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+    }
+}

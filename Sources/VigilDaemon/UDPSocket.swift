@@ -1,0 +1,121 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import VigilAddressing
+
+/// A bound, non-blocking UDP socket for IKE (port 500) or IKE + ESP-in-UDP (port 4500). Owns its descriptor.
+public final class UDPSocket: @unchecked Sendable {
+    public let fd: Int32
+    public let local: Endpoint
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let operation: String
+        public let errno: Int32
+        public var description: String { "\(operation): \(String(cString: strerror(errno))) (errno \(errno))" }
+    }
+
+    /// RFC 3948 §2.2: the 4-byte non-ESP marker that precedes IKE messages on port 4500.
+    public static let nonESPMarker: [UInt8] = [0, 0, 0, 0]
+
+    public init(bindTo local: Endpoint) throws {
+        let family = local.address.family == .ipv4 ? AF_INET : AF_INET6
+        let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(operation: "socket", errno: errno) }
+        var one: Int32 = 1
+        _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        if family == AF_INET6 {
+            _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let status = SocketAddress(local).withPointer { bind(fd, $0, $1) }
+        guard status == 0 else {
+            let error = errno
+            close(fd)
+            throw Failure(operation: "bind \(local)", errno: error)
+        }
+        self.fd = fd
+        self.local = local
+    }
+
+    deinit { close(fd) }
+
+    /// Sends one datagram; returns the error instead of throwing so the caller can log and count it.
+    @discardableResult
+    public func send(_ bytes: [UInt8], to remote: Endpoint) -> Failure? {
+        let sent = bytes.withUnsafeBytes { buffer in
+            SocketAddress(remote).withPointer { sendto(fd, buffer.baseAddress, buffer.count, 0, $0, $1) }
+        }
+        return sent < 0 ? Failure(operation: "sendto \(remote)", errno: errno) : nil
+    }
+
+    /// Receives one datagram if one is waiting.
+    public func receive(maximumSize: Int = 65_536) -> (bytes: [UInt8], from: Endpoint)? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var buffer = [UInt8](repeating: 0, count: maximumSize)
+        let count = buffer.withUnsafeMutableBytes { raw in
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &length)
+                }
+            }
+        }
+        guard count >= 0, let from = SocketAddress.endpoint(from: storage) else { return nil }
+        buffer.removeLast(buffer.count - count)
+        return (buffer, from)
+    }
+}
+
+/// sockaddr_in / sockaddr_in6 built from an Endpoint.
+struct SocketAddress {
+    private var storage = sockaddr_storage()
+    private let length: socklen_t
+
+    init(_ endpoint: Endpoint) {
+        switch endpoint.address {
+        case .v4(let value):
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = endpoint.port.bigEndian
+            address.sin_addr.s_addr = value.bigEndian
+            withUnsafeMutableBytes(of: &storage) { raw in
+                withUnsafeBytes(of: address) { raw.copyMemory(from: $0) }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        case .v6:
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_port = endpoint.port.bigEndian
+            let bytes = endpoint.address.bytes
+            withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
+            withUnsafeMutableBytes(of: &storage) { raw in
+                withUnsafeBytes(of: address) { raw.copyMemory(from: $0) }
+            }
+            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+        }
+    }
+
+    func withPointer<T>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> T) -> T {
+        withUnsafeBytes(of: storage) { raw in
+            body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), length)
+        }
+    }
+
+    static func endpoint(from storage: sockaddr_storage) -> Endpoint? {
+        var storage = storage
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: &storage) { raw in
+                let address = raw.loadUnaligned(as: sockaddr_in.self)
+                return Endpoint(.v4(UInt32(bigEndian: address.sin_addr.s_addr)), UInt16(bigEndian: address.sin_port))
+            }
+        case AF_INET6:
+            return withUnsafeBytes(of: &storage) { raw in
+                let address = raw.loadUnaligned(as: sockaddr_in6.self)
+                let bytes = withUnsafeBytes(of: address.sin6_addr) { Array($0) }
+                return IPAddress(bytes: bytes).map { Endpoint($0, UInt16(bigEndian: address.sin6_port)) }
+            }
+        default:
+            return nil
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// VigilDaemon: see the package manifest for what this target is.
