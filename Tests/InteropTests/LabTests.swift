@@ -61,3 +61,60 @@ import VigilLab
         #expect(ping.succeeded, "ping through the tunnel failed: \(ping.stdout)\(ping.stderr)")
     }
 }
+
+/// The failover lab's plumbing, driven by a strongSwan on the local gateway (the baseline Vigil is compared with).
+@Suite struct FailoverLabTests {
+    static func localGatewayConfig(peers: [String]) -> String {
+        """
+        connections {
+            site {
+                version = 2
+                local_addrs = \(FailoverLab.vigilWANAddress)
+                remote_addrs = \(peers.joined(separator: ","))
+                proposals = aes256-sha256-modp2048
+                encap = yes
+                local { auth = psk
+                        id = \(FailoverLab.vigilWANAddress) }
+                remote { auth = psk }
+                children {
+                    site {
+                        local_ts = \(FailoverLab.localSubnet)
+                        remote_ts = \(FailoverLab.remoteSubnet)
+                        esp_proposals = aes256-sha256
+                    }
+                }
+            }
+        }
+        secrets {
+            ike-any { secret = "lab-secret-123" }
+        }
+        """
+    }
+
+    @Test func hostReachesTheRemoteServiceThroughTheFirstGateway() throws {
+        let lab = try FailoverLab(gatewayCount: 2)
+        defer { lab.destroy() }
+        for index in 0..<2 {
+            try lab.startStrongSwan(index, swanctlConf: FailoverLab.remoteGatewayConfig(
+                index: index, ikeVersion: 2, ikeProposal: "aes256-sha256-modp2048", espProposal: "aes256-sha256",
+                psk: "lab-secret-123"))
+        }
+        let local = try StrongSwan(namespace: lab.vigil, name: "local")
+        defer { local.stop(); local.removeFiles() }
+        try local.start(swanctlConf: Self.localGatewayConfig(peers: [FailoverLab.gatewayAddress(0), FailoverLab.gatewayAddress(1)]))
+        let result = try local.initiate(child: "site")
+        #expect(result.succeeded, "\(result.stderr)\(result.stdout)")
+        let ping = try lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(ping.succeeded, "ping from the host through the tunnel failed: \(ping.stdout)")
+        #expect(try lab.strongSwans[0]!.listSAs().contains("state=INSTALLED"))
+        #expect(!(try lab.strongSwans[1]!.listSAs().contains("state=INSTALLED")))
+
+        // Cutting gateway 1's link stops the traffic (nothing else carries it).
+        try lab.cutLink(0)
+        let cut = try lab.host.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(!cut.succeeded)
+        try lab.restoreLink(0)
+        let restored = try lab.host.run(["ping", "-c", "2", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(restored.succeeded)
+    }
+}
