@@ -29,7 +29,7 @@ public final class VigildProcess: @unchecked Sendable {
     deinit { stop() }
 
     public func start(extraArguments: [String] = []) throws {
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

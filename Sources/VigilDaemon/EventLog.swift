@@ -1,0 +1,80 @@
+import Foundation
+
+/// The daemon's event record: every failover-relevant happening with monotonic and wall-clock time, kept in a
+/// bounded ring for `vigil events`, streamed to followers, and written to the log as one line each.
+public final class EventLog: @unchecked Sendable {
+    public typealias Sink = (DaemonEvent) -> Void
+
+    private var ring: [DaemonEvent] = []
+    private let capacity: Int
+    private var sinks: [Sink] = []
+    private let formatter: DateFormatter
+
+    public init(capacity: Int = 4096) {
+        self.capacity = capacity
+        formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+    }
+
+    public func addSink(_ sink: @escaping Sink) { sinks.append(sink) }
+
+    public var recent: [DaemonEvent] { ring }
+
+    public func record(kind: String, now: Duration, map: String? = nil, sequence: Int? = nil, peer: String? = nil, detail: String) {
+        let event = DaemonEvent(
+            time: now.seconds, wallClock: formatter.string(from: Date()), kind: kind,
+            map: map, sequence: sequence, peer: peer, detail: detail
+        )
+        if ring.count == capacity { ring.removeFirst(capacity / 4) }
+        ring.append(event)
+        for sink in sinks { sink(event) }
+    }
+}
+
+/// Counters and gauges exported by `vigil metrics` in the Prometheus text format.
+public struct Metrics: Sendable {
+    private var counters: [String: UInt64] = [:]
+    private var help: [String: String] = [:]
+
+    public init() {}
+
+    public mutating func increment(_ name: String, by amount: UInt64 = 1, help text: String? = nil) {
+        counters[name, default: 0] &+= amount
+        if let text { help[Self.family(of: name)] = text }
+    }
+
+    public mutating func set(_ name: String, _ value: UInt64, help text: String? = nil) {
+        counters[name] = value
+        if let text { help[Self.family(of: name)] = text }
+    }
+
+    public func value(_ name: String) -> UInt64 { counters[name] ?? 0 }
+
+    /// Prometheus exposition text, sorted for stable output.
+    public var text: String {
+        var lines: [String] = []
+        var described = Set<String>()
+        for name in counters.keys.sorted() {
+            let family = Self.family(of: name)
+            if described.insert(family).inserted, let text = help[family] {
+                lines.append("# HELP \(family) \(text)")
+            }
+            lines.append("\(name) \(counters[name]!)")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func family(of name: String) -> String {
+        String(name.prefix { $0 != "{" })
+    }
+}
+
+extension Duration {
+    /// Seconds as a Double, for logs and the control API.
+    public var seconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
