@@ -436,6 +436,7 @@ struct DocumentParser {
         var ok = true
         var peers: [Setting<Peer>] = []
         var preferred: Peer?
+        var positions: [PeerAddress: (position: Int, field: Field)] = [:]
         for (position, item) in items.enumerated() {
             var addressField = item
             var identity: Identity?
@@ -467,11 +468,12 @@ struct DocumentParser {
                 ok = false
                 continue
             }
-            if let first = peers.first(where: { $0.value.address == address }) {
-                diagnostics.report(addressField, "peer \(address) is listed twice (first at line \(first.field.mark?.line ?? 0), position \((peers.firstIndex { $0.value.address == address } ?? 0) + 1)); allowed: each peer once per list")
+            if let first = positions[address] {
+                diagnostics.report(addressField, "peer \(address) is listed twice (first at line \(first.field.mark?.line ?? 0), position \(first.position + 1)); allowed: each peer once per list")
                 ok = false
                 continue
             }
+            positions[address] = (position, addressField)
             let peer = Peer(address: address, identity: identity, preSharedKey: Secret(bytes: []))
             peers.append(Setting(value: peer, field: addressField))
             allPeers.append(Setting(value: peer, field: addressField))

@@ -285,3 +285,84 @@ import VigilAddressing
         #expect(error.description == "vigil.yaml:12:7: crypto-maps.A.entries[10].dpd.retry: m")
     }
 }
+
+/// The remaining keys' checks: required keys, enumerations, ranges that relate two keys.
+@Suite struct MoreValidationTests {
+    @Test func missingRequiredKeyIsPlacedAtItsMapping() throws {
+        let error = try singleError(changing("        ike-version: v2", to: ""))
+        #expect(error.path == "crypto-maps.A.entries[10].ike-version")
+        #expect((error.line, error.column) == (9, 9))
+        #expect(error.message == "required key 'ike-version' is missing; allowed: v1 or v2")
+    }
+
+    @Test func unknownTopLevelKey() throws {
+        let error = try singleError(validDocument + "crypto-map: {}\n")
+        #expect(error.path == "crypto-map")
+        #expect((error.line, error.column) == (15, 1))
+        #expect(error.message.hasPrefix("unknown key 'crypto-map' (did you mean 'crypto-maps'?)"))
+    }
+
+    @Test func enumerationsListTheirValues() throws {
+        let dataplane = try singleError(changing("  secrets: secrets.yaml", to: "  secrets: secrets.yaml\n  dataplane: ebpf"))
+        #expect(dataplane.path == "global.dataplane")
+        #expect(dataplane.message == "'ebpf' is not allowed; allowed: kernel, userspace, auto")
+
+        let action = try singleError(changing("  dpd: {mode: periodic, interval: 1s, retry: 200ms}", to: "  dpd: {mode: periodic, interval: 1s, retry: 200ms, action: reset}"))
+        #expect(action.path == "global.dpd.action")
+        #expect(action.message == "'reset' is not allowed; allowed: clear, hold, restart")
+
+        let mode = try singleError(changing("  dpd: {mode: periodic, interval: 1s, retry: 200ms}", to: "  dpd: {mode: always, interval: 1s, retry: 200ms}"))
+        #expect(mode.message == "'always' is not allowed; allowed: periodic, on-demand, off")
+    }
+
+    @Test func rekeyMarginMustBeShorterThanTheLifetimes() throws {
+        let yaml = changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16]\n        child-lifetime: 10m\n        rekey-margin: 10m")
+        let error = try singleError(yaml)
+        #expect(error.path == "crypto-maps.A.entries[10].rekey-margin")
+        #expect((error.line, error.column) == (16, 23))
+        #expect(error.message.hasPrefix("rekey-margin 10m is not shorter than the lifetimes (ike-lifetime 1d, child-lifetime 10m)"))
+    }
+
+    @Test func lifetimesFollowCiscoRanges() throws {
+        let error = try singleError(changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16]\n        child-lifetime: 60s"))
+        #expect(error.path == "crypto-maps.A.entries[10].child-lifetime")
+        #expect(error.message == "60s is out of range; allowed: 2m to 1d (Cisco's range)")
+    }
+
+    @Test func routeTableAndControlSocket() throws {
+        let table = try singleError(changing("  secrets: secrets.yaml", to: "  secrets: secrets.yaml\n  kernel: {route-table: 254}"))
+        #expect(table.path == "global.kernel.route-table")
+        #expect(table.message.hasPrefix("'254' is not a usable routing table; allowed: main, or a number"))
+
+        let socket = try singleError(changing("  secrets: secrets.yaml", to: "  secrets: secrets.yaml\n  control-socket: vigil.sock"))
+        #expect(socket.path == "global.control-socket")
+        #expect(socket.message.hasPrefix("'vigil.sock' is not an absolute path"))
+    }
+
+    @Test func backoffMaximumBelowInitial() throws {
+        let error = try singleError(changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16]\n        backoff: {initial: 10s, maximum: 5s}"))
+        #expect(error.path == "crypto-maps.A.entries[10].backoff.maximum")
+        #expect(error.message == "backoff maximum 5s is shorter than initial 10s; allowed: maximum at least initial")
+    }
+
+    @Test func missingSecretsKeyWithPeers() throws {
+        let error = try singleError(changing("  secrets: secrets.yaml", to: ""))
+        #expect(error.path == "global.secrets")
+        #expect(error.message.hasPrefix("required key 'secrets' is missing"))
+    }
+
+    @Test func badIdentity() throws {
+        let error = try singleError(changing("  identity: 192.0.2.1", to: "  identity: \"C=CH, O=Example\""))
+        #expect(error.path == "global.identity")
+        #expect((error.line, error.column) == (2, 13))
+        #expect(error.message == "'C=CH, O=Example' is not an identity; allowed: an IP address, @fqdn or fqdn, user@fqdn")
+    }
+
+    @Test func aLongPeerListKeepsItsOrder() throws {
+        let addresses = (1...40).map { "198.51.100.\($0)" }
+        let yaml = changing("        peers: [198.51.100.1, 198.51.100.2]", to: "        peers: [\(addresses.joined(separator: ", "))]")
+        let secrets = "pre-shared-keys:\n" + addresses.map { "  \($0): key-\($0)\n" }.joined()
+        let configuration = try ConfigurationLoader.load(yaml: yaml, fileName: "test.yaml", secrets: secrets)
+        #expect(configuration.cryptoMaps[0].entries[0].peers.map(\.address.description) == addresses)
+    }
+}
