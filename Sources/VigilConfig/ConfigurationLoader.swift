@@ -16,7 +16,7 @@ public enum ConfigurationLoader {
             yaml = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
             throw ConfigurationErrors([ConfigurationError(
-                file: path, line: 0, column: 0, path: "", message: "cannot read the file: \(Self.reason(error))")])
+                file: path, line: 0, column: 0, path: "", message: "cannot read the file: \(Self.reason(error, path: path))")])
         }
         return try load(yaml: yaml, fileName: path, secrets: .disk)
     }
@@ -95,13 +95,17 @@ public enum ConfigurationLoader {
             }
             text = given
         case .disk:
-            let mode: Int
+            // stat(2) follows a symbolic link to the file whose bits matter.
+            var status = stat()
+            guard stat(path, &status) == 0 else {
+                diagnostics.report(field, "cannot read the secrets file '\(path)': \(String(cString: strerror(errno)))")
+                return nil
+            }
+            let mode = Int(status.st_mode) & 0o7777
             do {
-                let attributes = try FileManager.default.attributesOfItem(atPath: path)
-                mode = (attributes[.posixPermissions] as? NSNumber)?.intValue ?? 0
                 text = try String(contentsOfFile: path, encoding: .utf8)
             } catch {
-                diagnostics.report(field, "cannot read the secrets file '\(path)': \(reason(error))")
+                diagnostics.report(field, "cannot read the secrets file '\(path)': \(reason(error, path: path))")
                 return nil
             }
             guard mode & 0o077 == 0 else {
@@ -162,12 +166,10 @@ public enum ConfigurationLoader {
         return directory.isEmpty ? path : (directory as NSString).appendingPathComponent(path)
     }
 
-    private static func reason(_ error: any Error) -> String {
-        let nsError = error as NSError
-        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? NSError {
-            return String(cString: strerror(Int32(underlying.code)))
-        }
-        return nsError.localizedDescription
+    private static func reason(_ error: any Error, path: String) -> String {
+        if !FileManager.default.fileExists(atPath: path) { return String(cString: strerror(ENOENT)) }
+        if !FileManager.default.isReadableFile(atPath: path) { return String(cString: strerror(EACCES)) }
+        return (error as NSError).localizedDescription
     }
 
     private static func unique(_ errors: [ConfigurationError]) -> [ConfigurationError] {

@@ -145,7 +145,8 @@ struct Section {
     /// Nil (after reporting) when the node is not a mapping. Unknown and non-scalar keys are reported.
     init?(_ field: Field, allowed: [String], _ diagnostics: inout Diagnostics) {
         guard case .mapping(let mapping) = field.node else {
-            diagnostics.report(field, "found \(field.kind); allowed: a mapping with keys \(allowed.joined(separator: ", "))")
+            let expected = allowed.isEmpty ? "a mapping" : "a mapping with keys \(allowed.joined(separator: ", "))"
+            diagnostics.report(field, "found \(field.kind); allowed: \(expected)")
             return nil
         }
         self.field = field

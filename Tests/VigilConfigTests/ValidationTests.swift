@@ -366,3 +366,20 @@ import VigilAddressing
         #expect(configuration.cryptoMaps[0].entries[0].peers.map(\.address.description) == addresses)
     }
 }
+
+@Suite struct ShapeTests {
+    @Test func aScalarWhereAMappingBelongs() throws {
+        // The global section (lines 1-5) and nothing usable after it.
+        let yaml = validDocument.split(separator: "\n").prefix(5).joined(separator: "\n") + "\ncrypto-maps: none\n"
+        let error = try singleError(yaml)
+        #expect(error.path == "crypto-maps")
+        #expect((error.line, error.column) == (6, 14))
+        #expect(error.message == "found a scalar; allowed: a mapping")
+    }
+
+    @Test func aMappingWhereAListBelongs() throws {
+        let error = try singleError(changing("        peers: [198.51.100.1, 198.51.100.2]", to: "        peers: {first: 198.51.100.1}"))
+        #expect(error.path == "crypto-maps.A.entries[10].peers")
+        #expect(error.message == "found a mapping; allowed: a list of peer addresses or host names")
+    }
+}
