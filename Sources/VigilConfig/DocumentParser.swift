@@ -322,6 +322,12 @@ struct DocumentParser {
         } else if section["pfs-group"] != nil {
             ok = false
         }
+        if let pfsGroup, let espProposals, let items = section["esp-proposals"]?.list(&diagnostics.discarding, expecting: "", scalarAllowed: true) {
+            for (proposal, item) in zip(espProposals, items) where !proposal.dhGroups.isEmpty && !proposal.dhGroups.contains(pfsGroup) {
+                diagnostics.report(item, "ESP proposal '\(proposal)' names DH group \(proposal.dhGroups.map(\.keyword).joined(separator: ", ")) but pfs-group is \(pfsGroup.keyword); allowed: the same group in both, or the group in only one of them")
+                ok = false
+            }
+        }
         let ikeLifetime = need(section["ike-lifetime"].map { $0.duration(&diagnostics, in: ConfigurationLimits.ikeLifetime, note: " (Cisco's range)") }
             ?? ConfigurationLimits.defaultIKELifetime)
         let childLifetime = need(section["child-lifetime"].map { $0.duration(&diagnostics, in: ConfigurationLimits.childLifetime, note: " (Cisco's range)") }

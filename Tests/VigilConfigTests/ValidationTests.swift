@@ -383,3 +383,20 @@ import VigilAddressing
         #expect(error.message == "found a mapping; allowed: a list of peer addresses or host names")
     }
 }
+
+@Suite struct ConsistencyTests {
+    @Test func pfsGroupDisagreesWithAnESPProposal() throws {
+        let yaml = changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16-modp2048]\n        pfs-group: x25519")
+        let error = try singleError(yaml)
+        #expect(error.path == "crypto-maps.A.entries[10].esp-proposals[0]")
+        #expect((error.line, error.column) == (14, 25))
+        #expect(error.message.hasPrefix("ESP proposal 'aes256gcm16-modp2048' names DH group modp2048 but pfs-group is x25519"))
+    }
+
+    @Test func duplicateKeysAreReportedByYAML() throws {
+        let error = try singleError(changing("        ike-version: v2", to: "        ike-version: v2\n        ike-version: v1"))
+        #expect(error.path == "")
+        #expect((error.line, error.column) == (10, 9))
+        #expect(error.message == "duplicate key 'ike-version' in one mapping; allowed: each key once")
+    }
+}
