@@ -1,0 +1,35 @@
+/// Vigil's accepted ranges and defaults, with the Cisco value each one follows or departs from.
+public enum ConfigurationLimits {
+    // Cisco `crypto isakmp keepalive SECONDS RETRY-SECONDS`: interval 10-3600 s, retry 2-60 s, default retry 2 s.
+    // Vigil goes lower (sub-second detection is one of its reasons to exist) and keeps Cisco's maxima.
+    public static let dpdInterval: ClosedRange<Duration> = .milliseconds(100) ... .seconds(3600)
+    public static let dpdRetry: ClosedRange<Duration> = .milliseconds(50) ... .seconds(60)
+    public static let defaultDPDRetry: Duration = .seconds(2)
+    /// Cisco sends 5 retransmissions before declaring the peer dead.
+    public static let defaultDPDRetries = 5
+    public static let dpdRetries: ClosedRange<Int> = 1 ... 100
+
+    /// Cisco `crypto map NAME SEQ`: 1-65535.
+    public static let sequence: ClosedRange<Int> = 1 ... 65535
+    /// Cisco `set security-association idle-time`: 60-86400 s; Vigil accepts from 1 s.
+    public static let idleTime: ClosedRange<Duration> = .seconds(1) ... .seconds(86400)
+    /// Cisco `lifetime` (ISAKMP policy): 60-86400 s, default 86400 s.
+    public static let ikeLifetime: ClosedRange<Duration> = .seconds(60) ... .seconds(86400)
+    public static let defaultIKELifetime: Duration = .seconds(86400)
+    /// Cisco `set security-association lifetime seconds`: 120-86400 s, default 3600 s.
+    public static let childLifetime: ClosedRange<Duration> = .seconds(120) ... .seconds(86400)
+    public static let defaultChildLifetime: Duration = .seconds(3600)
+
+    public static let connectTimeout: ClosedRange<Duration> = .milliseconds(100) ... .seconds(300)
+    public static let defaultConnectTimeout: Duration = .seconds(10)
+    public static let backoff: ClosedRange<Duration> = .milliseconds(10) ... .seconds(3600)
+    public static let holdDown: ClosedRange<Duration> = .zero ... .seconds(86400)
+    public static let flapWindow: ClosedRange<Duration> = .seconds(1) ... .seconds(86400)
+    public static let maxFlaps: ClosedRange<Int> = 1 ... 1000
+
+    public static let retransmitTimeout: ClosedRange<Duration> = .milliseconds(50) ... .seconds(60)
+    public static let retransmitBase: ClosedRange<Double> = 1.0 ... 4.0
+    public static let retransmitTries: ClosedRange<Int> = 1 ... 20
+
+    public static let defaultControlSocket = "/run/vigil/vigil.sock"
+}

@@ -1,0 +1,353 @@
+import VigilAddressing
+import VigilAlgorithms
+
+/// The whole configuration: what the rest of the daemon uses. Values only; built by `ConfigurationLoader`.
+public struct VigilConfiguration: Hashable, Sendable {
+    public var global: GlobalSettings
+    /// Sorted by name.
+    public var cryptoMaps: [CryptoMap]
+
+    public init(global: GlobalSettings, cryptoMaps: [CryptoMap]) {
+        self.global = global
+        self.cryptoMaps = cryptoMaps
+    }
+}
+
+/// The `global:` section.
+public struct GlobalSettings: Hashable, Sendable {
+    /// Our IKE identity (IDi / IDr) unless an entry overrides it.
+    public var identity: Identity
+    /// Addresses the IKE sockets bind to (UDP 500 and 4500).
+    public var listen: [IPAddress]
+    public var dataplane: DataPlaneChoice
+    /// Absolute path of the secrets file (resolved against the main file's directory).
+    public var secretsPath: String?
+    public var controlSocket: String
+    /// DPD defaults; each entry may override key by key.
+    public var dpd: DPDSettings
+    public var ikeRetransmit: RetransmitSchedule
+    public var kernel: KernelSettings
+
+    public init(
+        identity: Identity, listen: [IPAddress], dataplane: DataPlaneChoice, secretsPath: String?,
+        controlSocket: String, dpd: DPDSettings, ikeRetransmit: RetransmitSchedule, kernel: KernelSettings
+    ) {
+        self.identity = identity
+        self.listen = listen
+        self.dataplane = dataplane
+        self.secretsPath = secretsPath
+        self.controlSocket = controlSocket
+        self.dpd = dpd
+        self.ikeRetransmit = ikeRetransmit
+        self.kernel = kernel
+    }
+}
+
+/// Where ESP packets are processed.
+public enum DataPlaneChoice: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// XFRM states and policies in the kernel.
+    case kernel
+    /// Vigil's own ESP over a TUN device.
+    case userspace
+    /// Kernel when it has ESP, else userspace.
+    case auto
+
+    public var description: String { rawValue }
+}
+
+/// An IKE identity in strongSwan-like text: an IP address, `@fqdn` or `fqdn`, `user@fqdn`.
+public enum Identity: Hashable, Sendable, CustomStringConvertible {
+    /// ID_IPV4_ADDR / ID_IPV6_ADDR.
+    case address(IPAddress)
+    /// ID_FQDN.
+    case fqdn(String)
+    /// ID_RFC822_ADDR.
+    case email(String)
+
+    public var description: String {
+        switch self {
+        case .address(let address): address.description
+        case .fqdn(let name): "@\(name)"
+        case .email(let address): address
+        }
+    }
+}
+
+/// RFC 3706 DPD / RFC 7296 §2.4 liveness settings, in Cisco's words (`crypto isakmp keepalive`).
+public struct DPDSettings: Hashable, Sendable {
+    public enum Mode: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+        /// R-U-THERE every `interval` whatever the traffic.
+        case periodic
+        /// R-U-THERE only when traffic is sent and nothing was received for `interval` (Cisco's default).
+        case onDemand = "on-demand"
+        /// No liveness checks.
+        case off
+        public var description: String { rawValue }
+    }
+
+    /// What to do with the SAs of a peer declared dead.
+    public enum Action: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+        /// Delete the SAs and stay down.
+        case clear
+        /// Delete the SAs, keep the policies (traffic is held) until the peer is reachable again.
+        case hold
+        /// Delete the SAs and negotiate again, failing over to the next listed peer.
+        case restart
+        public var description: String { rawValue }
+    }
+
+    public var mode: Mode
+    /// Idle time (on-demand) or period (periodic) before an R-U-THERE; nil only when `mode` is `.off`.
+    public var interval: Duration?
+    /// Time between R-U-THERE retransmissions once one went unanswered.
+    public var retry: Duration
+    /// Unanswered retransmissions after which the peer is declared dead.
+    public var retries: Int
+    public var action: Action
+
+    public init(mode: Mode, interval: Duration?, retry: Duration, retries: Int, action: Action) {
+        self.mode = mode
+        self.interval = interval
+        self.retry = retry
+        self.retries = retries
+        self.action = action
+    }
+
+    /// Cisco's defaults: on-demand, retry 2 s, 5 retries; no interval (one must be configured unless mode is off).
+    public static let defaults = DPDSettings(
+        mode: .onDemand, interval: nil, retry: ConfigurationLimits.defaultDPDRetry,
+        retries: ConfigurationLimits.defaultDPDRetries, action: .restart)
+}
+
+/// IKE request retransmission: the n-th retransmission waits `timeout * base^n`; after `tries` the exchange fails.
+public struct RetransmitSchedule: Hashable, Sendable {
+    public var timeout: Duration
+    public var base: Double
+    public var tries: Int
+
+    public init(timeout: Duration, base: Double, tries: Int) {
+        self.timeout = timeout
+        self.base = base
+        self.tries = tries
+    }
+
+    public static let defaults = RetransmitSchedule(timeout: .seconds(1), base: 1.8, tries: 4)
+}
+
+/// How routes to protected subnets are installed.
+public struct KernelSettings: Hashable, Sendable {
+    public enum RouteTable: Hashable, Sendable, CustomStringConvertible {
+        /// The main table (254).
+        case main
+        /// A table of its own, selected by a policy rule (`from all lookup N`).
+        case number(UInt32)
+
+        public var description: String {
+            switch self {
+            case .main: "main"
+            case .number(let number): String(number)
+            }
+        }
+    }
+
+    public var routeTable: RouteTable
+    public var installRoutes: Bool
+
+    public init(routeTable: RouteTable, installRoutes: Bool) {
+        self.routeTable = routeTable
+        self.installRoutes = installRoutes
+    }
+
+    /// strongSwan's choice: table 220 with a rule.
+    public static let defaults = KernelSettings(routeTable: .number(220), installRoutes: true)
+}
+
+/// A named crypto map (Cisco `crypto map NAME SEQ ipsec-isakmp`).
+public struct CryptoMap: Hashable, Sendable {
+    public var name: String
+    /// Sorted by sequence number; lower numbers are matched first.
+    public var entries: [CryptoMapEntry]
+
+    public init(name: String, entries: [CryptoMapEntry]) {
+        self.name = name
+        self.entries = entries
+    }
+}
+
+public enum IKEVersion: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    case v1
+    case v2
+    public var description: String { rawValue }
+}
+
+/// UDP encapsulation of ESP (RFC 3948).
+public enum Encapsulation: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+    /// Only when NAT is detected.
+    case auto
+    /// Always (fake NAT detection, as strongSwan's `encap = yes`).
+    case force
+    public var description: String { rawValue }
+}
+
+/// Going back to the preferred peer once it is reachable again, with damping so a flapping peer is left alone.
+public struct Preemption: Hashable, Sendable {
+    /// The preferred peer must answer for this long before traffic moves back to it.
+    public var holdDown: Duration
+    /// At most this many moves back within `flapWindow`; further ones are suppressed until the window passes.
+    public var maxFlaps: Int
+    public var flapWindow: Duration
+
+    public init(holdDown: Duration, maxFlaps: Int, flapWindow: Duration) {
+        self.holdDown = holdDown
+        self.maxFlaps = maxFlaps
+        self.flapWindow = flapWindow
+    }
+
+    public static let defaults = Preemption(holdDown: .seconds(30), maxFlaps: 3, flapWindow: .seconds(600))
+}
+
+/// Delays between attempts when every listed peer failed: doubling from `initial` up to `maximum`.
+public struct Backoff: Hashable, Sendable {
+    public var initial: Duration
+    public var maximum: Duration
+
+    public init(initial: Duration, maximum: Duration) {
+        self.initial = initial
+        self.maximum = maximum
+    }
+
+    public static let defaults = Backoff(initial: .seconds(1), maximum: .seconds(60))
+}
+
+/// One protected-traffic pair (Cisco's crypto ACL line; IKEv2 TSi/TSr). Both sides are of one address family.
+public struct TrafficSelectorPair: Hashable, Sendable, CustomStringConvertible {
+    public var local: IPPrefix
+    public var remote: IPPrefix
+
+    public init(local: IPPrefix, remote: IPPrefix) {
+        self.local = local
+        self.remote = remote
+    }
+
+    /// True when some packet would match both pairs.
+    public func overlaps(_ other: TrafficSelectorPair) -> Bool {
+        local.overlaps(other.local) && remote.overlaps(other.remote)
+    }
+
+    public var description: String { "\(local) <=> \(remote)" }
+}
+
+/// One entry of a crypto map (Cisco `crypto map NAME SEQ`).
+public struct CryptoMapEntry: Hashable, Sendable {
+    public var sequence: Int
+    public var ikeVersion: IKEVersion
+    /// The ordered peer list; the first is tried first, failover goes down the list.
+    public var peers: [Peer]
+    /// Cisco `set peer X default`: always `peers[0]` when set.
+    public var preferredPeer: Peer?
+    /// Cisco `set security-association idle-time`: after this long idle on a backup peer, the preferred peer is tried again.
+    public var idleTime: Duration?
+    public var preemption: Preemption?
+    public var traffic: [TrafficSelectorPair]
+    public var ikeProposals: [IKEProposal]
+    public var espProposals: [ESPProposal]
+    /// Cisco `set pfs`: the DH group of CREATE_CHILD_SA / Quick Mode KE; nil means no PFS.
+    public var pfsGroup: DHGroup?
+    public var ikeLifetime: Duration
+    public var childLifetime: Duration
+    /// Rekey this long before a lifetime ends; nil lets the IKE engine choose.
+    public var rekeyMargin: Duration?
+    /// Global DPD settings merged with this entry's overrides.
+    public var dpd: DPDSettings
+    /// Initiate at start-up (else wait for the peer or for traffic).
+    public var start: Bool
+    public var encapsulation: Encapsulation
+    /// Time one negotiation attempt with one peer may take before the next peer is tried.
+    public var connectTimeout: Duration
+    public var backoff: Backoff
+    /// Overrides `global.identity` for this entry.
+    public var localIdentity: Identity?
+    /// Global schedule merged with this entry's overrides.
+    public var retransmit: RetransmitSchedule
+
+    public init(
+        sequence: Int, ikeVersion: IKEVersion, peers: [Peer], preferredPeer: Peer?, idleTime: Duration?,
+        preemption: Preemption?, traffic: [TrafficSelectorPair], ikeProposals: [IKEProposal],
+        espProposals: [ESPProposal], pfsGroup: DHGroup?, ikeLifetime: Duration, childLifetime: Duration,
+        rekeyMargin: Duration?, dpd: DPDSettings, start: Bool, encapsulation: Encapsulation,
+        connectTimeout: Duration, backoff: Backoff, localIdentity: Identity?, retransmit: RetransmitSchedule
+    ) {
+        self.sequence = sequence
+        self.ikeVersion = ikeVersion
+        self.peers = peers
+        self.preferredPeer = preferredPeer
+        self.idleTime = idleTime
+        self.preemption = preemption
+        self.traffic = traffic
+        self.ikeProposals = ikeProposals
+        self.espProposals = espProposals
+        self.pfsGroup = pfsGroup
+        self.ikeLifetime = ikeLifetime
+        self.childLifetime = childLifetime
+        self.rekeyMargin = rekeyMargin
+        self.dpd = dpd
+        self.start = start
+        self.encapsulation = encapsulation
+        self.connectTimeout = connectTimeout
+        self.backoff = backoff
+        self.localIdentity = localIdentity
+        self.retransmit = retransmit
+    }
+}
+
+/// Where a peer is: an address, or a host name resolved when it is tried.
+public enum PeerAddress: Hashable, Sendable, CustomStringConvertible {
+    case ip(IPAddress)
+    /// Lower-cased host name.
+    case host(String)
+
+    public var description: String {
+        switch self {
+        case .ip(let address): address.description
+        case .host(let name): name
+        }
+    }
+}
+
+/// One listed peer.
+public struct Peer: Hashable, Sendable, CustomStringConvertible {
+    public var address: PeerAddress
+    /// The identity the peer must authenticate as; nil means its address (or host name as an FQDN).
+    public var identity: Identity?
+    public var preSharedKey: Secret
+
+    public init(address: PeerAddress, identity: Identity?, preSharedKey: Secret) {
+        self.address = address
+        self.identity = identity
+        self.preSharedKey = preSharedKey
+    }
+
+    /// The identity the peer is expected to present.
+    public var expectedIdentity: Identity {
+        if let identity { return identity }
+        switch address {
+        case .ip(let address): return .address(address)
+        case .host(let name): return .fqdn(name)
+        }
+    }
+
+    public var description: String { address.description }
+}
+
+/// Key material that never prints: `description`, `debugDescription` and mirrors show `<secret>`.
+public struct Secret: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public let bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    public var description: String { "<secret>" }
+    public var debugDescription: String { "<secret>" }
+    public var customMirror: Mirror { Mirror(self, children: []) }
+}

@@ -1,0 +1,4 @@
+/// The version `vigil --version` and `vigild --version` print.
+public enum VigilVersion {
+    public static let current = "0.1.0"
+}

@@ -1,1 +1,0 @@
-// VigilConfig: see the package manifest for what this target is.
