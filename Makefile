@@ -1,7 +1,7 @@
 # Vigil: the README's two commands are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: deps build test demo bench clean
+.PHONY: deps build test demo bench clean secrets-mode
 
 deps:
 	./deploy/install-deps.sh
@@ -10,14 +10,18 @@ build: deps
 	$(SWIFT) build
 
 # Installs dependencies, builds, runs every test (unit, simulation, kernel, interop against strongSwan).
-test: deps
+test: deps secrets-mode
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 
 # The main job: see README.
-demo: deps
+demo: deps secrets-mode
 	$(SWIFT) build --product vigil
 	$(SWIFT) run vigil config check config/site-to-site.yaml
+
+# git keeps only the executable bit: give the example secrets files the mode vigild insists on.
+secrets-mode:
+	chmod 600 config/*.secrets.yaml
 
 bench: deps
 	$(SWIFT) build -c release --product bench-dpd

@@ -1,3 +1,4 @@
+import VigilAddressing
 import Foundation
 import Yams
 

@@ -1,4 +1,4 @@
-import VigilAddressing
+@_exported import VigilAddressing
 import VigilAlgorithms
 
 /// The whole configuration: what the rest of the daemon uses. Values only; built by `ConfigurationLoader`.
@@ -55,23 +55,7 @@ public enum DataPlaneChoice: String, Hashable, Sendable, CaseIterable, CustomStr
     public var description: String { rawValue }
 }
 
-/// An IKE identity in strongSwan-like text: an IP address, `@fqdn` or `fqdn`, `user@fqdn`.
-public enum Identity: Hashable, Sendable, CustomStringConvertible {
-    /// ID_IPV4_ADDR / ID_IPV6_ADDR.
-    case address(IPAddress)
-    /// ID_FQDN.
-    case fqdn(String)
-    /// ID_RFC822_ADDR.
-    case email(String)
-
-    public var description: String {
-        switch self {
-        case .address(let address): address.description
-        case .fqdn(let name): "@\(name)"
-        case .email(let address): address
-        }
-    }
-}
+// `Identity` (the IKE identity) is the shared type from VigilAddressing.
 
 /// RFC 3706 DPD / RFC 7296 §2.4 liveness settings, in Cisco's words (`crypto isakmp keepalive`).
 public struct DPDSettings: Hashable, Sendable {

@@ -1,3 +1,4 @@
+import VigilAddressing
 import Yams
 
 /// The secrets file: pre-shared keys by peer address or identity, kept out of the main file.
