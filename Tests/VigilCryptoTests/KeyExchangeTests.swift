@@ -142,6 +142,30 @@ import VigilAlgorithms
         15728E5A 8AACAA68 FFFFFFFF FFFFFFFF
         """)
 
+    @Test(arguments: DHGroup.allCases)
+    func arbitraryPeerValuesNeverCrash(_ group: DHGroup) throws {
+        // Whatever a peer sends, the answer is a full-length secret or `.invalidPeerPublicValue`: never a crash,
+        // never another code. Seeded so a failure replays.
+        var generator = SplitMix64(seed: UInt64(group.rawValue))
+        let ours = try KeyExchange(group: group)
+        var accepted = 0
+        for _ in 0..<16 {
+            let value = (0..<group.publicValueLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            do {
+                let secret = try ours.sharedSecret(peerPublicValue: value)
+                #expect(secret.count == group.sharedSecretLength)
+                accepted += 1
+            } catch {
+                #expect(error.code == .invalidPeerPublicValue)
+            }
+        }
+        switch group {
+        case .ecp256, .ecp384: #expect(accepted == 0)  // a random x || y is on the curve with negligible odds
+        case .curve25519: #expect(accepted == 16)      // every 32-byte string is a u-coordinate (RFC 7748 §5)
+        case .modp2048, .modp3072: #expect(accepted > 0 && accepted < 16)  // about half lie in the order-q subgroup
+        }
+    }
+
     /// The peer value must be refused with `.invalidPeerPublicValue`.
     func expectRejected(_ ours: KeyExchange, _ value: [UInt8], _ comment: Comment,
                         sourceLocation: SourceLocation = #_sourceLocation) {
