@@ -9,7 +9,10 @@ struct VigilCommand: ParsableCommand {
         commandName: "vigil",
         abstract: "Control and inspect Vigil, the IPsec failover controller.",
         version: VigilVersion.current,
-        subcommands: [ConfigCommand.self]
+        subcommands: [
+            ConfigCommand.self, StatusCommand.self, PeersCommand.self, ClearCommand.self, FailoverCommand.self,
+            EventsCommand.self, MetricsCommand.self,
+        ]
     )
 }
 

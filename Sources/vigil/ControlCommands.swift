@@ -1,0 +1,162 @@
+import ArgumentParser
+import Foundation
+import VigilDaemon
+
+/// Options every command that talks to a running vigild shares.
+struct DaemonOptions: ParsableArguments {
+    @Option(name: .long, help: "vigild's control socket.")
+    var socket: String = "/run/vigil/vigil.sock"
+
+    @Flag(name: .long, help: "Print the daemon's JSON answer instead of text.")
+    var json = false
+
+    /// Sends one request; prints an error with its stable code and exits 1 when the daemon refuses.
+    func send(_ request: ControlRequest) throws -> ControlResponse {
+        let response: ControlResponse
+        do {
+            response = try ControlClient(path: socket).send(request)
+        } catch let error as ControlError {
+            StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+            throw ExitCode(3)
+        }
+        if let error = response.error {
+            StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+            throw ExitCode.failure
+        }
+        return response
+    }
+
+    func printJSON<T: Encodable>(_ value: T) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+    }
+}
+
+/// `vigil status`: every crypto-map entry, its ordered peers, the active one and its SAs.
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show crypto maps, peers and SAs.")
+    @OptionGroup var daemon: DaemonOptions
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .status))
+        guard let status = response.status else { return }
+        if daemon.json { return daemon.printJSON(status) }
+        print(String(format: "uptime %.1fs, data plane %@", status.uptime, status.dataplane))
+        for entry in status.entries {
+            print("crypto map \(entry.map) \(entry.sequence) (IKE\(entry.ikeVersion)): \(entry.state)")
+            for (index, peer) in entry.peers.enumerated() {
+                let marks = [peer == entry.activePeer ? "active" : nil, peer == entry.preferredPeer ? "default" : nil]
+                    .compactMap { $0 }
+                print("  \(index + 1). \(peer)\(marks.isEmpty ? "" : " [\(marks.joined(separator: ", "))]")")
+            }
+            print("  dpd: \(entry.dpd)")
+            for sa in entry.ikeSAs {
+                print("  IKE SA \(sa.id) with \(sa.peer): \(sa.state), SPIs \(sa.localSPI)/\(sa.remoteSPI), \(sa.algorithms)")
+            }
+            for child in entry.childSAs {
+                print("  Child SA with \(child.peer): in \(child.inboundSPI) out \(child.outboundSPI), \(child.algorithms), "
+                    + "\(child.localTS.joined(separator: ",")) === \(child.remoteTS.joined(separator: ","))"
+                    + (child.encapsulated ? ", UDP-encapsulated" : ""))
+            }
+        }
+    }
+}
+
+/// `vigil peers set MAP SEQ PEER...`: replace an entry's ordered peer list atomically.
+struct PeersCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peers", abstract: "Change an entry's peer list at run time.", subcommands: [SetPeers.self])
+
+    struct SetPeers: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "set",
+            abstract: "Replace the ordered peer list; SAs with a peer that stays listed stay up.")
+        @OptionGroup var daemon: DaemonOptions
+        @Argument(help: "Crypto map name.") var map: String
+        @Argument(help: "Entry sequence number.") var sequence: Int
+        @Argument(help: "The new peer list, in order (addresses or host names).") var peers: [String]
+        @Option(name: .long, help: "The preferred (default) peer; must be the first listed.") var preferred: String?
+
+        func run() throws {
+            let response = try daemon.send(ControlRequest(
+                command: .setPeers, map: map, sequence: sequence, peers: peers, preferred: preferred))
+            print(response.message ?? "ok")
+        }
+    }
+}
+
+/// `vigil clear [MAP [SEQ]]`: delete SAs (Cisco `clear crypto session`).
+struct ClearCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "clear", abstract: "Clear the SAs of an entry, a map, or everything.")
+    @OptionGroup var daemon: DaemonOptions
+    @Argument(help: "Crypto map name (all maps if omitted).") var map: String?
+    @Argument(help: "Entry sequence number (all entries of the map if omitted).") var sequence: Int?
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .clear, map: map, sequence: sequence))
+        print(response.message ?? "ok")
+    }
+}
+
+/// `vigil failover MAP SEQ [--to PEER]`: leave the active peer for the next listed (or a named) peer.
+struct FailoverCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "failover", abstract: "Force a failover now.")
+    @OptionGroup var daemon: DaemonOptions
+    @Argument(help: "Crypto map name.") var map: String
+    @Argument(help: "Entry sequence number.") var sequence: Int
+    @Option(name: .long, help: "Move to this listed peer instead of the next one.") var to: String?
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .failover, map: map, sequence: sequence, to: to))
+        print(response.message ?? "ok")
+    }
+}
+
+/// `vigil events [--follow]`: recent events, or a live stream of JSON lines.
+struct EventsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "events", abstract: "Show recent events; --follow streams them.")
+    @OptionGroup var daemon: DaemonOptions
+    @Flag(name: .long, help: "Keep streaming new events (one JSON object per line).") var follow = false
+
+    func run() throws {
+        if follow {
+            let client: ControlClient
+            do {
+                client = try ControlClient(path: daemon.socket)
+            } catch let error as ControlError {
+                StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+                throw ExitCode(3)
+            }
+            _ = try client.send(ControlRequest(command: .events, follow: true))
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            while let event = try client.nextEvent() {
+                // Unbuffered, so a script reading the pipe sees each event as it happens.
+                FileHandle.standardOutput.write(try encoder.encode(event) + Data([0x0A]))
+            }
+            return
+        }
+        let response = try daemon.send(ControlRequest(command: .events))
+        for event in response.events ?? [] {
+            if daemon.json {
+                daemon.printJSON(event)
+            } else {
+                let subject = [event.map.map { "\($0)" }, event.sequence.map { "\($0)" }, event.peer].compactMap { $0 }
+                print(String(format: "%10.3f  %@  %-22@ %@  %@", event.time, event.wallClock, event.kind,
+                             subject.joined(separator: " "), event.detail))
+            }
+        }
+    }
+}
+
+/// `vigil metrics`: counters in the Prometheus text format.
+struct MetricsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "metrics", abstract: "Print metrics (Prometheus text format).")
+    @OptionGroup var daemon: DaemonOptions
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .metrics))
+        print(response.metrics ?? "", terminator: "")
+    }
+}
