@@ -215,17 +215,24 @@ final class PolicyObject {
     }
 
     /// XFRM_MSG_GETPOLICY by selector and direction: 0 if the kernel has it, negative (ENOENT captured) if not.
-    /// Built by hand because libnl-xfrm only looks policies up by index.
+    /// Built by hand because libnl-xfrm only looks policies up by index. The kernel answers with the policy and then
+    /// the ACK, in two datagrams: read the first (the policy, or the error), then wait for the ACK so no answer is
+    /// left behind for the next request.
     static func get(_ socket: OpaquePointer, _ id: PolicyID) -> Int32 {
-        send(socket, type: Int32(XFRM_MSG_GETPOLICY), id)
+        send(socket, type: Int32(XFRM_MSG_GETPOLICY), id) { socket in
+            let answered = nl_recvmsgs_default(socket)
+            guard answered >= 0 else { return answered }
+            return nl_wait_for_ack(socket)
+        }
     }
 
     /// XFRM_MSG_DELPOLICY by selector and direction (libnl-xfrm's delete requires the kernel's index).
     static func delete(_ socket: OpaquePointer, _ id: PolicyID) -> Int32 {
-        send(socket, type: Int32(XFRM_MSG_DELPOLICY), id)
+        send(socket, type: Int32(XFRM_MSG_DELPOLICY), id, receive: nl_wait_for_ack)
     }
 
-    private static func send(_ socket: OpaquePointer, type: Int32, _ id: PolicyID) -> Int32 {
+    private static func send(_ socket: OpaquePointer, type: Int32, _ id: PolicyID,
+                             receive: (OpaquePointer) -> Int32) -> Int32 {
         var policyID = xfrm_userpolicy_id()
         policyID.dir = id.direction.rawValue
         policyID.sel.family = UInt16(id.selector.source.family.netlinkFamily)
@@ -240,6 +247,6 @@ final class PolicyObject {
         guard appended == 0 else { return appended }
         let sent = nl_send_auto(socket, message)
         guard sent >= 0 else { return sent }
-        return nl_wait_for_ack(socket)
+        return receive(socket)
     }
 }
