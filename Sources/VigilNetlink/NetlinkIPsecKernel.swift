@@ -63,6 +63,7 @@ public final class NetlinkIPsecKernel: IPsecKernel {
 
     private func writeSA(_ operation: KernelOperation, _ id: SAID, _ request: SARequest,
                          _ send: (OpaquePointer, OpaquePointer) -> Int32) throws(KernelError) {
+        try request.validate(for: id, operation)
         let sa = SAObject(id, request)
         try owner.withSocket { (socket: NetlinkSocket) throws(KernelError) in
             try socket.call(operation, "\(id) \(request)") { socket in sa.lend { send(socket, $0) } }

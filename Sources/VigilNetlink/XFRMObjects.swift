@@ -46,6 +46,19 @@ enum XFRMConstants {
     static let policyBlock: UInt32 = 1
     /// Templates accept any algorithm (all bits set), as iproute2 and strongSwan install them.
     static let anyAlgorithm: UInt32 = ~0
+
+    /// A new `xfrmnl_ltime_cfg` (the caller puts it after handing it over): nil limits become XFRM_INF, nil
+    /// seconds 0 ("no expiry").
+    static func lifetimeConfig(_ limits: SALifetime) -> OpaquePointer {
+        guard let lifetime = xfrmnl_ltime_cfg_alloc() else { preconditionFailure("xfrmnl_ltime_cfg_alloc failed") }
+        xfrmnl_ltime_cfg_set_soft_bytelimit(lifetime, limits.softBytes ?? infinite)
+        xfrmnl_ltime_cfg_set_hard_bytelimit(lifetime, limits.hardBytes ?? infinite)
+        xfrmnl_ltime_cfg_set_soft_packetlimit(lifetime, limits.softPackets ?? infinite)
+        xfrmnl_ltime_cfg_set_hard_packetlimit(lifetime, limits.hardPackets ?? infinite)
+        xfrmnl_ltime_cfg_set_soft_addexpires(lifetime, limits.softSeconds ?? 0)
+        xfrmnl_ltime_cfg_set_hard_addexpires(lifetime, limits.hardSeconds ?? 0)
+        return lifetime
+    }
 }
 
 /// An owned `xfrmnl_sa` built from Vigil's values.
@@ -99,14 +112,7 @@ final class SAObject {
                                              UInt32(encapsulation.destinationPort), $0)
             }
         }
-        guard let lifetime = xfrmnl_ltime_cfg_alloc() else { preconditionFailure("xfrmnl_ltime_cfg_alloc failed") }
-        let limits = request.lifetime
-        xfrmnl_ltime_cfg_set_soft_bytelimit(lifetime, limits.softBytes ?? XFRMConstants.infinite)
-        xfrmnl_ltime_cfg_set_hard_bytelimit(lifetime, limits.hardBytes ?? XFRMConstants.infinite)
-        xfrmnl_ltime_cfg_set_soft_packetlimit(lifetime, limits.softPackets ?? XFRMConstants.infinite)
-        xfrmnl_ltime_cfg_set_hard_packetlimit(lifetime, limits.hardPackets ?? XFRMConstants.infinite)
-        xfrmnl_ltime_cfg_set_soft_addexpires(lifetime, limits.softSeconds ?? 0)
-        xfrmnl_ltime_cfg_set_hard_addexpires(lifetime, limits.hardSeconds ?? 0)
+        let lifetime = XFRMConstants.lifetimeConfig(request.lifetime)
         xfrmnl_sa_set_lifetime_cfg(sa, lifetime)
         xfrmnl_ltime_cfg_put(lifetime)
     }
@@ -156,6 +162,10 @@ final class PolicyObject {
         xfrmnl_sel_set_proto(selector, UInt32(id.selector.ipProtocol))
         xfrmnl_sp_set_sel(sp, selector)
         xfrmnl_sel_put(selector)
+        // Policies never expire (XFRM_INF limits, as iproute2 installs them; zero would read as "limit 0").
+        let lifetime = XFRMConstants.lifetimeConfig(.unlimited)
+        xfrmnl_sp_set_lifetime_cfg(sp, lifetime)
+        xfrmnl_ltime_cfg_put(lifetime)
         xfrmnl_sp_set_dir(sp, UInt32(id.direction.rawValue))
         xfrmnl_sp_set_priority(sp, request.priority)
         switch request.action {

@@ -102,6 +102,23 @@ struct BehaviourTests {
     }
 }
 
+extension BehaviourTests {
+    /// Key lengths are checked before the request leaves Vigil: a kernel without ESP would not check them (its ESP
+    /// init does), so a wrong length must never hide behind "kernel lacks ESP".
+    @Test(arguments: KernelKind.allCases)
+    func wrongKeyLengthIsRefusedAsInvalid(kind: KernelKind) throws {
+        let lab = try KernelLab(kind)
+        defer { lab.destroy() }
+        let child = Lab.child(1, remote: Lab.peerA, reqid: 0x5649_0001)
+        var request = child.inboundSARequest
+        request.encryptionKey = Array(request.encryptionKey.prefix(5))
+        let refusal = addSARefusal(lab.ipsec, child.inboundSAID, request)
+        #expect(refusal?.code == .other)
+        #expect(refusal?.errno == 22)
+        #expect(refusal?.description.contains("key") == true)
+    }
+}
+
 /// The stable code a throwing kernel call failed with; nil if it did not throw (or threw something else).
 func code(_ body: () throws -> Void) -> KernelError.Code? {
     do {
