@@ -114,3 +114,10 @@ public final class NetlinkIPsecKernel: IPsecKernel {
         return objects
     }
 }
+
+extension KernelExecutor {
+    /// The daemon's executor: both libnl kernels, with sockets in the calling thread's network namespace.
+    public static func netlink() throws(KernelError) -> KernelExecutor {
+        KernelExecutor(ipsec: try NetlinkIPsecKernel(), routes: try NetlinkRouteKernel())
+    }
+}
