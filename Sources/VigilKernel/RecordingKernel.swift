@@ -154,10 +154,9 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
     }
 
     public func updatePolicy(_ id: PolicyID, _ request: PolicyRequest) throws(KernelError) {
-        try state.withLock { (s: inout State) throws(KernelError) in
-            guard s.policies[id] != nil else { throw refusal(.updatePolicy, id, .notFound) }
-            s.policies[id] = request
-            s.steps.append(.updatePolicy(id, request))
+        state.withLock {
+            $0.policies[id] = request
+            $0.steps.append(.updatePolicy(id, request))
         }
     }
 

@@ -82,9 +82,7 @@ public final class NetlinkIPsecKernel: IPsecKernel {
     public func updatePolicy(_ id: PolicyID, _ request: PolicyRequest) throws(KernelError) {
         let policy = PolicyObject(id, request)
         try owner.withSocket { (socket: NetlinkSocket) throws(KernelError) in
-            // XFRM_MSG_UPDPOLICY replaces a policy in place, but it would also create a missing one; "update" means
-            // the policy is there, so ask the kernel first (ENOENT becomes `.notFound`).
-            try socket.call(.updatePolicy, "\(id) \(request)") { PolicyObject.get($0, id) }
+            // XFRM_MSG_UPDPOLICY: replaced in place under the kernel's policy lock (same index), or installed.
             try socket.call(.updatePolicy, "\(id) \(request)") { socket in policy.lend { xfrmnl_sp_update(socket, $0, 0) } }
         }
     }

@@ -224,25 +224,8 @@ final class PolicyObject {
             request: PolicyRequest(action: action, priority: UInt32(bitPattern: xfrmnl_sp_get_priority(sp))))
     }
 
-    /// XFRM_MSG_GETPOLICY by selector and direction: 0 if the kernel has it, negative (ENOENT captured) if not.
-    /// Built by hand because libnl-xfrm only looks policies up by index. The kernel answers with the policy and then
-    /// the ACK, in two datagrams: read the first (the policy, or the error), then wait for the ACK so no answer is
-    /// left behind for the next request.
-    static func get(_ socket: OpaquePointer, _ id: PolicyID) -> Int32 {
-        send(socket, type: Int32(XFRM_MSG_GETPOLICY), id) { socket in
-            let answered = nl_recvmsgs_default(socket)
-            guard answered >= 0 else { return answered }
-            return nl_wait_for_ack(socket)
-        }
-    }
-
     /// XFRM_MSG_DELPOLICY by selector and direction (libnl-xfrm's delete requires the kernel's index).
     static func delete(_ socket: OpaquePointer, _ id: PolicyID) -> Int32 {
-        send(socket, type: Int32(XFRM_MSG_DELPOLICY), id, receive: nl_wait_for_ack)
-    }
-
-    private static func send(_ socket: OpaquePointer, type: Int32, _ id: PolicyID,
-                             receive: (OpaquePointer) -> Int32) -> Int32 {
         var policyID = xfrm_userpolicy_id()
         policyID.dir = id.direction.rawValue
         policyID.sel.family = UInt16(id.selector.source.family.netlinkFamily)
@@ -251,12 +234,12 @@ final class PolicyObject {
         policyID.sel.proto = id.selector.ipProtocol
         withUnsafeMutableBytes(of: &policyID.sel.saddr) { $0.copyBytes(from: id.selector.source.address.bytes) }
         withUnsafeMutableBytes(of: &policyID.sel.daddr) { $0.copyBytes(from: id.selector.destination.address.bytes) }
-        guard let message = nlmsg_alloc_simple(type, 0) else { return -Int32(NLE_NOMEM) }
+        guard let message = nlmsg_alloc_simple(Int32(XFRM_MSG_DELPOLICY), 0) else { return -Int32(NLE_NOMEM) }
         defer { nlmsg_free(message) }
         let appended = nlmsg_append(message, &policyID, MemoryLayout<xfrm_userpolicy_id>.size, Int32(NLMSG_ALIGNTO))
         guard appended == 0 else { return appended }
         let sent = nl_send_auto(socket, message)
         guard sent >= 0 else { return sent }
-        return receive(socket)
+        return nl_wait_for_ack(socket)
     }
 }

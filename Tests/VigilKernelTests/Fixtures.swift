@@ -33,8 +33,11 @@ enum Lab {
             outbound: SAKeys(spi: spiBase + UInt32(2 * n + 1), encryptionKey: key(encryption.keyMaterialLength, seed: 3),
                              integrityKey: key(integrity?.keyLength ?? 0, seed: 4)),
             encryption: encryption, integrity: integrity,
-            route: ChildSARoute(table: table, device: device, source: ip("10.\(1 + 2 * second).\(third).1")))
+            route: ChildSARoute(table: table, device: device, source: ip(localAddress(n))))
     }
+
+    /// The local protected address of Child SA `n` (the route's source hint).
+    static func localAddress(_ n: Int) -> String { "10.\(1 + 2 * (n / 256)).\(n % 256).1" }
 
     static func key(_ count: Int, seed: UInt8) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ Int(seed)) }

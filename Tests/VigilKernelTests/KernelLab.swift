@@ -28,7 +28,7 @@ final class KernelLab: @unchecked Sendable {
         case .netlink:
             let namespace = try NetworkNamespace(prefix: "kern")
             do {
-                try Self.wire(namespace, localAddresses: localAddresses)
+                try namespace.addGatewayLinks(localAddresses: (1...localAddresses).map(Lab.localAddress))
                 let kernels = try namespace.perform { () throws -> (NetlinkIPsecKernel, NetlinkRouteKernel) in
                     (try NetlinkIPsecKernel(), try NetlinkRouteKernel())
                 }
@@ -48,22 +48,6 @@ final class KernelLab: @unchecked Sendable {
     func ip(_ arguments: String...) throws -> String {
         guard let namespace else { preconditionFailure("ip witness needs the netlink kernel") }
         return try Command.check(["ip", "-n", namespace.name] + arguments).stdout
-    }
-
-    private static func wire(_ namespace: NetworkNamespace, localAddresses: Int) throws {
-        try namespace.ip("link", "add", "wan0", "type", "veth", "peer", "name", "wan0p")
-        try namespace.ip("link", "add", "lan0", "type", "veth", "peer", "name", "lan0p")
-        var batch = [
-            "addr add 192.0.2.1/24 dev wan0",
-            "link set wan0 up", "link set wan0p up", "link set lan0 up", "link set lan0p up",
-        ]
-        for n in 1...localAddresses {
-            batch.append("addr add 10.\(1 + 2 * (n / 256)).\(n % 256).1/32 dev lan0")
-        }
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("vigil-\(namespace.name).batch")
-        try batch.joined(separator: "\n").appending("\n").write(to: file, atomically: true, encoding: .utf8)
-        defer { try? FileManager.default.removeItem(at: file) }
-        try namespace.ip("-batch", file.path)
     }
 }
 
