@@ -156,4 +156,15 @@ struct PlannerTests {
         #expect(code(-22, .addSA) == .other)
         #expect(KernelError(errno: -93, operation: .addSA, subject: "x").errno == 93)
     }
+
+    @Test func querySAReportsCountersForTrafficBasedDPD() throws {
+        let kernel = RecordingKernel()
+        _ = KernelExecutor(ipsec: kernel, routes: kernel).apply(KernelPlanner.establish(a))
+        let idle = try kernel.querySA(a.inboundSAID)
+        #expect(idle.packets == 0 && idle.lastUsedAtSeconds == nil)
+        kernel.recordTraffic(on: a.inboundSAID, bytes: 1400, packets: 1, atSeconds: 1_000)
+        let busy = try kernel.querySA(a.inboundSAID)
+        #expect(busy.packets == 1 && busy.bytes == 1400 && busy.lastUsedAtSeconds == 1_000)
+        #expect(code { _ = try kernel.querySA(b.inboundSAID) } == .notFound)
+    }
 }
