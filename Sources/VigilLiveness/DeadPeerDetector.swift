@@ -34,8 +34,8 @@
 /// against a replayed R-U-THERE-ACK on that uniqueness; strongSwan and racoon also send a fresh, incremented
 /// R-U-THERE per retry, so that is what we do (a peer that acknowledges only exact repeats would see nothing new
 /// either way). An acknowledgement is accepted when it echoes the number of *any* probe of the current run (a late
-/// ACK to an earlier retry is still the peer's authenticated answer to a number we chose); an older or never-sent
-/// number is stale and ignored. The daemon puts both ISAKMP cookies in the notify's SPI field.
+/// ACK to an earlier retry is still the peer's authenticated answer to a number we chose), also after another proof of
+/// life ended the run; a number from an older run or one never sent is stale and ignored. The daemon puts both ISAKMP cookies in the notify's SPI field.
 ///
 /// IKEv2: a probe is an empty INFORMATIONAL request. All probes of one run share one `sequence` (a run counter, not
 /// a Message ID); the daemon turns a retry into a retransmission of the same outstanding request, on this
@@ -149,6 +149,10 @@ public struct DeadPeerDetector: Sendable {
     private var exchangesInFlight = 0
     /// The sequence the next IKEv1 R-U-THERE (or next IKEv2 run) takes.
     private var nextSequence: UInt32
+    /// The sequences an acknowledgement may echo: those of the latest run's probes (kept after the run ends, so a
+    /// late answer still counts; replaced when the next run sends its first probe).
+    private var firstAcceptableSequence: UInt32 = 0
+    private var acceptableAcks: UInt32 = 0
 
     /// A detector for an SA established at `now` (the establishment is the first proof of life).
     public init(configuration: Configuration, establishedAt now: Duration) {
@@ -190,7 +194,7 @@ public struct DeadPeerDetector: Sendable {
         case .outboundTrafficPending:
             if lastOutbound.map({ $0 < now }) ?? true { lastOutbound = now }
         case .probeAcknowledged(let sequence):
-            if case .probing(let run) = phase, acknowledges(sequence, run) { proofOfLife(now) }
+            if acceptableAcks > 0, sequence &- firstAcceptableSequence < acceptableAcks { proofOfLife(now) }
         case .exchangeStarted:
             exchangesInFlight += 1
         case .exchangeCompleted:
@@ -205,13 +209,6 @@ public struct DeadPeerDetector: Sendable {
     private mutating func proofOfLife(_ now: Duration) {
         if now > lastProofOfLife { lastProofOfLife = now }
         if case .probing = phase { phase = .watching }
-    }
-
-    private func acknowledges(_ sequence: UInt32, _ run: ProbeRun) -> Bool {
-        switch configuration.flavour {
-        case .ikev1: run.probesSent > 0 && sequence &- run.firstSequence < UInt32(run.probesSent)
-        case .ikev2: run.probesSent > 0 && sequence == run.firstSequence
-        }
     }
 
     /// The origin of the next probe run while watching (see the type's documentation), nil for none.
@@ -255,6 +252,11 @@ public struct DeadPeerDetector: Sendable {
         case .ikev2:
             sequence = run.firstSequence
         }
+        if run.probesSent == 0 {
+            firstAcceptableSequence = sequence
+            acceptableAcks = 0
+        }
+        if case .ikev1 = configuration.flavour { acceptableAcks += 1 } else { acceptableAcks = 1 }
         var due = run.nextAttempt   // the latest slot that has come (exact Duration arithmetic, no division)
         while configuration.retry * (due + 1) <= elapsed { due += 1 }
         run.nextAttempt = due + 1
