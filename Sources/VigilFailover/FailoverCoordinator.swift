@@ -108,7 +108,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         /// one with a removed peer is abandoned and replaced (not lost).
         case peerListUpdated([Peer], preferred: Peer?)
         case phase1ProbeAnswered(Peer)
-        case phase1ProbeFailed(Peer)
+        /// A probe sent at `probeSentAt` got no answer; a failure of a probe sent before the latest answer is stale.
+        case phase1ProbeFailed(Peer, probeSentAt: Duration)
         case timerFired
     }
 
@@ -235,7 +236,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         case .connecting(let connecting): return connecting.deadline
         case .backingOff(let backingOff): return backingOff.until
         case .established(let established):
-            return [idleDeadline(established), established.nextProbe, preemptionDue(established)].compactMap { $0 }.min()
+            return [idleDeadline(established), established.nextProbe].compactMap { $0 }.min()
         }
     }
 
@@ -281,24 +282,21 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         case .peerListUpdated(let peers, let preferred):
             updateList(peers, preferred, &out)
         case .phase1ProbeAnswered(let peer):
-            if case .established(var established) = state, peer == configuration.preferred, peer != established.peer,
-               established.preferredAnsweringSince == nil {
-                established.preferredAnsweringSince = now
+            // Preempt on an answer that completes the hold-down (never on a timer: the peer may have gone since).
+            if case .established(var established) = state, peer == configuration.preferred, peer != established.peer {
+                if established.preferredAnsweringSince == nil { established.preferredAnsweringSince = now }
                 state = .established(established)
+                if let due = preemptionDue(established), due <= now { preempt(established, &out) }
             }
-        case .phase1ProbeFailed(let peer):
+        case .phase1ProbeFailed(let peer, let sentAt):
             if case .established(var established) = state, peer == configuration.preferred,
-               established.preferredAnsweringSince != nil {
+               let answering = established.preferredAnsweringSince, sentAt >= answering {
                 established.preferredAnsweringSince = nil
                 state = .established(established)
                 flap(now)
             }
         case .timerFired:
             timerFired(&out, &random)
-        }
-        // Preemption may be due after any event that touched the preferred peer's record.
-        if case .established(let established) = state, let due = preemptionDue(established), due <= now {
-            preempt(established, &out)
         }
         let wakeup = nextWakeup
         if let wakeup, wakeup != scheduled { out.actions.append(.scheduleTimer(at: wakeup)) }

@@ -108,7 +108,7 @@ struct Simulation {
         case rekeyAt
         case rekeyAnswer(sa: Int)
         case rekeyGiveUp(sa: Int)
-        case phase1Probe(peer: Int, answered: Bool)
+        case phase1Probe(peer: Int, sentAt: Duration, answered: Bool)
         case listUpdate(Int)
     }
 
@@ -152,6 +152,7 @@ struct Simulation {
     var established: [(at: Duration, peer: Int)] = []
     var notices: [Coordinator.Notice] = []
     var probes = 0
+    var probeLog: [(at: Duration, peer: Int, attempt: Int)] = []
 
     init(_ scenario: Scenario) {
         self.scenario = scenario
@@ -265,8 +266,8 @@ struct Simulation {
             guard sas[sa]?.rekeyInFlight == true else { return }
             sas[sa]!.rekeyInFlight = false
             detect(sa, .exchangeCompleted)
-        case .phase1Probe(let id, let answered):
-            coordinate(answered ? .phase1ProbeAnswered(id) : .phase1ProbeFailed(id))
+        case .phase1Probe(let id, let sentAt, let answered):
+            coordinate(answered ? .phase1ProbeAnswered(id) : .phase1ProbeFailed(id, probeSentAt: sentAt))
         case .listUpdate(let index):
             let update = scenario.listUpdates[index]
             list = update.peers
@@ -331,7 +332,7 @@ struct Simulation {
                 break
             case .probePhase1(let id):
                 let answered = roundTrip(id)
-                queue.push(.phase1Probe(peer: id, answered: answered), at: now + (answered ? peer(id).delay * 2 : .seconds(2)))
+                queue.push(.phase1Probe(peer: id, sentAt: now, answered: answered), at: now + (answered ? peer(id).delay * 2 : .seconds(2)))
             case .scheduleTimer(let at):
                 if at != coordinatorArmed {
                     coordinatorArmed = at
@@ -376,8 +377,9 @@ struct Simulation {
         switch action {
         case nil:
             break
-        case .sendProbe(let sequence, _)?:
+        case .sendProbe(let sequence, let attempt)?:
             probes += 1
+            probeLog.append((now, record.peer, attempt))
             let configuration = scenario.detector
             if configuration.mode == .onDemand, record.lastOutbound.map({ $0 > record.certainProof }) != true {
                 fail("on-demand probe with no outbound traffic since the last proof of life at \(record.certainProof)")
