@@ -20,17 +20,6 @@ let dpd = DeadPeerDetector.Configuration(mode: .periodic, interval: .seconds(10)
                                          flavour: .ikev1(firstSequence: 1))
 let dyingPerMinute = 0.01
 
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 struct Entry {
     var coordinator: FailoverCoordinator<UInt32>
     var detector: DeadPeerDetector?
@@ -78,7 +67,7 @@ func ticks(_ duration: Duration) -> Int {
 }
 
 func run(peers count: Int, hours: Int) {
-    var random = SplitMix(state: 42)
+    var random = SplitMix64(seed: 42)
     let before = residentBytes()
     var entries: [Entry] = []
     entries.reserveCapacity(count)
