@@ -359,10 +359,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         if connecting.phase1Up || kind == .attemptTimedOut { out.actions.append(.abandonAttempt(connecting.peer)) }
         if let retained = connecting.retained {
             if connecting.peer == configuration.preferred { flap(out.now) }
-            state = .established(Established(peer: retained, since: out.now, lastActivity: out.now,
-                                             preferredAnsweringSince: nil,
-                                             nextProbe: configuration.preemption.map { out.now + $0.probeInterval }))
-            out.notice(.preemptionAbandoned, connecting.peer, "staying with \(retained)")
+            stay(with: retained, abandoning: connecting.peer, "attempt over", &out)
             return
         }
         if connecting.tried < peers.count, let next = index(after: connecting.peer) {
@@ -375,6 +372,13 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         let until = out.now + configuration.backoff.delay(afterFailedCycles: failedCycles, random: &random)
         state = .backingOff(BackingOff(until: until, failedCycles: failedCycles))
         out.notice(.cycleFailed, nil, "all \(peers.count) peers failed; retry at \(until)")
+    }
+
+    /// Ends a make-before-break move: the retained peer stays active.
+    private mutating func stay(with retained: Peer, abandoning peer: Peer, _ reason: String, _ out: inout Output) {
+        state = .established(Established(peer: retained, since: out.now, lastActivity: out.now, preferredAnsweringSince: nil,
+                                         nextProbe: configuration.preemption.map { out.now + $0.probeInterval }))
+        out.notice(.preemptionAbandoned, peer, "\(reason); staying with \(retained)")
     }
 
     private mutating func peerDead(_ peer: Peer, _ out: inout Output, _ random: inout some RandomNumberGenerator) {
@@ -447,6 +451,10 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             let next = target ?? peers[index(after: connecting.peer) ?? 0]
             guard next != connecting.peer else { return }
             out.actions.append(.abandonAttempt(connecting.peer))
+            if let retained = connecting.retained, next == retained {
+                stay(with: retained, abandoning: connecting.peer, "operator failover back to \(retained)", &out)
+                return
+            }
             out.notice(.operatorFailover, next, "abandoning \(connecting.peer)")
             var moved = connecting
             moved.peer = next
@@ -492,10 +500,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             }
             out.actions.append(.abandonAttempt(connecting.peer))
             if let retained = connecting.retained {
-                state = .established(Established(peer: retained, since: out.now, lastActivity: out.now,
-                                                 preferredAnsweringSince: nil,
-                                                 nextProbe: configuration.preemption.map { out.now + $0.probeInterval }))
-                out.notice(.preemptionAbandoned, connecting.peer, "removed from the list")
+                stay(with: retained, abandoning: connecting.peer, "removed from the list", &out)
             } else {
                 beginCycle(at: 0, failedCycles: connecting.attempt, &out, "\(connecting.peer) removed from the list")
             }

@@ -35,6 +35,8 @@ struct Scenario {
     var rekeyGiveUp: Duration = .seconds(30)
     var rekeysAt: [Duration] = []
     var listUpdates: [(at: Duration, peers: [Int], preferred: Int?)] = []
+    /// Operator commands (`.operatorFailover`, `.operatorClear`, `.start`).
+    var operatorCommands: [(at: Duration, command: Coordinator.Event)] = []
     /// Deliver `.start` at time zero (auto start); otherwise the first traffic starts the entry.
     var autoStart = true
 
@@ -76,6 +78,11 @@ struct Scenario {
             scenario.listUpdates.append((at: random.milliseconds(0 ... 200_000), peers: newList,
                                          preferred: random.chance(0.5) ? newList.randomElement(using: &random) : nil))
         }
+        for _ in 0 ..< (random.chance(0.2) ? Int.random(in: 1 ... 4, using: &random) : 0) {
+            let commands: [Coordinator.Event] = [.operatorFailover(to: nil), .operatorFailover(to: Int.random(in: 0 ..< universe, using: &random)),
+                                                 .operatorClear, .start]
+            scenario.operatorCommands.append((at: random.milliseconds(0 ... 200_000), command: commands.randomElement(using: &random)!))
+        }
         return scenario
     }
 
@@ -110,6 +117,7 @@ struct Simulation {
         case rekeyGiveUp(sa: Int)
         case phase1Probe(peer: Int, sentAt: Duration, answered: Bool)
         case listUpdate(Int)
+        case operatorCommand(Int)
     }
 
     struct SecurityAssociation {
@@ -174,6 +182,7 @@ struct Simulation {
         if scenario.rekeyGap != nil { queue.push(.rekeyTick, at: scenario.rekeyGap!) }
         for time in scenario.rekeysAt { queue.push(.rekeyAt, at: time) }
         for (index, update) in scenario.listUpdates.enumerated() { queue.push(.listUpdate(index), at: update.at) }
+        for (index, command) in scenario.operatorCommands.enumerated() { queue.push(.operatorCommand(index), at: command.at) }
         while let (time, step) = queue.pop(), time <= scenario.horizon {
             now = time
             perform(step)
@@ -274,6 +283,9 @@ struct Simulation {
             lastListUpdate = now
             expectedNext = nil
             coordinate(.peerListUpdated(update.peers, preferred: update.preferred))
+        case .operatorCommand(let index):
+            expectedNext = nil
+            coordinate(scenario.operatorCommands[index].command)
         }
     }
 
@@ -429,6 +441,7 @@ struct Simulation {
     private mutating func checkLiveness() {
         let configuration = scenario.coordinator
         guard configuration.deadPeerAction == .restart, configuration.idleTime == nil, scenario.autoStart,
+              scenario.operatorCommands.isEmpty,
               scenario.peers.allSatisfy({ $0.loss == 0 && !$0.rejects }) else { return }
         let window = (configuration.attemptTimeout + .seconds(1)) * (2 * list.count) + configuration.backoff.maximum
             + .seconds(1)
