@@ -1,1 +1,0 @@
-// VigilFailover: see the package manifest for what this target is.

@@ -1,1 +1,0 @@
-// VigilLiveness: see the package manifest for what this target is.

@@ -1,0 +1,132 @@
+import Testing
+@testable import VigilLiveness
+
+/// Drives a detector by following its own wakeups until `end`, recording what it did and when.
+private func run(_ detector: inout DeadPeerDetector, until end: Duration,
+                 inputs: [(Duration, DeadPeerDetector.Event)] = []) -> [(Duration, DeadPeerDetector.Action)] {
+    var pending = inputs.sorted { $0.0 < $1.0 }[...]
+    var log: [(Duration, DeadPeerDetector.Action)] = []
+    while true {
+        let wake = detector.nextWakeup
+        let nextInput = pending.first?.0
+        let at: Duration
+        let event: DeadPeerDetector.Event
+        if let input = nextInput, wake.map({ input <= $0 }) ?? true {
+            (at, event) = pending.removeFirst()
+        } else if let wake {
+            (at, event) = (wake, .timerFired)
+        } else {
+            break
+        }
+        if at > end { break }
+        if let action = detector.handle(event, now: at) { log.append((at, action)) }
+    }
+    return log
+}
+
+private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPeerDetector.Configuration.ProbeFlavour = .ikev1(firstSequence: 100))
+    -> DeadPeerDetector.Configuration {
+    .init(mode: mode, interval: .seconds(10), retry: .seconds(2), retries: 5, flavour: flavour)
+}
+
+@Suite struct DeadPeerDetectorTests {
+    @Test func periodicScheduleMatchesTheDocumentedExample() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        let log = run(&detector, until: .seconds(100))
+        let expected: [(Duration, DeadPeerDetector.Action)] = [
+            (.seconds(10), .sendProbe(sequence: 100, attempt: 0)),
+            (.seconds(12), .sendProbe(sequence: 101, attempt: 1)),
+            (.seconds(14), .sendProbe(sequence: 102, attempt: 2)),
+            (.seconds(16), .sendProbe(sequence: 103, attempt: 3)),
+            (.seconds(18), .sendProbe(sequence: 104, attempt: 4)),
+            (.seconds(20), .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .seconds(20)))),
+        ]
+        #expect(log.map(\.0) == expected.map(\.0))
+        #expect(log.map(\.1) == expected.map(\.1))
+        #expect(detector.isDead && detector.nextWakeup == nil)
+    }
+
+    @Test func onDemandNeverProbesWhileBothDirectionsAreIdle() {
+        var detector = DeadPeerDetector(configuration: config(.onDemand), establishedAt: .zero)
+        #expect(detector.nextWakeup == nil)
+        #expect(run(&detector, until: .seconds(3600)).isEmpty)
+        #expect(!detector.isDead)
+    }
+
+    @Test func onDemandProbesWhenTrafficWaitsAndThePeerIsSilent() {
+        var detector = DeadPeerDetector(configuration: config(.onDemand), establishedAt: .zero)
+        // Outbound at 3 s: the peer has been quiet for less than interval, so the probe waits until 10 s.
+        let log = run(&detector, until: .seconds(60), inputs: [(.seconds(3), .outboundTrafficPending)])
+        #expect(log.first?.0 == .seconds(10))
+        #expect(log.last?.0 == .seconds(20))
+        // Outbound long after the last proof: probe at once.
+        var late = DeadPeerDetector(configuration: config(.onDemand), establishedAt: .zero)
+        #expect(late.handle(.outboundTrafficPending, now: .seconds(50)) == .sendProbe(sequence: 100, attempt: 0))
+    }
+
+    @Test func anAcknowledgementOfAnyProbeOfTheRunIsProofOfLife() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = run(&detector, until: .seconds(12))   // probes 100 at 10 s and 101 at 12 s
+        #expect(detector.handle(.probeAcknowledged(sequence: 100), now: .seconds(13)) == nil)
+        #expect(detector.lastProofOfLife == .seconds(13))
+        #expect(detector.nextWakeup == .seconds(23))
+        // The next run continues the sequence (RFC 3706 §6.2).
+        #expect(detector.handle(.timerFired, now: .seconds(23)) == .sendProbe(sequence: 102, attempt: 0))
+    }
+
+    @Test func staleOrMismatchedAcknowledgementsAreNotProofOfLife() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = run(&detector, until: .seconds(10))   // probe 100
+        for sequence: UInt32 in [99, 101, 7, 0x8000_0064] {
+            _ = detector.handle(.probeAcknowledged(sequence: sequence), now: .seconds(11))
+        }
+        #expect(detector.lastProofOfLife == .zero)
+        let log = run(&detector, until: .seconds(30))
+        #expect(log.last?.1 == .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .seconds(20))))
+    }
+
+    @Test func ikev2RetriesRetransmitTheSameRequest() {
+        var detector = DeadPeerDetector(configuration: config(.periodic, flavour: .ikev2), establishedAt: .zero)
+        let log = run(&detector, until: .seconds(15))
+        #expect(log.map(\.1) == [.sendProbe(sequence: 0, attempt: 0), .sendProbe(sequence: 0, attempt: 1),
+                                 .sendProbe(sequence: 0, attempt: 2)])
+        #expect(detector.handle(.probeAcknowledged(sequence: 1), now: .seconds(15)) == nil)
+        #expect(detector.lastProofOfLife == .zero)
+        _ = detector.handle(.probeAcknowledged(sequence: 0), now: .seconds(15))
+        #expect(detector.lastProofOfLife == .seconds(15))
+        #expect(detector.handle(.timerFired, now: .seconds(25)) == .sendProbe(sequence: 1, attempt: 0))
+    }
+
+    @Test func inboundTrafficCountsOnlyWhenTheCounterMoves() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = detector.handle(.inboundTrafficObserved(packets: 5), now: .seconds(4))
+        _ = detector.handle(.inboundTrafficObserved(packets: 5), now: .seconds(8))
+        #expect(detector.lastProofOfLife == .seconds(4))
+        #expect(detector.nextWakeup == .seconds(14))
+    }
+
+    @Test func noProbeDuringARekeyButADeathDuringItIsNotLost() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = detector.handle(.exchangeStarted, now: .seconds(9))
+        let log = run(&detector, until: .seconds(40))
+        #expect(log.map(\.1) == [.peerDead(.init(lastProofOfLife: .zero, probesSent: 0, declaredAt: .seconds(20)))])
+    }
+
+    @Test func aProbeSlotMissedDuringAnExchangeIsSentWhenItCompletes() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = detector.handle(.exchangeStarted, now: .seconds(9))
+        _ = run(&detector, until: .seconds(13))
+        #expect(detector.handle(.exchangeCompleted, now: .seconds(13)) == .sendProbe(sequence: 100, attempt: 1))
+        #expect(detector.nextWakeup == .seconds(14))
+    }
+
+    @Test func offNeverProbesAndRandomFirstSequencesKeepTheTopBitClear() {
+        var detector = DeadPeerDetector(configuration: config(.off), establishedAt: .zero)
+        _ = detector.handle(.outboundTrafficPending, now: .seconds(100))
+        #expect(detector.nextWakeup == nil)
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<1000 {
+            #expect(DeadPeerDetector.Configuration.randomFirstSequence(using: &random) & Liveness.sequenceTopBit == 0)
+        }
+    }
+}
