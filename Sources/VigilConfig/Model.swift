@@ -142,8 +142,8 @@ public struct KernelSettings: Hashable, Sendable {
         self.installRoutes = installRoutes
     }
 
-    /// strongSwan's choice: table 220 with a rule.
-    public static let defaults = KernelSettings(routeTable: .number(220), installRoutes: true)
+    /// Table 86 ("V") with a rule: Vigil's own, so it never collides with strongSwan's table 220 on one host.
+    public static let defaults = KernelSettings(routeTable: .number(86), installRoutes: true)
 }
 
 /// A named crypto map (Cisco `crypto map NAME SEQ ipsec-isakmp`).

@@ -55,7 +55,7 @@ import VigilAddressing
         #expect(entry.pfsGroup == nil)
         #expect(configuration.global.controlSocket == "/run/vigil/vigil.sock")
         #expect(configuration.global.dataplane == .auto)
-        #expect(configuration.global.kernel == KernelSettings(routeTable: .number(220), installRoutes: true))
+        #expect(configuration.global.kernel == KernelSettings(routeTable: .number(86), installRoutes: true))
     }
 
     @Test func identitiesInStrongSwanNotation() throws {
