@@ -68,7 +68,7 @@ public struct SALifetime: Hashable, Sendable {
 }
 
 /// Everything needed to install one direction of a Child SA. Keys are secret: `description` never prints them.
-public struct SARequest: Hashable, Sendable, CustomStringConvertible {
+public struct SARequest: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Outer (tunnel) source and destination addresses.
     public var source: IPAddress
     public var destination: IPAddress
@@ -109,6 +109,8 @@ public struct SARequest: Hashable, Sendable, CustomStringConvertible {
         "\(source) -> \(destination) \(mode) reqid \(reqid) \(encryption)\(integrity.map { "-\($0)" } ?? "")"
             + (encapsulation.map { " udp \($0.sourcePort)->\($0.destinationPort)" } ?? "")
     }
+
+    public var debugDescription: String { description }
 }
 
 extension SARequest {

@@ -25,7 +25,8 @@ public struct KernelPlanReport: Hashable, Sendable, CustomStringConvertible {
 /// Applies a `KernelPlan` through the two protocols, step by step, and reports each refusal.
 ///
 /// Repeating a step is harmless: an add that finds the object already there becomes an update/replace (so the
-/// kernel ends up holding what the plan asked for), and a delete that finds nothing is counted as done.
+/// kernel ends up holding what the plan asked for; for an SA with the same SPI, XFRM_MSG_UPDSA refreshes its
+/// lifetimes and encapsulation but keeps its keys), and a delete that finds nothing is counted as done.
 public struct KernelExecutor: Sendable {
     public enum OnRefusal: Sendable {
         /// Try every step (the plans are ordered so a refused step never makes a later one leak clear text).
@@ -65,14 +66,14 @@ public struct KernelExecutor: Sendable {
     public func perform(_ step: KernelStep) throws(KernelError) {
         do throws(KernelError) {
             try performOnce(step)
-        } catch .alreadyExists {
+        } catch .alreadyExists(let context) {
             switch step {
             case .addSA(let id, let request): try ipsec.updateSA(id, request)
             case .addPolicy(let id, let request): try ipsec.updatePolicy(id, request)
             case .addRoute(let id, let request): try routes.replaceRoute(id, request)
             case .addRule: return
             case .updateSA, .deleteSA, .updatePolicy, .deletePolicy, .replaceRoute, .deleteRoute, .deleteRule:
-                throw KernelError.alreadyExists(KernelError.Context(operation: step.operation, subject: "\(step)", errno: KernelError.Errno.EEXIST))
+                throw KernelError.alreadyExists(context)
             }
         } catch .notFound(let context) {
             switch step {

@@ -1,8 +1,8 @@
 import VigilAddressing
 import VigilAlgorithms
 
-/// Keys and SPI of one direction of a Child SA.
-public struct SAKeys: Hashable, Sendable {
+/// Keys and SPI of one direction of a Child SA. `description` never prints the keys.
+public struct SAKeys: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public var spi: UInt32
     public var encryptionKey: [UInt8]
     public var integrityKey: [UInt8]
@@ -12,6 +12,9 @@ public struct SAKeys: Hashable, Sendable {
         self.encryptionKey = encryptionKey
         self.integrityKey = integrityKey
     }
+
+    public var description: String { "spi 0x\(String(spi, radix: 16)) (keys redacted)" }
+    public var debugDescription: String { description }
 }
 
 /// Where the route to the remote protected subnet goes.
@@ -36,7 +39,7 @@ public struct ChildSARoute: Hashable, Sendable {
 
 /// A Child SA as the kernel needs it: what the IKE engine negotiated (SPIs, keys, algorithms, selectors) with the
 /// peer it was negotiated with, plus the reqid Vigil gave it. One selector pair per Child SA, tunnel mode.
-public struct KernelChildSA: Hashable, Sendable {
+public struct KernelChildSA: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Unique per Child SA, from `ReqidAllocator`; a rekey keeps it, a move to another peer gets a new one.
     public var reqid: UInt32
     /// Outer addresses: this gateway and the peer.
@@ -80,6 +83,14 @@ public struct KernelChildSA: Hashable, Sendable {
         self.lifetime = lifetime
         self.route = route
     }
+
+    /// For logs: selectors, peers, SPIs and reqid; never keys.
+    public var description: String {
+        "Child SA reqid \(reqid) \(localSubnet) === \(remoteSubnet) via \(localTunnelEndpoint) -> \(remoteTunnelEndpoint)"
+            + " in \(inbound) out \(outbound)"
+    }
+
+    public var debugDescription: String { description }
 
     // MARK: What this Child SA puts in the kernel
 

@@ -32,9 +32,14 @@ final class NetlinkAddress {
         return IPAddress(bytes: UnsafeRawBufferPointer(start: data, count: length))
     }
 
-    static func prefix(_ borrowed: OpaquePointer?, family: IPAddress.Family) -> IPPrefix {
-        guard let borrowed, let address = ipAddress(borrowed) else { return IPPrefix(address: .any(family), length: 0) }
-        return IPPrefix(address: address, length: Int(nl_addr_get_prefixlen(borrowed)))
+    /// The prefix in a borrowed `nl_addr` (its own prefix length unless `length` is given); an absent or empty
+    /// address is the whole family (`0.0.0.0/0`). Nil when the kernel's data does not fit `family` (another daemon's
+    /// odd entry is skipped, never a crash).
+    static func prefix(_ borrowed: OpaquePointer?, family: IPAddress.Family, length: Int? = nil) -> IPPrefix? {
+        let address = ipAddress(borrowed) ?? .any(family)
+        let bits = length ?? borrowed.map { Int(nl_addr_get_prefixlen($0)) } ?? 0
+        guard address.family == family, (0...family.bitWidth).contains(bits) else { return nil }
+        return IPPrefix(address: address, length: bits)
     }
 }
 

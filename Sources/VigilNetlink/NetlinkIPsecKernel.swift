@@ -36,8 +36,8 @@ public final class NetlinkIPsecKernel: IPsecKernel {
         let destination = NetlinkAddress(id.destination)
         return try owner.withSocket { (socket: NetlinkSocket) throws(KernelError) -> SAState in
             var found: OpaquePointer?
-            try socket.call(.querySA, id.description) {
-                socket in destination.lend {
+            try socket.call(.querySA, id.description) { socket in
+                destination.lend {
                     xfrmnl_sa_get_kernel(socket, $0, id.spi, UInt32(id.ipsecProtocol.rawValue), 0, 0, &found)
                 }
             }

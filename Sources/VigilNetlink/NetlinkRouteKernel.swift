@@ -43,14 +43,23 @@ public final class NetlinkRouteKernel: RouteKernel {
             try socket.call(.listRoutes, "routes") { rtnl_route_alloc_cache($0, AF_UNSPEC, 0, &cache) }
             defer { nl_cache_free(cache) }
             var routes: [InstalledRoute] = []
+            var names: [Int32: String] = [:]  // one link lookup per interface, not per route
             for route in NetlinkIPsecKernel.objects(in: cache) where rtnl_route_get_table(route) == table {
                 guard rtnl_route_get_type(route) == RT.typeUnicast,
                       let family = IPAddress.Family(netlinkFamily: Int32(rtnl_route_get_family(route))),
-                      rtnl_route_get_nnexthops(route) >= 1, let nexthop = rtnl_route_nexthop_n(route, 0)
+                      rtnl_route_get_nnexthops(route) >= 1, let nexthop = rtnl_route_nexthop_n(route, 0),
+                      let destination = NetlinkAddress.prefix(rtnl_route_get_dst(route), family: family)
                 else { continue }
-                let device = try Self.interfaceName(socket, index: rtnl_route_nh_get_ifindex(nexthop))
+                let index = rtnl_route_nh_get_ifindex(nexthop)
+                let device: String
+                if let known = names[index] {
+                    device = known
+                } else {
+                    device = try Self.interfaceName(socket, index: index)
+                    names[index] = device
+                }
                 routes.append(InstalledRoute(
-                    id: RouteID(table: table, destination: NetlinkAddress.prefix(rtnl_route_get_dst(route), family: family)),
+                    id: RouteID(table: table, destination: destination),
                     request: RouteRequest(
                         device: device,
                         gateway: NetlinkAddress.ipAddress(rtnl_route_nh_get_gateway(nexthop)),

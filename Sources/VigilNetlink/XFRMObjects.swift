@@ -197,12 +197,12 @@ final class PolicyObject {
     static func installed(from sp: OpaquePointer) -> InstalledPolicy? {
         guard let selector = xfrmnl_sp_get_sel(sp),
               let family = IPAddress.Family(netlinkFamily: xfrmnl_sel_get_family(selector)),
-              let direction = PolicyDirection(rawValue: UInt8(truncatingIfNeeded: xfrmnl_sp_get_dir(sp)))
+              let direction = PolicyDirection(rawValue: UInt8(truncatingIfNeeded: xfrmnl_sp_get_dir(sp))),
+              let source = NetlinkAddress.prefix(xfrmnl_sel_get_saddr(selector), family: family,
+                                                 length: Int(xfrmnl_sel_get_prefixlen_s(selector))),
+              let destination = NetlinkAddress.prefix(xfrmnl_sel_get_daddr(selector), family: family,
+                                                      length: Int(xfrmnl_sel_get_prefixlen_d(selector)))
         else { return nil }
-        var source = NetlinkAddress.prefix(xfrmnl_sel_get_saddr(selector), family: family)
-        var destination = NetlinkAddress.prefix(xfrmnl_sel_get_daddr(selector), family: family)
-        source = IPPrefix(address: source.address, length: Int(xfrmnl_sel_get_prefixlen_s(selector)))
-        destination = IPPrefix(address: destination.address, length: Int(xfrmnl_sel_get_prefixlen_d(selector)))
         let selectorValue = PolicySelector(source: source, destination: destination,
                                            ipProtocol: UInt8(truncatingIfNeeded: xfrmnl_sel_get_proto(selector)))
         let action: PolicyAction

@@ -105,6 +105,17 @@ struct BehaviourTests {
 }
 
 extension BehaviourTests {
+    @Test(arguments: KernelKind.allCases)
+    func missingSAsAreNotFound(kind: KernelKind) throws {
+        let lab = try KernelLab(kind)
+        defer { lab.destroy() }
+        let child = Lab.child(1, remote: Lab.peerA, reqid: 0x5649_0001)
+        #expect(code { _ = try lab.ipsec.querySA(child.inboundSAID) } == .notFound)
+        #expect(code { try lab.ipsec.deleteSA(child.inboundSAID) } == .notFound)
+        #expect(code { try lab.ipsec.updateSA(child.inboundSAID, child.inboundSARequest) } != nil)
+        #expect(try lab.ipsec.listSAs().isEmpty)
+    }
+
     /// Key lengths are checked before the request leaves Vigil: a kernel without ESP would not check them (its ESP
     /// init does), so a wrong length must never hide behind "kernel lacks ESP".
     @Test(arguments: KernelKind.allCases)

@@ -167,4 +167,14 @@ struct PlannerTests {
         #expect(busy.packets == 1 && busy.bytes == 1400 && busy.lastUsedAtSeconds == 1_000)
         #expect(code { _ = try kernel.querySA(b.inboundSAID) } == .notFound)
     }
+
+    @Test func descriptionsNeverPrintKeys() {
+        let texts = ["\(a)", String(reflecting: a), "\(a.inboundSARequest)", String(reflecting: a.outboundSARequest),
+                     KernelPlanner.establish(a).description]
+        for text in texts {
+            #expect(!text.contains("\(a.inbound.encryptionKey)"))
+            #expect(!text.contains("encryptionKey"))
+        }
+        #expect("\(a)".contains("reqid \(a.reqid)"))
+    }
 }

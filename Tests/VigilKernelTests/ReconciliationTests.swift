@@ -19,6 +19,14 @@ struct ReconciliationTests {
                          "priority", "2080", "tmpl", "src", "192.0.2.1", "dst", "198.51.100.9", "proto", "esp",
                          "mode", "tunnel", "reqid", "1")
         try namespace.ip("route", "add", "10.8.0.0/16", "dev", "wan0", "table", table)
+        // A bypass policy (no template) and an address-family-less one: listing must skip what it cannot describe.
+        try namespace.ip("xfrm", "policy", "add", "src", "0.0.0.0/0", "dst", "0.0.0.0/0", "dir", "fwd",
+                         "action", "allow", "priority", "7")
+        // In Vigil's priority band but protecting with another daemon's reqid: not Vigil's either.
+        try namespace.ip("xfrm", "policy", "add", "src", "10.7.0.0/16", "dst", "10.6.0.0/16", "dir", "out",
+                         "priority", "0x56490001", "tmpl", "src", "192.0.2.1", "dst", "198.51.100.7", "proto", "esp",
+                         "mode", "tunnel", "reqid", "7")
+        try namespace.ip("xfrm", "policy", "add", "dir", "in", "action", "block", "priority", "1")
 
         // A "Vigil" that installs three Child SAs and is killed without cleaning up.
         let process = Process()
@@ -49,6 +57,9 @@ struct ReconciliationTests {
         let policies = try lab.ip("xfrm", "policy")
         #expect(policies.contains("src 10.9.0.0/16 dst 10.8.0.0/16"))
         #expect(policies.contains("reqid 1 "))
+        #expect(policies.contains("src 0.0.0.0/0 dst 0.0.0.0/0"))
+        #expect(policies.contains("dir in action block"))
+        #expect(policies.contains("src 10.7.0.0/16 dst 10.6.0.0/16"))
         #expect(!policies.contains("reqid 1447624"))
         let routes = try lab.ip("route", "show", "table", table)
         #expect(routes.contains("10.8.0.0/16 dev wan0"))
