@@ -28,6 +28,33 @@ public enum ConfigurationLoader {
         try load(yaml: yaml, fileName: fileName, secrets: .text(secrets))
     }
 
+    /// Reads the secrets file again (same permission rule), for peers added at run time by a peer-list update:
+    /// the keys by peer address or identity.
+    public static func preSharedKeys(secretsPath path: String) throws(ConfigurationErrors) -> [Identity: Secret] {
+        func failure(_ message: String) -> ConfigurationErrors {
+            ConfigurationErrors([ConfigurationError(file: path, line: 0, column: 0, path: "", message: message)])
+        }
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw failure("cannot read the secrets file: \(String(cString: strerror(errno)))")
+        }
+        let mode = Int(status.st_mode) & 0o7777
+        guard mode & 0o077 == 0 else {
+            throw failure("the secrets file has mode \(String(format: "%04o", mode)), which lets group or others access it; fix: chmod 600 \(path)")
+        }
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw failure("cannot read the secrets file: \(reason(error, path: path))")
+        }
+        var diagnostics = Diagnostics()
+        guard let root = compose(text, file: path, &diagnostics),
+              let secrets = SecretsFile.parse(root, file: path, &diagnostics), diagnostics.sorted.isEmpty
+        else { throw ConfigurationErrors(diagnostics.sorted) }
+        return secrets
+    }
+
     static func load(yaml: String, fileName: String, secrets source: SecretsSource) throws(ConfigurationErrors) -> VigilConfiguration {
         var diagnostics = Diagnostics()
         guard let root = compose(yaml, file: fileName, &diagnostics) else { throw ConfigurationErrors(diagnostics.sorted) }

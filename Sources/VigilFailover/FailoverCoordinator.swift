@@ -110,6 +110,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         case phase1ProbeAnswered(Peer)
         /// A probe sent at `probeSentAt` got no answer; a failure of a probe sent before the latest answer is stale.
         case phase1ProbeFailed(Peer, probeSentAt: Duration)
+        /// A listed peer negotiated Phase 1 and Phase 2 with us as responder (it initiated).
+        case peerConnected(Peer)
         case timerFired
     }
 
@@ -295,6 +297,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
                 state = .established(established)
                 flap(now)
             }
+        case .peerConnected(let peer):
+            peerConnected(peer, &out)
         case .timerFired:
             timerFired(&out, &random)
         }
@@ -350,6 +354,30 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         state = .established(Established(peer: connecting.peer, since: out.now, lastActivity: out.now,
                                          preferredAnsweringSince: nil, nextProbe: probe))
         out.notice(.established, connecting.peer, connecting.retained.map { "moved from \($0)" } ?? "established")
+    }
+
+    /// A listed peer came up as initiator. Idle or backing off: it becomes the active peer. Connecting elsewhere: the
+    /// peer that reached us wins and our own attempt is abandoned (one active peer per entry). Established with
+    /// another peer: the newcomer is refused (its SAs deleted) so the entry never has two active peers.
+    private mutating func peerConnected(_ peer: Peer, _ out: inout Output) {
+        guard peers.contains(peer) else {
+            out.actions.append(.deleteSAs(peer))
+            out.notice(.rejected, peer, "not a listed peer")
+            return
+        }
+        switch state {
+        case .idle, .backingOff:
+            complete(Connecting(peer: peer, attempt: 0, tried: 1, deadline: out.now, retained: nil, kind: .cycle), &out)
+        case .connecting(let connecting):
+            if connecting.peer != peer { out.actions.append(.abandonAttempt(connecting.peer)) }
+            complete(Connecting(peer: peer, attempt: connecting.attempt, tried: connecting.tried, deadline: out.now,
+                                retained: connecting.retained == peer ? nil : connecting.retained, kind: connecting.kind), &out)
+        case .established(let established):
+            if established.peer != peer {
+                out.actions.append(.deleteSAs(peer))
+                out.notice(.rejected, peer, "\(established.peer) is the active peer")
+            }
+        }
     }
 
     /// A failed or timed-out attempt: back to the retained peer, on to the next listed peer, or back off.

@@ -9,10 +9,11 @@ public final class NetworkNamespace: @unchecked Sendable {
 
     private static let counter = Counter()
 
-    /// Creates `vl-<prefix>-<pid>-<n>` (kept under the 15-ish characters tools like to print) with loopback up.
+    /// Creates `vl<prefix>-<pid>-<n>` with loopback up; the pid lets `removeLeftovers` tell a dead run's namespaces
+    /// from those of a lab that is still running.
     public init(prefix: String) throws {
         let n = NetworkNamespace.counter.next()
-        name = "vl\(prefix.prefix(6))\(getpid() % 100_000)x\(n)"
+        name = "vl\(prefix.prefix(6))-\(getpid())-\(n)"
         try Command.check(["ip", "netns", "add", name])
         try Command.check(["ip", "-n", name, "link", "set", "lo", "up"])
     }
@@ -67,14 +68,15 @@ public final class NetworkNamespace: @unchecked Sendable {
         try b.ip("link", "set", bInterface, "up")
     }
 
-    /// Removes namespaces left by an earlier run of the lab that was killed (names start with `vl`).
-    public static func removeLeftovers(olderThanThisProcess: Bool = true) {
+    /// Removes namespaces left by lab processes that no longer exist (killed runs). Namespaces of live processes,
+    /// this one included, are never touched: other test processes may be using them.
+    public static func removeLeftovers() {
         guard let result = try? Command.run(["ip", "netns", "list"]) else { return }
-        let mine = "x"
         for line in result.stdout.split(separator: "\n") {
             let name = String(line.split(separator: " ").first ?? "")
-            guard name.hasPrefix("vl"), name.contains(mine) else { continue }
-            if olderThanThisProcess, name.contains("\(getpid() % 100_000)x") { continue }
+            let parts = name.split(separator: "-")
+            guard name.hasPrefix("vl"), parts.count == 3, let pid = Int32(parts[1]) else { continue }
+            if kill(pid, 0) == 0 || errno == EPERM { continue }
             _ = try? Command.run(["ip", "netns", "del", name])
         }
     }

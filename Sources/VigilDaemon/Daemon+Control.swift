@@ -1,0 +1,179 @@
+import VigilAddressing
+import VigilConfig
+import VigilCrypto
+import VigilFailover
+
+/// The control API's commands, answered on the event loop thread.
+extension Daemon {
+    func handleControl(_ request: ControlRequest) -> ControlResponse {
+        switch request.command {
+        case .status:
+            return ControlResponse(ok: true, error: nil, status: status(), events: nil, metrics: nil, message: nil)
+        case .events:
+            return ControlResponse(ok: true, error: nil, status: nil, events: events.recent, metrics: nil, message: nil)
+        case .metrics:
+            return ControlResponse(ok: true, error: nil, status: nil, events: nil, metrics: metricsText(), message: nil)
+        case .setPeers:
+            return respond { try setPeers(request) }
+        case .clear:
+            return respond {
+                let targets = try selectEntries(map: request.map, sequence: request.sequence)
+                for entry in targets { enqueue { self.coordinate(entry, .operatorClear) } }
+                return "cleared \(targets.map(\.name).joined(separator: ", "))"
+            }
+        case .failover:
+            return respond {
+                guard let map = request.map, let sequence = request.sequence else {
+                    throw ControlError(.badRequest, "failover needs a map and a sequence number")
+                }
+                let entry = try selectEntries(map: map, sequence: sequence)[0]
+                if let target = request.to, !entry.peerNames.contains(target) {
+                    throw ControlError(.unknownPeer, "\(target) is not listed in \(entry.name); listed: \(entry.peerNames.joined(separator: ", "))")
+                }
+                guard entry.coordinator.activePeer != nil || entry.coordinator.negotiatingPeer != nil else {
+                    throw ControlError(.notConnected, "\(entry.name) has no active peer to fail over from")
+                }
+                enqueue { self.coordinate(entry, .operatorFailover(to: request.to)) }
+                return "failover of \(entry.name) requested" + (request.to.map { " to \($0)" } ?? " to the next listed peer")
+            }
+        }
+    }
+
+    private func respond(_ body: () throws -> String) -> ControlResponse {
+        do {
+            return .success(message: try body())
+        } catch let error as ControlError {
+            return .failure(error)
+        } catch {
+            return .failure(ControlError(.internalError, "\(error)"))
+        }
+    }
+
+    private func selectEntries(map: String?, sequence: Int?) throws -> [EntryRuntime] {
+        let all = entryOrder.map { entries[$0]! }
+        guard let map else { return all }
+        let inMap = all.filter { $0.map == map }
+        guard !inMap.isEmpty else {
+            throw ControlError(.unknownMap, "no crypto map named '\(map)'; maps: \(Set(all.map(\.map)).sorted().joined(separator: ", "))")
+        }
+        guard let sequence else { return inMap }
+        guard let entry = inMap.first(where: { $0.entry.sequence == sequence }) else {
+            throw ControlError(.unknownEntry, "crypto map '\(map)' has no entry \(sequence); entries: \(inMap.map { String($0.entry.sequence) }.joined(separator: ", "))")
+        }
+        return [entry]
+    }
+
+    /// Atomic peer-list update: validated as a whole (addresses, duplicates, preferred first, a key for every peer)
+    /// before anything changes; then the engine and the coordinator get the new list together.
+    private func setPeers(_ request: ControlRequest) throws -> String {
+        guard let map = request.map, let sequence = request.sequence else {
+            throw ControlError(.badRequest, "peers.set needs a map and a sequence number")
+        }
+        let entry = try selectEntries(map: map, sequence: sequence)[0]
+        let names = request.peers ?? []
+        guard !names.isEmpty else { throw ControlError(.invalidPeerList, "the peer list is empty; give at least one peer") }
+        var seen = Set<String>()
+        var peers: [Peer] = []
+        var keys: [Identity: Secret]?
+        for name in names {
+            let normalized = IPAddress(name)?.description ?? name.lowercased()
+            guard seen.insert(normalized).inserted else {
+                throw ControlError(.invalidPeerList, "peer \(name) is listed twice")
+            }
+            let address: PeerAddress
+            if let ip = IPAddress(name) {
+                address = .ip(ip)
+            } else if name.range(of: #"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"#, options: .regularExpression) != nil {
+                address = .host(normalized)
+            } else {
+                throw ControlError(.invalidPeerList, "'\(name)' is not an IPv4 or IPv6 address or a host name")
+            }
+            if let known = configuration.cryptoMaps.flatMap(\.entries).flatMap(\.peers).first(where: { $0.address == address }) {
+                peers.append(known)
+                continue
+            }
+            // A peer new to this daemon: its key must be in the secrets file.
+            if keys == nil {
+                guard let path = configuration.global.secretsPath else {
+                    throw ControlError(.invalidPeerList, "peer \(name) has no pre-shared key and no secrets file is configured")
+                }
+                do {
+                    keys = try ConfigurationLoader.preSharedKeys(secretsPath: path)
+                } catch {
+                    throw ControlError(.invalidPeerList, "cannot read the secrets file: \(error.description)")
+                }
+            }
+            let identity: Identity = if case .ip(let ip) = address { .address(ip) } else { .fqdn(normalized) }
+            guard let key = keys?[identity] else {
+                throw ControlError(.invalidPeerList, "peer \(name) has no pre-shared key in the secrets file")
+            }
+            peers.append(Peer(address: address, identity: nil, preSharedKey: key))
+        }
+        if let preferred = request.preferred, preferred != names.first {
+            throw ControlError(.invalidPeerList, "the preferred peer \(preferred) must be listed first")
+        }
+        var resolved: [String: IPAddress] = [:]
+        for peer in peers {
+            guard let address = entry.addresses[peer.description] ?? EntryRuntime.resolve(peer.address) else {
+                throw ControlError(.invalidPeerList, "cannot resolve \(peer.description)")
+            }
+            resolved[peer.description] = address
+        }
+
+        // Valid: apply everything at once.
+        entry.entry.peers = peers
+        entry.entry.preferredPeer = request.preferred.flatMap { name in peers.first { $0.description == name } }
+        entry.addresses.merge(resolved) { _, new in new }
+        engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.map {
+            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey.bytes))
+        })
+        let list = peers.map(\.description)
+        enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: request.preferred)) }
+        record("peer-list-updated", entry, detail: list.joined(separator: ", ") + (request.preferred.map { " (preferred \($0))" } ?? ""))
+        return "\(entry.name): peers \(list.joined(separator: ", "))"
+    }
+
+    func status() -> StatusReport {
+        var reports: [StatusReport.Entry] = []
+        let views = engines.values.flatMap(\.sessions)
+        for name in entryOrder {
+            let entry = entries[name]!
+            let state: String = switch entry.coordinator.state {
+            case .idle: "idle"
+            case .connecting(let connecting): "connecting to \(connecting.peer) (attempt \(connecting.attempt))"
+            case .established(let established): "established with \(established.peer)"
+            case .backingOff(let backingOff): "all peers down, backing off until \(String(format: "%.1f", backingOff.until.seconds)) s"
+            }
+            let ikeSAs = views.filter { $0.connection == name }.map { view in
+                StatusReport.IKESAStatus(
+                    id: view.key.description, peer: entry.peerName(for: view.peer) ?? view.peer.description, state: view.state,
+                    localSPI: String(view.localSPI, radix: 16), remoteSPI: String(view.remoteSPI, radix: 16),
+                    algorithms: view.algorithms, established: view.establishedAt?.seconds)
+            }
+            let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
+                StatusReport.ChildSAStatus(
+                    peer: record.peer, inboundSPI: hex(record.child.inboundSPI), outboundSPI: hex(record.child.outboundSPI),
+                    algorithms: record.child.algorithms,
+                    localTS: record.child.localTrafficSelectors.map(\.description),
+                    remoteTS: record.child.remoteTrafficSelectors.map(\.description),
+                    encapsulated: record.child.udpEncapsulated)
+            }
+            reports.append(StatusReport.Entry(
+                map: entry.map, sequence: entry.entry.sequence, ikeVersion: entry.version.rawValue, peers: entry.peerNames,
+                preferredPeer: entry.entry.preferredPeer?.description, state: state, activePeer: entry.coordinator.activePeer,
+                ikeSAs: ikeSAs, childSAs: childSAs, dpd: entry.dpdSummary))
+        }
+        return StatusReport(uptime: loop.now.seconds, dataplane: kernel.dataplaneDescription, entries: reports)
+    }
+
+    func metricsText() -> String {
+        var all = metrics
+        for (version, engine) in engines {
+            for (name, value) in engine.counters {
+                all.set("vigil_ike_\(name){version=\"\(version)\"}", value)
+            }
+        }
+        all.set("vigil_ike_sas", UInt64(sessions.count), help: "IKE SAs tracked")
+        return all.text
+    }
+}

@@ -1,0 +1,414 @@
+import VigilAddressing
+import VigilConfig
+import VigilCrypto
+import VigilFailover
+import VigilKernel
+import VigilLiveness
+
+/// Feeding the state machines and carrying out what they return.
+extension Daemon {
+    // MARK: Failover coordinator
+
+    func coordinate(_ entry: EntryRuntime, _ event: FailoverCoordinator<String>.Event) {
+        let actions = entry.coordinator.handle(event, now: loop.now, random: &random)
+        for action in actions { perform(action, entry) }
+        rescheduleCoordinator(entry)
+    }
+
+    private func rescheduleCoordinator(_ entry: EntryRuntime) {
+        let wakeup = entry.coordinator.nextWakeup
+        guard wakeup != entry.coordinatorWakeup else { return }
+        if let timer = entry.coordinatorTimer { loop.cancel(timer) }
+        entry.coordinatorTimer = nil
+        entry.coordinatorWakeup = wakeup
+        if let wakeup {
+            entry.coordinatorTimer = loop.schedule(at: wakeup) { [unowned self] in
+                entry.coordinatorTimer = nil
+                entry.coordinatorWakeup = nil
+                self.enqueue { self.coordinate(entry, .timerFired) }
+                self.drain()
+            }
+        }
+    }
+
+    private func perform(_ action: FailoverCoordinator<String>.Action, _ entry: EntryRuntime) {
+        switch action {
+        case .initiate(let peer, let attempt):
+            initiate(entry, peer: peer, probe: false, attempt: attempt)
+        case .abandonAttempt(let peer):
+            if let key = entry.sessions[peer] { endSession(key, entry, politely: false) }
+        case .deleteSAs(let peer):
+            deleteSAs(of: peer, entry)
+        case .programKernel(let peer, let replacing):
+            programKernel(entry, peer: peer, replacing: replacing)
+        case .holdTraffic:
+            record("traffic-held", entry, detail: "policies kept without SAs: matching traffic is dropped, never sent in clear")
+        case .clearProtection:
+            for child in entry.installed.values { applyPlan(KernelPlanner.delete(child), entry, what: "clear") }
+            entry.installed.removeAll()
+        case .probePhase1(let peer):
+            initiate(entry, peer: peer, probe: true, attempt: 0)
+        case .scheduleTimer:
+            break // the coordinator's nextWakeup drives its timer (rescheduleCoordinator)
+        case .emit(let notice):
+            record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
+        }
+    }
+
+    private func initiate(_ entry: EntryRuntime, peer: String, probe: Bool, attempt: Int) {
+        guard let engine = engines[entry.version] else {
+            preconditionFailure("entry \(entry.name) needs the IKE\(entry.version) engine, which was not registered")
+        }
+        guard let address = entry.addresses[peer] ?? entry.entry.peers.first(where: { $0.description == peer }).flatMap({ EntryRuntime.resolve($0.address) }) else {
+            record("resolve-failed", entry, peer: peer, detail: "cannot resolve the peer's address")
+            enqueue { self.coordinate(entry, probe ? .phase1ProbeFailed(peer, probeSentAt: self.loop.now) : .attemptFailed(peer, reason: "cannot resolve \(peer)")) }
+            return
+        }
+        entry.addresses[peer] = address
+        if probe { entry.probing.insert(peer) }
+        metrics.increment("vigil_phase1_initiated_total{map=\"\(entry.map)\",sequence=\"\(entry.entry.sequence)\"}", help: "Phase 1 negotiations started")
+        record(probe ? "preemption-probe" : "phase1-initiate", entry, peer: peer, detail: probe ? "Phase 1 probe of the preferred peer" : "attempt \(attempt)")
+        engine.initiate(connection: entry.name, peer: address)
+    }
+
+    /// The peer's SAs go: the IKE SA is abandoned (silently when the peer is dead, with a DELETE otherwise) and its
+    /// Child SAs leave the kernel. Policies stay in place (traffic is held) until the coordinator programs the next
+    /// peer or clears the protection: make-before-break, never clear text.
+    private func deleteSAs(of peer: String, _ entry: EntryRuntime) {
+        if let key = entry.sessions[peer] {
+            let dead = sessions[key]?.detector?.isDead ?? false
+            endSession(key, entry, politely: !dead)
+        }
+        for (spi, record) in entry.children where record.peer == peer {
+            for child in record.kernel where entry.installed[child.selectorKey]?.reqid == child.reqid {
+                applyPlan(KernelPlanner.hold(child), entry, what: "remove SAs of \(peer)")
+            }
+            entry.children[spi] = nil
+        }
+    }
+
+    private func endSession(_ key: SessionKey, _ entry: EntryRuntime, politely: Bool) {
+        guard let engine = engines[key.version] else { return }
+        if politely { engine.delete(key) } else { engine.abandon(key) }
+        forget(key)
+    }
+
+    private func forget(_ key: SessionKey) {
+        guard let session = sessions.removeValue(forKey: key) else { return }
+        if let timer = session.detectorTimer { loop.cancel(timer) }
+        if let entry = entries[session.entryName], entry.sessions[session.peer] == key { entry.sessions[session.peer] = nil }
+    }
+
+    /// Installs the peer's Child SAs: a move from the peer the policies point at now (make-before-break), or a fresh
+    /// establishment; a refused step is reported and never taken as installed.
+    private func programKernel(_ entry: EntryRuntime, peer: String, replacing: String?) {
+        let start = loop.now
+        var steps = 0
+        var refused: [String] = []
+        for record in entry.children.values where record.peer == peer {
+            for child in record.kernel {
+                let plan: KernelPlan
+                if let old = entry.installed[child.selectorKey] {
+                    if old.reqid == child.reqid && old.inbound.spi == child.inbound.spi { continue }
+                    plan = KernelPlanner.failover(from: old, to: child)
+                } else {
+                    plan = KernelPlanner.establish(child)
+                }
+                let report = applyPlan(plan, entry, what: "program \(peer)")
+                steps += report.applied.count
+                refused += report.refused.map(\.description)
+                entry.installed[child.selectorKey] = child
+            }
+        }
+        let elapsed = (loop.now - start).seconds * 1000
+        let mode = replacing.map { "moved from \($0) make-before-break" } ?? "installed"
+        record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
+            + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
+    }
+
+    @discardableResult
+    func applyPlan(_ plan: KernelPlan, _ entry: EntryRuntime, what: String) -> KernelPlanReport {
+        let report = kernel.executor.apply(plan)
+        metrics.increment("vigil_kernel_steps_total", by: UInt64(report.applied.count), help: "kernel steps applied")
+        if !report.refused.isEmpty {
+            metrics.increment("vigil_kernel_refusals_total", by: UInt64(report.refused.count), help: "kernel steps refused")
+            for refusal in report.refused {
+                logger.error("kernel refused (\(what)) for \(entry.name): \(refusal)")
+            }
+        }
+        return report
+    }
+
+    // MARK: IKE engine outputs
+
+    func handle(_ output: EngineOutput, from version: IKEVersionTag) {
+        switch output {
+        case .send(let bytes, let from, let to):
+            send(bytes, from: from, to: to, marker: true)
+        case .sendRaw(let bytes, let from, let to):
+            send(bytes, from: from, to: to, marker: false)
+        case .ikeUp(let key, let connection, let address, let detail, let peerSupportsDPD):
+            ikeUp(key, connection: connection, address: address, detail: detail, peerSupportsDPD: peerSupportsDPD)
+        case .childUp(let child):
+            childUp(child)
+        case .childRekeyed(let oldSPI, let child):
+            childRekeyed(oldSPI: oldSPI, child)
+        case .childDown(let connection, let spi, let reason):
+            childDown(connection: connection, spi: spi, reason: reason)
+        case .ikeDown(let key, let connection, let address, let reason, let byPeer):
+            ikeDown(key, connection: connection, address: address, reason: reason, byPeer: byPeer)
+        case .ikeRekeyed(let old, let new):
+            if let session = sessions.removeValue(forKey: old) {
+                let moved = SessionRecord(key: new, entryName: session.entryName, peer: session.peer, peerAddress: session.peerAddress,
+                                          established: session.established, isProbe: session.isProbe)
+                moved.detector = session.detector
+                moved.lastProbeSequence = session.lastProbeSequence
+                if let timer = session.detectorTimer { loop.cancel(timer) }
+                sessions[new] = moved
+                if let entry = entries[session.entryName] { entry.sessions[session.peer] = new }
+                rescheduleDetector(moved)
+                record("phase1-rekeyed", entries[session.entryName], peer: session.peer, detail: "IKE SA \(old) replaced by \(new)")
+            }
+        case .proofOfLife(let key):
+            detect(key, .authenticatedMessageReceived)
+        case .probeAnswered(let key, let sequence):
+            guard let session = sessions[key] else { return }
+            let echoed = sequence ?? session.lastProbeSequence
+            record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
+                   detail: "sequence \(echoed)")
+            detect(key, .probeAcknowledged(sequence: echoed))
+        case .exchangeInFlight(let key, let inFlight):
+            detect(key, inFlight ? .exchangeStarted : .exchangeCompleted)
+        case .unreachable(let key):
+            guard let session = sessions[key], let entry = entries[session.entryName] else { return }
+            record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
+            if session.established {
+                coordinate(entry, .peerDead(session.peer))
+            } else {
+                forget(key)
+                coordinate(entry, .attemptFailed(session.peer, reason: "no answer"))
+            }
+        case .negotiationFailed(let connection, let address, let code, let message):
+            guard let entry = entries[connection] else { return }
+            let peer = entry.peerName(for: address) ?? address.description
+            metrics.increment("vigil_negotiation_failures_total{code=\"\(code)\"}", help: "failed negotiations by reason")
+            record("negotiation-failed", entry, peer: peer, detail: "\(code): \(message)")
+            if let key = entry.sessions[peer], sessions[key]?.established == false { forget(key) }
+            if entry.probing.remove(peer) != nil {
+                coordinate(entry, .phase1ProbeFailed(peer, probeSentAt: loop.now))
+            } else {
+                coordinate(entry, .attemptFailed(peer, reason: "\(code): \(message)"))
+            }
+        case .log(let level, let text):
+            switch level {
+            case .debug: logger.debug("\(text)")
+            case .info: logger.info("\(text)")
+            case .notice: logger.notice("\(text)")
+            case .warning: logger.warning("\(text)")
+            case .error: logger.error("\(text)")
+            }
+        }
+    }
+
+    private func ikeUp(_ key: SessionKey, connection: String, address: IPAddress, detail: String, peerSupportsDPD: Bool) {
+        guard let entry = entries[connection] else { return }
+        let peer = entry.peerName(for: address) ?? address.description
+        if entry.probing.remove(peer) != nil {
+            record("preemption-probe-answered", entry, peer: peer, detail: detail)
+            engines[key.version]?.delete(key)
+            coordinate(entry, .phase1ProbeAnswered(peer))
+            return
+        }
+        let session = SessionRecord(key: key, entryName: entry.name, peer: peer, peerAddress: address, established: true, isProbe: false)
+        var first: UInt32 = 0
+        if entry.version == .v1 {
+            // RFC 3706 §7: a random starting sequence number with the top bit clear.
+            first = UInt32.random(in: 0...0x7FFF_FFFF, using: &random)
+        }
+        if let configuration = entry.detectorConfiguration(firstSequence: first), entry.version == .v2 || peerSupportsDPD {
+            session.detector = DeadPeerDetector(configuration: configuration, establishedAt: loop.now)
+        } else if entry.entry.dpd.mode != .off {
+            record("dpd-unavailable", entry, peer: peer, detail: "the peer did not advertise RFC 3706 DPD; it is not probed")
+        }
+        sessions[key] = session
+        entry.sessions[peer] = key
+        metrics.increment("vigil_phase1_established_total", help: "IKE SAs established")
+        record("phase1-up", entry, peer: peer, detail: "IKE SA \(key): \(detail)")
+        rescheduleDetector(session)
+        coordinate(entry, .phase1Established(peer))
+    }
+
+    private func childUp(_ child: NegotiatedChild) {
+        guard let entry = entries[child.connection] else { return }
+        let peer = entry.peerName(for: child.remoteEndpoint.address) ?? child.remoteEndpoint.address.description
+        if let session = sessions[child.session], session.isProbe { return }
+        var kernelChildren: [KernelChildSA] = []
+        for local in child.localTrafficSelectors {
+            for remote in child.remoteTrafficSelectors where remote.family == local.family {
+                let key = "\(local)=\(remote)"
+                guard let reqid = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
+                        ?? entry.reqids.allocate() else {
+                    record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
+                    continue
+                }
+                kernelChildren.append(kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry))
+            }
+        }
+        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren)
+        metrics.increment("vigil_phase2_established_total", help: "Child SAs established")
+        record("phase2-up", entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
+            + "\(child.algorithms) \(child.localTrafficSelectors.map(\.description).joined(separator: ",")) === "
+            + "\(child.remoteTrafficSelectors.map(\.description).joined(separator: ","))\(child.udpEncapsulated ? " UDP-encapsulated" : "")")
+        if case .connecting(let connecting) = entry.coordinator.state, connecting.peer == peer {
+            coordinate(entry, .childEstablished(peer))
+        } else if entry.coordinator.activePeer == peer {
+            // A further Child SA with the active peer (or one the peer re-created): install it alongside.
+            programKernel(entry, peer: peer, replacing: nil)
+        } else {
+            coordinate(entry, .peerConnected(peer))
+        }
+    }
+
+    private func kernelChild(_ child: NegotiatedChild, reqid: UInt32, local: IPPrefix, remote: IPPrefix, entry: EntryRuntime) -> KernelChildSA {
+        KernelChildSA(
+            reqid: reqid,
+            localTunnelEndpoint: child.localEndpoint.address, remoteTunnelEndpoint: child.remoteEndpoint.address,
+            localSubnet: local, remoteSubnet: remote,
+            inbound: SAKeys(spi: child.inboundSPI, encryptionKey: child.encryptionIn.bytes, integrityKey: child.integrityIn?.bytes ?? []),
+            outbound: SAKeys(spi: child.outboundSPI, encryptionKey: child.encryptionOut.bytes, integrityKey: child.integrityOut?.bytes ?? []),
+            encryption: child.encryption, integrity: child.integrity,
+            encapsulation: child.udpEncapsulated ? UDPEncapsulation(sourcePort: child.localEndpoint.port, destinationPort: child.remoteEndpoint.port) : nil,
+            replayWindow: 64,
+            route: kernel.route(localTunnelEndpoint: child.localEndpoint.address, localSubnet: local))
+    }
+
+    private func childRekeyed(oldSPI: UInt32, _ child: NegotiatedChild) {
+        guard let entry = entries[child.connection], let old = entry.children.removeValue(forKey: oldSPI) else {
+            return childUp(child)
+        }
+        var renewed: [KernelChildSA] = []
+        for previous in old.kernel {
+            let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry)
+            if entry.installed[previous.selectorKey]?.reqid == previous.reqid {
+                applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
+                entry.installed[previous.selectorKey] = next
+            }
+            renewed.append(next)
+        }
+        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: old.peer, kernel: renewed)
+        entry.lastInboundPackets[oldSPI] = nil
+        entry.lastOutboundPackets[oldSPI] = nil
+        metrics.increment("vigil_phase2_rekeyed_total", help: "Child SAs rekeyed")
+        record("phase2-rekeyed", entry, peer: old.peer, detail: "Child SA \(hex(oldSPI)) replaced by in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI))")
+    }
+
+    private func childDown(connection: String, spi: UInt32, reason: String) {
+        guard let entry = entries[connection], let record = entry.children.removeValue(forKey: spi) else { return }
+        for child in record.kernel where entry.installed[child.selectorKey]?.inbound.spi == child.inbound.spi {
+            // Keep the policies (traffic held) until the coordinator decides: another peer or a clear.
+            applyPlan(KernelPlanner.hold(child), entry, what: "Child SA deleted")
+        }
+        self.record("phase2-down", entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")
+    }
+
+    private func ikeDown(_ key: SessionKey, connection: String, address: IPAddress, reason: String, byPeer: Bool) {
+        guard let entry = entries[connection] else { return }
+        let peer = entry.peerName(for: address) ?? address.description
+        let wasEstablished = sessions[key]?.established ?? false
+        let tracked = sessions[key] != nil
+        forget(key)
+        guard tracked else { return }
+        record("phase1-down", entry, peer: peer, detail: "IKE SA \(key): \(reason)")
+        if byPeer && wasEstablished && entry.coordinator.activePeer == peer {
+            coordinate(entry, .peerDead(peer))
+        } else if !wasEstablished {
+            coordinate(entry, .attemptFailed(peer, reason: reason))
+        }
+    }
+
+    // MARK: Dead peer detectors
+
+    func detect(_ key: SessionKey, _ event: DeadPeerDetector.Event) {
+        guard let session = sessions[key], var detector = session.detector else { return }
+        let action = detector.handle(event, now: loop.now)
+        session.detector = detector
+        if let action { perform(action, session) }
+        rescheduleDetector(session)
+    }
+
+    private func rescheduleDetector(_ session: SessionRecord) {
+        if let timer = session.detectorTimer { loop.cancel(timer) }
+        session.detectorTimer = nil
+        guard let wakeup = session.detector?.nextWakeup else { return }
+        let key = session.key
+        session.detectorTimer = loop.schedule(at: wakeup) { [unowned self] in
+            self.sessions[key]?.detectorTimer = nil
+            self.enqueue { self.detect(key, .timerFired) }
+            self.drain()
+        }
+    }
+
+    private func perform(_ action: DeadPeerDetector.Action, _ session: SessionRecord) {
+        let entry = entries[session.entryName]
+        switch action {
+        case .sendProbe(let sequence, let attempt):
+            session.lastProbeSequence = sequence
+            metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
+            let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
+            record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
+            engines[session.key.version]?.probe(session.key, sequence: sequence)
+        case .peerDead(let death):
+            metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
+            record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
+                + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
+            if let entry { coordinate(entry, .peerDead(session.peer)) }
+        }
+    }
+
+    // MARK: Traffic sampling for on-demand DPD and idle-time
+
+    /// Samples the SA counters of every Child SA: inbound packets are proof of traffic from the peer, outbound ones
+    /// mean traffic is waiting for it (RFC 3706 §5.4, Cisco on-demand). Also tells the coordinator about activity
+    /// (idle-time).
+    func scheduleSampler() {
+        let intervals = entries.values.compactMap { $0.entry.dpd.interval }
+        let period = max(Duration.milliseconds(20), min(Duration.seconds(1), (intervals.min() ?? .seconds(10)) / 10))
+        samplerTimer = loop.schedule(at: loop.now + period) { [unowned self] in
+            self.sampleTraffic()
+            self.drain()
+            if !self.stoppedSampling { self.scheduleSampler() }
+        }
+    }
+
+    var stoppedSampling: Bool { control == nil }
+
+    private func sampleTraffic() {
+        for name in entryOrder {
+            let entry = entries[name]!
+            for (spi, record) in entry.children {
+                guard let first = record.kernel.first, let key = entry.sessions[record.peer] else { continue }
+                var active = false
+                if let inbound = kernel.packets(first.inboundSAID) {
+                    if inbound > entry.lastInboundPackets[spi, default: 0] {
+                        entry.lastInboundPackets[spi] = inbound
+                        detect(key, .inboundTrafficObserved(packets: inbound))
+                        active = true
+                    }
+                }
+                if let outbound = kernel.packets(first.outboundSAID) {
+                    if outbound > entry.lastOutboundPackets[spi, default: 0] {
+                        entry.lastOutboundPackets[spi] = outbound
+                        detect(key, .outboundTrafficPending)
+                        active = true
+                    }
+                }
+                if active { coordinate(entry, .activityObserved) }
+            }
+        }
+    }
+}
+
+func hex(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 8 - digits.count) + digits
+}

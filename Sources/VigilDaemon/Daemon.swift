@@ -1,0 +1,218 @@
+import Foundation
+import Logging
+import VigilAddressing
+import VigilAlgorithms
+import VigilConfig
+import VigilCrypto
+import VigilFailover
+import VigilKernel
+import VigilLiveness
+
+/// vigild's core: it owns every state machine (one failover coordinator per crypto-map entry, one dead peer detector
+/// per IKE SA, the IKE engines) and carries out what they return: datagrams, timers, kernel plans, events. It runs on
+/// the event loop thread only. Machines never call each other: outputs are queued and drained in order, so a machine
+/// is never re-entered while it is handling an event.
+public final class Daemon {
+    public let configuration: VigilConfiguration
+    public let loop: EventLoop
+    public let events: EventLog
+    let logger: Logger
+    var metrics = Metrics()
+    var random = SystemRandomNumberGenerator()
+
+    var engines: [IKEVersionTag: any IKEEngineDriver] = [:]
+    var sockets: [Endpoint: UDPSocket] = [:]
+    var entries: [String: EntryRuntime] = [:]
+    var entryOrder: [String] = []
+    var sessions: [SessionKey: SessionRecord] = [:]
+    let kernel: DaemonKernel
+    var control: ControlServer?
+    /// Handles userspace ESP datagrams arriving on port 4500, when the userspace data plane runs.
+    public var espReceiver: ((_ bytes: [UInt8], _ from: Endpoint, _ to: Endpoint) -> Void)?
+
+    private var queue: [() -> Void] = []
+    private var draining = false
+    var samplerTimer: EventLoop.TimerHandle?
+    private var stopped = false
+
+    public init(configuration: VigilConfiguration, loop: EventLoop, kernel: DaemonKernel, logger: Logger) {
+        self.configuration = configuration
+        self.loop = loop
+        self.kernel = kernel
+        self.logger = logger
+        events = EventLog()
+        let logger = logger
+        events.addSink { event in
+            let subject = [event.map, event.sequence.map(String.init), event.peer].compactMap { $0 }.joined(separator: " ")
+            logger.notice("event \(event.kind) \(subject): \(event.detail)")
+        }
+        for map in configuration.cryptoMaps {
+            for entry in map.entries {
+                let runtime = EntryRuntime(map: map.name, entry: entry, global: configuration.global)
+                entries[runtime.name] = runtime
+                entryOrder.append(runtime.name)
+            }
+        }
+    }
+
+    // MARK: Start and stop
+
+    /// Plugs in an IKE engine; its outputs come back through the daemon's queue.
+    public func register(_ engine: any IKEEngineDriver) {
+        engine.output = { [unowned self] output in self.enqueue { self.handle(output, from: engine.version) } }
+        engines[engine.version] = engine
+    }
+
+    /// Binds the IKE sockets, serves the control API, reconciles the kernel, and starts the entries marked `start`.
+    public func start() throws {
+        for address in configuration.global.listen {
+            for port: UInt16 in [500, 4500] {
+                let socket = try UDPSocket(bindTo: Endpoint(address, port))
+                sockets[socket.local] = socket
+                loop.watch(socket.fd) { [unowned self] in self.readable(socket) }
+            }
+        }
+        control = try ControlServer(path: configuration.global.controlSocket, loop: loop) { [unowned self] request in
+            let response = self.handleControl(request)
+            self.drain()
+            return response
+        }
+        events.addSink { [unowned self] event in self.control?.publish(event) }
+
+        let report = kernel.reconcile()
+        record("kernel-reconciled", detail: report)
+        for name in entryOrder {
+            let entry = entries[name]!
+            record("entry-loaded", entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")
+            if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
+        }
+        scheduleSampler()
+        drain()
+    }
+
+    /// Graceful shutdown: DELETE every IKE SA we hold (best effort), remove everything installed in the kernel.
+    public func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        for (key, record) in sessions {
+            engines[key.version]?.delete(key)
+            if let timer = record.detectorTimer { loop.cancel(timer) }
+        }
+        // Let the DELETE requests leave before the sockets close.
+        drainQueueOnly()
+        for name in entryOrder {
+            let entry = entries[name]!
+            for child in entry.installed.values { applyPlan(KernelPlanner.delete(child), entry, what: "shutdown") }
+            entry.installed.removeAll()
+        }
+        record("shutdown", detail: kernel.removeRule())
+    }
+
+    // MARK: The queue
+
+    func enqueue(_ work: @escaping () -> Void) {
+        queue.append(work)
+    }
+
+    /// Runs queued work until the queue is empty. Called at the end of every entry point (socket, timer, control).
+    func drain() {
+        guard !draining else { return }
+        draining = true
+        defer { draining = false }
+        while !queue.isEmpty {
+            let work = queue.removeFirst()
+            work()
+        }
+    }
+
+    private func drainQueueOnly() {
+        draining = false
+        drain()
+    }
+
+    // MARK: Sockets
+
+    private func readable(_ socket: UDPSocket) {
+        while let (bytes, from) = socket.receive() {
+            dispatch(bytes, from: from, to: socket.local)
+        }
+        drain()
+    }
+
+    /// Routes one datagram: on port 4500 the non-ESP marker means IKE (RFC 3948 §2.2), a lone 0xFF is a NAT keepalive
+    /// (§2.3), anything else is ESP for the data plane.
+    func dispatch(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {
+        var ike = bytes
+        if to.port == 4500 {
+            if bytes == [0xFF] {
+                metrics.increment("vigil_nat_keepalives_received_total", help: "NAT keepalives received")
+                return
+            }
+            guard bytes.count >= 4, bytes[0..<4].allSatisfy({ $0 == 0 }) else {
+                if let espReceiver {
+                    espReceiver(bytes, from, to)
+                } else {
+                    metrics.increment("vigil_esp_without_dataplane_total", help: "ESP datagrams on 4500 with no userspace data plane")
+                }
+                return
+            }
+            ike.removeFirst(4)
+        }
+        guard ike.count >= 28 else {
+            metrics.increment("vigil_malformed_datagrams_total", help: "datagrams too short to be IKE, dropped")
+            return
+        }
+        // IKE header: version at offset 17 (major in the high nibble): 2 for IKEv2, 1 for ISAKMP.
+        let major = ike[17] >> 4
+        let version: IKEVersionTag? = major == 2 ? .v2 : (major == 1 ? .v1 : nil)
+        guard let version, let engine = engines[version] else {
+            metrics.increment("vigil_unsupported_ike_version_total", help: "IKE datagrams of a version with no engine")
+            logger.info("dropped IKE datagram from \(from): version \(major) not served")
+            return
+        }
+        engine.received(ike, from: from, to: to)
+    }
+
+    func send(_ bytes: [UInt8], from: Endpoint, to: Endpoint, marker: Bool) {
+        guard let socket = sockets[from] ?? sockets.values.first(where: { $0.local.port == from.port && $0.local.address.family == to.address.family }) else {
+            metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
+            logger.error("no socket bound to \(from) for a datagram to \(to)")
+            return
+        }
+        let datagram = marker && from.port == 4500 ? UDPSocket.nonESPMarker + bytes : bytes
+        if let failure = socket.send(datagram, to: to) {
+            metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
+            logger.warning("send to \(to) failed: \(failure)")
+        }
+    }
+
+    // MARK: Events
+
+    func record(_ kind: String, _ entry: EntryRuntime? = nil, peer: String? = nil, detail: String) {
+        events.record(kind: kind, now: loop.now, map: entry?.map, sequence: entry?.entry.sequence, peer: peer, detail: detail)
+    }
+
+    func entry(forConnection connection: String) -> EntryRuntime? { entries[connection] }
+}
+
+/// One IKE SA the daemon tracks, with its dead peer detector.
+final class SessionRecord {
+    let key: SessionKey
+    let entryName: String
+    let peer: String
+    let peerAddress: IPAddress
+    var detector: DeadPeerDetector?
+    var detectorTimer: EventLoop.TimerHandle?
+    var lastProbeSequence: UInt32 = 0
+    var established: Bool
+    var isProbe: Bool
+
+    init(key: SessionKey, entryName: String, peer: String, peerAddress: IPAddress, established: Bool, isProbe: Bool) {
+        self.key = key
+        self.entryName = entryName
+        self.peer = peer
+        self.peerAddress = peerAddress
+        self.established = established
+        self.isProbe = isProbe
+    }
+}

@@ -1,0 +1,147 @@
+import Dispatch
+import Foundation
+import Logging
+import VigilConfig
+import VigilKernel
+import VigilNetlink
+
+/// Builds the daemon from a configuration and runs it until SIGTERM or SIGINT; SIGHUP reloads the configuration
+/// (a configuration with errors is refused and the running one kept).
+public enum DaemonRunner {
+    /// Where Child SAs go. `recordedSAs` is for tests on kernels without ESP: SAs are recorded in memory while
+    /// policies and routes go to the real kernel.
+    public enum SAKernelChoice: String, Sendable, CaseIterable {
+        case configured
+        case recordedSAs = "recorded"
+    }
+
+    public struct Options: Sendable {
+        public var configPath: String
+        public var saKernel: SAKernelChoice
+        public init(configPath: String, saKernel: SAKernelChoice = .configured) {
+            self.configPath = configPath
+            self.saKernel = saKernel
+        }
+    }
+
+    public static func run(configuration: VigilConfiguration, options: Options, logger: Logger) throws {
+        let loop = EventLoop()
+        let kernel = try makeKernel(configuration: configuration, options: options, logger: logger)
+        let daemon = Daemon(configuration: configuration, loop: loop, kernel: kernel.daemonKernel, logger: logger)
+        for engine in makeEngines(configuration: configuration, loop: loop, logger: logger) { daemon.register(engine) }
+        kernel.attach?(daemon)
+        try daemon.start()
+        logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
+
+        let signals = DispatchQueue(label: "vigild.signals")
+        var sources: [DispatchSourceSignal] = []
+        for number in [SIGTERM, SIGINT, SIGHUP] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: signals)
+            source.setEventHandler {
+                if number == SIGHUP {
+                    loop.post { daemon.reload(path: options.configPath) }
+                } else {
+                    loop.post {
+                        logger.notice("vigild: signal \(number), shutting down")
+                        daemon.shutdown()
+                        loop.stop()
+                    }
+                }
+            }
+            source.resume()
+            sources.append(source)
+        }
+        loop.run()
+        kernel.detach?()
+        withExtendedLifetime(sources) {}
+    }
+
+    struct KernelSetup {
+        var daemonKernel: DaemonKernel
+        var attach: ((Daemon) -> Void)?
+        var detach: (() -> Void)?
+    }
+
+    static func makeKernel(configuration: VigilConfiguration, options: Options, logger: Logger) throws -> KernelSetup {
+        let routes = try NetlinkRouteKernel()
+        let policies = try NetlinkIPsecKernel()
+        let settings = configuration.global.kernel
+        switch (options.saKernel, configuration.global.dataplane) {
+        case (.recordedSAs, _):
+            let split = SplitIPsecKernel(sas: RecordingKernel(espSupported: true), policies: policies)
+            return KernelSetup(daemonKernel: DaemonKernel(
+                ipsec: split, routes: routes, dataplaneDescription: "kernel policies and routes, SAs recorded in memory (test)",
+                settings: settings, tunnelDevice: nil))
+        case (.configured, .kernel):
+            return KernelSetup(daemonKernel: DaemonKernel(
+                ipsec: policies, routes: routes, dataplaneDescription: "kernel (XFRM)", settings: settings, tunnelDevice: nil))
+        case (.configured, .userspace), (.configured, .auto):
+            if configuration.global.dataplane == .auto, kernelHasESP(policies) {
+                return KernelSetup(daemonKernel: DaemonKernel(
+                    ipsec: policies, routes: routes, dataplaneDescription: "kernel (XFRM)", settings: settings, tunnelDevice: nil))
+            }
+            return try makeUserspaceDataPlane(configuration: configuration, routes: routes, logger: logger)
+        }
+    }
+
+    /// Asks the kernel whether it has ESP: an SA add with valid algorithms is refused with EPROTONOSUPPORT when it
+    /// lacks it. The probe SA (loopback, a reserved SPI, outside Vigil's reqid band) is removed at once.
+    static func kernelHasESP(_ kernel: NetlinkIPsecKernel) -> Bool {
+        let id = SAID(destination: .v4(0x7F00_0001), spi: 0x0000_0101)
+        let request = SARequest(
+            source: .v4(0x7F00_0001), destination: .v4(0x7F00_0001), reqid: 1, encryption: .aes128cbc,
+            encryptionKey: [UInt8](repeating: 1, count: 16), integrity: .hmacSHA2_256_128,
+            integrityKey: [UInt8](repeating: 2, count: 32), encapsulation: nil, replayWindow: 0, lifetime: .unlimited)
+        do {
+            try kernel.addSA(id, request)
+            try? kernel.deleteSA(id)
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+extension Daemon {
+    /// SIGHUP: load the configuration again. With errors, the running configuration stays and every error is logged.
+    /// Otherwise peer-list changes are applied at once (atomically per entry); other changes need a restart and
+    /// are named in the log.
+    func reload(path: String) {
+        let next: VigilConfiguration
+        do {
+            next = try ConfigurationLoader.load(path: path)
+        } catch {
+            logger.error("reload refused, running configuration kept:\n\(error.description)")
+            record("reload-refused", detail: "\(error.errors.count) errors; running configuration kept")
+            return
+        }
+        var applied: [String] = []
+        var needRestart: [String] = []
+        for map in next.cryptoMaps {
+            for candidate in map.entries {
+                let name = "\(map.name)/\(candidate.sequence)"
+                guard let entry = entries[name] else {
+                    needRestart.append("new entry \(name)")
+                    continue
+                }
+                let peers = candidate.peers.map(\.description)
+                if peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description {
+                    let response = handleControl(ControlRequest(
+                        command: .setPeers, map: map.name, sequence: candidate.sequence, peers: peers,
+                        preferred: candidate.preferredPeer?.description))
+                    if let error = response.error {
+                        logger.error("reload: peers of \(name) not applied: \(error)")
+                    } else {
+                        applied.append("peers of \(name)")
+                    }
+                }
+            }
+        }
+        let removed = entryOrder.filter { name in !next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } }.contains(name) }
+        needRestart += removed.map { "removed entry \($0)" }
+        record("reloaded", detail: "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"
+            + (needRestart.isEmpty ? "" : "; needs a restart: \(needRestart.joined(separator: ", "))"))
+        drain()
+    }
+}

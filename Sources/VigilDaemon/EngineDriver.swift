@@ -1,0 +1,109 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+
+/// IKE version of a crypto-map entry and of the engine that serves it.
+public enum IKEVersionTag: String, Hashable, Sendable, CustomStringConvertible {
+    case v1 = "v1"
+    case v2 = "v2"
+    public var description: String { rawValue }
+}
+
+/// One IKE SA (Phase 1) as the daemon names it: the engine's version and our SPI (cookie) for it.
+public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
+    public var version: IKEVersionTag
+    public var spi: UInt64
+    public var description: String { "\(version)/\(String(spi, radix: 16))" }
+}
+
+/// A negotiated Child SA (Phase 2) in one vocabulary for both IKE versions, with its keys.
+public struct NegotiatedChild: Sendable {
+    public var session: SessionKey
+    public var connection: String
+    public var inboundSPI: UInt32
+    public var outboundSPI: UInt32
+    public var encryption: EncryptionAlgorithm
+    public var integrity: IntegrityAlgorithm?
+    public var dhGroup: DHGroup?
+    public var localTrafficSelectors: [IPPrefix]
+    public var remoteTrafficSelectors: [IPPrefix]
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint
+    public var udpEncapsulated: Bool
+    public var encryptionIn: SecureBytes
+    public var encryptionOut: SecureBytes
+    public var integrityIn: SecureBytes?
+    public var integrityOut: SecureBytes?
+
+    public var algorithms: String {
+        ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + (dhGroup.map { [$0.keyword] } ?? []))
+            .joined(separator: "-")
+    }
+}
+
+/// A read-only view of an IKE SA for status.
+public struct SessionView: Sendable {
+    public var key: SessionKey
+    public var connection: String
+    public var peer: IPAddress
+    public var state: String
+    public var localSPI: UInt64
+    public var remoteSPI: UInt64
+    public var algorithms: String
+    public var establishedAt: Duration?
+}
+
+/// What an IKE engine tells the daemon, in one vocabulary for IKEv1 and IKEv2.
+public enum EngineOutput: Sendable {
+    /// Send IKE bytes; `.send` on port 4500 gets the non-ESP marker from the daemon.
+    case send(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    /// Send raw bytes as they are (NAT keepalive 0xFF).
+    case sendRaw(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    case ikeUp(SessionKey, connection: String, peer: IPAddress, detail: String, peerSupportsDPD: Bool)
+    case childUp(NegotiatedChild)
+    case childRekeyed(oldInboundSPI: UInt32, NegotiatedChild)
+    case childDown(connection: String, inboundSPI: UInt32, reason: String)
+    case ikeDown(SessionKey, connection: String, peer: IPAddress, reason: String, byPeer: Bool)
+    case ikeRekeyed(old: SessionKey, new: SessionKey)
+    /// Any authenticated inbound message (RFC 7296 §2.4: proof of liveness).
+    case proofOfLife(SessionKey)
+    /// A liveness check (IKEv2) or R-U-THERE-ACK (IKEv1, with its echoed sequence) came back.
+    case probeAnswered(SessionKey, sequence: UInt32?)
+    case exchangeInFlight(SessionKey, Bool)
+    /// Retransmissions of a request ran out.
+    case unreachable(SessionKey)
+    case negotiationFailed(connection: String, peer: IPAddress, code: String, message: String)
+    case log(EngineLogLevel, String)
+}
+
+public enum EngineLogLevel: Int, Sendable, Comparable {
+    case debug, info, notice, warning, error
+    public static func < (a: EngineLogLevel, b: EngineLogLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// What the daemon asks of an IKE engine. Each driver owns its engine (a pure value) and the engine's timers; it
+/// hands everything the engine returns to `output`, on the event loop thread.
+public protocol IKEEngineDriver: AnyObject {
+    var version: IKEVersionTag { get }
+    var output: (EngineOutput) -> Void { get set }
+
+    func initiate(connection: String, peer: IPAddress)
+    /// A DPD probe: IKEv2 sends (or retransmits) an empty INFORMATIONAL; IKEv1 an R-U-THERE with `sequence`.
+    func probe(_ session: SessionKey, sequence: UInt32)
+    func delete(_ session: SessionKey)
+    /// Forget silently (the peer is dead): nothing is sent.
+    func abandon(_ session: SessionKey)
+    func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint)
+    /// Replace a connection's peers (address, identity, key) after a run-time peer-list update.
+    func updatePeers(connection: String, peers: [EnginePeer])
+
+    var sessions: [SessionView] { get }
+    var counters: [String: UInt64] { get }
+}
+
+/// A peer as the engines need it.
+public struct EnginePeer: Sendable {
+    public var address: IPAddress
+    public var identity: Identity
+    public var preSharedKey: SecureBytes
+}
