@@ -346,9 +346,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     private mutating func complete(_ connecting: Connecting, _ out: inout Output) {
         out.actions.append(.programKernel(connecting.peer, replacing: connecting.retained))
         if let retained = connecting.retained { out.actions.append(.deleteSAs(retained)) }
-        let probe = configuration.preemption.map { out.now + $0.probeInterval }
-        state = .established(Established(peer: connecting.peer, since: out.now, lastActivity: out.now,
-                                         preferredAnsweringSince: nil, nextProbe: probe))
+        state = .established(established(on: connecting.peer, now: out.now))
         out.notice(.established, connecting.peer, connecting.retained.map { "moved from \($0)" } ?? "established")
     }
 
@@ -374,10 +372,19 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         out.notice(.cycleFailed, nil, "all \(peers.count) peers failed; retry at \(until)")
     }
 
+    /// A fresh established state; Phase 1 probes of the preferred peer only while on a backup with preemption on.
+    private func established(on peer: Peer, now: Duration) -> Established {
+        Established(peer: peer, since: now, lastActivity: now, preferredAnsweringSince: nil, nextProbe: nextPreemptionProbe(on: peer, now: now))
+    }
+
+    private func nextPreemptionProbe(on peer: Peer, now: Duration) -> Duration? {
+        guard let preemption = configuration.preemption, let preferred = configuration.preferred, preferred != peer else { return nil }
+        return now + preemption.probeInterval
+    }
+
     /// Ends a make-before-break move: the retained peer stays active.
     private mutating func stay(with retained: Peer, abandoning peer: Peer, _ reason: String, _ out: inout Output) {
-        state = .established(Established(peer: retained, since: out.now, lastActivity: out.now, preferredAnsweringSince: nil,
-                                         nextProbe: configuration.preemption.map { out.now + $0.probeInterval }))
+        state = .established(established(on: retained, now: out.now))
         out.notice(.preemptionAbandoned, peer, "\(reason); staying with \(retained)")
     }
 
@@ -481,7 +488,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             break
         case .established(var established):
             if newPeers.contains(established.peer) {
-                if established.peer == preferred { established.preferredAnsweringSince = nil }
+                established.preferredAnsweringSince = nil   // the preferred peer may have changed: start over
+                established.nextProbe = nextPreemptionProbe(on: established.peer, now: out.now)
                 state = .established(established)
                 return
             }
@@ -527,11 +535,9 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
                 out.notice(.idleTimeout, established.peer, "idle on a backup peer; next connection tries the preferred peer")
                 return
             }
-            if let probe = established.nextProbe, out.now >= probe, let preemption = configuration.preemption {
-                if let preferred = configuration.preferred, preferred != established.peer {
-                    out.actions.append(.probePhase1(preferred))
-                }
-                established.nextProbe = out.now + preemption.probeInterval
+            if let probe = established.nextProbe, out.now >= probe, let preferred = configuration.preferred {
+                out.actions.append(.probePhase1(preferred))
+                established.nextProbe = nextPreemptionProbe(on: established.peer, now: out.now)
                 state = .established(established)
             }
         }
