@@ -19,6 +19,16 @@
 ///   flap (a preferred peer that stops answering, fails a preemption, or dies soon after one) doubles the hold-down
 ///   up to `maximumHoldDown`; a quiet `maximumHoldDown` forgets the flaps.
 /// - Peer-list updates are atomic (see `Event.peerListUpdated`).
+/// - Moves off a live peer (preemption, operator failover) are make-before-break: the old peer stays active until
+///   the new one's Phase 2 is up (`.programKernel(new, replacing: old)`, then `.deleteSAs(old)`); a failed move
+///   returns to the old peer. If the old peer dies meanwhile, its SAs go and the negotiation in flight continues as
+///   the first attempt of a cycle (it is not abandoned to start over).
+///
+/// The daemon's side: perform the actions in order; map IKE results to `.phase1Established`, `.childEstablished`
+/// and `.attemptFailed`, each detector's `.peerDead` to `.peerDead`, acquires to `.trafficWaiting`, SA traffic
+/// counters to `.activityObserved`, Phase 1 probe outcomes to `.phase1ProbeAnswered`/`.phase1ProbeFailed`, and the
+/// control API to the operator events. Peer lists are validated before they get here (non-empty, no duplicates,
+/// preferred peer listed): an invalid one is a bug and stops the process.
 public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     public enum DeadPeerAction: Hashable, Sendable {
         case restart
