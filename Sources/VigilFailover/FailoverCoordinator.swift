@@ -19,6 +19,16 @@
 ///   flap (a preferred peer that stops answering, fails a preemption, or dies soon after one) doubles the hold-down
 ///   up to `maximumHoldDown`; a quiet `maximumHoldDown` forgets the flaps.
 /// - Peer-list updates are atomic (see `Event.peerListUpdated`).
+/// - Moves off a live peer (preemption, operator failover) are make-before-break: the old peer stays active until
+///   the new one's Phase 2 is up (`.programKernel(new, replacing: old)`, then `.deleteSAs(old)`); a failed move
+///   returns to the old peer. If the old peer dies meanwhile, its SAs go and the negotiation in flight continues as
+///   the first attempt of a cycle (it is not abandoned to start over).
+///
+/// The daemon's side: perform the actions in order; map IKE results to `.phase1Established`, `.childEstablished`
+/// and `.attemptFailed`, each detector's `.peerDead` to `.peerDead`, acquires to `.trafficWaiting`, SA traffic
+/// counters to `.activityObserved`, Phase 1 probe outcomes to `.phase1ProbeAnswered`/`.phase1ProbeFailed`, and the
+/// control API to the operator events. Peer lists are validated before they get here (non-empty, no duplicates,
+/// preferred peer listed): an invalid one is a bug and stops the process.
 public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     public enum DeadPeerAction: Hashable, Sendable {
         case restart
@@ -350,9 +360,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     private mutating func complete(_ connecting: Connecting, _ out: inout Output) {
         out.actions.append(.programKernel(connecting.peer, replacing: connecting.retained))
         if let retained = connecting.retained { out.actions.append(.deleteSAs(retained)) }
-        let probe = configuration.preemption.map { out.now + $0.probeInterval }
-        state = .established(Established(peer: connecting.peer, since: out.now, lastActivity: out.now,
-                                         preferredAnsweringSince: nil, nextProbe: probe))
+        state = .established(established(on: connecting.peer, now: out.now))
         out.notice(.established, connecting.peer, connecting.retained.map { "moved from \($0)" } ?? "established")
     }
 
@@ -402,10 +410,19 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         out.notice(.cycleFailed, nil, "all \(peers.count) peers failed; retry at \(until)")
     }
 
+    /// A fresh established state; Phase 1 probes of the preferred peer only while on a backup with preemption on.
+    private func established(on peer: Peer, now: Duration) -> Established {
+        Established(peer: peer, since: now, lastActivity: now, preferredAnsweringSince: nil, nextProbe: nextPreemptionProbe(on: peer, now: now))
+    }
+
+    private func nextPreemptionProbe(on peer: Peer, now: Duration) -> Duration? {
+        guard let preemption = configuration.preemption, let preferred = configuration.preferred, preferred != peer else { return nil }
+        return now + preemption.probeInterval
+    }
+
     /// Ends a make-before-break move: the retained peer stays active.
     private mutating func stay(with retained: Peer, abandoning peer: Peer, _ reason: String, _ out: inout Output) {
-        state = .established(Established(peer: retained, since: out.now, lastActivity: out.now, preferredAnsweringSince: nil,
-                                         nextProbe: configuration.preemption.map { out.now + $0.probeInterval }))
+        state = .established(established(on: retained, now: out.now))
         out.notice(.preemptionAbandoned, peer, "\(reason); staying with \(retained)")
     }
 
@@ -509,7 +526,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             break
         case .established(var established):
             if newPeers.contains(established.peer) {
-                if established.peer == preferred { established.preferredAnsweringSince = nil }
+                established.preferredAnsweringSince = nil   // the preferred peer may have changed: start over
+                established.nextProbe = nextPreemptionProbe(on: established.peer, now: out.now)
                 state = .established(established)
                 return
             }
@@ -555,11 +573,9 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
                 out.notice(.idleTimeout, established.peer, "idle on a backup peer; next connection tries the preferred peer")
                 return
             }
-            if let probe = established.nextProbe, out.now >= probe, let preemption = configuration.preemption {
-                if let preferred = configuration.preferred, preferred != established.peer {
-                    out.actions.append(.probePhase1(preferred))
-                }
-                established.nextProbe = out.now + preemption.probeInterval
+            if let probe = established.nextProbe, out.now >= probe, let preferred = configuration.preferred {
+                out.actions.append(.probePhase1(preferred))
+                established.nextProbe = nextPreemptionProbe(on: established.peer, now: out.now)
                 state = .established(established)
             }
         }

@@ -27,15 +27,17 @@
 /// retry`; a probe slot that fell inside the exchange is sent as soon as the exchange completes without an answer.
 ///
 /// ## Probe numbering
-/// IKEv1 (RFC 3706 §6.1/§6.2, replay resistance): the first R-U-THERE of an IKE SA carries a random sequence number
-/// with the top bit clear (``Configuration/randomFirstSequence(using:)``); every later R-U-THERE, *retries
-/// included*, carries the previous number plus one. §5.5's implementation suggestion speaks of retransmitting
-/// R-U-THERE, but §6.2 requires subsequent R-U-THERE messages to increment the number and §7 rests the protection
-/// against a replayed R-U-THERE-ACK on that uniqueness; strongSwan and racoon also send a fresh, incremented
-/// R-U-THERE per retry, so that is what we do (a peer that acknowledges only exact repeats would see nothing new
-/// either way). An acknowledgement is accepted when it echoes the number of *any* probe of the current run (a late
-/// ACK to an earlier retry is still the peer's authenticated answer to a number we chose), also after another proof of
-/// life ended the run; a number from an older run or one never sent is stale and ignored. The daemon puts both ISAKMP cookies in the notify's SPI field.
+/// IKEv1 (RFC 3706 §6, replay resistance): the first R-U-THERE of an IKE SA carries a random sequence number with the
+/// top bit clear (``Configuration/randomFirstSequence(using:)``), and each later R-U-THERE carries the previous number
+/// plus one, **retries included**. RFC 3706 leaves the retry case open: its implementation suggestion (§5.5) has the
+/// sender retry after a missed R-U-THERE-ACK without saying whether a retry reuses the number, while its replay and
+/// security text (§6, §7) rests the protection against a replayed or forged ACK on each R-U-THERE carrying a number
+/// the sender has not used before and on matching the ACK against it. Implementations differ; strongSwan and racoon
+/// send a fresh, incremented R-U-THERE per retry, and so do we: a retry is then never confused with its original, and
+/// a peer answers a new number whatever it does with repeats. An acknowledgement counts when it echoes the number of
+/// *any* probe of the latest run (a late ACK to an earlier retry is still the peer's authenticated answer to a number
+/// we chose), also after another proof of life ended that run; a number from an older run, or one never sent, is
+/// stale and ignored. The daemon puts both ISAKMP cookies in the notify's SPI field (RFC 3706 §5.3).
 ///
 /// IKEv2: a probe is an empty INFORMATIONAL request. All probes of one run share one `sequence` (a run counter, not
 /// a Message ID); the daemon turns a retry into a retransmission of the same outstanding request, on this

@@ -150,4 +150,22 @@ import VigilFailover
         #expect(coordinator.activePeer == nil && coordinator.negotiatingPeer == "b")
         #expect(Self.drive(&coordinator, .childEstablished("b"), at: .seconds(7)) == [.programKernel("b", replacing: nil)])
     }
+
+    @Test func preemptionProbesThePreferredPeerOnlyFromABackupAndMovesBackAfterTheHoldDown() {
+        var coordinator = C(configuration: .init(
+            peers: ["a", "b"], preferred: "a", attemptTimeout: .seconds(10), backoff: .init(initial: .seconds(2), maximum: .seconds(16)),
+            preemption: .init(probeInterval: .seconds(5), holdDown: .seconds(10), maximumHoldDown: .seconds(60))))
+        Self.established(on: "b", &coordinator, at: .seconds(1))
+        #expect(coordinator.nextWakeup == .seconds(6))
+        #expect(Self.drive(&coordinator, .timerFired, at: .seconds(6)) == [.probePhase1("a")])
+        #expect(Self.drive(&coordinator, .phase1ProbeAnswered("a"), at: .seconds(6)) == [])
+        // A failure of a probe sent before that answer is stale; an answer 10 s after the first completes the hold-down.
+        #expect(Self.drive(&coordinator, .phase1ProbeFailed("a", probeSentAt: .seconds(5)), at: .seconds(7)) == [])
+        #expect(Self.drive(&coordinator, .phase1ProbeAnswered("a"), at: .seconds(11)) == [])
+        #expect(Self.drive(&coordinator, .phase1ProbeAnswered("a"), at: .seconds(16)) == [.initiate("a", attempt: 0)])
+        #expect(coordinator.activePeer == "b")
+        #expect(Self.drive(&coordinator, .childEstablished("a"), at: .seconds(17)) == [.programKernel("a", replacing: "b"), .deleteSAs("b")])
+        // On the preferred peer nothing is probed.
+        #expect(coordinator.nextWakeup == nil)
+    }
 }

@@ -1,9 +1,10 @@
 import Testing
 
-/// 10,000 seeded scenarios, in chunks so Swift Testing can spread them over the cores. A failure prints the seed;
+/// Seeded scenarios, in chunks so Swift Testing can spread them over the cores. A failure prints the seed;
 /// replay one with `VIGIL_SIM_SEED=<seed> swift test --filter replaySeed`.
 @Suite struct RandomizedScenarioTests {
-    static let scenarios = 10_000
+    /// 10,000 in the normal run; `VIGIL_SIM_SCENARIOS=100000` for a longer soak.
+    static let scenarios = ProcessInfoLite.environment("VIGIL_SIM_SCENARIOS").flatMap { Int($0) } ?? 10_000
     static let chunks = 8
 
     @Test(arguments: 0 ..< chunks)
