@@ -12,7 +12,9 @@ import VigilLiveness
 /// per IKE SA, the IKE engines) and carries out what they return: datagrams, timers, kernel plans, events. It runs on
 /// the event loop thread only. Machines never call each other: outputs are queued and drained in order, so a machine
 /// is never re-entered while it is handling an event.
-public final class Daemon {
+/// `@unchecked Sendable`: every member is touched on the event loop thread only; other threads reach it through
+/// `EventLoop.post`.
+public final class Daemon: @unchecked Sendable {
     public let configuration: VigilConfiguration
     public let loop: EventLoop
     public let events: EventLog

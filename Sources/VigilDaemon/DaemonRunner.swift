@@ -145,3 +145,14 @@ extension Daemon {
         drain()
     }
 }
+
+extension DaemonRunner {
+    /// The IKE engines the configuration needs (one per IKE version in use).
+    static func makeEngines(configuration: VigilConfiguration, loop: EventLoop, logger: Logger) -> [any IKEEngineDriver] {
+        []
+    }
+
+    static func makeUserspaceDataPlane(configuration: VigilConfiguration, routes: NetlinkRouteKernel, logger: Logger) throws -> KernelSetup {
+        throw ControlError(.internalError, "the userspace data plane is not wired into vigild yet")
+    }
+}

@@ -1,10 +1,11 @@
 import ArgumentParser
-import VigilConfig
-
 import Foundation
+import Logging
+import VigilConfig
+import VigilDaemon
 
-/// `vigild --config FILE [--check]`. For now it loads and validates the configuration only; the event loop
-/// (VigilDaemon) is started here once it exists.
+/// `vigild --config FILE [--check]`: validates the configuration, then runs the daemon until SIGTERM/SIGINT
+/// (SIGHUP reloads the configuration; one with errors is refused and the running one kept).
 @main
 struct VigilDaemonCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,6 +20,14 @@ struct VigilDaemonCommand: ParsableCommand {
     @Flag(name: .long, help: "Validate the configuration and exit.")
     var check = false
 
+    @Option(name: .long, help: "Log level: debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Where Child SAs go: configured (by `dataplane`), or recorded (tests on kernels without ESP: SAs are kept in "
+            + "memory while policies and routes go to the kernel).", visibility: .hidden))
+    var saKernel: String = DaemonRunner.SAKernelChoice.configured.rawValue
+
     func run() throws {
         let configuration: VigilConfiguration
         do {
@@ -30,8 +39,24 @@ struct VigilDaemonCommand: ParsableCommand {
         }
         let entries = configuration.cryptoMaps.reduce(0) { $0 + $1.entries.count }
         print("vigild: \(config): configuration valid (\(configuration.cryptoMaps.count) crypto maps, \(entries) entries)")
-        if !check {
-            print("vigild: the daemon event loop is not built yet; exiting after validation")
+        if check { return }
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("unknown log level '\(logLevel)'; allowed: trace, debug, info, notice, warning, error, critical")
+        }
+        guard let choice = DaemonRunner.SAKernelChoice(rawValue: saKernel) else {
+            throw ValidationError("unknown --sa-kernel '\(saKernel)'; allowed: \(DaemonRunner.SAKernelChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "vigild")
+        do {
+            try DaemonRunner.run(configuration: configuration, options: .init(configPath: config, saKernel: choice), logger: logger)
+        } catch {
+            logger.critical("vigild cannot run: \(error)")
+            throw ExitCode.failure
         }
     }
 }
