@@ -85,6 +85,13 @@ extension IKEv1Endpoint {
             let (plaintext, _) = try keys.decrypt(body, iv: keys.exchangeIV(messageID: header.messageID))
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: true)
         } catch {
+            if sa.phase == .initiatorSentMM5 {
+                // strongSwan answers an MM5 it cannot verify with an encrypted error notify; under the wrong key it
+                // reads as noise, which is the telling symptom.
+                failMainMode(sa: &sa, .authenticationFailed, "peer answered MM5 with an informational that does not "
+                             + "decrypt under our keys: pre-shared key mismatch", &context)
+                return
+            }
             context.count("malformedDropped")
             context.log(.warning, "dropped informational from \(from): \(error)")
             return
