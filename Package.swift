@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "VigilConfig", dependencies: ["VigilAddressing", "VigilAlgorithms", .product(name: "Yams", package: "Yams")]),
         .target(name: "VigilLiveness"),
         .target(name: "VigilFailover", dependencies: ["VigilAddressing"]),
-        .target(name: "VigilKernel", dependencies: ["VigilAddressing"]),
+        .target(name: "VigilKernel", dependencies: ["VigilAddressing", "VigilAlgorithms"]),
 
         // The only importer of OpenSSL.
         .target(name: "VigilCrypto", dependencies: ["COpenSSL", "VigilAlgorithms"]),

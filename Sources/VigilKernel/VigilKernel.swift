@@ -1,1 +1,0 @@
-// VigilKernel: see the package manifest for what this target is.
