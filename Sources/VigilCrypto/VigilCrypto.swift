@@ -1,2 +1,0 @@
-// VigilCrypto: the only importer of OpenSSL.
-import COpenSSL
