@@ -106,6 +106,12 @@ public final class ESPEngine: IPsecKernel, Sendable {
         self.wallSeconds = wallSeconds
     }
 
+    /// The production monotonic clock: time since the first call.
+    public static func systemClock() -> @Sendable () -> Duration {
+        let origin = ContinuousClock.now
+        return { ContinuousClock.now - origin }
+    }
+
     // MARK: - Packet path
 
     /// Protects the inner packet at `payload` in `buffer` (which has `headroom` bytes free before it and `tailroom`
