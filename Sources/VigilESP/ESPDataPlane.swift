@@ -19,8 +19,13 @@ public final class ESPDataPlane: Sendable {
         /// Inner MTU of the TUN device: 1500 minus outer IPv4 (20), UDP (8), ESP header and IV (24), worst padding
         /// and trailer (17), ICV (16), rounded down.
         public var mtu: Int = 1400
-        /// Packets handled per wake-up before polling again.
-        public var batchLimit: Int = 64
+        /// Datagrams sent or received per system call (sendmmsg/recvmmsg), and packets read from the TUN device
+        /// between two sends.
+        public var batchLimit: Int = 32
+        /// UDP segmentation offload on the NAT-T socket: equal-sized ESP packets to one peer leave in one sendmsg
+        /// (UDP_SEGMENT) and arrive coalesced (UDP_GRO, enabled on the socket by `start`). Falls back by itself
+        /// when the kernel refuses.
+        public var udpOffload = true
         public var engine = ESPEngine.Configuration()
         public init() {}
     }
@@ -72,8 +77,11 @@ public final class ESPDataPlane: Sendable {
         let engine = engine
         let tunFD = tun.fileDescriptor
         let batchLimit = configuration.batchLimit
+        let segmentation = configuration.udpOffload
+        if configuration.udpOffload { _ = UDPOffload.enableReceiveOffload(socket) }
         let outbound = { [self] in
-            outboundLoop(engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit)
+            outboundLoop(
+                engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
         }
         let inbound = { [self] in
             inboundLoop(engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, ike: ike)
@@ -105,27 +113,36 @@ public final class ESPDataPlane: Sendable {
 
     // MARK: - Loops
 
-    /// The largest inner packet a TUN read can return, and the largest UDP payload.
-    private static let maximumPacket = 65_535
+    /// The largest inner packet a TUN read can return, and the largest UDP payload (or GRO train).
+    private static let maximumPacket = 65_536
 
-    private func outboundLoop(engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(
-            byteCount: ESPEngine.headroom + Self.maximumPacket + ESPEngine.tailroom, alignment: 16)
-        defer { buffer.deallocate() }
+    private func outboundLoop(engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int, useSegmentation: Bool) {
+        let batch = MessageBatch(capacity: batchLimit, slotSize: ESPEngine.headroom + Self.maximumPacket + ESPEngine.tailroom)
         let payloadStart = ESPEngine.headroom
+        var segmentation = useSegmentation
         while wait(for: tun, stop: stop) {
-            for _ in 0..<batchLimit {
-                let count = read(tun, buffer.baseAddress! + payloadStart, Self.maximumPacket)
-                guard count > 0 else { break }
-                switch engine.encapsulate(buffer: buffer, payload: payloadStart..<payloadStart + count) {
-                case .send(let packet, let peer):
-                    if !sendDatagram(socket, UnsafeRawBufferPointer(rebasing: buffer[packet]), to: peer) {
-                        sendErrors.add(1, ordering: .relaxed)
+            var filled = 0
+            repeat {
+                // Read until the device is empty or the batch is full; encrypt each packet in its own slot.
+                filled = 0
+                while filled < batch.capacity {
+                    let slot = batch.slot(filled)
+                    let count = read(tun, slot.baseAddress! + payloadStart, Self.maximumPacket)
+                    guard count > 0 else { break }
+                    switch engine.encapsulate(buffer: slot, payload: payloadStart..<payloadStart + count) {
+                    case .send(let packet, let peer):
+                        batch.prepareToSend(filled, packet, to: peer)
+                        filled += 1
+                    case .drop:
+                        continue
                     }
-                case .drop:
-                    continue
                 }
-            }
+                if filled > 0 {
+                    let (refused, keep) = batch.send(filled, on: socket, segmentation: segmentation)
+                    segmentation = keep
+                    if refused > 0 { sendErrors.add(UInt64(refused), ordering: .relaxed) }
+                }
+            } while filled == batch.capacity
         }
     }
 
@@ -133,29 +150,26 @@ public final class ESPDataPlane: Sendable {
         engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int,
         ike: @Sendable ([UInt8], Endpoint) -> Void
     ) {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.maximumPacket, alignment: 16)
-        defer { buffer.deallocate() }
-        var address = SocketAddress()
+        let batch = MessageBatch(capacity: batchLimit, slotSize: Self.maximumPacket)
         while wait(for: socket, stop: stop) {
-            for _ in 0..<batchLimit {
-                var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-                let count = withUnsafeMutablePointer(to: &address.storage) { storage in
-                    storage.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        recvfrom(socket, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT), $0, &length)
+            var received = 0
+            repeat {
+                received = batch.receive(on: socket)
+                for index in 0..<max(received, 0) {
+                    batch.forEachDatagram(index) { buffer, datagram, source in
+                        switch engine.decapsulate(buffer: buffer, datagram: datagram, source: source) {
+                        case .deliver(let packet):
+                            if write(tun, buffer.baseAddress! + packet.lowerBound, packet.count) != packet.count {
+                                tunWriteErrors.add(1, ordering: .relaxed)
+                            }
+                        case .ike(let message):
+                            ike(Array(buffer[message]), source)
+                        case .natKeepalive, .drop:
+                            break
+                        }
                     }
                 }
-                guard count >= 0, let source = address.endpoint else { break }
-                switch engine.decapsulate(buffer: buffer, datagram: 0..<count, source: source) {
-                case .deliver(let packet):
-                    if write(tun, buffer.baseAddress! + packet.lowerBound, packet.count) != packet.count {
-                        tunWriteErrors.add(1, ordering: .relaxed)
-                    }
-                case .ike(let message):
-                    ike(Array(buffer[message]), source)
-                case .natKeepalive, .drop:
-                    continue
-                }
-            }
+            } while received == batch.capacity
         }
     }
 
