@@ -3,7 +3,8 @@
 //
 //   host-A (10.1.0.10) ── gw-A (10.1.0.1 | 192.0.2.1) ══ ESP in UDP 4500 ══ (192.0.2.2 | 10.2.0.1) gw-B ── host-B (10.2.0.10)
 //
-// Run as root from a release build: `swift build -c release --product bench-esp && .build/release/bench-esp [seconds]`.
+// Run as root from a release build:
+//   swift build -c release --product bench-esp && .build/release/bench-esp [seconds per run] [runs]
 // CPU is what the two gateways' data planes spent (user + system): for Vigil getrusage of this process (both data
 // planes run here; iperf3 runs in child processes, not counted), for strongSwan /proc/PID/stat of both charons.
 import Foundation
@@ -15,6 +16,8 @@ import VigilKernel
 import VigilLab
 
 let seconds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 5 : 5
+/// Runs per direction and system, alternating systems; the median is reported (the machine is shared and noisy).
+let repetitions = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 3 : 3
 let espProposal = (encryption: EncryptionAlgorithm.aes128gcm16, swan: "aes128gcm16")
 
 struct Topology {
@@ -105,7 +108,15 @@ func boundSocket(_ address: IPAddress) throws -> Int32 {
     return fd
 }
 
-func runVigil(_ topology: Topology) throws -> (Measurement, Measurement) {
+/// A system under test, set up in its topology: how to read the CPU its data planes used, and how to tear it down.
+struct System {
+    let name: String
+    let topology: Topology
+    let cpu: () throws -> Double
+    let teardown: () -> Void
+}
+
+func startVigil(_ topology: Topology) throws -> System {
     let outerA = IPAddress("192.0.2.1")!
     let outerB = IPAddress("192.0.2.2")!
     let subnetA = try IPPrefix.parse("10.1.0.0/24")
@@ -120,11 +131,16 @@ func runVigil(_ topology: Topology) throws -> (Measurement, Measurement) {
     }
     let (planeA, fdA) = try gateway(topology.gwA, outerA, remote: "10.2.0.0/24")
     let (planeB, fdB) = try gateway(topology.gwB, outerB, remote: "10.1.0.0/24")
-    defer {
+    let teardown = {
+        let drops = planeA.engine.counters.drops.merging(planeB.engine.counters.drops, uniquingKeysWith: +)
+        if !drops.isEmpty { print("  Vigil engine drops: \(drops)") }
+        let io = [planeA.ioCounters, planeB.ioCounters]
+        print("  Vigil I/O errors: send \(io.map(\.sendErrors).reduce(0, +)), TUN write \(io.map(\.tunWriteErrors).reduce(0, +))")
         planeA.stop()
         planeB.stop()
         close(fdA)
         close(fdB)
+        topology.destroy()
     }
     let keyAB = Random.bytes(espProposal.encryption.keyMaterialLength)
     let keyBA = Random.bytes(espProposal.encryption.keyMaterialLength)
@@ -147,11 +163,7 @@ func runVigil(_ topology: Topology) throws -> (Measurement, Measurement) {
             PolicyID(selector: PolicySelector(source: remote, destination: local), direction: .forward),
             PolicyRequest(action: .protect(PolicyTemplate(source: peer, destination: me, reqid: 1)), priority: 100))
     }
-    let forward = try iperf(topology, reverse: false) { processCPUSeconds() }
-    let reverse = try iperf(topology, reverse: true) { processCPUSeconds() }
-    let drops = planeA.engine.counters.drops.merging(planeB.engine.counters.drops, uniquingKeysWith: +)
-    if !drops.isEmpty { print("  vigil drops: \(drops)") }
-    return (forward, reverse)
+    return System(name: "Vigil userspace ESP", topology: topology, cpu: { processCPUSeconds() }, teardown: teardown)
 }
 
 // MARK: - strongSwan kernel-libipsec
@@ -179,12 +191,13 @@ func swanctl(local: String, remote: String, localTS: String, remoteTS: String, i
     """
 }
 
-func runStrongSwan(_ topology: Topology) throws -> (Measurement, Measurement) {
+func startStrongSwan(_ topology: Topology) throws -> System {
     let a = try StrongSwan(namespace: topology.gwA, name: "bench-a")
     let b = try StrongSwan(namespace: topology.gwB, name: "bench-b")
-    defer {
+    let teardown = {
         a.stop(); a.removeFiles()
         b.stop(); b.removeFiles()
+        topology.destroy()
     }
     try a.start(swanctlConf: swanctl(local: "192.0.2.1", remote: "192.0.2.2", localTS: "10.1.0.0/24", remoteTS: "10.2.0.0/24", id: "a", peerID: "b"))
     try b.start(swanctlConf: swanctl(local: "192.0.2.2", remote: "192.0.2.1", localTS: "10.2.0.0/24", remoteTS: "10.1.0.0/24", id: "b", peerID: "a"))
@@ -196,39 +209,52 @@ func runStrongSwan(_ topology: Topology) throws -> (Measurement, Measurement) {
     }
     let pids = [try pid(a), try pid(b)]
     let cpu = { try pids.reduce(0.0) { $0 + (try processCPUSeconds(pid: $1)) } }
-    return (try iperf(topology, reverse: false, cpu: cpu), try iperf(topology, reverse: true, cpu: cpu))
+    return System(name: "strongSwan kernel-libipsec", topology: topology, cpu: cpu, teardown: teardown)
+}
+
+/// Sets up a system in a fresh topology; the topology is destroyed if setting up fails.
+func start(_ body: (Topology) throws -> System) throws -> System {
+    let topology = try Topology()
+    do {
+        return try body(topology)
+    } catch {
+        topology.destroy()
+        throw error
+    }
 }
 
 // MARK: - Main
 
-func report(_ name: String, _ result: (Measurement, Measurement)) {
-    for (direction, m) in [("A→B", result.0), ("B→A", result.1)] {
-        print(String(format: "  %@ %@  %8.1f Mbit/s  %6.3f CPU-s/Gbit", name.padding(toLength: 27, withPad: " ", startingAt: 0) as NSString, direction as NSString, m.megabitsPerSecond, m.cpuPerGigabit))
+func median(_ values: [Measurement]) -> Measurement {
+    values.sorted { $0.megabitsPerSecond < $1.megabitsPerSecond }[values.count / 2]
+}
+
+print("bench-esp: iperf3 TCP, \(seconds) s per run, \(repetitions) runs per direction (median), ESP \(espProposal.swan) in UDP 4500")
+let systems = [try start(startVigil), try start(startStrongSwan)]
+defer { for system in systems { system.teardown() } }
+var results: [[[Measurement]]] = Array(repeating: [[], []], count: systems.count)  // system, direction, runs
+for _ in 0..<repetitions {
+    for (index, system) in systems.enumerated() {
+        for reverse in [false, true] {
+            results[index][reverse ? 1 : 0].append(try iperf(system.topology, reverse: reverse, cpu: system.cpu))
+        }
     }
 }
-
-print("bench-esp: iperf3 TCP, \(seconds) s per direction, ESP \(espProposal.swan) in UDP 4500")
-let vigilTopology = try Topology()
-let vigil: (Measurement, Measurement)
-do {
-    vigil = try runVigil(vigilTopology)
-} catch {
-    vigilTopology.destroy()
-    throw error
+var medians: [[Measurement]] = []
+for (index, system) in systems.enumerated() {
+    medians.append(results[index].map(median))
+    for (direction, name) in ["A→B", "B→A"].enumerated() {
+        let runs = results[index][direction].map { String(format: "%.0f", $0.megabitsPerSecond) }.joined(separator: " ")
+        let m = medians[index][direction]
+        print(String(format: "  %@ %@  %8.1f Mbit/s  %6.3f CPU-s/Gbit   (runs: %@)",
+            system.name.padding(toLength: 27, withPad: " ", startingAt: 0) as NSString, name as NSString,
+            m.megabitsPerSecond, m.cpuPerGigabit, runs as NSString))
+    }
 }
-vigilTopology.destroy()
-report("Vigil userspace ESP", vigil)
-
-let swanTopology = try Topology()
-let swan: (Measurement, Measurement)
-do {
-    swan = try runStrongSwan(swanTopology)
-} catch {
-    swanTopology.destroy()
-    throw error
+for direction in 0..<2 {
+    let vigil = medians[0][direction]
+    let swan = medians[1][direction]
+    print(String(format: "  %@: throughput %.2fx strongSwan's, CPU per Gbit %.2fx strongSwan's",
+        (direction == 0 ? "A→B" : "B→A") as NSString, vigil.megabitsPerSecond / swan.megabitsPerSecond,
+        vigil.cpuPerGigabit / swan.cpuPerGigabit))
 }
-swanTopology.destroy()
-report("strongSwan kernel-libipsec", swan)
-print(String(format: "  ratio Vigil/strongSwan: A→B %.2fx, B→A %.2fx; CPU per Gbit %.2fx / %.2fx of strongSwan's",
-    vigil.0.megabitsPerSecond / swan.0.megabitsPerSecond, vigil.1.megabitsPerSecond / swan.1.megabitsPerSecond,
-    vigil.0.cpuPerGigabit / swan.0.cpuPerGigabit, vigil.1.cpuPerGigabit / swan.1.cpuPerGigabit))
