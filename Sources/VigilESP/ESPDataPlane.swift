@@ -1,0 +1,206 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import VigilAddressing
+import VigilKernel
+
+/// The userspace ESP data plane: an `ESPEngine` between a TUN device and the daemon's NAT-T (UDP 4500) socket.
+///
+/// Two threads: outbound reads the TUN device, encapsulates per the policies and sends to the peer; inbound owns the
+/// socket's receive loop, hands IKE datagrams (non-ESP marker) to the daemon, drops NAT-keepalives and writes
+/// decrypted packets to the TUN device. SAs and policies go to `engine`, which is an `IPsecKernel`; routes to the
+/// remote subnets point at `interfaceName`/`interfaceIndex` (the daemon installs them). Failover swaps SAs and
+/// policies in the engine; the TUN device and the threads keep running.
+public final class ESPDataPlane: Sendable {
+    public struct Configuration: Sendable, Hashable {
+        /// TUN interface name; `%d` lets the kernel number it.
+        public var interfaceName: String = "vigil%d"
+        /// Inner MTU of the TUN device: 1500 minus outer IPv4 (20), UDP (8), ESP header and IV (24), worst padding
+        /// and trailer (17), ICV (16), rounded down.
+        public var mtu: Int = 1400
+        /// Datagrams sent or received per system call (sendmmsg/recvmmsg), and packets read from the TUN device
+        /// between two sends.
+        public var batchLimit: Int = 32
+        /// UDP segmentation offload on the NAT-T socket: equal-sized ESP packets to one peer leave in one sendmsg
+        /// (UDP_SEGMENT) and arrive coalesced (UDP_GRO, enabled on the socket by `start`). Falls back by itself
+        /// when the kernel refuses.
+        public var udpOffload = true
+        public var engine = ESPEngine.Configuration()
+        public init() {}
+    }
+
+    /// Counters of the I/O edges (the engine counts protocol drops).
+    public struct IOCounters: Hashable, Sendable {
+        public var sendErrors: UInt64
+        public var tunWriteErrors: UInt64
+    }
+
+    public let engine: ESPEngine
+    public let tun: TUNDevice
+    public var interfaceName: String { tun.name }
+    public var interfaceIndex: UInt32 { tun.index }
+
+    private let configuration: Configuration
+    private let sendErrors = Atomic<UInt64>(0)
+    private let tunWriteErrors = Atomic<UInt64>(0)
+
+    private struct Running {
+        var socket: Int32
+        var stopRead: Int32
+        var stopWrite: Int32
+        var threads: [pthread_t]
+    }
+
+    private let running = Mutex<Running?>(nil)
+
+    /// Creates the TUN device (up, with its MTU). Packets flow after `start`.
+    public init(configuration: Configuration = Configuration(), clock: @escaping @Sendable () -> Duration) throws(ESPSystemError) {
+        self.configuration = configuration
+        engine = ESPEngine(configuration: configuration.engine, clock: clock)
+        tun = try TUNDevice(name: configuration.interfaceName, mtu: configuration.mtu)
+    }
+
+    deinit { stop() }
+
+    public var ioCounters: IOCounters {
+        IOCounters(sendErrors: sendErrors.load(ordering: .relaxed), tunWriteErrors: tunWriteErrors.load(ordering: .relaxed))
+    }
+
+    /// Starts both loops on `socket`, a UDP socket the daemon bound to port 4500 (it keeps owning it; this data
+    /// plane only receives and sends on it). `ike` receives IKE messages without the non-ESP marker, on the inbound
+    /// thread: it must not block.
+    public func start(socket: Int32, ike: @escaping @Sendable (_ message: [UInt8], _ from: Endpoint) -> Void) throws(ESPSystemError) {
+        var pipeEnds: [Int32] = [0, 0]
+        guard pipe(&pipeEnds) == 0 else { throw ESPSystemError("pipe") }
+        let stopRead = pipeEnds[0]
+        let engine = engine
+        let tunFD = tun.fileDescriptor
+        let batchLimit = configuration.batchLimit
+        let segmentation = configuration.udpOffload
+        if configuration.udpOffload { _ = UDPOffload.enableReceiveOffload(socket) }
+        let outbound = { [self] in
+            outboundLoop(
+                engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
+        }
+        let inbound = { [self] in
+            inboundLoop(engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, ike: ike)
+        }
+        let threads = [try spawn(outbound), try spawn(inbound)]
+        running.withLock { state in
+            precondition(state == nil, "data plane started twice")
+            state = Running(socket: socket, stopRead: pipeEnds[0], stopWrite: pipeEnds[1], threads: threads)
+        }
+    }
+
+    /// Stops both loops and waits for them. The TUN device stays (routes through it keep pointing at it).
+    public func stop() {
+        guard let state = running.withLock({ state in defer { state = nil }; return state }) else { return }
+        var byte: UInt8 = 1
+        _ = write(state.stopWrite, &byte, 1)
+        for thread in state.threads { pthread_join(thread, nil) }
+        close(state.stopRead)
+        close(state.stopWrite)
+    }
+
+    /// Sends an IKE message on the NAT-T socket with the non-ESP marker (RFC 3948 §2.2).
+    public func sendIKE(_ message: [UInt8], to peer: Endpoint) throws(ESPSystemError) {
+        guard let socket = running.withLock({ $0?.socket }) else { throw ESPSystemError("sendIKE before start", errno: EBADF) }
+        let datagram = [UInt8](repeating: 0, count: ESPSpec.nonESPMarkerLength) + message
+        let sent = datagram.withUnsafeBytes { sendDatagram(socket, $0, to: peer) }
+        guard sent else { throw ESPSystemError("sendto \(peer)") }
+    }
+
+    // MARK: - Loops
+
+    /// The largest inner packet a TUN read can return, and the largest UDP payload (or GRO train).
+    private static let maximumPacket = 65_536
+
+    private func outboundLoop(engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int, useSegmentation: Bool) {
+        let batch = MessageBatch(capacity: batchLimit, slotSize: ESPEngine.headroom + Self.maximumPacket + ESPEngine.tailroom)
+        let payloadStart = ESPEngine.headroom
+        var segmentation = useSegmentation
+        while wait(for: tun, stop: stop) {
+            var filled = 0
+            repeat {
+                // Read until the device is empty or the batch is full; encrypt each packet in its own slot.
+                filled = 0
+                while filled < batch.capacity {
+                    let slot = batch.slot(filled)
+                    let count = read(tun, slot.baseAddress! + payloadStart, Self.maximumPacket)
+                    guard count > 0 else { break }
+                    switch engine.encapsulate(buffer: slot, payload: payloadStart..<payloadStart + count) {
+                    case .send(let packet, let peer):
+                        batch.prepareToSend(filled, packet, to: peer)
+                        filled += 1
+                    case .drop:
+                        continue
+                    }
+                }
+                if filled > 0 {
+                    let (refused, keep) = batch.send(filled, on: socket, segmentation: segmentation)
+                    segmentation = keep
+                    if refused > 0 { sendErrors.add(UInt64(refused), ordering: .relaxed) }
+                }
+            } while filled == batch.capacity
+        }
+    }
+
+    private func inboundLoop(
+        engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int,
+        ike: @Sendable ([UInt8], Endpoint) -> Void
+    ) {
+        let batch = MessageBatch(capacity: batchLimit, slotSize: Self.maximumPacket)
+        while wait(for: socket, stop: stop) {
+            var received = 0
+            repeat {
+                received = batch.receive(on: socket)
+                for index in 0..<max(received, 0) {
+                    batch.forEachDatagram(index) { buffer, datagram, source in
+                        switch engine.decapsulate(buffer: buffer, datagram: datagram, source: source) {
+                        case .deliver(let packet):
+                            if write(tun, buffer.baseAddress! + packet.lowerBound, packet.count) != packet.count {
+                                tunWriteErrors.add(1, ordering: .relaxed)
+                            }
+                        case .ike(let message):
+                            ike(Array(buffer[message]), source)
+                        case .natKeepalive, .drop:
+                            break
+                        }
+                    }
+                }
+            } while received == batch.capacity
+        }
+    }
+
+    /// Blocks until `fd` is readable (true) or the stop pipe is (false).
+    private func wait(for fd: Int32, stop: Int32) -> Bool {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
+        while true {
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 && errno == EINTR { continue }
+            return ready > 0 && fds[1].revents == 0
+        }
+    }
+}
+
+/// Starts a joinable thread running `body`.
+private func spawn(_ body: @escaping () -> Void) throws(ESPSystemError) -> pthread_t {
+    let context = Unmanaged.passRetained(ThreadBody(body)).toOpaque()
+    var thread = pthread_t()
+    let status = pthread_create(&thread, nil, { raw in
+        let box = Unmanaged<AnyObject>.fromOpaque(raw!).takeRetainedValue() as! ThreadBody
+        box.body()
+        return nil
+    }, context)
+    guard status == 0 else {
+        Unmanaged<AnyObject>.fromOpaque(context).release()
+        throw ESPSystemError("pthread_create", errno: status)
+    }
+    return thread
+}
+
+private final class ThreadBody {
+    let body: () -> Void
+    init(_ body: @escaping () -> Void) { self.body = body }
+}

@@ -1,1 +1,0 @@
-// VigilESP: see the package manifest for what this target is.

@@ -1,0 +1,280 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// Every IKEv1 (ISAKMP) SA of the daemon: a pure multiplexer over Main Mode, Quick Mode and informational exchanges.
+/// Feed it events, perform the actions it returns, in order. It never does I/O.
+public struct IKEv1Endpoint: Sendable {
+    public let configuration: Configuration
+    var sas: [IKEv1SAID: ISAKMPSA] = [:]
+    var children: [IKEv1ChildSAID: ChildSA] = [:]
+    public private(set) var counters: [String: UInt64] = [:]
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    public var ikeSAs: [IKEv1SAInfo] { sas.values.map(\.info).sorted { $0.id.cookie < $1.id.cookie } }
+    public var childSAs: [IKEv1ChildSAInfo] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
+
+    public mutating func handle(_ event: IKEv1Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv1Action] {
+        var context = Context(now: now)
+        switch event {
+        case .datagramReceived(let bytes, let from, let to):
+            datagramReceived(bytes, from: from, to: to, &context, &random)
+        case .timerFired(let timer):
+            timerFired(timer, &context, &random)
+        case .initiate(let name, let peerAddress):
+            guard let connection = configuration.connections.first(where: { $0.name == name }) else {
+                context.log(.error, "initiate: no connection named \(name)")
+                context.actions.append(.negotiationFailed(connection: name, peer: peerAddress,
+                                                          reason: .init(.unknownPeer, "no connection named \(name)")))
+                break
+            }
+            guard let peer = connection.peers.first(where: { $0.address == peerAddress }) else {
+                context.actions.append(.negotiationFailed(connection: name, peer: peerAddress,
+                                                          reason: .init(.unknownPeer, "\(peerAddress) is not a peer of \(name)")))
+                break
+            }
+            startMainMode(connection: connection, peer: peer, initiateChild: true, replaces: nil, &context, &random)
+        case .sendDPDProbe(let id, let sequence):
+            sendDPDProbe(id, sequence: sequence, &context, &random)
+        case .deleteChildSA(let id):
+            deleteChildSA(id, reason: "deleted locally", &context, &random)
+        case .deleteIKESA(let id):
+            deleteIKESA(id, &context, &random)
+        case .abandonIKESA(let id):
+            if var sa = sas[id] {
+                context.log(.notice, "abandoning ISAKMP SA \(id) with \(sa.remote) (peer considered dead)")
+                sa.phase = .dead
+                sas[id] = sa
+                childrenOrphaned(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
+            }
+        case .rekeyChildSA(let id):
+            rekeyChildSA(id, &context, &random)
+        case .rekeyIKESA(let id):
+            rekeyIKESA(id, &context, &random)
+        }
+        removeDeadSAs(&context)
+        for (key, value) in context.counters { counters[key, default: 0] += value }
+        return context.actions
+    }
+
+    // MARK: - Plumbing shared by the exchanges
+
+    /// What one event produced.
+    struct Context {
+        let now: Duration
+        var actions: [IKEv1Action] = []
+        var counters: [String: UInt64] = [:]
+
+        mutating func log(_ level: IKEv1LogLevel, _ text: String) { actions.append(.log(level, text)) }
+        mutating func count(_ name: String) { counters[name, default: 0] += 1 }
+    }
+
+    func schedule(for sa: ISAKMPSA) -> IKEv1RetransmissionSchedule {
+        sa.retransmission ?? configuration.retransmission
+    }
+
+    /// Sends a request that expects an answer and arms its retransmission timer.
+    func sendRequest(_ bytes: [UInt8], messageID: UInt32, purpose: String, sa: inout ISAKMPSA, _ context: inout Context) {
+        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        sa.pending[messageID] = PendingRequest(bytes: bytes, attempts: 0, purpose: purpose)
+        context.actions.append(.scheduleTimer(.retransmit(sa.id, messageID: messageID),
+                                              at: context.now + schedule(for: sa).delay(attempt: 0)))
+    }
+
+    func answered(messageID: UInt32, sa: inout ISAKMPSA, _ context: inout Context) {
+        if sa.pending.removeValue(forKey: messageID) != nil {
+            context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID)))
+        }
+    }
+
+    static func randomBytes(_ count: Int, _ random: inout some RandomNumberGenerator) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count + 8)
+        while bytes.count < count {
+            let word = random.next()
+            for shift in stride(from: 0, to: 64, by: 8) { bytes.append(UInt8(truncatingIfNeeded: word >> UInt64(shift))) }
+        }
+        return Array(bytes.prefix(count))
+    }
+
+    static func nonzero32(_ random: inout some RandomNumberGenerator) -> UInt32 {
+        while true {
+            let value = UInt32(truncatingIfNeeded: random.next())
+            if value >= 0x100 { return value }   // SPIs 1-255 are reserved by IANA (RFC 4303 §2.1)
+        }
+    }
+
+    static func payloadList(_ payloads: [ISAKMP.Payload]) -> String {
+        "{ " + payloads.map(\.name).joined(separator: ", ") + " }"
+    }
+
+    /// Builds an encrypted message: header in the clear, payloads encrypted with `iv`; returns the bytes and the IV
+    /// that follows (the last ciphertext block).
+    static func encryptedMessage(sa: ISAKMPSA, keys: Phase1Keys, exchange: ISAKMP.ExchangeType, messageID: UInt32,
+                                 payloads: [ISAKMP.Payload], iv: [UInt8]?) throws(CryptoError) -> (bytes: [UInt8], nextIV: [UInt8]) {
+        let (first, body) = ISAKMP.encodePayloads(payloads)
+        let ciphertext: [UInt8]
+        let nextIV: [UInt8]
+        if let iv {
+            (ciphertext, nextIV) = try keys.encrypt(body, iv: iv)
+        } else {
+            ciphertext = try keys.encryptPhase1(body)
+            nextIV = []
+        }
+        let header = ISAKMP.Header(initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie,
+                                   nextPayload: first, exchangeType: exchange, flags: .encryption, messageID: messageID)
+        var writer = WireWriter(capacity: ISAKMP.headerLength + ciphertext.count)
+        header.encode(into: &writer, length: ISAKMP.headerLength + ciphertext.count)
+        writer.write(bytes: ciphertext)
+        return (writer.bytes, nextIV)
+    }
+
+    /// The bytes a HASH(1)/HASH(2) covers: every payload after the leading HASH, generic headers included.
+    static func bytesAfterHash(_ payloads: [ISAKMP.Payload]) -> [UInt8] {
+        ISAKMP.encodePayloads(Array(payloads.dropFirst())).bytes
+    }
+
+    static func messageIDBytes(_ messageID: UInt32) -> [UInt8] {
+        var writer = WireWriter(capacity: 4)
+        writer.write(messageID)
+        return writer.bytes
+    }
+
+    // MARK: - Dispatch
+
+    mutating func datagramReceived(_ bytes: [UInt8], from: Endpoint, to: Endpoint, _ context: inout Context,
+                                   _ random: inout some RandomNumberGenerator) {
+        let header: ISAKMP.Header
+        let body: [UInt8]
+        do {
+            (header, body) = try ISAKMP.Message.decodeHeader(bytes)
+        } catch {
+            context.count("malformedDropped")
+            context.log(.warning, "dropped malformed datagram from \(from): \(error)")
+            return
+        }
+        guard let exchange = ISAKMP.ExchangeType(rawValue: header.exchangeType) else {
+            context.count("unsupportedExchangeDropped")
+            context.log(.warning, "dropped exchange type \(header.exchangeType) from \(from)")
+            return
+        }
+        if exchange == .identityProtection, header.responderCookie == 0 {
+            if let existing = sas.values.first(where: { !$0.isInitiator && $0.initiatorCookie == header.initiatorCookie && $0.remote.address == from.address }) {
+                var sa = existing
+                mainModeReceived(header: header, body: body, raw: bytes, from: from, to: to, sa: &sa, &context, &random)
+                sas[sa.id] = sa
+            } else {
+                mainMode1Received(header: header, body: body, raw: bytes, from: from, to: to, &context, &random)
+            }
+            return
+        }
+        let candidate = sas.values.first {
+            $0.initiatorCookie == header.initiatorCookie
+                && ($0.responderCookie == header.responderCookie || ($0.isInitiator && $0.phase == .initiatorSentMM1))
+        }
+        guard var sa = candidate else {
+            context.count("unknownSPIDropped")
+            context.log(.debug, "dropped \(exchange) from \(from): no ISAKMP SA with cookies "
+                        + "\(String(header.initiatorCookie, radix: 16))/\(String(header.responderCookie, radix: 16))")
+            return
+        }
+        switch exchange {
+        case .identityProtection:
+            mainModeReceived(header: header, body: body, raw: bytes, from: from, to: to, sa: &sa, &context, &random)
+        case .quickMode:
+            quickModeReceived(header: header, body: body, raw: bytes, from: from, sa: &sa, &context, &random)
+        case .informational:
+            informationalReceived(header: header, body: body, from: from, sa: &sa, &context, &random)
+        case .base, .authenticationOnly, .aggressive:
+            context.count("unsupportedExchangeDropped")
+            context.log(.warning, "dropped \(exchange) from \(from): Vigil speaks Main Mode and Quick Mode only")
+        }
+        sas[sa.id] = sa
+    }
+
+    mutating func timerFired(_ timer: IKEv1TimerID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        switch timer {
+        case .retransmit(let id, let messageID):
+            guard var sa = sas[id], var request = sa.pending[messageID] else { return }
+            let schedule = schedule(for: sa)
+            request.attempts += 1
+            if request.attempts > schedule.tries {
+                sa.pending[messageID] = nil
+                context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
+                context.actions.append(.peerUnreachable(id))
+                if sa.phase != .established {
+                    let hint = sa.phase == .initiatorSentMM5 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
+                    context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
+                                                              reason: .init(.timeout, "\(request.purpose) unanswered\(hint)")))
+                    sa.phase = .dead
+                } else if let quickMode = sa.quickModes.removeValue(forKey: messageID) {
+                    context.actions.append(.exchangeInFlight(id, false))
+                    context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
+                                                              reason: .init(.timeout, "Quick Mode \(String(quickMode.messageID, radix: 16)) unanswered")))
+                }
+                sas[id] = sa
+                return
+            }
+            context.count("retransmissions")
+            context.log(.info, "retransmit \(request.attempts) of \(request.purpose) to \(sa.remote)")
+            context.actions.append(.send(bytes: request.bytes, from: sa.local, to: sa.remote))
+            context.actions.append(.scheduleTimer(timer, at: context.now + schedule.delay(attempt: request.attempts)))
+            sa.pending[messageID] = request
+            sas[id] = sa
+        case .halfOpenExpired(let id):
+            guard var sa = sas[id], sa.phase != .established else { return }
+            context.log(.info, "half-open ISAKMP SA \(id) with \(sa.remote) expired")
+            context.count("halfOpenExpired")
+            sa.phase = .dead
+            sas[id] = sa
+        case .rekeyIKESA(let id):
+            rekeyIKESA(id, &context, &random)
+        case .expireIKESA(let id):
+            guard sas[id] != nil else { return }
+            context.log(.info, "ISAKMP SA \(id) reached its lifetime")
+            deleteIKESA(id, &context, &random)
+        case .rekeyChildSA(let id):
+            rekeyChildSA(id, &context, &random)
+        case .expireChildSA(let id):
+            guard children[id] != nil else { return }
+            deleteChildSA(id, reason: "lifetime expired", &context, &random)
+        }
+    }
+
+    /// Forgets SAs marked dead during this event, cancelling their timers and reporting them.
+    mutating func removeDeadSAs(_ context: inout Context) {
+        for sa in sas.values where sa.phase == .dead {
+            for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
+            context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))
+            context.actions.append(.cancelTimer(.expireIKESA(sa.id)))
+            context.actions.append(.cancelTimer(.halfOpenExpired(sa.id)))
+            if !sa.quickModes.isEmpty { context.actions.append(.exchangeInFlight(sa.id, false)) }
+            if sa.establishedAt != nil {
+                context.actions.append(.ikeSADeleted(sa.info, reason: sa.deathReason))
+            }
+            sas[sa.id] = nil
+        }
+    }
+
+    /// Child SAs whose ISAKMP SA went away: another established ISAKMP SA with the same peer adopts them (IKEv1
+    /// IPsec SAs outlive their ISAKMP SA, RFC 2408 §4.6.3); without one they are reported deleted.
+    mutating func childrenOrphaned(by id: IKEv1SAID, reason: String, _ context: inout Context) {
+        guard let old = sas[id] else { return }
+        let heir = sas.values.first { $0.id != id && $0.phase == .established && $0.connection.name == old.connection.name && $0.peer.address == old.peer.address }
+        for (childID, child) in children where child.info.ikeSA == id {
+            if let heir {
+                children[childID]?.info.ikeSA = heir.id
+                context.log(.info, "IPsec SA \(childID) moves from ISAKMP SA \(id) to \(heir.id)")
+            } else {
+                children[childID] = nil
+                context.actions.append(.cancelTimer(.rekeyChildSA(childID)))
+                context.actions.append(.cancelTimer(.expireChildSA(childID)))
+                context.actions.append(.childSADeleted(child.info, reason: reason))
+            }
+        }
+    }
+}

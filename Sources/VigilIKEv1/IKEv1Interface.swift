@@ -1,0 +1,220 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+
+/// Our ISAKMP SA's identity: our own cookie (initiator cookie when we initiated, responder cookie otherwise).
+public struct IKEv1SAID: Hashable, Sendable, CustomStringConvertible {
+    public var cookie: UInt64
+    public init(_ cookie: UInt64) { self.cookie = cookie }
+    public var description: String { String(cookie, radix: 16).leftPadded(to: 16) }
+}
+
+/// An IPsec SA pair's identity: our inbound SPI.
+public struct IKEv1ChildSAID: Hashable, Sendable, CustomStringConvertible {
+    public var inboundSPI: UInt32
+    public init(_ inboundSPI: UInt32) { self.inboundSPI = inboundSPI }
+    public var description: String { String(inboundSPI, radix: 16).leftPadded(to: 8) }
+}
+
+public struct IKEv1RetransmissionSchedule: Sendable, Hashable {
+    public var timeout: Duration
+    public var base: Double
+    public var tries: Int
+    public init(timeout: Duration = .seconds(4), base: Double = 1.8, tries: Int = 5) {
+        self.timeout = timeout
+        self.base = base
+        self.tries = tries
+    }
+
+    /// Delay before retransmission number `attempt` (0 = the first send's wait).
+    func delay(attempt: Int) -> Duration { timeout * pow(base, attempt) }
+}
+
+private func pow(_ base: Double, _ exponent: Int) -> Double {
+    (0..<exponent).reduce(1.0) { value, _ in value * base }
+}
+
+extension IKEv1Endpoint {
+    public struct Configuration: Sendable {
+        public var connections: [ConnectionConfiguration]
+        public var retransmission: IKEv1RetransmissionSchedule
+        /// Responder half-open ISAKMP SAs (Main Mode not finished) expire after this.
+        public var halfOpenTimeout: Duration
+
+        public init(connections: [ConnectionConfiguration], retransmission: IKEv1RetransmissionSchedule = .init(),
+                    halfOpenTimeout: Duration = .seconds(30)) {
+            self.connections = connections
+            self.retransmission = retransmission
+            self.halfOpenTimeout = halfOpenTimeout
+        }
+    }
+
+    public struct ConnectionConfiguration: Sendable {
+        public var name: String
+        public var localAddress: IPAddress
+        public var localIdentity: Identity
+        public var peers: [PeerConfiguration]
+        public var ikeProposals: [IKEProposal]
+        /// Phase 2 proposals; a DH group inside one is ignored, PFS comes from `pfsGroup`.
+        public var espProposals: [ESPProposal]
+        public var pfsGroup: DHGroup?
+        public var localTrafficSelectors: [IPPrefix]
+        public var remoteTrafficSelectors: [IPPrefix]
+        public var ikeLifetime: Duration
+        public var childLifetime: Duration
+        /// Rekey this long before a lifetime ends (we initiate the rekey; the peer may rekey first).
+        public var rekeyMargin: Duration
+        /// Send a false NAT-D for our own address so the peer believes we are behind NAT and both sides carry ESP in
+        /// UDP 4500 (RFC 3948); strongSwan with kernel-libipsec does the same on its side.
+        public var forceUDPEncapsulation: Bool
+        public var retransmission: IKEv1RetransmissionSchedule?
+
+        public init(name: String, localAddress: IPAddress, localIdentity: Identity, peers: [PeerConfiguration],
+                    ikeProposals: [IKEProposal], espProposals: [ESPProposal], pfsGroup: DHGroup?,
+                    localTrafficSelectors: [IPPrefix], remoteTrafficSelectors: [IPPrefix],
+                    ikeLifetime: Duration = .seconds(28_800), childLifetime: Duration = .seconds(3_600),
+                    rekeyMargin: Duration = .seconds(60),
+                    forceUDPEncapsulation: Bool = false, retransmission: IKEv1RetransmissionSchedule? = nil) {
+            self.name = name
+            self.localAddress = localAddress
+            self.localIdentity = localIdentity
+            self.peers = peers
+            self.ikeProposals = ikeProposals
+            self.espProposals = espProposals
+            self.pfsGroup = pfsGroup
+            self.localTrafficSelectors = localTrafficSelectors
+            self.remoteTrafficSelectors = remoteTrafficSelectors
+            self.ikeLifetime = ikeLifetime
+            self.childLifetime = childLifetime
+            self.rekeyMargin = rekeyMargin
+            self.forceUDPEncapsulation = forceUDPEncapsulation
+            self.retransmission = retransmission
+        }
+    }
+
+    public struct PeerConfiguration: Sendable {
+        public var address: IPAddress
+        public var identity: Identity
+        public var preSharedKey: SecureBytes
+        public init(address: IPAddress, identity: Identity, preSharedKey: SecureBytes) {
+            self.address = address
+            self.identity = identity
+            self.preSharedKey = preSharedKey
+        }
+    }
+}
+
+public enum IKEv1TimerID: Hashable, Sendable {
+    /// Retransmit our request of the exchange with this message ID (0: Main Mode).
+    case retransmit(IKEv1SAID, messageID: UInt32)
+    /// A responder's half-open ISAKMP SA expires.
+    case halfOpenExpired(IKEv1SAID)
+    case rekeyIKESA(IKEv1SAID)
+    case expireIKESA(IKEv1SAID)
+    case rekeyChildSA(IKEv1ChildSAID)
+    case expireChildSA(IKEv1ChildSAID)
+}
+
+public enum IKEv1Event: Sendable {
+    /// Marker-free ISAKMP bytes; `to.port` tells 500 or 4500.
+    case datagramReceived(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    case timerFired(IKEv1TimerID)
+    /// Main Mode, then Quick Mode for the connection's proxy identities.
+    case initiate(connection: String, peer: IPAddress)
+    /// RFC 3706: send a fresh R-U-THERE with this sequence number (the dead peer detector chooses it).
+    case sendDPDProbe(IKEv1SAID, sequence: UInt32)
+    case deleteChildSA(IKEv1ChildSAID)
+    case deleteIKESA(IKEv1SAID)
+    /// Forget silently (dead peer): no message, Child SAs reported deleted.
+    case abandonIKESA(IKEv1SAID)
+    case rekeyChildSA(IKEv1ChildSAID)
+    case rekeyIKESA(IKEv1SAID)
+}
+
+public enum IKEv1LogLevel: Sendable, Hashable { case debug, info, notice, warning, error }
+
+public enum IKEv1Action: Sendable {
+    /// The runtime prepends the non-ESP marker on port 4500.
+    case send(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    case scheduleTimer(IKEv1TimerID, at: Duration)
+    case cancelTimer(IKEv1TimerID)
+    case ikeSAEstablished(IKEv1SAInfo)
+    case childSAEstablished(IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
+    case childSARekeyed(old: IKEv1ChildSAID, new: IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
+    case childSADeleted(IKEv1ChildSAInfo, reason: String)
+    case ikeSADeleted(IKEv1SAInfo, reason: String)
+    /// Any authenticated inbound message: proof of liveness.
+    case authenticatedMessageReceived(IKEv1SAID)
+    /// An R-U-THERE-ACK echoing a sequence number we sent (RFC 3706 §5).
+    case dpdAcknowledged(IKEv1SAID, sequence: UInt32)
+    /// A non-DPD exchange (Quick Mode, rekey) started / finished: the detector must not probe into it.
+    case exchangeInFlight(IKEv1SAID, Bool)
+    /// Retransmissions exhausted.
+    case peerUnreachable(IKEv1SAID)
+    case negotiationFailed(connection: String, peer: IPAddress, reason: IKEv1NegotiationFailure)
+    /// Operator log in the spirit of `debug crypto isakmp`.
+    case log(IKEv1LogLevel, String)
+}
+
+public struct IKEv1NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable {
+        case noProposalChosen, authenticationFailed, invalidIDInformation, invalidKEPayload, timeout, peerDeleted,
+             unknownPeer, malformed
+    }
+    public var code: Code
+    public var message: String
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+public struct IKEv1SAInfo: Sendable, Hashable {
+    public enum State: String, Sendable, Hashable { case mainMode, established, deleting }
+    public var id: IKEv1SAID
+    public var connection: String
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint
+    public var localIdentity: Identity
+    public var remoteIdentity: Identity
+    public var initiatorCookie: UInt64
+    public var responderCookie: UInt64
+    public var isInitiator: Bool
+    public var state: State
+    public var proposal: IKEProposal?
+    public var establishedAt: Duration?
+    /// The peer advertised RFC 3706 DPD in Main Mode: only then may it be probed.
+    public var peerSupportsDPD: Bool
+    public var udpEncapsulated: Bool
+}
+
+public struct IKEv1ChildSAInfo: Sendable, Hashable {
+    public var id: IKEv1ChildSAID
+    public var ikeSA: IKEv1SAID
+    public var connection: String
+    public var inboundSPI: UInt32
+    public var outboundSPI: UInt32
+    public var encryption: EncryptionAlgorithm
+    public var integrity: IntegrityAlgorithm?
+    public var dhGroup: DHGroup?
+    public var localTrafficSelectors: [IPPrefix]
+    public var remoteTrafficSelectors: [IPPrefix]
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint
+    public var udpEncapsulated: Bool
+    public var establishedAt: Duration
+}
+
+public struct IKEv1ChildSAKeys: Sendable {
+    public var encryptionIn: SecureBytes
+    public var encryptionOut: SecureBytes
+    public var integrityIn: SecureBytes?
+    public var integrityOut: SecureBytes?
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}

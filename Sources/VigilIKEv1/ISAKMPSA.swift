@@ -1,0 +1,116 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// One ISAKMP SA (Phase 1) and the Phase 2 exchanges running over it.
+struct ISAKMPSA: Sendable {
+    /// RFC 2409 §5 Main Mode steps, named by the last message we sent.
+    enum Phase: Sendable, Equatable {
+        case initiatorSentMM1, initiatorSentMM3, initiatorSentMM5
+        case responderSentMM2, responderSentMM4
+        case established
+        /// Removed at the end of the current event.
+        case dead
+    }
+
+    let id: IKEv1SAID
+    let connection: IKEv1Endpoint.ConnectionConfiguration
+    let peer: IKEv1Endpoint.PeerConfiguration
+    let isInitiator: Bool
+    let initiatorCookie: UInt64
+    var responderCookie: UInt64
+    var local: Endpoint
+    var remote: Endpoint
+    var phase: Phase
+    var offeredSuites: [Phase1Suite]
+    var suite: Phase1Suite?
+    /// The body of the initiator's SA payload (RFC 2409 §5: SAi_b, hashed into HASH_I and HASH_R).
+    var initiatorSABody: [UInt8] = []
+    var keyExchange: KeyExchange?
+    var localNonce: [UInt8] = []
+    var peerNonce: [UInt8] = []
+    var peerPublic: [UInt8] = []
+    var keys: Phase1Keys?
+    var peerSupportsDPD = false
+    var peerSupportsNATT = false
+    var udpEncapsulated = false
+    var remoteIdentity: Identity?
+    var establishedAt: Duration?
+    /// Start Quick Mode for the connection's proxy identities once Main Mode is done.
+    var initiateChildAfterMainMode: Bool
+    /// A Phase 1 rekey: the SA this one replaces (its Child SAs move here, then it is deleted).
+    var replaces: IKEv1SAID?
+    var quickModes: [UInt32: QuickMode] = [:]
+    var outstandingDPD: Set<UInt32> = []
+    /// Our requests awaiting a reply, by message ID (0: Main Mode).
+    var pending: [UInt32: PendingRequest] = [:]
+    /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
+    var lastMainModeRequest: [UInt8] = []
+    var lastMainModeResponse: [UInt8]?
+    /// Message IDs of informational exchanges already processed (their IV cannot be derived twice usefully).
+    var seenInformational: Set<UInt32> = []
+    /// Why the SA is going away (reported in `.ikeSADeleted`).
+    var deathReason = "ISAKMP SA removed"
+
+    var localCookie: UInt64 { isInitiator ? initiatorCookie : responderCookie }
+    var cookies: [UInt8] {
+        var writer = WireWriter(capacity: 16)
+        writer.write(initiatorCookie)
+        writer.write(responderCookie)
+        return writer.bytes
+    }
+
+    var info: IKEv1SAInfo {
+        IKEv1SAInfo(
+            id: id, connection: connection.name, localEndpoint: local, remoteEndpoint: remote,
+            localIdentity: connection.localIdentity, remoteIdentity: remoteIdentity ?? peer.identity,
+            initiatorCookie: initiatorCookie, responderCookie: responderCookie, isInitiator: isInitiator,
+            state: phase == .established ? .established : phase == .dead ? .deleting : .mainMode,
+            proposal: suite?.proposal, establishedAt: establishedAt, peerSupportsDPD: peerSupportsDPD,
+            udpEncapsulated: udpEncapsulated)
+    }
+
+    var retransmission: IKEv1RetransmissionSchedule? { connection.retransmission }
+}
+
+struct PendingRequest: Sendable {
+    var bytes: [UInt8]
+    var attempts: Int
+    /// What the request was for, to report when retransmissions run out.
+    var purpose: String
+}
+
+/// One Quick Mode exchange (RFC 2409 §5.5) in progress.
+struct QuickMode: Sendable {
+    enum Step: Sendable, Equatable { case initiatorSentQM1, responderSentQM2 }
+    let messageID: UInt32
+    var step: Step
+    /// The running IV of this exchange (RFC 2409 Appendix B).
+    var iv: [UInt8]
+    var localNonce: [UInt8]
+    var peerNonce: [UInt8] = []
+    var keyExchange: KeyExchange?
+    var pfsSecret: SecureBytes?
+    let inboundSPI: UInt32
+    var outboundSPI: UInt32 = 0
+    var offered: [Phase2Suite]
+    var suite: Phase2Suite?
+    var localTrafficSelector: IPPrefix
+    var remoteTrafficSelector: IPPrefix
+    /// Phase 2 rekey: the Child SA this one replaces.
+    var rekeyOf: IKEv1ChildSAID?
+    /// Responder: the QM1 we answered and our QM2, to resend on a retransmitted QM1.
+    var lastRequest: [UInt8] = []
+    var lastResponse: [UInt8] = []
+
+    var initiatorNonce: [UInt8] { step == .initiatorSentQM1 ? localNonce : peerNonce }
+    var responderNonce: [UInt8] { step == .initiatorSentQM1 ? peerNonce : localNonce }
+}
+
+/// An established IPsec SA pair.
+struct ChildSA: Sendable {
+    var info: IKEv1ChildSAInfo
+    /// We ran the Quick Mode that made it: we rekey it before it expires.
+    var weInitiated: Bool
+}

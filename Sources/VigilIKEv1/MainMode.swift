@@ -1,0 +1,450 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// RFC 2409 §5 Main Mode with pre-shared keys:
+///   MM1 { SA, V... } -->   <-- MM2 { SA, V... }
+///   MM3 { KE, Ni, NAT-D, NAT-D } -->   <-- MM4 { KE, Nr, NAT-D, NAT-D }
+///   MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->   <-- MM6 E{ IDir, HASH_R }
+extension IKEv1Endpoint {
+    static let nonceLength = 32
+    static let natTraversalPort: UInt16 = 4500
+
+    /// Vendor IDs Vigil advertises: RFC 3706 DPD, RFC 3947 NAT-T.
+    static var vendorIDs: [ISAKMP.Payload] { [.vendorID(ISAKMP.VendorID.dpd), .vendorID(ISAKMP.VendorID.natTraversal)] }
+
+    mutating func startMainMode(connection: ConnectionConfiguration, peer: PeerConfiguration, initiateChild: Bool,
+                                replaces: IKEv1SAID?, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        var cookie: UInt64 = 0
+        while cookie == 0 || sas[IKEv1SAID(cookie)] != nil { cookie = random.next() }
+        let suites = ProposalMapping.phase1Suites(connection.ikeProposals, lifetimeSeconds: Self.seconds(connection.ikeLifetime))
+        guard !suites.isEmpty else {
+            context.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address,
+                                                      reason: .init(.noProposalChosen, "no IKEv1-capable IKE proposal configured (AEAD is IKEv2 only)")))
+            return
+        }
+        var sa = ISAKMPSA(id: IKEv1SAID(cookie), connection: connection, peer: peer, isInitiator: true,
+                          initiatorCookie: cookie, responderCookie: 0,
+                          local: Endpoint(connection.localAddress, 500), remote: Endpoint(peer.address, 500),
+                          phase: .initiatorSentMM1, offeredSuites: suites, initiateChildAfterMainMode: initiateChild,
+                          replaces: replaces)
+        let saPayload = ProposalMapping.phase1SA(suites)
+        sa.initiatorSABody = ISAKMP.Payload.securityAssociation(saPayload).body
+        let payloads: [ISAKMP.Payload] = [.securityAssociation(saPayload)] + Self.vendorIDs
+        let message = ISAKMP.Message(header: .init(initiatorCookie: cookie, responderCookie: 0, nextPayload: 0,
+                                                   exchangeType: .identityProtection, flags: [], messageID: 0), payloads: payloads)
+        context.log(.info, "\(connection.name): initiating Main Mode with \(sa.remote), cookie \(sa.id)")
+        context.log(.debug, "sending MM1 \(Self.payloadList(payloads)) to \(sa.remote), proposals \(suites.map { $0.proposal.description })")
+        sendRequest(message.encode(), messageID: 0, purpose: "Main Mode 1", sa: &sa, &context)
+        sas[sa.id] = sa
+    }
+
+    static func seconds(_ duration: Duration) -> UInt32 {
+        UInt32(clamping: duration.components.seconds)
+    }
+
+    /// A new MM1: find the connection by the addresses (Main Mode PSK is chosen by the peer's IP, RFC 2409 §5.4).
+    mutating func mainMode1Received(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, to: Endpoint,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        let payloads: [ISAKMP.Payload]
+        do {
+            payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, body, allowPadding: false)
+        } catch {
+            context.count("malformedDropped")
+            context.log(.warning, "dropped malformed MM1 from \(from): \(error)")
+            return
+        }
+        guard let connection = configuration.connections.first(where: { $0.localAddress == to.address && $0.peers.contains { $0.address == from.address } }),
+              let peer = connection.peers.first(where: { $0.address == from.address }) else {
+            context.count("unknownPeer")
+            context.log(.warning, "MM1 from \(from) to \(to): no connection has this peer")
+            return
+        }
+        context.log(.debug, "received MM1 \(Self.payloadList(payloads)) from \(from)")
+        guard case .securityAssociation(let offer)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }) else {
+            context.count("malformedDropped")
+            context.log(.warning, "MM1 from \(from) without an SA payload")
+            return
+        }
+        let allowed = ProposalMapping.phase1Suites(connection.ikeProposals, lifetimeSeconds: Self.seconds(connection.ikeLifetime))
+        guard let (transform, suite) = ProposalMapping.selectPhase1(offer, allowed: allowed) else {
+            let offered = offer.proposals.flatMap(\.transforms).compactMap(ProposalMapping.phase1Suite).map(\.proposal.description)
+            let reason = "no proposal chosen: peer offered \(offered.isEmpty ? "nothing Vigil supports" : offered.joined(separator: ", ")), "
+                + "we allow \(allowed.map(\.proposal.description).joined(separator: ", "))"
+            context.log(.warning, "\(connection.name): MM1 from \(from): \(reason)")
+            context.actions.append(.negotiationFailed(connection: connection.name, peer: from.address, reason: .init(.noProposalChosen, reason)))
+            // RFC 2408 §5.4: tell the peer in a plaintext informational exchange.
+            let notify = ISAKMP.Message(header: .init(initiatorCookie: header.initiatorCookie, responderCookie: 0, nextPayload: 0,
+                                                      exchangeType: .informational, flags: [], messageID: 0),
+                                        payloads: [.notification(.init(protocolID: .isakmp, notifyType: ISAKMP.NotifyType.noProposalChosen, spi: []))])
+            context.actions.append(.send(bytes: notify.encode(), from: to, to: from))
+            return
+        }
+        var cookie: UInt64 = 0
+        while cookie == 0 || sas[IKEv1SAID(cookie)] != nil { cookie = random.next() }
+        var sa = ISAKMPSA(id: IKEv1SAID(cookie), connection: connection, peer: peer, isInitiator: false,
+                          initiatorCookie: header.initiatorCookie, responderCookie: cookie, local: to, remote: from,
+                          phase: .responderSentMM2, offeredSuites: allowed, initiateChildAfterMainMode: false, replaces: nil)
+        sa.suite = suite
+        sa.initiatorSABody = ISAKMP.Payload.securityAssociation(offer).body
+        noteVendorIDs(payloads, sa: &sa)
+        var chosen = offer.proposals[0]
+        chosen.transforms = [transform]
+        var response: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .vendorID(ISAKMP.VendorID.dpd)]
+        if sa.peerSupportsNATT { response.append(.vendorID(ISAKMP.VendorID.natTraversal)) }
+        context.log(.info, "\(connection.name): Main Mode from \(from) accepted, \(suite.proposal), cookie \(sa.id)")
+        context.log(.debug, "sending MM2 \(Self.payloadList(response)) to \(from)")
+        let bytes = ISAKMP.Message(header: .init(initiatorCookie: sa.initiatorCookie, responderCookie: cookie, nextPayload: 0,
+                                                 exchangeType: .identityProtection, flags: [], messageID: 0), payloads: response).encode()
+        sa.lastMainModeRequest = raw
+        sa.lastMainModeResponse = bytes
+        context.actions.append(.send(bytes: bytes, from: to, to: from))
+        context.actions.append(.scheduleTimer(.halfOpenExpired(sa.id), at: context.now + configuration.halfOpenTimeout))
+        sas[sa.id] = sa
+    }
+
+    func noteVendorIDs(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA) {
+        for case .vendorID(let vid) in payloads {
+            if vid == ISAKMP.VendorID.dpd { sa.peerSupportsDPD = true }
+            if vid == ISAKMP.VendorID.natTraversal { sa.peerSupportsNATT = true }
+        }
+    }
+
+    mutating func mainModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, to: Endpoint,
+                                   sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        // A retransmitted request we already answered: answer again, byte for byte (RFC 2408 §5 retransmission).
+        if !sa.isInitiator, raw == sa.lastMainModeRequest, let response = sa.lastMainModeResponse {
+            context.count("retransmittedRequestsAnswered")
+            context.actions.append(.send(bytes: response, from: sa.local, to: sa.remote))
+            return
+        }
+        let encrypted = header.flags.contains(.encryption)
+        let plaintext: [UInt8]
+        if encrypted {
+            guard let keys = sa.keys else {
+                context.count("malformedDropped")
+                context.log(.warning, "encrypted Main Mode message from \(from) before keys exist")
+                return
+            }
+            do {
+                plaintext = try keys.decryptPhase1(body)
+            } catch {
+                context.count("malformedDropped")
+                context.log(.warning, "Main Mode message from \(from) does not decrypt: \(error)")
+                return
+            }
+        } else {
+            plaintext = body
+        }
+        let payloads: [ISAKMP.Payload]
+        do {
+            payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: encrypted)
+        } catch {
+            if encrypted {
+                failMainMode(sa: &sa, .authenticationFailed,
+                             "Main Mode message from \(from) decrypted to garbage (\(error)): pre-shared key mismatch?", &context)
+            } else {
+                context.count("malformedDropped")
+                context.log(.warning, "dropped malformed Main Mode message from \(from): \(error)")
+            }
+            return
+        }
+        do {
+            switch sa.phase {
+            case .initiatorSentMM1: try mainMode2Received(header: header, payloads: payloads, sa: &sa, &context, &random)
+            case .initiatorSentMM3: try mainMode4Received(payloads: payloads, sa: &sa, &context)
+            case .initiatorSentMM5: try mainMode6Received(payloads: payloads, sa: &sa, &context, &random)
+            case .responderSentMM2: try mainMode3Received(raw: raw, payloads: payloads, sa: &sa, &context, &random)
+            case .responderSentMM4: try mainMode5Received(raw: raw, payloads: payloads, from: from, to: to, sa: &sa, &context, &random)
+            case .established, .dead:
+                context.count("unexpectedDropped")
+                context.log(.debug, "dropped Main Mode message from \(from): ISAKMP SA \(sa.id) is past Main Mode")
+            }
+        } catch {
+            failMainMode(sa: &sa, error.code, error.message, &context)
+        }
+    }
+
+    func failMainMode(sa: inout ISAKMPSA, _ code: IKEv1NegotiationFailure.Code, _ message: String, _ context: inout Context) {
+        context.log(.error, "\(sa.connection.name): Main Mode with \(sa.remote) failed: \(message)")
+        if code == .authenticationFailed { context.count("authenticationFailures") }
+        context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: .init(code, message)))
+        sa.phase = .dead
+    }
+
+    // MM2 { SA, V... } <--
+    mutating func mainMode2Received(header: ISAKMP.Header, payloads: [ISAKMP.Payload], sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        context.log(.debug, "received MM2 \(Self.payloadList(payloads)) from \(sa.remote)")
+        guard case .securityAssociation(let chosen)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }),
+              chosen.proposals.count == 1, chosen.proposals[0].transforms.count == 1,
+              let suite = ProposalMapping.phase1Suite(chosen.proposals[0].transforms[0]),
+              sa.offeredSuites.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group })
+        else { throw .init(.noProposalChosen, "MM2 does not choose exactly one of the transforms we offered") }
+        answered(messageID: 0, sa: &sa, &context)
+        sa.responderCookie = header.responderCookie
+        sa.suite = suite
+        noteVendorIDs(payloads, sa: &sa)
+        context.log(.info, "\(sa.connection.name): peer chose \(suite.proposal), DPD \(sa.peerSupportsDPD ? "supported" : "not supported"), NAT-T \(sa.peerSupportsNATT)")
+        try prepareKeyExchange(sa: &sa, &random)
+        var reply: [ISAKMP.Payload] = [.keyExchange(sa.keyExchange!.publicValue), .nonce(sa.localNonce)]
+        if sa.peerSupportsNATT { reply += natDiscoveryPayloads(sa: sa, &random) }
+        context.log(.debug, "sending MM3 \(Self.payloadList(reply)) to \(sa.remote)")
+        let bytes = ISAKMP.Message(header: .init(initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie, nextPayload: 0,
+                                                 exchangeType: .identityProtection, flags: [], messageID: 0), payloads: reply).encode()
+        sa.phase = .initiatorSentMM3
+        sendRequest(bytes, messageID: 0, purpose: "Main Mode 3", sa: &sa, &context)
+    }
+
+    func prepareKeyExchange(sa: inout ISAKMPSA, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        do {
+            sa.keyExchange = try KeyExchange(group: sa.suite!.group)
+        } catch {
+            throw .init(.invalidKEPayload, "Diffie-Hellman \(sa.suite!.group) unavailable: \(error)")
+        }
+        sa.localNonce = Self.randomBytes(Self.nonceLength, &random)
+    }
+
+    /// RFC 3947 §3.2: NAT-D = HASH(CKY-I | CKY-R | IP | Port); first the peer's address, then ours. With forced
+    /// encapsulation our own hash is deliberately wrong so the peer sees us behind NAT.
+    func natDiscoveryPayloads(sa: ISAKMPSA, _ random: inout some RandomNumberGenerator) -> [ISAKMP.Payload] {
+        let remote = natHash(sa: sa, sa.remote)
+        let local = sa.connection.forceUDPEncapsulation
+            ? Self.randomBytes(remote.count, &random)
+            : natHash(sa: sa, sa.local)
+        return [.natDiscovery(remote), .natDiscovery(local)]
+    }
+
+    func natHash(sa: ISAKMPSA, _ endpoint: Endpoint) -> [UInt8] {
+        var writer = WireWriter(capacity: 40)
+        writer.write(sa.initiatorCookie)
+        writer.write(sa.responderCookie)
+        writer.write(bytes: endpoint.address.bytes)
+        writer.write(endpoint.port)
+        return Hash.digest(sa.suite!.hash, writer.bytes)
+    }
+
+    /// Reads the peer's NAT-D payloads: NAT is present when its hash of our address or of its own differs from ours.
+    func detectNAT(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context) {
+        guard sa.peerSupportsNATT else { return }
+        let hashes = payloads.compactMap { payload -> [UInt8]? in
+            if case .natDiscovery(let hash) = payload { return hash }
+            return nil
+        }
+        guard let first = hashes.first else { return }
+        let weAreBehindNAT = first != natHash(sa: sa, sa.local)
+        let peerIsBehindNAT = !hashes.dropFirst().contains(natHash(sa: sa, sa.remote))
+        sa.udpEncapsulated = weAreBehindNAT || peerIsBehindNAT || sa.connection.forceUDPEncapsulation
+        context.log(.info, "NAT detection with \(sa.remote): local \(weAreBehindNAT ? "behind NAT" : "direct"), "
+                    + "peer \(peerIsBehindNAT ? "behind NAT" : "direct")\(sa.connection.forceUDPEncapsulation ? ", encapsulation forced" : "")")
+    }
+
+    func deriveKeys(sa: inout ISAKMPSA) throws(IKEv1NegotiationFailure) {
+        let suite = sa.suite!
+        guard sa.peerPublic.count == suite.group.publicValueLength else {
+            throw .init(.invalidKEPayload, "KE of \(sa.peerPublic.count) bytes for \(suite.group), expected \(suite.group.publicValueLength)")
+        }
+        do {
+            let secret = try sa.keyExchange!.sharedSecret(peerPublicValue: sa.peerPublic)
+            let ours = sa.keyExchange!.publicValue
+            sa.keys = try Phase1Keys(
+                suite: suite, preSharedKey: sa.peer.preSharedKey,
+                initiatorNonce: sa.isInitiator ? sa.localNonce : sa.peerNonce,
+                responderNonce: sa.isInitiator ? sa.peerNonce : sa.localNonce,
+                sharedSecret: secret, initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie,
+                initiatorPublic: sa.isInitiator ? ours : sa.peerPublic, responderPublic: sa.isInitiator ? sa.peerPublic : ours)
+        } catch {
+            throw .init(.invalidKEPayload, "key exchange failed: \(error)")
+        }
+    }
+
+    func keyExchangeAndNonce(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, message: String) throws(IKEv1NegotiationFailure) {
+        var ke: [UInt8]?
+        var nonce: [UInt8]?
+        for payload in payloads {
+            if case .keyExchange(let value) = payload { ke = value }
+            if case .nonce(let value) = payload { nonce = value }
+        }
+        guard let ke, let nonce else { throw .init(.malformed, "\(message) lacks KE or nonce") }
+        sa.peerPublic = ke
+        sa.peerNonce = nonce
+    }
+
+    /// Switches an SA to UDP 4500 (RFC 3947 §4: the initiator floats once NAT is detected).
+    func float(sa: inout ISAKMPSA) {
+        guard sa.udpEncapsulated, sa.local.port != Self.natTraversalPort else { return }
+        sa.local.port = Self.natTraversalPort
+        sa.remote.port = Self.natTraversalPort
+    }
+
+    // MM4 { KE, Nr, NAT-D, NAT-D } <--
+    mutating func mainMode4Received(payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context) throws(IKEv1NegotiationFailure) {
+        context.log(.debug, "received MM4 \(Self.payloadList(payloads)) from \(sa.remote)")
+        try keyExchangeAndNonce(payloads, sa: &sa, message: "MM4")
+        answered(messageID: 0, sa: &sa, &context)
+        try deriveKeys(sa: &sa)
+        detectNAT(payloads, sa: &sa, &context)
+        float(sa: &sa)
+        let identity = identificationPayload(sa.connection.localIdentity)
+        let hash = authenticationHash(sa: sa, ofInitiator: true, identityBody: ISAKMP.Payload.identification(identity).body)
+        var reply: [ISAKMP.Payload] = [.identification(identity), .hash(hash)]
+        if sa.replaces == nil {
+            reply.append(.notification(.init(protocolID: .isakmp, notifyType: ISAKMP.NotifyType.initialContact, spi: sa.cookies)))
+        }
+        context.log(.debug, "sending MM5 \(Self.payloadList(reply)) to \(sa.remote)")
+        let bytes = try encryptPhase1(sa: sa, reply)
+        sa.phase = .initiatorSentMM5
+        sendRequest(bytes, messageID: 0, purpose: "Main Mode 5", sa: &sa, &context)
+    }
+
+    func encryptPhase1(sa: ISAKMPSA, _ payloads: [ISAKMP.Payload]) throws(IKEv1NegotiationFailure) -> [UInt8] {
+        do {
+            return try Self.encryptedMessage(sa: sa, keys: sa.keys!, exchange: .identityProtection, messageID: 0, payloads: payloads, iv: nil).bytes
+        } catch {
+            preconditionFailure("AES-CBC with a key we derived failed: \(error)")
+        }
+    }
+
+    func identificationPayload(_ identity: Identity) -> ISAKMP.Identification {
+        ISAKMP.Identification(idType: identity.idType, data: identity.data)
+    }
+
+    /// HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b);
+    /// HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b) (RFC 2409 §5).
+    func authenticationHash(sa: ISAKMPSA, ofInitiator: Bool, identityBody: [UInt8]) -> [UInt8] {
+        let keys = sa.keys!
+        let ours = sa.keyExchange!.publicValue
+        let gxi = sa.isInitiator ? ours : sa.peerPublic
+        let gxr = sa.isInitiator ? sa.peerPublic : ours
+        var cookies = WireWriter(capacity: 16)
+        if ofInitiator {
+            cookies.write(sa.initiatorCookie)
+            cookies.write(sa.responderCookie)
+        } else {
+            cookies.write(sa.responderCookie)
+            cookies.write(sa.initiatorCookie)
+        }
+        let data = (ofInitiator ? gxi + gxr : gxr + gxi) + cookies.bytes + sa.initiatorSABody + identityBody
+        return keys.prf(keys.skeyid, data)
+    }
+
+    /// Checks the peer's ID and HASH in MM5/MM6.
+    func verifyPeerAuthentication(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) {
+        var identification: ISAKMP.Identification?
+        var hash: [UInt8]?
+        for payload in payloads {
+            if case .identification(let value) = payload { identification = value }
+            if case .hash(let value) = payload { hash = value }
+        }
+        guard let identification, let hash else { throw .init(.malformed, "\(peerIsInitiator ? "MM5" : "MM6") lacks ID or HASH") }
+        let expected = authenticationHash(sa: sa, ofInitiator: peerIsInitiator, identityBody: ISAKMP.Payload.identification(identification).body)
+        guard constantTimeEquals(expected, hash) else {
+            throw .init(.authenticationFailed, "HASH_\(peerIsInitiator ? "I" : "R") from \(sa.remote) does not verify: pre-shared key mismatch")
+        }
+        let identity = Identity(idType: identification.idType, data: identification.data)
+        guard identity == sa.peer.identity else {
+            throw .init(.authenticationFailed, "peer \(sa.remote) authenticated as \(identity.map(\.description) ?? "an unsupported ID type"), expected \(sa.peer.identity)")
+        }
+        sa.remoteIdentity = identity
+    }
+
+    // MM6 E{ IDir, HASH_R } <--
+    mutating func mainMode6Received(payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context,
+                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        context.log(.debug, "received MM6 \(Self.payloadList(payloads)) from \(sa.remote)")
+        try verifyPeerAuthentication(payloads, sa: &sa, peerIsInitiator: false)
+        answered(messageID: 0, sa: &sa, &context)
+        mainModeEstablished(sa: &sa, &context)
+        if let old = sa.replaces, sas[old] != nil {
+            // Phase 1 rekey: this SA adopts the old one's IPsec SAs, then the old one is deleted.
+            sas[sa.id] = sa
+            childrenOrphaned(by: old, reason: "replaced", &context)
+            sendISAKMPDelete(old, &context, &random)
+        }
+        if sa.initiateChildAfterMainMode {
+            startQuickMode(sa: &sa, rekeyOf: nil, &context, &random)
+        }
+    }
+
+    // MM3 { KE, Ni, NAT-D, NAT-D } -->
+    mutating func mainMode3Received(raw: [UInt8], payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context,
+                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        context.log(.debug, "received MM3 \(Self.payloadList(payloads)) from \(sa.remote)")
+        try keyExchangeAndNonce(payloads, sa: &sa, message: "MM3")
+        try prepareKeyExchange(sa: &sa, &random)
+        try deriveKeys(sa: &sa)
+        detectNAT(payloads, sa: &sa, &context)
+        var reply: [ISAKMP.Payload] = [.keyExchange(sa.keyExchange!.publicValue), .nonce(sa.localNonce)]
+        if sa.peerSupportsNATT, payloads.contains(where: { $0.type == ISAKMP.PayloadType.natDiscovery.rawValue }) {
+            reply += natDiscoveryPayloads(sa: sa, &random)
+        }
+        context.log(.debug, "sending MM4 \(Self.payloadList(reply)) to \(sa.remote)")
+        let bytes = ISAKMP.Message(header: .init(initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie, nextPayload: 0,
+                                                 exchangeType: .identityProtection, flags: [], messageID: 0), payloads: reply).encode()
+        sa.lastMainModeRequest = raw
+        sa.lastMainModeResponse = bytes
+        sa.phase = .responderSentMM4
+        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+    }
+
+    // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->
+    mutating func mainMode5Received(raw: [UInt8], payloads: [ISAKMP.Payload], from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        context.log(.debug, "received MM5 \(Self.payloadList(payloads)) from \(from)")
+        try verifyPeerAuthentication(payloads, sa: &sa, peerIsInitiator: true)
+        // The initiator floated to 4500 (RFC 3947 §4): follow it.
+        sa.local = to
+        sa.remote = from
+        if to.port == Self.natTraversalPort { sa.udpEncapsulated = true }
+        let identity = identificationPayload(sa.connection.localIdentity)
+        let hash = authenticationHash(sa: sa, ofInitiator: false, identityBody: ISAKMP.Payload.identification(identity).body)
+        let reply: [ISAKMP.Payload] = [.identification(identity), .hash(hash)]
+        context.log(.debug, "sending MM6 \(Self.payloadList(reply)) to \(sa.remote)")
+        let bytes = try encryptPhase1(sa: sa, reply)
+        sa.lastMainModeRequest = raw
+        sa.lastMainModeResponse = bytes
+        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        context.actions.append(.cancelTimer(.halfOpenExpired(sa.id)))
+        let initialContact = payloads.contains {
+            if case .notification(let n) = $0 { return n.notifyType == ISAKMP.NotifyType.initialContact }
+            return false
+        }
+        mainModeEstablished(sa: &sa, &context)
+        if initialContact { initialContactReceived(sa: sa, &context) }
+    }
+
+    /// RFC 2407 §4.6.3.3 INITIAL-CONTACT: the peer rebooted; our older SAs with it are stale.
+    mutating func initialContactReceived(sa: ISAKMPSA, _ context: inout Context) {
+        for old in sas.values where old.id != sa.id && old.peer.address == sa.peer.address && old.connection.name == sa.connection.name {
+            context.log(.info, "INITIAL-CONTACT from \(sa.remote): removing stale ISAKMP SA \(old.id)")
+            var stale = old
+            stale.phase = .dead
+            sas[old.id] = stale
+            childrenOrphaned(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
+        }
+    }
+
+    mutating func mainModeEstablished(sa: inout ISAKMPSA, _ context: inout Context) {
+        sa.phase = .established
+        sa.establishedAt = context.now
+        context.log(.notice, "\(sa.connection.name): ISAKMP SA \(sa.id) established with \(sa.remote) (\(sa.remoteIdentity.map(\.description) ?? "?")), "
+                    + "\(sa.suite!.proposal), cookies \(String(sa.initiatorCookie, radix: 16))/\(String(sa.responderCookie, radix: 16))"
+                    + "\(sa.udpEncapsulated ? ", UDP-encapsulated" : "")")
+        context.actions.append(.ikeSAEstablished(sa.info))
+        let lifetime = Duration.seconds(Int64(sa.suite!.lifetimeSeconds))
+        context.actions.append(.scheduleTimer(.expireIKESA(sa.id), at: context.now + lifetime))
+        if sa.isInitiator {
+            let margin = min(sa.connection.rekeyMargin, lifetime / 2)
+            context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
+        }
+    }
+
+    /// Phase 1 rekey: a fresh Main Mode with the same peer; once it is up, the old ISAKMP SA is deleted.
+    mutating func rekeyIKESA(_ id: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let sa = sas[id], sa.phase == .established else { return }
+        guard !sas.values.contains(where: { $0.replaces == id }) else { return }
+        context.log(.info, "\(sa.connection.name): rekeying ISAKMP SA \(id)")
+        startMainMode(connection: sa.connection, peer: sa.peer, initiateChild: false, replaces: id, &context, &random)
+    }
+}

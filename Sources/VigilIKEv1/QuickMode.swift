@@ -1,0 +1,330 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// RFC 2409 §5.5 Quick Mode:
+///   QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
+///   <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
+///   QM3 E{ HASH(3) } -->
+extension IKEv1Endpoint {
+    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID?, _ context: inout Context,
+                                 _ random: inout some RandomNumberGenerator) {
+        guard sa.phase == .established, let keys = sa.keys else { return }
+        let connection = sa.connection
+        let local: IPPrefix
+        let remote: IPPrefix
+        if let rekeyOf, let old = children[rekeyOf] {
+            local = old.info.localTrafficSelectors[0]
+            remote = old.info.remoteTrafficSelectors[0]
+        } else if let first = connection.localTrafficSelectors.first, let peerNet = connection.remoteTrafficSelectors.first {
+            local = first
+            remote = peerNet
+        } else {
+            context.log(.error, "\(connection.name): no traffic selectors configured, no Quick Mode")
+            return
+        }
+        var messageID: UInt32 = 0
+        while messageID == 0 || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
+        var spi = Self.nonzero32(&random)
+        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        let suites = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
+                                                  lifetimeSeconds: Self.seconds(connection.childLifetime), udpEncapsulated: sa.udpEncapsulated)
+        guard !suites.isEmpty else {
+            context.log(.error, "\(connection.name): no IKEv1-capable ESP proposal configured")
+            return
+        }
+        var quickMode = QuickMode(messageID: messageID, step: .initiatorSentQM1, iv: keys.exchangeIV(messageID: messageID),
+                                  localNonce: Self.randomBytes(Self.nonceLength, &random), inboundSPI: spi, offered: suites,
+                                  localTrafficSelector: local, remoteTrafficSelector: remote, rekeyOf: rekeyOf)
+        var rest: [ISAKMP.Payload] = [.securityAssociation(ProposalMapping.phase2SA(suites, spi: spi)), .nonce(quickMode.localNonce)]
+        if let group = connection.pfsGroup {
+            do {
+                quickMode.keyExchange = try KeyExchange(group: group)
+            } catch {
+                context.log(.error, "\(connection.name): PFS group \(group) unavailable: \(error)")
+                return
+            }
+            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+        }
+        rest += [.identification(ProposalMapping.proxyIdentity(local)), .identification(ProposalMapping.proxyIdentity(remote))]
+        let hash = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + ISAKMP.encodePayloads(rest).bytes)
+        let payloads = [ISAKMP.Payload.hash(hash)] + rest
+        let bytes: [UInt8]
+        do {
+            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID,
+                                                             payloads: payloads, iv: quickMode.iv)
+        } catch {
+            preconditionFailure("AES-CBC with a key we derived failed: \(error)")
+        }
+        sa.quickModes[messageID] = quickMode
+        context.log(.info, "\(connection.name): \(rekeyOf == nil ? "" : "rekeying IPsec SA \(rekeyOf!) with a ")Quick Mode \(String(messageID, radix: 16)) "
+                    + "for \(local) === \(remote), inbound SPI \(String(spi, radix: 16))")
+        context.log(.debug, "sending QM1 \(Self.payloadList(payloads)) to \(sa.remote)")
+        context.actions.append(.exchangeInFlight(sa.id, true))
+        sendRequest(bytes, messageID: messageID, purpose: "Quick Mode \(String(messageID, radix: 16))", sa: &sa, &context)
+    }
+
+    mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard sa.phase == .established, let keys = sa.keys, header.flags.contains(.encryption) else {
+            context.count("unexpectedDropped")
+            context.log(.warning, "dropped Quick Mode from \(from): ISAKMP SA \(sa.id) not established or message not encrypted")
+            return
+        }
+        let messageID = header.messageID
+        var quickMode = sa.quickModes[messageID]
+        if let existing = quickMode, existing.step == .responderSentQM2, raw == existing.lastRequest {
+            context.count("retransmittedRequestsAnswered")
+            context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
+            return
+        }
+        let iv = quickMode?.iv ?? keys.exchangeIV(messageID: messageID)
+        let payloads: [ISAKMP.Payload]
+        let nextIV: [UInt8]
+        do {
+            let (plaintext, next) = try keys.decrypt(body, iv: iv)
+            payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: true)
+            nextIV = next
+        } catch {
+            context.count("malformedDropped")
+            context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error)")
+            return
+        }
+        guard case .hash(let hash)? = payloads.first else {
+            context.count("malformedDropped")
+            context.log(.warning, "dropped Quick Mode from \(from): HASH is not the first payload")
+            return
+        }
+        do throws(IKEv1NegotiationFailure) {
+            switch quickMode?.step {
+            case nil:
+                try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, sa: &sa, &context, &random)
+            case .initiatorSentQM1:
+                quickMode!.iv = nextIV
+                try quickMode2Received(hash: hash, payloads: payloads, quickMode: quickMode!, sa: &sa, &context, &random)
+            case .responderSentQM2:
+                quickMode!.iv = nextIV
+                // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
+                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode!.initiatorNonce + quickMode!.responderNonce)
+                guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
+                context.log(.debug, "received QM3 { HASH } from \(from)")
+                context.actions.append(.authenticatedMessageReceived(sa.id))
+                installChildSA(quickMode: quickMode!, sa: &sa, weInitiated: false, &context, &random)
+            }
+        } catch {
+            context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
+            if error.code == .authenticationFailed { context.count("authenticationFailures") }
+            if sa.quickModes.removeValue(forKey: messageID) != nil {
+                answered(messageID: messageID, sa: &sa, &context)
+                context.actions.append(.exchangeInFlight(sa.id, false))
+            }
+            context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: error))
+        }
+    }
+
+    // QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
+    mutating func quickMode1Received(messageID: UInt32, hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], nextIV: [UInt8],
+                                     sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        let keys = sa.keys!
+        // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
+        let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + Self.bytesAfterHash(payloads))
+        guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM1 HASH(1) does not verify") }
+        context.log(.debug, "received QM1 \(Self.payloadList(payloads)) from \(sa.remote)")
+        context.actions.append(.authenticatedMessageReceived(sa.id))
+        let parts = try QuickModePayloads(payloads, message: "QM1")
+        let connection = sa.connection
+        let allowed = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
+                                                   lifetimeSeconds: Self.seconds(connection.childLifetime), udpEncapsulated: sa.udpEncapsulated)
+        guard let (proposal, transform, suite) = ProposalMapping.selectPhase2(parts.sa, allowed: allowed),
+              let outboundSPI = ProposalMapping.spiValue(proposal.spi) else {
+            let offered = parts.sa.proposals.flatMap(\.transforms).compactMap(ProposalMapping.phase2Suite)
+                .map { "\($0.encryption)-\($0.integrity)\($0.group.map { "-\($0)" } ?? "")" }
+            let ours = allowed.map { "\($0.encryption)-\($0.integrity)\($0.group.map { "-\($0)" } ?? "")" }
+            throw .init(.noProposalChosen, "no Phase 2 proposal chosen: peer offered \(offered.isEmpty ? "nothing Vigil supports" : offered.joined(separator: ", ")), we allow \(ours.joined(separator: ", "))")
+        }
+        // Proxy identities: IDci is the peer's side, IDcr ours; absent, they are the gateways themselves.
+        let remoteTS = try parts.initiatorID.map(Self.prefixOrThrow) ?? IPPrefix(address: sa.remote.address, length: sa.remote.address.family.bitWidth)
+        let localTS = try parts.responderID.map(Self.prefixOrThrow) ?? IPPrefix(address: sa.local.address, length: sa.local.address.family.bitWidth)
+        guard connection.remoteTrafficSelectors.contains(where: { Self.covers($0, remoteTS) }),
+              connection.localTrafficSelectors.contains(where: { Self.covers($0, localTS) }) else {
+            throw .init(.invalidIDInformation, "proxy identities \(localTS) === \(remoteTS) are outside "
+                        + "\(connection.localTrafficSelectors) === \(connection.remoteTrafficSelectors)")
+        }
+        var spi = Self.nonzero32(&random)
+        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        var quickMode = QuickMode(messageID: messageID, step: .responderSentQM2, iv: nextIV,
+                                  localNonce: Self.randomBytes(Self.nonceLength, &random), inboundSPI: spi, offered: allowed,
+                                  localTrafficSelector: localTS, remoteTrafficSelector: remoteTS, rekeyOf: nil)
+        quickMode.peerNonce = parts.nonce
+        quickMode.outboundSPI = outboundSPI
+        quickMode.suite = suite
+        var chosen = proposal
+        chosen.spi = ProposalMapping.spiBytes(spi)
+        chosen.transforms = [transform]
+        var rest: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .nonce(quickMode.localNonce)]
+        if let group = suite.group {
+            guard let peerKE = parts.keyExchange else { throw .init(.invalidKEPayload, "QM1 asks for PFS \(group) without a KE payload") }
+            do {
+                let exchange = try KeyExchange(group: group)
+                quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
+                quickMode.keyExchange = exchange
+            } catch {
+                throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
+            }
+            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+        }
+        if let id = parts.initiatorID { rest.append(.identification(id)) }
+        if let id = parts.responderID { rest.append(.identification(id)) }
+        // HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [ | KE ] [ | IDci | IDcr ])
+        let hash2 = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + parts.nonce + ISAKMP.encodePayloads(rest).bytes)
+        let reply = [ISAKMP.Payload.hash(hash2)] + rest
+        let bytes: [UInt8]
+        do {
+            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: reply, iv: quickMode.iv)
+        } catch {
+            preconditionFailure("AES-CBC with a key we derived failed: \(error)")
+        }
+        quickMode.lastRequest = raw
+        quickMode.lastResponse = bytes
+        sa.quickModes[messageID] = quickMode
+        context.log(.info, "\(connection.name): Quick Mode \(String(messageID, radix: 16)) from \(sa.remote) accepted: "
+                    + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), \(localTS) === \(remoteTS)")
+        context.log(.debug, "sending QM2 \(Self.payloadList(reply)) to \(sa.remote)")
+        context.actions.append(.exchangeInFlight(sa.id, true))
+        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+    }
+
+    // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
+    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], quickMode: QuickMode, sa: inout ISAKMPSA,
+                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+        let keys = sa.keys!
+        var quickMode = quickMode
+        let messageID = quickMode.messageID
+        let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
+        guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM2 HASH(2) does not verify") }
+        context.log(.debug, "received QM2 \(Self.payloadList(payloads)) from \(sa.remote)")
+        context.actions.append(.authenticatedMessageReceived(sa.id))
+        answered(messageID: messageID, sa: &sa, &context)
+        let parts = try QuickModePayloads(payloads, message: "QM2")
+        guard parts.sa.proposals.count == 1, parts.sa.proposals[0].transforms.count == 1,
+              let suite = ProposalMapping.phase2Suite(parts.sa.proposals[0].transforms[0]),
+              quickMode.offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }),
+              let outboundSPI = ProposalMapping.spiValue(parts.sa.proposals[0].spi)
+        else { throw .init(.noProposalChosen, "QM2 does not choose exactly one of the ESP transforms we offered") }
+        quickMode.suite = suite
+        quickMode.outboundSPI = outboundSPI
+        quickMode.peerNonce = parts.nonce
+        if let group = suite.group {
+            guard let peerKE = parts.keyExchange, let exchange = quickMode.keyExchange, exchange.group == group else {
+                throw .init(.invalidKEPayload, "QM2 lacks the PFS KE payload for \(group)")
+            }
+            do {
+                quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
+            } catch {
+                throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
+            }
+        }
+        // QM3 E{ HASH(3) } -->
+        let hash3 = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode.localNonce + quickMode.peerNonce)
+        let bytes: [UInt8]
+        do {
+            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: [.hash(hash3)], iv: quickMode.iv)
+        } catch {
+            preconditionFailure("AES-CBC with a key we derived failed: \(error)")
+        }
+        context.log(.debug, "sending QM3 { HASH } to \(sa.remote)")
+        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        installChildSA(quickMode: quickMode, sa: &sa, weInitiated: true, &context, &random)
+    }
+
+    static func prefixOrThrow(_ id: ISAKMP.Identification) throws(IKEv1NegotiationFailure) -> IPPrefix {
+        guard let prefix = ProposalMapping.prefix(id) else {
+            throw .init(.invalidIDInformation, "proxy identity of type \(id.idType) is not a subnet or address")
+        }
+        return prefix
+    }
+
+    static func covers(_ outer: IPPrefix, _ inner: IPPrefix) -> Bool {
+        outer.family == inner.family && inner.length >= outer.length && outer.contains(inner.address)
+    }
+
+    mutating func installChildSA(quickMode: QuickMode, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
+                                 _ random: inout some RandomNumberGenerator) {
+        let keys = sa.keys!
+        let suite = quickMode.suite!
+        let length = suite.keyMaterialLength
+        let encryptionLength = suite.encryption.keyBits / 8
+        let protocolID = ISAKMP.ProtocolID.esp.rawValue
+        let inbound = keys.keyMaterial(length: length, pfsSecret: quickMode.pfsSecret, protocolID: protocolID, spi: quickMode.inboundSPI,
+                                       initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
+        let outbound = keys.keyMaterial(length: length, pfsSecret: quickMode.pfsSecret, protocolID: protocolID, spi: quickMode.outboundSPI,
+                                        initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
+        let childKeys = IKEv1ChildSAKeys(encryptionIn: inbound[0..<encryptionLength], encryptionOut: outbound[0..<encryptionLength],
+                                         integrityIn: inbound[encryptionLength..<length], integrityOut: outbound[encryptionLength..<length])
+        let udp = sa.udpEncapsulated || suite.udpEncapsulated
+        let info = IKEv1ChildSAInfo(
+            id: IKEv1ChildSAID(quickMode.inboundSPI), ikeSA: sa.id, connection: sa.connection.name,
+            inboundSPI: quickMode.inboundSPI, outboundSPI: quickMode.outboundSPI, encryption: suite.encryption,
+            integrity: suite.integrity, dhGroup: suite.group, localTrafficSelectors: [quickMode.localTrafficSelector],
+            remoteTrafficSelectors: [quickMode.remoteTrafficSelector], localEndpoint: sa.local, remoteEndpoint: sa.remote,
+            udpEncapsulated: udp, establishedAt: context.now)
+        children[info.id] = ChildSA(info: info, weInitiated: weInitiated)
+        sa.quickModes[quickMode.messageID] = nil
+        context.actions.append(.exchangeInFlight(sa.id, false))
+        context.log(.notice, "\(sa.connection.name): IPsec SA established, SPIs in \(String(info.inboundSPI, radix: 16)) out \(String(info.outboundSPI, radix: 16)), "
+                    + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), "
+                    + "\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector)\(udp ? ", UDP-encapsulated" : "")")
+        let lifetime = Duration.seconds(Int64(suite.lifetimeSeconds))
+        context.actions.append(.scheduleTimer(.expireChildSA(info.id), at: context.now + lifetime))
+        if weInitiated {
+            let margin = min(sa.connection.rekeyMargin, lifetime / 2)
+            context.actions.append(.scheduleTimer(.rekeyChildSA(info.id), at: context.now + lifetime - margin))
+        }
+        if let old = quickMode.rekeyOf, children[old] != nil {
+            context.actions.append(.childSARekeyed(old: old, new: info, keys: childKeys))
+            sas[sa.id] = sa
+            deleteChildSA(old, reason: "rekeyed", &context, &random)
+            if let updated = sas[sa.id] { sa = updated }
+        } else {
+            context.actions.append(.childSAEstablished(info, keys: childKeys))
+        }
+    }
+
+    mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let child = children[id], var sa = sas[child.info.ikeSA], sa.phase == .established else { return }
+        guard !sa.quickModes.values.contains(where: { $0.rekeyOf == id }) else { return }
+        startQuickMode(sa: &sa, rekeyOf: id, &context, &random)
+        sas[sa.id] = sa
+    }
+}
+
+/// The payloads of QM1/QM2 sorted out (RFC 2409 §5.5: the first ID is IDci, the second IDcr).
+struct QuickModePayloads {
+    var sa: ISAKMP.SecurityAssociation
+    var nonce: [UInt8]
+    var keyExchange: [UInt8]?
+    var initiatorID: ISAKMP.Identification?
+    var responderID: ISAKMP.Identification?
+
+    init(_ payloads: [ISAKMP.Payload], message: String) throws(IKEv1NegotiationFailure) {
+        var sa: ISAKMP.SecurityAssociation?
+        var nonce: [UInt8]?
+        var ids: [ISAKMP.Identification] = []
+        for payload in payloads.dropFirst() {
+            switch payload {
+            case .securityAssociation(let value): sa = value
+            case .nonce(let value): nonce = value
+            case .keyExchange(let value): keyExchange = value
+            case .identification(let value): ids.append(value)
+            case .hash, .notification, .delete, .vendorID, .natDiscovery, .natOriginalAddress, .other: break
+            }
+        }
+        guard let sa, let nonce else { throw .init(.malformed, "\(message) lacks SA or nonce") }
+        guard ids.isEmpty || ids.count == 2 else { throw .init(.invalidIDInformation, "\(message) carries \(ids.count) IDs, not 0 or 2") }
+        self.sa = sa
+        self.nonce = nonce
+        initiatorID = ids.first
+        responderID = ids.count == 2 ? ids[1] : nil
+    }
+}

@@ -1,1 +1,0 @@
-// VigilIKEv1: see the package manifest for what this target is.

@@ -1,0 +1,292 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// Every IKEv2 SA of the daemon, as one pure value: feed events, perform the returned actions in order.
+/// Never does I/O; time comes in as `now`, randomness (SPIs, nonces, IVs) from `random`.
+public struct IKEv2Endpoint: Sendable {
+    public let configuration: Configuration
+    var sas: [IKESAID: IKESA] = [:]
+    var counterValues: [String: UInt64] = [:]
+    /// §2.6: the secret behind stateless cookies, drawn from `random` when first needed.
+    var cookieSecret: [UInt8] = []
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    public var ikeSAs: [IKESAInfo] { sas.values.map(\.info).sorted { $0.id < $1.id } }
+    public var childSAs: [ChildSAInfo] { sas.values.flatMap { $0.children.map(\.info) }.sorted { $0.id < $1.id } }
+    /// malformedDatagrams, unknownSPIs, unknownPeers, integrityFailures, authenticationFailures, retransmissions,
+    /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, ...
+    public var counters: [String: UInt64] { counterValues }
+
+    public mutating func handle(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        switch event {
+        case .datagramReceived(let bytes, let from, let to):
+            return receive(bytes, from: from, to: to, now: now, random: &random)
+        case .timerFired(let timer):
+            return timerFired(timer, now: now, random: &random)
+        case .initiate(let name, let peerAddress):
+            return initiate(name, peerAddress, now: now, random: &random)
+        case .sendLivenessCheck(let id):
+            return withSA(id, now: now) { sa, context, effects in sa.livenessCheck(context: context, random: &random, effects: &effects) }
+        case .deleteChildSA(let childID):
+            guard let id = owner(of: childID) else { return [] }
+            return withSA(id, now: now) { sa, context, effects in sa.request(.deleteChild(childID), context: context, random: &random, effects: &effects) }
+        case .deleteIKESA(let id):
+            return withSA(id, now: now) { sa, context, effects in sa.deleteIKESA(context: context, random: &random, effects: &effects) }
+        case .abandonIKESA(let id):
+            return withSA(id, now: now) { sa, _, effects in
+                effects.log(.notice, "\(sa.label): abandoned (peer considered dead); nothing sent")
+                sa.close(reason: "abandoned: peer dead", effects: &effects)
+            }
+        case .rekeyChildSA(let childID):
+            guard let id = owner(of: childID) else { return [] }
+            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+        case .rekeyIKESA(let id):
+            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
+        }
+    }
+
+    // MARK: - Plumbing
+
+    func context(now: Duration) -> SAContext {
+        SAContext(
+            now: now, configuration: configuration,
+            usedChildSPIs: Set(sas.values.flatMap { $0.children.map(\.info.inboundSPI) }),
+            usedIKESPIs: Set(sas.keys.map(\.spi)),
+            establishedPeers: Set(sas.values.filter(\.isEstablished).map(\.peer.address))
+        )
+    }
+
+    func owner(of child: ChildSAID) -> IKESAID? {
+        sas.values.first { $0.children.contains { $0.info.id == child } }?.id
+    }
+
+    /// Runs `body` on one SA and applies what it produced.
+    mutating func withSA(_ id: IKESAID, now: Duration, _ body: (inout IKESA, SAContext, inout Effects) -> Void) -> [IKEv2Action] {
+        guard var sa = sas[id] else { return [] }
+        var effects = Effects()
+        body(&sa, context(now: now), &effects)
+        return apply(sa, effects, now: now)
+    }
+
+    mutating func apply(_ sa: IKESA, _ effects: Effects, now: Duration) -> [IKEv2Action] {
+        var actions = effects.actions
+        for (name, value) in effects.counters { counterValues[name, default: 0] += value }
+        sas[sa.id] = effects.closed ? nil : sa
+        for spawned in effects.spawned { sas[spawned.id] = spawned }
+        if let contact = effects.initialContact {
+            // §2.4: INITIAL_CONTACT: every other SA with this peer is stale.
+            for stale in sas.values where stale.id != sa.id && stale.remote.address == contact.address && stale.remoteIdentity == contact.identity {
+                var closing = stale
+                var closeEffects = Effects()
+                closeEffects.log(.notice, "\(stale.label): replaced (INITIAL_CONTACT from \(contact.identity))")
+                closing.close(reason: "INITIAL_CONTACT from peer", effects: &closeEffects)
+                sas[stale.id] = nil
+                actions += closeEffects.actions
+            }
+        }
+        return actions
+    }
+
+    mutating func count(_ name: String) { counterValues[name, default: 0] += 1 }
+
+    // MARK: - Initiating
+
+    mutating func initiate(_ name: String, _ peerAddress: IPAddress, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        guard let connection = configuration.connections.first(where: { $0.name == name }),
+              let peer = connection.peers.first(where: { $0.address == peerAddress })
+        else {
+            let reason = NegotiationFailure(.unknownPeer, "no connection \(name) with peer \(peerAddress)")
+            return [.log(.error, reason.message), .negotiationFailed(connection: name, peer: peerAddress, reason: reason)]
+        }
+        var effects = Effects()
+        let schedule = peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+        do {
+            let sa = try IKESA.initiator(id: newIKESAID(&random), connection: connection, peer: peer, schedule: schedule,
+                                         context: context(now: now), random: &random, effects: &effects)
+            return apply(sa, effects, now: now)
+        } catch {
+            let reason = NegotiationFailure(.internalError, "key exchange: \(error)")
+            return [.log(.error, reason.message), .negotiationFailed(connection: name, peer: peerAddress, reason: reason)]
+        }
+    }
+
+    func newIKESAID(_ random: inout some RandomNumberGenerator) -> IKESAID {
+        while true {
+            let spi = random.next()
+            if spi != 0, sas[IKESAID(spi)] == nil { return IKESAID(spi) }
+        }
+    }
+
+    // MARK: - Receiving
+
+    mutating func receive(_ bytes: [UInt8], from: Endpoint, to: Endpoint, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        let message: IKEv2.Message
+        do {
+            message = try IKEv2.Message.parse(bytes)
+        } catch {
+            count("malformedDatagrams")
+            return [.log(.warning, "dropping malformed IKEv2 datagram from \(from): \(error)")]
+        }
+        let header = message.header
+        if header.exchangeType == .ikeSAInit, !header.isResponse, header.isFromInitiator, header.responderSPI == 0 {
+            return handleInitRequest(message, datagram: bytes, from: from, to: to, now: now, random: &random)
+        }
+        let ours = IKESAID(header.isFromInitiator ? header.responderSPI : header.initiatorSPI)
+        guard let sa = sas[ours] else {
+            count("unknownSPIs")
+            return [.log(.debug, "\(header.exchangeType) from \(from) for unknown IKE SA \(hex64(header.initiatorSPI))_i \(hex64(header.responderSPI))_r; dropped")]
+        }
+        let peerSPIMatches = header.isFromInitiator
+            ? sa.initiatorSPI == header.initiatorSPI && !sa.isOriginalInitiator
+            : sa.isOriginalInitiator && (sa.responderSPI == 0 || sa.responderSPI == header.responderSPI)
+        guard peerSPIMatches else {
+            count("unknownSPIs")
+            return [.log(.debug, "\(header.exchangeType) from \(from) with SPIs not matching \(sa.label); dropped")]
+        }
+        return withSA(ours, now: now) { sa, context, effects in
+            sa.receive(message, datagram: bytes, from: from, to: to, context: context, random: &random, effects: &effects)
+        }
+    }
+
+    /// Responder IKE_SA_INIT (§1.2, §2.6): stateless answers (COOKIE, NO_PROPOSAL_CHOSEN, INVALID_KE_PAYLOAD) keep no
+    /// state; an acceptable request creates a half-open SA that expires unless IKE_AUTH follows.
+    mutating func handleInitRequest(
+        _ message: IKEv2.Message, datagram: [UInt8], from: Endpoint, to: Endpoint, now: Duration, random: inout some RandomNumberGenerator
+    ) -> [IKEv2Action] {
+        let header = message.header
+        let payloads = message.payloads
+        if let existing = sas.values.first(where: { !$0.isOriginalInitiator && $0.initiatorSPI == header.initiatorSPI && $0.remote.address == from.address }) {
+            guard case .responderHalfOpen = existing.phase, let cached = existing.cachedResponse, cached.messageID == 0 else { return [] }
+            count("retransmittedRequests")
+            return [.log(.info, "\(existing.label): retransmitted IKE_SA_INIT; sending the cached response"), .send(bytes: cached.datagram, from: to, to: from)]
+        }
+        var actions: [IKEv2Action] = [.log(.info, "received \(message.summary) from \(from)")]
+        let candidates = configuration.connections.filter { connection in
+            connection.localAddress == to.address && connection.peers.contains { $0.address == from.address }
+        }
+        guard !candidates.isEmpty else {
+            count("unknownPeers")
+            return actions + [.log(.warning, "IKE_SA_INIT from \(from): no connection has this peer; ignored")]
+        }
+        guard let sa = payloads.securityAssociation, let ke = payloads.keyExchange, let ni = payloads.nonce else {
+            count("malformedDatagrams")
+            return actions + [.log(.warning, "IKE_SA_INIT from \(from) lacks SA, KE or Ni; dropped")]
+        }
+        func reply(_ notify: IKEv2.Notify) -> IKEv2Action {
+            let response = IKEv2.Message(
+                header: IKEv2.Header(initiatorSPI: header.initiatorSPI, responderSPI: 0, exchangeType: .ikeSAInit, flags: .response, messageID: 0),
+                payloads: [.notify(notify)])
+            actions.append(.log(.info, "sending \(response.summary) to \(from)"))
+            return .send(bytes: response.serialize(), from: to, to: from)
+        }
+
+        // §2.6: under load, demand proof that the initiator receives at its address.
+        let halfOpen = sas.values.filter { if case .responderHalfOpen = $0.phase { true } else { false } }.count
+        if halfOpen >= configuration.cookieThreshold {
+            if cookieSecret.isEmpty { cookieSecret = randomBytes(32, &random) }
+            let expected = Hash.digest(.sha256, ni + from.address.bytes + bigEndian(header.initiatorSPI) + cookieSecret)
+            let offered = payloads.first.flatMap { payload -> [UInt8]? in
+                if case .notify(let n) = payload, n.type == .cookie { n.data } else { nil }
+            }
+            guard let offered, constantTimeEquals(offered, expected) else {
+                count("cookiesSent")
+                actions.append(reply(IKEv2.Notify(type: .cookie, data: expected)))
+                return actions
+            }
+        }
+
+        var selection: (IKEv2.Proposal, IKEAlgorithms)?
+        var owners: [ConnectionConfiguration] = []
+        for candidate in candidates {
+            guard let selected = ProposalNegotiation.select(sa, from: candidate.ikeProposals) else { continue }
+            if selection == nil { selection = selected }
+            if selected.1 == selection?.1 { owners.append(candidate) }
+        }
+        guard let (answer, algorithms) = selection, let connection = owners.first,
+              let peer = connection.peers.first(where: { $0.address == from.address })
+        else {
+            let offered = sa.proposals.map { $0.transforms.map { "\($0.type)/\($0.id)\($0.keyLength.map { "/\($0)" } ?? "")" }.joined(separator: ",") }
+            let message = "no common IKE proposal with \(from): peer offered [\(offered.joined(separator: "; "))] (type/id), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
+            actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
+            actions.append(.log(.error, message))
+            actions.append(.negotiationFailed(connection: candidates[0].name, peer: from.address, reason: NegotiationFailure(.noProposalChosen, message)))
+            return actions
+        }
+        guard ke.group == algorithms.dhGroup.rawValue else {
+            actions.append(.log(.info, "IKE_SA_INIT from \(from) has KE of group \(ke.group); asking for \(algorithms.dhGroup) (INVALID_KE_PAYLOAD)"))
+            actions.append(reply(IKEv2.Notify(type: .invalidKEPayload, data: bigEndianGroup(algorithms.dhGroup))))
+            return actions
+        }
+        let id = newIKESAID(&random)
+        let ours: KeyExchange
+        let keys: IKESAKeys
+        let protection: MessageProtection
+        let nr = randomBytes(IKEv2Tunables.nonceLength, &random)
+        do {
+            ours = try KeyExchange(group: algorithms.dhGroup)
+            let shared = try ours.sharedSecret(peerPublicValue: ke.data)
+            keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: ni, nr: nr, spiI: header.initiatorSPI, spiR: id.spi)
+            protection = try MessageProtection(keys: keys, weAreOriginalInitiator: false)
+        } catch {
+            count("malformedDatagrams")
+            return actions + [.log(.warning, "IKE_SA_INIT from \(from): unusable KE: \(error)")]
+        }
+        var effects = Effects()
+        var state = IKESA(
+            id: id, connection: connection, peer: peer, isOriginalInitiator: false, initiatorSPI: header.initiatorSPI,
+            responderSPI: id.spi, local: to, remote: from,
+            phase: .initiatorInit(IKESA.InitiatorInit(keyExchange: ours, nonce: nr, cookie: nil)),  // replaced below
+            schedule: peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+        )
+        state.evaluateNAT(payloads, header: header, effects: &effects)
+        var answerWithSPI = answer
+        answerWithSPI.spi = []
+        let response = IKEv2.Message(
+            header: state.header(.ikeSAInit, messageID: 0, response: true),
+            payloads: [.securityAssociation(IKEv2.SecurityAssociation(proposals: [answerWithSPI])),
+                       .keyExchange(IKEv2.KeyExchange(group: algorithms.dhGroup.rawValue, data: ours.publicValue)), .nonce(nr)]
+                + state.natDetectionPayloads(random: &random))
+        let bytes = response.serialize()
+        state.phase = .responderHalfOpen(IKESA.ResponderHalfOpen(
+            keys: keys, protection: protection, ni: ni, nr: nr, message1: datagram, message2: bytes, candidates: owners))
+        state.cachedResponse = (0, bytes)
+        state.nextPeerRequestID = 1
+        effects.log(.info, "\(state.label): selected proposal \(algorithms)")
+        effects.log(.info, "\(state.label): sending \(response.summary) to \(from)")
+        effects.actions.append(.send(bytes: bytes, from: to, to: from))
+        effects.actions.append(.scheduleTimer(.halfOpenExpiry(id), at: now + configuration.halfOpenTimeout))
+        return actions + apply(state, effects, now: now)
+    }
+
+    // MARK: - Timers
+
+    mutating func timerFired(_ timer: IKEv2TimerID, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        switch timer {
+        case .retransmit(let id, let messageID):
+            return withSA(id, now: now) { sa, context, effects in sa.retransmitTimerFired(messageID: messageID, context: context, effects: &effects) }
+        case .halfOpenExpiry(let id):
+            return withSA(id, now: now) { sa, _, effects in
+                guard case .responderHalfOpen = sa.phase else { return }
+                effects.count("halfOpenExpired")
+                effects.log(.info, "\(sa.label): half-open SA expired (no IKE_AUTH from \(sa.remote))")
+                sa.close(reason: "half-open timeout", effects: &effects)
+            }
+        case .rekeyIKESA(let id):
+            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
+        case .rekeyChildSA(let childID):
+            guard let id = owner(of: childID) else { return [] }
+            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+        case .natKeepalive(let id):
+            return withSA(id, now: now) { sa, context, effects in
+                guard sa.isEstablished, sa.localBehindNAT, !sa.rekeyedAway else { return }
+                effects.actions.append(.sendNATKeepalive(from: sa.local, to: sa.remote))
+                effects.actions.append(.scheduleTimer(.natKeepalive(id), at: context.now + context.configuration.natKeepaliveInterval))
+            }
+        }
+    }
+}

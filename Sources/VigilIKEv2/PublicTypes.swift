@@ -1,0 +1,215 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+
+/// An IKE SA's id: our own SPI for it (initiator SPI if we initiated, responder SPI otherwise).
+public struct IKESAID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var spi: UInt64
+    public init(_ spi: UInt64) { self.spi = spi }
+    public static func < (a: IKESAID, b: IKESAID) -> Bool { a.spi < b.spi }
+    public var description: String { hex64(spi) }
+}
+
+/// A Child SA's id: our inbound ESP SPI.
+public struct ChildSAID: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var inboundSPI: UInt32
+    public init(_ inboundSPI: UInt32) { self.inboundSPI = inboundSPI }
+    public static func < (a: ChildSAID, b: ChildSAID) -> Bool { a.inboundSPI < b.inboundSPI }
+    public var description: String { hex32(inboundSPI) }
+}
+
+/// The timers the engine asks the runtime to run; each fires back as `.timerFired`.
+public enum IKEv2TimerID: Hashable, Sendable {
+    /// Our outstanding request with this message ID is due for retransmission.
+    case retransmit(IKESAID, messageID: UInt32)
+    /// A responder half-open IKE SA (IKE_SA_INIT answered, no IKE_AUTH yet) expires.
+    case halfOpenExpiry(IKESAID)
+    /// Time to rekey the IKE SA / the Child SA.
+    case rekeyIKESA(IKESAID)
+    case rekeyChildSA(ChildSAID)
+    /// Time to send a NAT keepalive from behind a NAT (RFC 3948 §4).
+    case natKeepalive(IKESAID)
+}
+
+/// How requests are retransmitted: after `timeout`, then `timeout * base^n`, `tries` retransmissions in all
+/// (strongSwan's retransmit_timeout / retransmit_base / retransmit_tries).
+public struct RetransmissionSchedule: Hashable, Sendable {
+    public var timeout: Duration
+    public var base: Double
+    public var tries: Int
+
+    public init(timeout: Duration, base: Double, tries: Int) {
+        self.timeout = timeout
+        self.base = base
+        self.tries = tries
+    }
+
+    /// strongSwan's defaults: 4 s, 1.8, 5 tries.
+    public static let strongSwanDefault = RetransmissionSchedule(timeout: .seconds(4), base: 1.8, tries: 5)
+
+    /// The wait after the `attempt`-th transmission (0 = the original).
+    func delay(afterAttempt attempt: Int) -> Duration {
+        var factor = 1.0
+        for _ in 0..<attempt { factor *= base }
+        return timeout * factor
+    }
+}
+
+public enum LogLevel: Int, Hashable, Sendable, Comparable {
+    case debug, info, notice, warning, error
+    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Why a negotiation failed, with a stable code a script can act on.
+public struct NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Hashable, Sendable {
+        case noProposalChosen
+        case authenticationFailed
+        case tsUnacceptable
+        case invalidKEPayload
+        case timeout
+        case peerDeleted
+        case unknownPeer
+        case malformed
+        case internalError
+    }
+
+    public var code: Code
+    public var message: String
+
+    public init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+/// The algorithms chosen for an IKE SA.
+public struct IKEAlgorithms: Hashable, Sendable, CustomStringConvertible {
+    public var encryption: EncryptionAlgorithm
+    public var integrity: IntegrityAlgorithm?
+    public var prf: PseudorandomFunction
+    public var dhGroup: DHGroup
+
+    public var description: String {
+        ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + [prf.rawValue, dhGroup.keyword]).joined(separator: "-")
+    }
+}
+
+/// The algorithms chosen for a Child SA (ESP).
+public struct ChildAlgorithms: Hashable, Sendable, CustomStringConvertible {
+    public var encryption: EncryptionAlgorithm
+    public var integrity: IntegrityAlgorithm?
+    public var dhGroup: DHGroup?
+
+    public var description: String {
+        ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + (dhGroup.map { [$0.keyword] } ?? [])).joined(separator: "-")
+    }
+}
+
+/// A read-only view of one IKE SA.
+public struct IKESAInfo: Sendable, Hashable {
+    public enum State: String, Hashable, Sendable {
+        case connecting      // IKE_SA_INIT / IKE_AUTH in progress
+        case established
+        case rekeying        // an IKE SA rekey in progress
+        case deleting
+    }
+
+    public var id: IKESAID
+    public var connection: String
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint
+    public var localIdentity: Identity
+    public var remoteIdentity: Identity?
+    public var initiatorSPI: UInt64
+    public var responderSPI: UInt64
+    public var isInitiator: Bool
+    public var state: State
+    public var proposal: IKEAlgorithms?
+    public var establishedAt: Duration?
+    /// NAT detected on our side / the peer's side (or faked to force UDP encapsulation).
+    public var localBehindNAT: Bool
+    public var remoteBehindNAT: Bool
+}
+
+/// A read-only view of one Child SA.
+public struct ChildSAInfo: Sendable, Hashable {
+    public var id: ChildSAID
+    public var ikeSA: IKESAID
+    public var connection: String
+    public var inboundSPI: UInt32
+    public var outboundSPI: UInt32
+    public var encryption: EncryptionAlgorithm
+    public var integrity: IntegrityAlgorithm?
+    public var dhGroup: DHGroup?
+    public var localTrafficSelectors: [IPPrefix]
+    public var remoteTrafficSelectors: [IPPrefix]
+    public var localEndpoint: Endpoint
+    public var remoteEndpoint: Endpoint
+    public var udpEncapsulated: Bool
+    public var establishedAt: Duration
+}
+
+/// Keys of one Child SA, per direction (RFC 7296 §2.17). GCM keys include the 4-byte salt.
+public struct ChildSAKeys: Sendable, Hashable {
+    public var encryptionIn: SecureBytes
+    public var encryptionOut: SecureBytes
+    public var integrityIn: SecureBytes?
+    public var integrityOut: SecureBytes?
+}
+
+public enum IKEv2Event: Sendable {
+    /// Marker-free IKE bytes; `to.port` tells 500 or 4500.
+    case datagramReceived(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    case timerFired(IKEv2TimerID)
+    /// Phase 1 and the first Child SA (IKE_SA_INIT + IKE_AUTH) of a connection to one of its peers.
+    case initiate(connection: String, peer: IPAddress)
+    /// An empty INFORMATIONAL; if our previous liveness request is still unanswered, it is retransmitted (same
+    /// message ID, same bytes). The dead peer detector drives these; the engine never retransmits them itself.
+    case sendLivenessCheck(IKESAID)
+    case deleteChildSA(ChildSAID)
+    case deleteIKESA(IKESAID)
+    /// Forget silently (dead peer): nothing is sent; its Child SAs are reported deleted.
+    case abandonIKESA(IKESAID)
+    case rekeyChildSA(ChildSAID)
+    case rekeyIKESA(IKESAID)
+}
+
+public enum IKEv2Action: Sendable {
+    /// The runtime prepends the non-ESP marker on port 4500.
+    case send(bytes: [UInt8], from: Endpoint, to: Endpoint)
+    /// A NAT keepalive (RFC 3948 §2.3): the single octet 0xFF, sent as is (no non-ESP marker) from port 4500.
+    case sendNATKeepalive(from: Endpoint, to: Endpoint)
+    case scheduleTimer(IKEv2TimerID, at: Duration)
+    case cancelTimer(IKEv2TimerID)
+    case ikeSAEstablished(IKESAInfo)
+    case childSAEstablished(ChildSAInfo, keys: ChildSAKeys)
+    case childSARekeyed(old: ChildSAID, new: ChildSAInfo, keys: ChildSAKeys)
+    case childSADeleted(ChildSAInfo, reason: String)
+    case ikeSADeleted(IKESAInfo, reason: String)
+    /// The IKE SA was rekeyed (§2.18): its Child SAs now belong to `new`; the old id is gone without an
+    /// `ikeSADeleted` (this is not a failure).
+    case ikeSARekeyed(old: IKESAID, new: IKESAInfo)
+    /// Any authenticated inbound message: proof of liveness.
+    case authenticatedMessageReceived(IKESAID)
+    case livenessCheckAnswered(IKESAID)
+    /// A non-liveness exchange we initiated started (true) or finished (false).
+    case exchangeInFlight(IKESAID, Bool)
+    /// Retransmissions exhausted.
+    case peerUnreachable(IKESAID)
+    case negotiationFailed(connection: String, peer: IPAddress, reason: NegotiationFailure)
+    case log(LogLevel, String)
+}
+
+func hex64(_ value: UInt64) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 16 - digits.count) + digits
+}
+
+func hex32(_ value: UInt32) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: 8 - digits.count) + digits
+}

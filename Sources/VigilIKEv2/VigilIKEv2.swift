@@ -1,1 +1,0 @@
-// VigilIKEv2: see the package manifest for what this target is.

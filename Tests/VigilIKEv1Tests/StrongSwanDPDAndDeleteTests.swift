@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+import VigilAddressing
+import VigilIKEv1
+import VigilLab
+
+/// Interop cases 2, 3, 4 (DELETE) and 5 against strongSwan 5.9.8.
+@Suite(.serialized) struct StrongSwanDPDAndDeleteTests {
+    static func establish(_ lab: InteropLab) throws {
+        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
+        let done = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
+        try #require(done, "no IPsec SA; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
+    }
+
+    @Test func strongSwanProbesVigilAndTheAcksKeepTheSA() throws {
+        var options = InteropLab.Options()
+        options.dpdDelay = "1s"
+        options.swanExtra = "dpd_timeout = 3s"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        try Self.establish(lab)
+        lab.driver.run(seconds: 5)
+        let answered = lab.driver.endpoint.counters["dpdProbesAnswered", default: 0]
+        #expect(answered >= 3, "Vigil answered \(answered) R-U-THERE; strongSwan:\n\(lab.swan.log)")
+        // The sequence numbers Vigil echoed are strongSwan's: consecutive, and strongSwan accepted every ACK.
+        let sequences = lab.driver.log.split(separator: "\n").compactMap { line -> UInt32? in
+            guard line.hasPrefix("received R-U-THERE seq ") else { return nil }
+            return UInt32(line.dropFirst("received R-U-THERE seq ".count).prefix { $0.isNumber })
+        }
+        #expect(sequences.count >= 3)
+        #expect(zip(sequences, sequences.dropFirst()).allSatisfy { $1 == $0 &+ 1 }, "\(sequences)")
+        #expect(lab.swan.log.contains("N(DPD_ACK)"), "strongSwan never parsed an ACK:\n\(lab.swan.log)")
+        #expect(!lab.swan.log.contains("invalid DPD sequence"), "\(lab.swan.log)")
+        let listing = try lab.swanSAs()
+        #expect(listing.contains("state=ESTABLISHED") && listing.contains("state=INSTALLED"), "\(listing)")
+        #expect(lab.driver.endpoint.ikeSAs.count == 1)
+    }
+
+    @Test func vigilProbesStrongSwanAndGetsItsSequenceNumbersBack() throws {
+        let lab = try InteropLab(InteropLab.Options())
+        defer { lab.close() }
+        try Self.establish(lab)
+        let sa = try #require(lab.driver.endpoint.ikeSAs.first)
+        #expect(sa.peerSupportsDPD)
+        for sequence: UInt32 in [1000, 1001, 1002] {
+            lab.driver.handle(.sendDPDProbe(sa.id, sequence: sequence))
+            lab.driver.run(seconds: 2) { $0.acknowledged.contains(sequence) }
+        }
+        #expect(lab.driver.acknowledged == [1000, 1001, 1002], "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
+        #expect(lab.swan.log.contains("N(DPD)"), "\(lab.swan.log)")
+    }
+
+    @Test func killedStrongSwanLeavesProbesUnanswered() throws {
+        let lab = try InteropLab(InteropLab.Options())
+        defer { lab.close() }
+        try Self.establish(lab)
+        let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
+        lab.driver.handle(.sendDPDProbe(sa, sequence: 5))
+        lab.driver.run(seconds: 2) { $0.acknowledged.contains(5) }
+        #expect(lab.driver.acknowledged == [5])
+        lab.swan.kill()
+        for sequence: UInt32 in [6, 7, 8] {
+            lab.driver.handle(.sendDPDProbe(sa, sequence: sequence))
+            lab.driver.run(seconds: 0.5)
+        }
+        #expect(lab.driver.acknowledged == [5], "a dead peer acknowledged: \(lab.driver.acknowledged)")
+        // The detector declares the peer dead and abandons the SA: no message, IPsec SAs reported deleted.
+        let before = lab.driver.actions.count
+        lab.driver.handle(.abandonIKESA(sa))
+        let after = lab.driver.actions[before...]
+        #expect(!after.contains { if case .send = $0 { true } else { false } })
+        #expect(after.contains { if case .childSADeleted = $0 { true } else { false } })
+        #expect(lab.driver.endpoint.ikeSAs.isEmpty && lab.driver.endpoint.childSAs.isEmpty)
+    }
+
+    @Test func vigilDeletesTheIPsecSAThenTheISAKMPSA() throws {
+        let lab = try InteropLab(InteropLab.Options())
+        defer { lab.close() }
+        try Self.establish(lab)
+        let child = try #require(lab.driver.endpoint.childSAs.first)
+        lab.driver.handle(.deleteChildSA(child.id))
+        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
+        var listing = try lab.swanSAs()
+        #expect(!listing.contains("state=INSTALLED") && listing.contains("state=ESTABLISHED"), "\(listing)")
+        let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
+        lab.driver.handle(.deleteIKESA(sa))
+        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
+        listing = try lab.swanSAs()
+        #expect(!listing.contains("state=ESTABLISHED"), "\(listing)\n\(lab.swan.log)")
+        #expect(lab.driver.endpoint.ikeSAs.isEmpty)
+    }
+
+    @Test func strongSwanDeletesAndVigilForgets() throws {
+        let lab = try InteropLab(InteropLab.Options())
+        defer { lab.close() }
+        try Self.establish(lab)
+        let swan = lab.swan
+        let result = try lab.whileRunning({ try swan.swanctl(["--terminate", "--ike", "lab", "--timeout", "5"]) }, seconds: 6)
+        #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
+        lab.driver.run(seconds: 1) { $0.endpoint.ikeSAs.isEmpty && $0.endpoint.childSAs.isEmpty }
+        #expect(lab.driver.endpoint.childSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
+        #expect(lab.driver.endpoint.ikeSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
+        #expect(lab.driver.actions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })
+        #expect(lab.driver.actions.contains { if case .ikeSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })
+    }
+
+    @Test func wrongKeyWhenVigilInitiates() throws {
+        var options = InteropLab.Options()
+        options.vigilPSK = "not-the-secret"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
+        lab.driver.run(seconds: 8) { !$0.failures.isEmpty }
+        #expect(lab.driver.established.isEmpty)
+        let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)")
+        #expect(failure.message.contains("pre-shared key"), "\(failure)")
+        #expect(!(try lab.swanSAs().contains("state=ESTABLISHED")))
+    }
+
+    @Test func wrongKeyWhenStrongSwanInitiates() throws {
+        var options = InteropLab.Options()
+        options.swanPSK = "not-the-secret"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        let swan = lab.swan
+        let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
+        #expect(!result.succeeded)
+        let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)")
+        #expect(failure.code == .authenticationFailed)
+        #expect(failure.message.contains("pre-shared key"), "\(failure)")
+        #expect(lab.driver.endpoint.ikeSAs.allSatisfy { $0.state != .established })
+    }
+
+    @Test func noCommonProposalBothWays() throws {
+        var options = InteropLab.Options()
+        options.ike = "aes128-sha1-modp2048"
+        options.swanIKE = "aes256-sha256-ecp384"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
+        lab.driver.run(seconds: 6) { !$0.failures.isEmpty }
+        let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
+        #expect(failure.code == .noProposalChosen, "\(failure)")
+        let swan = lab.swan
+        let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
+        #expect(!result.succeeded)
+        let responderFailure = try #require(lab.driver.failures.dropFirst().first, "Vigil:\n\(lab.driver.log)")
+        #expect(responderFailure.code == .noProposalChosen)
+        #expect(responderFailure.message.contains("aes256-sha256"), "\(responderFailure)")
+        #expect(lab.driver.endpoint.ikeSAs.isEmpty)
+    }
+}

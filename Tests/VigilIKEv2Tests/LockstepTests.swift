@@ -1,0 +1,319 @@
+import Testing
+import VigilAddressing
+import VigilAlgorithms
+import VigilCrypto
+import VigilWire
+@testable import VigilIKEv2
+
+/// A Vigil initiator against a Vigil responder, message by message, no sockets.
+@Suite struct LockstepTests {
+    /// Runs IKE_SA_INIT and IKE_AUTH by hand; returns the lockstep and every action of both sides.
+    static func establish(_ lockstep: inout Lockstep) throws -> (west: [IKEv2Action], east: [IKEv2Action]) {
+        var westActions = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        // IKE_SA_INIT { SA, KE, Ni, N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) } -->
+        let initRequest = try #require(westActions.sent.first)
+        #expect(try IKEv2.Message.parse(initRequest.bytes).payloads.map(\.logName) ==
+                ["SA", "KE", "No", "N(NAT_DETECTION_SOURCE_IP)", "N(NAT_DETECTION_DESTINATION_IP)"])
+        var eastActions = lockstep.deliver(initRequest)
+        // <-- IKE_SA_INIT { SA, KE, Nr, N(NAT_DETECTION_SOURCE_IP), N(NAT_DETECTION_DESTINATION_IP) }
+        let initResponse = try #require(eastActions.sent.first)
+        var produced = lockstep.deliver(initResponse)
+        westActions += produced
+        // IKE_AUTH { IDi, N(INITIAL_CONTACT), IDr, AUTH, SA, TSi, TSr } -->
+        let authRequest = try #require(produced.sent.first)
+        #expect(try IKEv2.Message.parse(authRequest.bytes).header.exchangeType == .ikeAuth)
+        produced = lockstep.deliver(authRequest)
+        eastActions += produced
+        // <-- IKE_AUTH { IDr, AUTH, SA, TSi, TSr }
+        let authResponse = try #require(produced.sent.first)
+        westActions += lockstep.deliver(authResponse)
+        return (westActions, eastActions)
+    }
+
+    @Test(arguments: [
+        ("aes256-sha256-modp2048", "aes256-sha256"),
+        ("aes128gcm16-prfsha256-x25519", "aes256gcm16"),
+        ("aes256-sha384-ecp384", "aes256-sha256"),
+        ("aes256-sha256-modp2048", "aes256gcm16"),
+    ])
+    func establishesIKEAndChildSA(ike: String, esp: String) throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, ike: ike, esp: esp), east: Fixtures.connection(west: false, ike: ike, esp: esp))
+        let (west, east) = try Self.establish(&lockstep)
+        let westChild = try #require(west.established.first, "west: \(west.logText)")
+        let eastChild = try #require(east.established.first, "east: \(east.logText)")
+        #expect(westChild.inboundSPI == eastChild.outboundSPI)
+        #expect(westChild.outboundSPI == eastChild.inboundSPI)
+        #expect(westChild.encryption.rawValue == esp.split(separator: "-")[0].description)
+        #expect(westChild.localTrafficSelectors.map(\.description) == ["10.1.0.0/24"])
+        #expect(westChild.remoteTrafficSelectors.map(\.description) == ["10.2.0.0/24"])
+        // East allows 10.1.0.0/16 from west and narrows to what west asked for.
+        #expect(eastChild.remoteTrafficSelectors.map(\.description) == ["10.1.0.0/24"])
+        let westKeys = try #require(west.childKeys.first)
+        let eastKeys = try #require(east.childKeys.first)
+        #expect(westKeys.encryptionOut == eastKeys.encryptionIn)
+        #expect(westKeys.encryptionIn == eastKeys.encryptionOut)
+        #expect(westKeys.encryptionOut != westKeys.encryptionIn)
+        #expect(westKeys.integrityOut == eastKeys.integrityIn)
+        #expect(lockstep.west.ikeSAs.map(\.state) == [.established])
+        #expect(lockstep.east.ikeSAs.map(\.state) == [.established])
+        #expect(lockstep.west.ikeSAs.first?.proposal?.description == lockstep.east.ikeSAs.first?.proposal?.description)
+        #expect(lockstep.east.ikeSAs.first?.remoteIdentity == .fqdn("west"))
+    }
+
+    @Test func wrongPreSharedKeyFailsWithAuthenticationFailedOnBothSides() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, psk: SecureBytes(Array("wrong".utf8))), east: Fixtures.connection(west: false))
+        let (west, east) = try Self.establish(&lockstep)
+        #expect(east.failures.map(\.code) == [.authenticationFailed])
+        #expect(west.failures.map(\.code) == [.authenticationFailed])
+        #expect(east.logText.contains("pre-shared keys differ"))
+        #expect(lockstep.west.ikeSAs.isEmpty)
+        #expect(lockstep.east.ikeSAs.isEmpty)
+        #expect(lockstep.east.counters["authenticationFailures"] == 1)
+    }
+
+    @Test func noCommonIKEProposalFailsWithNoProposalChosen() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, ike: "aes128-sha1-modp2048"), east: Fixtures.connection(west: false))
+        let request = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        // IKE_SA_INIT { SA, KE, Ni, N, N } -->
+        let east = lockstep.deliver(try #require(request.sent.first))
+        // <-- IKE_SA_INIT { N(NO_PROPOSAL_CHOSEN) }
+        let west = lockstep.deliver(try #require(east.sent.first))
+        #expect(east.failures.map(\.code) == [.noProposalChosen])
+        #expect(west.failures.map(\.code) == [.noProposalChosen])
+        #expect(west.logText.contains("NO_PROPOSAL_CHOSEN"))
+        #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
+    }
+
+    @Test func noCommonESPProposalKeepsIKESAWithoutChild() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, esp: "aes128-sha1"), east: Fixtures.connection(west: false))
+        let (west, east) = try Self.establish(&lockstep)
+        #expect(west.failures.map(\.code) == [.noProposalChosen])
+        #expect(east.failures.map(\.code) == [.noProposalChosen])
+        #expect(lockstep.west.childSAs.isEmpty)
+        #expect(lockstep.west.ikeSAs.map(\.state) == [.established])
+    }
+
+    @Test func disjointTrafficSelectorsFailWithTSUnacceptable() throws {
+        var westConfig = Fixtures.connection(west: true)
+        westConfig.remoteTrafficSelectors = [try IPPrefix.parse("10.9.0.0/24")]
+        var lockstep = Lockstep(west: westConfig, east: Fixtures.connection(west: false))
+        let (west, _) = try Self.establish(&lockstep)
+        #expect(west.failures.map(\.code) == [.tsUnacceptable])
+    }
+
+    @Test func invalidKEPayloadMakesInitiatorRetryWithTheRequestedGroup() throws {
+        let westConfig = Fixtures.connection(west: true, ike: "aes256-sha256-x25519-modp2048")
+        var lockstep = Lockstep(west: westConfig, east: Fixtures.connection(west: false))
+        let first = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        // IKE_SA_INIT { SA, KE(x25519), Ni, N, N } -->
+        let refusal = lockstep.deliver(try #require(first.sent.first))
+        // <-- IKE_SA_INIT { N(INVALID_KE_PAYLOAD(modp2048)) }
+        let refusalMessage = try IKEv2.Message.parse(try #require(refusal.sent.first).bytes)
+        #expect(refusalMessage.payloads.map(\.logName) == ["N(INVALID_KE_PAYLOAD)"])
+        #expect(lockstep.east.ikeSAs.isEmpty, "INVALID_KE_PAYLOAD keeps no responder state")
+        let retry = lockstep.deliver(try #require(refusal.sent.first))
+        // IKE_SA_INIT { SA, KE(modp2048), Ni, N, N } -->
+        let retryMessage = try IKEv2.Message.parse(try #require(retry.sent.first).bytes)
+        guard case .keyExchange(let ke) = retryMessage.payloads[1] else { Issue.record("no KE"); return }
+        #expect(ke.group == 14)
+        let all = lockstep.pump(retry)
+        #expect(all.established.count == 2)
+    }
+
+    @Test func cookieIsDemandedAndEchoed() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false), eastCookieThreshold: 0)
+        let first = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        // IKE_SA_INIT { SA, KE, Ni, N, N } -->
+        let demand = lockstep.deliver(try #require(first.sent.first))
+        // <-- IKE_SA_INIT { N(COOKIE) }
+        #expect(try IKEv2.Message.parse(try #require(demand.sent.first).bytes).payloads.map(\.logName) == ["N(COOKIE)"])
+        #expect(lockstep.east.ikeSAs.isEmpty)
+        let retry = lockstep.deliver(try #require(demand.sent.first))
+        // IKE_SA_INIT { N(COOKIE), SA, KE, Ni, N, N } -->
+        #expect(try IKEv2.Message.parse(try #require(retry.sent.first).bytes).payloads.first?.logName == "N(COOKIE)")
+        let all = lockstep.pump(retry)
+        #expect(all.established.count == 2)
+        #expect(lockstep.east.counters["cookiesSent"] == 1)
+    }
+
+    @Test func halfOpenResponderSAExpires() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        let first = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        let east = lockstep.deliver(try #require(first.sent.first))
+        let expiry = try #require(east.timers.first { if case .halfOpenExpiry = $0.0 { true } else { false } })
+        #expect(lockstep.east.ikeSAs.map(\.state) == [.connecting])
+        lockstep.now = expiry.1
+        _ = lockstep.eastHandles(.timerFired(expiry.0))
+        #expect(lockstep.east.ikeSAs.isEmpty)
+        #expect(lockstep.east.counters["halfOpenExpired"] == 1)
+    }
+
+    @Test func retransmittedRequestGetsTheCachedResponse() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        let check = lockstep.westHandles(.sendLivenessCheck(id))
+        // INFORMATIONAL { } -->
+        let request = try #require(check.sent.first)
+        let first = lockstep.deliver(request)
+        // <-- INFORMATIONAL { }
+        let again = lockstep.deliver(request)
+        #expect(first.sent.first?.bytes == again.sent.first?.bytes)
+        #expect(lockstep.east.counters["retransmittedRequests"] == 1)
+    }
+
+    @Test func livenessChecksBothWaysAndUnansweredOneIsRetransmittedUnchanged() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let westID = try #require(lockstep.west.ikeSAs.first?.id)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        let check = lockstep.westHandles(.sendLivenessCheck(westID))
+        // INFORMATIONAL { } -->  (lost)
+        let again = lockstep.westHandles(.sendLivenessCheck(westID))
+        #expect(check.sent.first?.bytes == again.sent.first?.bytes)
+        #expect(!check.contains { if case .scheduleTimer(.retransmit, _) = $0 { true } else { false } }, "liveness is driven by the detector")
+        let answer = lockstep.deliver(try #require(again.sent.first))
+        #expect(answer.contains { if case .authenticatedMessageReceived(eastID) = $0 { true } else { false } })
+        // <-- INFORMATIONAL { }
+        let answered = lockstep.deliver(try #require(answer.sent.first))
+        #expect(answered.contains { if case .livenessCheckAnswered(westID) = $0 { true } else { false } })
+        // <-- INFORMATIONAL { }  (east asks)
+        let eastCheck = lockstep.eastHandles(.sendLivenessCheck(eastID))
+        let westAnswer = lockstep.deliver(try #require(eastCheck.sent.first))
+        // INFORMATIONAL { } -->
+        let eastAnswered = lockstep.deliver(try #require(westAnswer.sent.first))
+        #expect(eastAnswered.contains { if case .livenessCheckAnswered(eastID) = $0 { true } else { false } })
+    }
+
+    @Test func deleteChildThenIKESA() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let child = try #require(lockstep.west.childSAs.first)
+        // INFORMATIONAL { D(ESP) } -->  <-- INFORMATIONAL { D(ESP) }
+        let deleted = lockstep.pump(lockstep.westHandles(.deleteChildSA(child.id)))
+        #expect(deleted.deletedChildren.count == 2)
+        #expect(lockstep.west.childSAs.isEmpty && lockstep.east.childSAs.isEmpty)
+        // <-- INFORMATIONAL { D(IKE) }   INFORMATIONAL { } -->
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        let gone = lockstep.pump(lockstep.eastHandles(.deleteIKESA(eastID)))
+        #expect(gone.deletedIKESAs.count == 2)
+        #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
+    }
+
+    @Test func abandonSendsNothingAndReportsDeletions() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        let actions = lockstep.westHandles(.abandonIKESA(id))
+        #expect(actions.sent.isEmpty)
+        #expect(actions.deletedChildren.count == 1 && actions.deletedIKESAs.count == 1)
+    }
+
+    @Test(arguments: [nil, DHGroup.curve25519])
+    func childSARekeysOverSeveralGenerations(pfs: DHGroup?) throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, pfs: pfs), east: Fixtures.connection(west: false, pfs: pfs))
+        _ = try Self.establish(&lockstep)
+        for generation in 1...3 {
+            let initiatorIsWest = generation % 2 == 1
+            let child = try #require((initiatorIsWest ? lockstep.west : lockstep.east).childSAs.first)
+            // CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, [KEi,] TSi, TSr } -->  <-- { SA, Nr, [KEr,] TSi, TSr }
+            // INFORMATIONAL { D(old) } -->  <-- INFORMATIONAL { D(old) }
+            let start = initiatorIsWest ? lockstep.westHandles(.rekeyChildSA(child.id)) : lockstep.eastHandles(.rekeyChildSA(child.id))
+            let all = lockstep.pump(start)
+            #expect(all.rekeyed.count == 2, "generation \(generation): \(all.logText)")
+            #expect(all.deletedChildren.count == 2)
+            let west = try #require(lockstep.west.childSAs.first)
+            let east = try #require(lockstep.east.childSAs.first)
+            #expect(lockstep.west.childSAs.count == 1 && lockstep.east.childSAs.count == 1)
+            #expect(west.inboundSPI == east.outboundSPI && west.outboundSPI == east.inboundSPI)
+            #expect(west.dhGroup == pfs)
+            let keys = all.childKeys
+            #expect(keys.count == 2 && keys[0].encryptionOut == keys[1].encryptionIn)
+        }
+    }
+
+    @Test func simultaneousChildRekeyLeavesExactlyOneNewSA() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let westChild = try #require(lockstep.west.childSAs.first)
+        let eastChild = try #require(lockstep.east.childSAs.first)
+        // CREATE_CHILD_SA { N(REKEY_SA), ... } -->   <-- CREATE_CHILD_SA { N(REKEY_SA), ... }   (crossing)
+        let westRequest = lockstep.westHandles(.rekeyChildSA(westChild.id))
+        let eastRequest = lockstep.eastHandles(.rekeyChildSA(eastChild.id))
+        let all = lockstep.pump(westRequest + eastRequest)
+        #expect(all.rekeyed.count == 4)
+        #expect(lockstep.west.childSAs.count == 1, "west: \(lockstep.west.childSAs.map(\.id))\n\(all.logText)")
+        #expect(lockstep.east.childSAs.count == 1, "east: \(lockstep.east.childSAs.map(\.id))")
+        let west = try #require(lockstep.west.childSAs.first)
+        let east = try #require(lockstep.east.childSAs.first)
+        #expect(west.inboundSPI == east.outboundSPI && west.outboundSPI == east.inboundSPI)
+    }
+
+    @Test func ikeSARekeyMovesChildrenAndKeepsWorking() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        for generation in 1...3 {
+            let initiatorIsWest = generation % 2 == 1
+            let id = try #require((initiatorIsWest ? lockstep.west : lockstep.east).ikeSAs.first?.id)
+            // CREATE_CHILD_SA { SA, Ni, KEi } -->  <-- { SA, Nr, KEr }
+            // INFORMATIONAL { D(IKE) } -->  <-- INFORMATIONAL { }
+            let all = lockstep.pump(initiatorIsWest ? lockstep.westHandles(.rekeyIKESA(id)) : lockstep.eastHandles(.rekeyIKESA(id)))
+            #expect(all.deletedIKESAs.isEmpty, "a rekey is not a deletion")
+            #expect(all.deletedChildren.isEmpty)
+            #expect(lockstep.west.ikeSAs.count == 1 && lockstep.east.ikeSAs.count == 1, "generation \(generation): \(all.logText)")
+            let west = try #require(lockstep.west.ikeSAs.first)
+            #expect(west.id != id || !initiatorIsWest)
+            #expect(lockstep.west.childSAs.first?.ikeSA == west.id)
+            // The new SA carries traffic: a liveness check round trip.
+            let check = lockstep.pump(lockstep.westHandles(.sendLivenessCheck(west.id)))
+            #expect(check.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
+        }
+    }
+
+    @Test func retransmissionsExhaustedReportPeerUnreachable() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let child = try #require(lockstep.west.childSAs.first)
+        var actions = lockstep.westHandles(.rekeyChildSA(child.id))
+        var sends = actions.sent.count
+        while let timer = actions.timers.first(where: { if case .retransmit = $0.0 { true } else { false } }) {
+            lockstep.now = timer.1
+            actions = lockstep.westHandles(.timerFired(timer.0))
+            sends += actions.sent.count
+            if actions.contains(where: { if case .peerUnreachable = $0 { true } else { false } }) { break }
+        }
+        #expect(actions.contains { if case .peerUnreachable = $0 { true } else { false } })
+        #expect(sends == 1 + RetransmissionSchedule.strongSwanDefault.tries)
+        #expect(lockstep.west.ikeSAs.isEmpty)
+        // 4 + 7.2 + 12.96 + 23.33 + 41.99 + 75.58 s: strongSwan's 165 s.
+        #expect(lockstep.now > .seconds(160) && lockstep.now < .seconds(170))
+    }
+
+    @Test func forcedUDPEncapsulationFloatsTo4500AndSendsKeepalives() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, forceUDP: true), east: Fixtures.connection(west: false))
+        let (west, east) = try Self.establish(&lockstep)
+        let westChild = try #require(west.established.first)
+        let eastChild = try #require(east.established.first)
+        #expect(westChild.udpEncapsulated && eastChild.udpEncapsulated)
+        #expect(west.sent.last?.to.port == 4500)
+        #expect(eastChild.remoteEndpoint.port == 4500)
+        let keepalive = try #require(west.timers.first { if case .natKeepalive = $0.0 { true } else { false } })
+        lockstep.now = keepalive.1
+        let fired = lockstep.westHandles(.timerFired(keepalive.0))
+        #expect(fired.contains { if case .sendNATKeepalive(_, let to) = $0 { to.port == 4500 } else { false } })
+        #expect(lockstep.east.ikeSAs.first?.remoteBehindNAT == true)
+    }
+
+    @Test func garbageAndTamperedMessagesAreCountedNotFatal() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        var request = try #require(lockstep.westHandles(.sendLivenessCheck(id)).sent.first)
+        request.bytes[request.bytes.count - 1] ^= 1
+        #expect(lockstep.deliver(request).sent.isEmpty)
+        #expect(lockstep.east.counters["integrityFailures"] == 1)
+        _ = lockstep.deliver(Datagram(bytes: [1, 2, 3], from: request.from, to: request.to))
+        #expect(lockstep.east.counters["malformedDatagrams"] == 1)
+        #expect(lockstep.east.ikeSAs.count == 1)
+    }
+}
