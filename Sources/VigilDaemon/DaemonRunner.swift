@@ -28,7 +28,9 @@ public enum DaemonRunner {
         let loop = EventLoop()
         let kernel = try makeKernel(configuration: configuration, options: options, logger: logger)
         let daemon = Daemon(configuration: configuration, loop: loop, kernel: kernel.daemonKernel, logger: logger)
-        for engine in makeEngines(configuration: configuration, loop: loop, logger: logger) { daemon.register(engine) }
+        for engine in makeEngines(configuration: configuration, loop: loop, forceEncapsulation: kernel.forcesEncapsulation) {
+            daemon.register(engine)
+        }
         kernel.attach?(daemon)
         try daemon.start()
         logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
@@ -61,6 +63,8 @@ public enum DaemonRunner {
         var daemonKernel: DaemonKernel
         var attach: ((Daemon) -> Void)?
         var detach: (() -> Void)?
+        /// The userspace data plane carries ESP in UDP 4500 only, so every Child SA must be UDP-encapsulated.
+        var forcesEncapsulation = false
     }
 
     static func makeKernel(configuration: VigilConfiguration, options: Options, logger: Logger) throws -> KernelSetup {
@@ -148,8 +152,12 @@ extension Daemon {
 
 extension DaemonRunner {
     /// The IKE engines the configuration needs (one per IKE version in use).
-    static func makeEngines(configuration: VigilConfiguration, loop: EventLoop, logger: Logger) -> [any IKEEngineDriver] {
-        []
+    static func makeEngines(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) -> [any IKEEngineDriver] {
+        let versions = Set(configuration.cryptoMaps.flatMap(\.entries).map(\.ikeVersion))
+        var engines: [any IKEEngineDriver] = []
+        if versions.contains(.v2) { engines.append(IKEv2Driver(configuration: configuration, loop: loop, forceEncapsulation: forceEncapsulation)) }
+        if versions.contains(.v1) { engines.append(IKEv1Driver(configuration: configuration, loop: loop, forceEncapsulation: forceEncapsulation)) }
+        return engines
     }
 
     static func makeUserspaceDataPlane(configuration: VigilConfiguration, routes: NetlinkRouteKernel, logger: Logger) throws -> KernelSetup {

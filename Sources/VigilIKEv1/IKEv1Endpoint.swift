@@ -6,7 +6,7 @@ import VigilWire
 /// Every IKEv1 (ISAKMP) SA of the daemon: a pure multiplexer over Main Mode, Quick Mode and informational exchanges.
 /// Feed it events, perform the actions it returns, in order. It never does I/O.
 public struct IKEv1Endpoint: Sendable {
-    public let configuration: Configuration
+    public private(set) var configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
     var children: [IKEv1ChildSAID: ChildSA] = [:]
     public private(set) var counters: [String: UInt64] = [:]
@@ -276,5 +276,14 @@ public struct IKEv1Endpoint: Sendable {
                 context.actions.append(.childSADeleted(child.info, reason: reason))
             }
         }
+    }
+}
+
+extension IKEv1Endpoint {
+    /// A run-time peer-list update: the connection's peers (addresses, identities, keys) are replaced. SAs already
+    /// up with peers that stay listed are untouched; new negotiations and responders use the new list.
+    public mutating func updatePeers(connection: String, peers: [PeerConfiguration]) {
+        guard let index = configuration.connections.firstIndex(where: { $0.name == connection }) else { return }
+        configuration.connections[index].peers = peers
     }
 }

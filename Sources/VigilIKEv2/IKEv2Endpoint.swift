@@ -6,7 +6,7 @@ import VigilWire
 /// Every IKEv2 SA of the daemon, as one pure value: feed events, perform the returned actions in order.
 /// Never does I/O; time comes in as `now`, randomness (SPIs, nonces, IVs) from `random`.
 public struct IKEv2Endpoint: Sendable {
-    public let configuration: Configuration
+    public private(set) var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
     var counterValues: [String: UInt64] = [:]
     /// §2.6: the secret behind stateless cookies, drawn from `random` when first needed.
@@ -288,5 +288,14 @@ public struct IKEv2Endpoint: Sendable {
                 effects.actions.append(.scheduleTimer(.natKeepalive(id), at: context.now + context.configuration.natKeepaliveInterval))
             }
         }
+    }
+}
+
+extension IKEv2Endpoint {
+    /// A run-time peer-list update: the connection's peers (addresses, identities, keys) are replaced. SAs already
+    /// up with peers that stay listed are untouched; new negotiations and responders use the new list.
+    public mutating func updatePeers(connection: String, peers: [PeerConfiguration]) {
+        guard let index = configuration.connections.firstIndex(where: { $0.name == connection }) else { return }
+        configuration.connections[index].peers = peers
     }
 }

@@ -1,0 +1,288 @@
+import VigilAddressing
+import VigilAlgorithms
+import VigilConfig
+import VigilCrypto
+import VigilIKEv1
+import VigilIKEv2
+
+/// What every connection (crypto-map entry) looks like to an IKE engine, version aside.
+struct ConnectionSpec {
+    var name: String
+    var localAddress: IPAddress
+    var localIdentity: Identity
+    var peers: [EnginePeer]
+    var ikeProposals: [IKEProposal]
+    var espProposals: [ESPProposal]
+    var pfsGroup: DHGroup?
+    var localTrafficSelectors: [IPPrefix]
+    var remoteTrafficSelectors: [IPPrefix]
+    var ikeLifetime: Duration
+    var childLifetime: Duration
+    var rekeyMargin: Duration?
+    var forceUDPEncapsulation: Bool
+    var retransmit: RetransmitSchedule
+
+    /// The connections of one IKE version. `forceEncapsulation` is set for the userspace data plane, which carries
+    /// ESP in UDP 4500 only.
+    static func all(_ configuration: VigilConfiguration, version: IKEVersion, forceEncapsulation: Bool) -> [ConnectionSpec] {
+        var specs: [ConnectionSpec] = []
+        for map in configuration.cryptoMaps {
+            for entry in map.entries where entry.ikeVersion == version {
+                let peers = entry.peers.compactMap { peer -> EnginePeer? in
+                    guard let address = EntryRuntime.resolve(peer.address) else { return nil }
+                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey.bytes))
+                }
+                let family = peers.first?.address.family ?? .ipv4
+                let local = configuration.global.listen.first { $0.family == family } ?? configuration.global.listen[0]
+                specs.append(ConnectionSpec(
+                    name: "\(map.name)/\(entry.sequence)", localAddress: local,
+                    localIdentity: entry.localIdentity ?? configuration.global.identity, peers: peers,
+                    ikeProposals: entry.ikeProposals, espProposals: entry.espProposals, pfsGroup: entry.pfsGroup,
+                    localTrafficSelectors: unique(entry.traffic.map(\.local)),
+                    remoteTrafficSelectors: unique(entry.traffic.map(\.remote)),
+                    ikeLifetime: entry.ikeLifetime, childLifetime: entry.childLifetime, rekeyMargin: entry.rekeyMargin,
+                    forceUDPEncapsulation: forceEncapsulation || entry.encapsulation == .force,
+                    retransmit: entry.retransmit))
+            }
+        }
+        return specs
+    }
+
+    private static func unique(_ prefixes: [IPPrefix]) -> [IPPrefix] {
+        var seen = Set<IPPrefix>()
+        return prefixes.filter { seen.insert($0).inserted }
+    }
+}
+
+/// Runs an engine's timers on the event loop: one loop timer per engine timer id.
+final class EngineTimers<ID: Hashable> {
+    private var handles: [ID: EventLoop.TimerHandle] = [:]
+    private let loop: EventLoop
+
+    init(loop: EventLoop) { self.loop = loop }
+
+    func schedule(_ id: ID, at deadline: Duration, _ fire: @escaping () -> Void) {
+        if let old = handles[id] { loop.cancel(old) }
+        handles[id] = loop.schedule(at: deadline) { [unowned self] in
+            self.handles[id] = nil
+            fire()
+        }
+    }
+
+    func cancel(_ id: ID) {
+        if let old = handles.removeValue(forKey: id) { loop.cancel(old) }
+    }
+}
+
+/// IKEv2 (RFC 7296) behind the daemon's engine vocabulary.
+final class IKEv2Driver: IKEEngineDriver {
+    let version = IKEVersionTag.v2
+    var output: (EngineOutput) -> Void = { _ in }
+    private var endpoint: IKEv2Endpoint
+    private let loop: EventLoop
+    private lazy var timers = EngineTimers<IKEv2TimerID>(loop: loop)
+    private var random = SystemRandomNumberGenerator()
+
+    init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
+        self.loop = loop
+        let connections = ConnectionSpec.all(configuration, version: .v2, forceEncapsulation: forceEncapsulation).map { spec in
+            IKEv2Endpoint.ConnectionConfiguration(
+                name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
+                peers: spec.peers.map { Self.peer($0, spec.retransmit) },
+                ikeProposals: spec.ikeProposals, espProposals: spec.espProposals, pfsGroup: spec.pfsGroup,
+                localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
+                ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
+                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
+        }
+        endpoint = IKEv2Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+    }
+
+    private static func schedule(_ retransmit: RetransmitSchedule) -> RetransmissionSchedule {
+        RetransmissionSchedule(timeout: retransmit.timeout, base: retransmit.base, tries: retransmit.tries)
+    }
+
+    private static func peer(_ peer: EnginePeer, _ retransmit: RetransmitSchedule) -> IKEv2Endpoint.PeerConfiguration {
+        IKEv2Endpoint.PeerConfiguration(address: peer.address, identity: peer.identity, preSharedKey: peer.preSharedKey,
+                                        retransmission: schedule(retransmit))
+    }
+
+    private func run(_ event: IKEv2Event) {
+        for action in endpoint.handle(event, now: loop.now, random: &random) { perform(action) }
+    }
+
+    private func key(_ id: IKESAID) -> SessionKey { SessionKey(version: .v2, spi: id.spi) }
+
+    private func perform(_ action: IKEv2Action) {
+        switch action {
+        case .send(let bytes, let from, let to): output(.send(bytes: bytes, from: from, to: to))
+        case .sendNATKeepalive(let from, let to): output(.sendRaw(bytes: [0xFF], from: from, to: to))
+        case .scheduleTimer(let id, let at): timers.schedule(id, at: at) { [unowned self] in self.run(.timerFired(id)) }
+        case .cancelTimer(let id): timers.cancel(id)
+        case .ikeSAEstablished(let info):
+            output(.ikeUp(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address,
+                          detail: "\(info.proposal?.description ?? "?") \(info.localEndpoint) <=> \(info.remoteEndpoint) "
+                            + "SPIs \(String(info.initiatorSPI, radix: 16))/\(String(info.responderSPI, radix: 16))"
+                            + (info.isInitiator ? " (initiator)" : " (responder)"),
+                          peerSupportsDPD: true))
+        case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
+        case .childSARekeyed(let old, let info, let keys): output(.childRekeyed(oldInboundSPI: old.inboundSPI, child(info, keys)))
+        case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
+        case .ikeSADeleted(let info, let reason):
+            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason,
+                            byPeer: reason.contains("peer")))
+        case .ikeSARekeyed(let old, let new): output(.ikeRekeyed(old: key(old), new: key(new.id)))
+        case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
+        case .livenessCheckAnswered(let id): output(.probeAnswered(key(id), sequence: nil))
+        case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
+        case .peerUnreachable(let id): output(.unreachable(key(id)))
+        case .negotiationFailed(let connection, let peer, let reason):
+            output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
+        case .log(let level, let text):
+            let mapped: EngineLogLevel = switch level {
+            case .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            }
+            output(.log(mapped, "IKEv2: \(text)"))
+        }
+    }
+
+    private func child(_ info: ChildSAInfo, _ keys: ChildSAKeys) -> NegotiatedChild {
+        NegotiatedChild(
+            session: key(info.ikeSA), connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
+            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
+            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
+            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
+            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
+            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
+    }
+
+    func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
+    func probe(_ session: SessionKey, sequence: UInt32) { run(.sendLivenessCheck(IKESAID(session.spi))) }
+    func delete(_ session: SessionKey) { run(.deleteIKESA(IKESAID(session.spi))) }
+    func abandon(_ session: SessionKey) { run(.abandonIKESA(IKESAID(session.spi))) }
+    func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) { run(.datagramReceived(bytes: bytes, from: from, to: to)) }
+
+    func updatePeers(connection: String, peers: [EnginePeer]) {
+        let retransmit = endpoint.configuration.connections.first { $0.name == connection }?.retransmission
+        endpoint.updatePeers(connection: connection, peers: peers.map {
+            IKEv2Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey, retransmission: retransmit)
+        })
+    }
+
+    var sessions: [SessionView] {
+        endpoint.ikeSAs.map { info in
+            SessionView(key: key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, state: info.state.rawValue,
+                        localSPI: info.isInitiator ? info.initiatorSPI : info.responderSPI,
+                        remoteSPI: info.isInitiator ? info.responderSPI : info.initiatorSPI,
+                        algorithms: info.proposal?.description ?? "", establishedAt: info.establishedAt)
+        }
+    }
+
+    var counters: [String: UInt64] { endpoint.counters }
+}
+
+/// IKEv1 (RFC 2409 Main Mode + Quick Mode, RFC 3706 DPD) behind the daemon's engine vocabulary.
+final class IKEv1Driver: IKEEngineDriver {
+    let version = IKEVersionTag.v1
+    var output: (EngineOutput) -> Void = { _ in }
+    private var endpoint: IKEv1Endpoint
+    private let loop: EventLoop
+    private lazy var timers = EngineTimers<IKEv1TimerID>(loop: loop)
+    private var random = SystemRandomNumberGenerator()
+
+    init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
+        self.loop = loop
+        let connections = ConnectionSpec.all(configuration, version: .v1, forceEncapsulation: forceEncapsulation).map { spec in
+            IKEv1Endpoint.ConnectionConfiguration(
+                name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
+                peers: spec.peers.map { IKEv1Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey) },
+                ikeProposals: spec.ikeProposals, espProposals: spec.espProposals, pfsGroup: spec.pfsGroup,
+                localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
+                ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
+                rekeyMargin: spec.rekeyMargin ?? .seconds(60),
+                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
+        }
+        endpoint = IKEv1Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+    }
+
+    private static func schedule(_ retransmit: RetransmitSchedule) -> IKEv1RetransmissionSchedule {
+        IKEv1RetransmissionSchedule(timeout: retransmit.timeout, base: retransmit.base, tries: retransmit.tries)
+    }
+
+    private func run(_ event: IKEv1Event) {
+        for action in endpoint.handle(event, now: loop.now, random: &random) { perform(action) }
+    }
+
+    private func key(_ id: IKEv1SAID) -> SessionKey { SessionKey(version: .v1, spi: id.cookie) }
+
+    private func perform(_ action: IKEv1Action) {
+        switch action {
+        case .send(let bytes, let from, let to): output(.send(bytes: bytes, from: from, to: to))
+        case .scheduleTimer(let id, let at): timers.schedule(id, at: at) { [unowned self] in self.run(.timerFired(id)) }
+        case .cancelTimer(let id): timers.cancel(id)
+        case .ikeSAEstablished(let info):
+            output(.ikeUp(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address,
+                          detail: "\(info.proposal?.description ?? "?") \(info.localEndpoint) <=> \(info.remoteEndpoint) cookies "
+                            + "\(String(info.initiatorCookie, radix: 16))/\(String(info.responderCookie, radix: 16))"
+                            + (info.isInitiator ? " (initiator)" : " (responder)") + (info.peerSupportsDPD ? ", peer supports DPD" : ""),
+                          peerSupportsDPD: info.peerSupportsDPD))
+        case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
+        case .childSARekeyed(let old, let info, let keys): output(.childRekeyed(oldInboundSPI: old.inboundSPI, child(info, keys)))
+        case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
+        case .ikeSADeleted(let info, let reason):
+            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason,
+                            byPeer: reason.contains("peer")))
+        case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
+        case .dpdAcknowledged(let id, let sequence): output(.probeAnswered(key(id), sequence: sequence))
+        case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
+        case .peerUnreachable(let id): output(.unreachable(key(id)))
+        case .negotiationFailed(let connection, let peer, let reason):
+            output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
+        case .log(let level, let text):
+            let mapped: EngineLogLevel = switch level {
+            case .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            }
+            output(.log(mapped, "IKEv1: \(text)"))
+        }
+    }
+
+    private func child(_ info: IKEv1ChildSAInfo, _ keys: IKEv1ChildSAKeys) -> NegotiatedChild {
+        NegotiatedChild(
+            session: key(info.ikeSA), connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
+            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
+            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
+            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
+            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
+            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
+    }
+
+    func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
+    func probe(_ session: SessionKey, sequence: UInt32) { run(.sendDPDProbe(IKEv1SAID(session.spi), sequence: sequence)) }
+    func delete(_ session: SessionKey) { run(.deleteIKESA(IKEv1SAID(session.spi))) }
+    func abandon(_ session: SessionKey) { run(.abandonIKESA(IKEv1SAID(session.spi))) }
+    func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) { run(.datagramReceived(bytes: bytes, from: from, to: to)) }
+
+    func updatePeers(connection: String, peers: [EnginePeer]) {
+        endpoint.updatePeers(connection: connection, peers: peers.map {
+            IKEv1Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey)
+        })
+    }
+
+    var sessions: [SessionView] {
+        endpoint.ikeSAs.map { info in
+            SessionView(key: key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, state: info.state.rawValue,
+                        localSPI: info.isInitiator ? info.initiatorCookie : info.responderCookie,
+                        remoteSPI: info.isInitiator ? info.responderCookie : info.initiatorCookie,
+                        algorithms: info.proposal?.description ?? "", establishedAt: info.establishedAt)
+        }
+    }
+
+    var counters: [String: UInt64] { endpoint.counters }
+}
