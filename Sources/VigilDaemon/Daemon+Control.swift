@@ -174,6 +174,7 @@ extension Daemon {
             }
         }
         all.set("vigil_ike_sas", UInt64(sessions.count), help: "IKE SAs tracked")
+        for (name, value) in dataPlaneCounters?() ?? [:] { all.set("vigil_dataplane_\(name)", value) }
         return all.text
     }
 }

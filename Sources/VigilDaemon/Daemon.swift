@@ -31,6 +31,10 @@ public final class Daemon: @unchecked Sendable {
     var control: ControlServer?
     /// Handles userspace ESP datagrams arriving on port 4500, when the userspace data plane runs.
     public var espReceiver: ((_ bytes: [UInt8], _ from: Endpoint, _ to: Endpoint) -> Void)?
+    /// Set when a userspace data plane reads the (first) NAT-T socket itself; it hands IKE back via `receivedIKE`.
+    var natTraversalReader: ((UDPSocket) throws -> Void)?
+    /// The userspace data plane's counters, for metrics.
+    var dataPlaneCounters: (() -> [String: UInt64])?
 
     private var queue: [() -> Void] = []
     private var draining = false
@@ -67,11 +71,17 @@ public final class Daemon: @unchecked Sendable {
 
     /// Binds the IKE sockets, serves the control API, reconciles the kernel, and starts the entries marked `start`.
     public func start() throws {
+        var natTraversalReader = self.natTraversalReader
         for address in configuration.global.listen {
             for port: UInt16 in [500, 4500] {
                 let socket = try UDPSocket(bindTo: Endpoint(address, port))
                 sockets[socket.local] = socket
-                loop.watch(socket.fd) { [unowned self] in self.readable(socket) }
+                if port == 4500, let reader = natTraversalReader {
+                    try reader(socket)
+                    natTraversalReader = nil
+                } else {
+                    loop.watch(socket.fd) { [unowned self] in self.readable(socket) }
+                }
             }
         }
         control = try ControlServer(path: configuration.global.controlSocket, loop: loop) { [unowned self] request in
@@ -173,6 +183,12 @@ public final class Daemon: @unchecked Sendable {
             return
         }
         engine.received(ike, from: from, to: to)
+    }
+
+    /// An IKE message (marker already removed) that the userspace data plane read from the NAT-T socket.
+    func receivedIKE(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {
+        dispatch(UDPSocket.nonESPMarker + bytes, from: from, to: to)
+        drain()
     }
 
     func send(_ bytes: [UInt8], from: Endpoint, to: Endpoint, marker: Bool) {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import VigilConfig
 import VigilKernel
+import VigilESP
 import VigilNetlink
 
 /// Builds the daemon from a configuration and runs it until SIGTERM or SIGINT; SIGHUP reloads the configuration
@@ -26,7 +27,7 @@ public enum DaemonRunner {
 
     public static func run(configuration: VigilConfiguration, options: Options, logger: Logger) throws {
         let loop = EventLoop()
-        let kernel = try makeKernel(configuration: configuration, options: options, logger: logger)
+        let kernel = try makeKernel(configuration: configuration, options: options, clock: loop.clock, logger: logger)
         let daemon = Daemon(configuration: configuration, loop: loop, kernel: kernel.daemonKernel, logger: logger)
         for engine in makeEngines(configuration: configuration, loop: loop, forceEncapsulation: kernel.forcesEncapsulation) {
             daemon.register(engine)
@@ -67,7 +68,7 @@ public enum DaemonRunner {
         var forcesEncapsulation = false
     }
 
-    static func makeKernel(configuration: VigilConfiguration, options: Options, logger: Logger) throws -> KernelSetup {
+    static func makeKernel(configuration: VigilConfiguration, options: Options, clock: MonotonicClock, logger: Logger) throws -> KernelSetup {
         let routes = try NetlinkRouteKernel()
         let policies = try NetlinkIPsecKernel()
         let settings = configuration.global.kernel
@@ -85,7 +86,7 @@ public enum DaemonRunner {
                 return KernelSetup(daemonKernel: DaemonKernel(
                     ipsec: policies, routes: routes, dataplaneDescription: "kernel (XFRM)", settings: settings, tunnelDevice: nil))
             }
-            return try makeUserspaceDataPlane(configuration: configuration, routes: routes, logger: logger)
+            return try makeUserspaceDataPlane(configuration: configuration, routes: routes, clock: clock, logger: logger)
         }
     }
 
@@ -160,7 +161,44 @@ extension DaemonRunner {
         return engines
     }
 
-    static func makeUserspaceDataPlane(configuration: VigilConfiguration, routes: NetlinkRouteKernel, logger: Logger) throws -> KernelSetup {
-        throw ControlError(.internalError, "the userspace data plane is not wired into vigild yet")
+    /// The userspace data plane: a TUN device whose packets `ESPEngine` protects, carried in UDP 4500 on the
+    /// daemon's NAT-T socket (the data plane reads that socket and hands IKE messages back to the daemon).
+    static func makeUserspaceDataPlane(configuration: VigilConfiguration, routes: NetlinkRouteKernel, clock: MonotonicClock,
+                                       logger: Logger) throws -> KernelSetup {
+        let dataPlane: ESPDataPlane
+        do {
+            dataPlane = try ESPDataPlane(configuration: .init(), clock: { clock.now })
+        } catch {
+            throw ControlError(.internalError, "cannot create the userspace data plane's TUN device: \(error)")
+        }
+        let kernel = DaemonKernel(
+            ipsec: dataPlane.engine, routes: routes,
+            dataplaneDescription: "userspace ESP over TUN \(dataPlane.interfaceName)",
+            settings: configuration.global.kernel, tunnelDevice: dataPlane.interfaceName)
+        var setup = KernelSetup(daemonKernel: kernel)
+        setup.forcesEncapsulation = true
+        setup.attach = { daemon in
+            daemon.natTraversalReader = { socket in
+                let loop = daemon.loop
+                let local = socket.local
+                do {
+                    try dataPlane.start(socket: socket.fd) { message, from in
+                        loop.post { daemon.receivedIKE(message, from: from, to: local) }
+                    }
+                } catch {
+                    throw ControlError(.internalError, "cannot start the userspace data plane on \(local): \(error)")
+                }
+                logger.notice("userspace data plane on \(dataPlane.interfaceName) carries ESP on \(local)")
+            }
+            daemon.dataPlaneCounters = {
+                let counters = dataPlane.engine.counters
+                var all: [String: UInt64] = ["nat_keepalives": counters.natKeepalives, "ike_datagrams": counters.ikeDatagrams,
+                                             "send_errors": dataPlane.ioCounters.sendErrors, "tun_write_errors": dataPlane.ioCounters.tunWriteErrors]
+                for (drop, value) in counters.drops { all["drops_\(drop.rawValue)"] = value }
+                return all
+            }
+        }
+        setup.detach = { dataPlane.stop() }
+        return setup
     }
 }
