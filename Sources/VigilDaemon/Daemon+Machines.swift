@@ -105,11 +105,15 @@ extension Daemon {
         let start = loop.now
         var steps = 0
         var refused: [String] = []
+        var previousPeer: String?
         for record in entry.children.values where record.peer == peer {
             for child in record.kernel {
                 let plan: KernelPlan
                 if let old = entry.installed[child.selectorKey] {
                     if old.reqid == child.reqid && old.inbound.spi == child.inbound.spi { continue }
+                    if old.remoteTunnelEndpoint != child.remoteTunnelEndpoint {
+                        previousPeer = entry.peerName(for: old.remoteTunnelEndpoint) ?? old.remoteTunnelEndpoint.description
+                    }
                     plan = KernelPlanner.failover(from: old, to: child)
                 } else {
                     plan = KernelPlanner.establish(child)
@@ -121,7 +125,7 @@ extension Daemon {
             }
         }
         let elapsed = (loop.now - start).seconds * 1000
-        let mode = replacing.map { "moved from \($0) make-before-break" } ?? "installed"
+        let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
     }
@@ -371,8 +375,9 @@ extension Daemon {
     /// mean traffic is waiting for it (RFC 3706 §5.4, Cisco on-demand). Also tells the coordinator about activity
     /// (idle-time).
     func scheduleSampler() {
-        let intervals = entries.values.compactMap { $0.entry.dpd.interval }
-        let period = max(Duration.milliseconds(20), min(Duration.seconds(1), (intervals.min() ?? .seconds(10)) / 10))
+        // Fine enough that a proof of life is seen within a quarter retry of when it happened.
+        let bounds = entries.values.flatMap { entry in [entry.entry.dpd.interval.map { $0 / 10 }, entry.entry.dpd.retry / 4].compactMap { $0 } }
+        let period = max(Duration.milliseconds(20), min(Duration.seconds(1), bounds.min() ?? .seconds(1)))
         samplerTimer = loop.schedule(at: loop.now + period) { [unowned self] in
             self.sampleTraffic()
             self.drain()
@@ -383,6 +388,13 @@ extension Daemon {
     var stoppedSampling: Bool { control == nil }
 
     private func sampleTraffic() {
+        if let held = heldPackets?(), held > lastHeldPackets {
+            lastHeldPackets = held
+            for name in entryOrder {
+                let entry = entries[name]!
+                if case .idle = entry.coordinator.state, !entry.installed.isEmpty { coordinate(entry, .trafficWaiting) }
+            }
+        }
         for name in entryOrder {
             let entry = entries[name]!
             for (spi, record) in entry.children {

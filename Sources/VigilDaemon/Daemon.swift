@@ -35,6 +35,10 @@ public final class Daemon: @unchecked Sendable {
     var natTraversalReader: ((UDPSocket) throws -> Void)?
     /// The userspace data plane's counters, for metrics.
     var dataPlaneCounters: (() -> [String: UInt64])?
+    /// Packets held because their policy has no SA (a peer down, an entry idle): traffic waiting (Cisco's
+    /// "interesting traffic"), which restarts an idle entry.
+    var heldPackets: (() -> UInt64)?
+    var lastHeldPackets: UInt64 = 0
 
     private var queue: [() -> Void] = []
     private var draining = false

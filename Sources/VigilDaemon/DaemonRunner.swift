@@ -190,6 +190,7 @@ extension DaemonRunner {
                 }
                 logger.notice("userspace data plane on \(dataPlane.interfaceName) carries ESP on \(local)")
             }
+            daemon.heldPackets = { dataPlane.engine.counters[.noSA] }
             daemon.dataPlaneCounters = {
                 let counters = dataPlane.engine.counters
                 var all: [String: UInt64] = ["nat_keepalives": counters.natKeepalives, "ike_datagrams": counters.ikeDatagrams,

@@ -17,3 +17,4 @@ import VigilLab
         #expect(ping.succeeded, "ping through Vigil failed: \(ping.stdout)\n\(lab.diagnostics)")
     }
 }
+
