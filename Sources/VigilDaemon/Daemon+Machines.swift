@@ -36,7 +36,7 @@ extension Daemon {
         case .initiate(let peer, let attempt):
             initiate(entry, peer: peer, probe: false, attempt: attempt)
         case .abandonAttempt(let peer):
-            if let key = entry.sessions[peer] { endSession(key, entry, politely: false) }
+            abandonNegotiations(with: peer, entry)
         case .deleteSAs(let peer):
             deleteSAs(of: peer, entry)
         case .programKernel(let peer, let replacing):
@@ -84,6 +84,16 @@ extension Daemon {
                 applyPlan(KernelPlanner.hold(child), entry, what: "remove SAs of \(peer)")
             }
             entry.children[spi] = nil
+        }
+    }
+
+    /// Drops every IKE SA still negotiating with `peer` for this entry (the engine would otherwise keep
+    /// retransmitting into a dead address, and a late answer would bring up a peer the coordinator left).
+    private func abandonNegotiations(with peer: String, _ entry: EntryRuntime) {
+        if let key = entry.sessions[peer] { endSession(key, entry, politely: false) }
+        guard let engine = engines[entry.version], let address = entry.addresses[peer] else { return }
+        for view in engine.sessions where view.connection == entry.name && view.peer == address && sessions[view.key] == nil {
+            engine.abandon(view.key)
         }
     }
 

@@ -170,7 +170,7 @@ import VigilLab
         let up = try lab.waitForEvent(timeout: 12) { $0.kind == "dataplane-programmed" && $0.peer == second }
         let events = try lab.events()
         try #require(up != nil, "never reached the returning second peer:\n\(Self.timeline(events, failedAt: restoredAt))")
-        #expect(events.contains { $0.kind == "backoffEnded" })
+        #expect(events.contains { $0.kind == "backoffEnded" }, "\(Self.timeline(events, failedAt: restoredAt))")
         let ping = try lab.lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
         #expect(ping.succeeded, "no traffic through the second peer")
     }
