@@ -55,7 +55,7 @@ let package = Package(
         ]),
 
         // Test lab: network namespaces, veth links, strongSwan instances. Used by tests, demo and benchmarks.
-        .target(name: "VigilLab"),
+        .target(name: "VigilLab", dependencies: ["VigilDaemon"]),
 
         // Benchmarks (print numbers; never timed unit tests).
         .executableTarget(name: "bench-dpd", dependencies: ["VigilLiveness", "VigilFailover"], path: "Benchmarks/bench-dpd"),

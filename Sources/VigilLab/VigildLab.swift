@@ -1,66 +1,66 @@
 import Foundation
-import Testing
 import VigilDaemon
-import VigilLab
 
-/// vigild in the failover lab against strongSwan gateways: configuration, start, control API, events.
-final class VigildLab {
-    enum DataPlane: String { case userspace, kernel }
+/// vigild in the failover lab against strongSwan gateways: its configuration, start, control API and events. Used
+/// by the end-to-end tests and by `make demo`.
+public final class VigildLab: @unchecked Sendable {
+    public enum DataPlane: String, Sendable { case userspace, kernel }
 
-    struct Settings {
-        var ikeVersion = 2
-        var dataPlane = DataPlane.userspace
-        var dpdMode = "periodic"
-        var interval = "1s"
-        var retry = "200ms"
-        var retries = 3
-        var action = "restart"
-        var ikeProposal = "aes256-sha256-modp2048"
-        var espProposal = "aes256-sha256"
-        var connectTimeout = "3s"
-        var backoff = "{ initial: 500ms, maximum: 2s }"
-        var preferredFirst = false
-        var idleTime: String?
-        var start = true
-        var gatewayCount = 3
-        var childLifetime: String?
-        var ikeLifetime: String?
+    public struct Settings: Sendable {
+        public var ikeVersion = 2
+        public var dataPlane = DataPlane.userspace
+        public var dpdMode = "periodic"
+        public var interval = "1s"
+        public var retry = "200ms"
+        public var retries = 3
+        public var action = "restart"
+        public var ikeProposal = "aes256-sha256-modp2048"
+        public var espProposal = "aes256-sha256"
+        public var connectTimeout = "3s"
+        public var backoff = "{ initial: 500ms, maximum: 2s }"
+        public var preferredFirst = false
+        public var idleTime: String?
+        public var start = true
+        public var gatewayCount = 3
+        public var childLifetime: String?
+        public var ikeLifetime: String?
+        public init() {}
     }
 
-    static let psk = "vigil-lab-secret-0123456789"
+    public static let psk = "vigil-lab-secret-0123456789"
 
-    let lab: FailoverLab
-    let settings: Settings
-    let directory: URL
-    var vigild: VigildProcess!
-    var socketPath: String { directory.appendingPathComponent("vigil.sock").path }
+    public let lab: FailoverLab
+    public let settings: Settings
+    public let directory: URL
+    public private(set) var vigild: VigildProcess!
+    public var socketPath: String { directory.appendingPathComponent("vigil.sock").path }
 
-    init(_ settings: Settings = Settings()) throws {
+    public init(_ settings: Settings = Settings()) throws {
         self.settings = settings
         lab = try FailoverLab(gatewayCount: settings.gatewayCount)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("vigild-lab-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
     }
 
-    func destroy() {
+    public func destroy() {
         vigild?.stop()
         lab.destroy()
     }
 
     /// Starts strongSwan on the gateways (responders for Vigil's entry), with strongSwan's own DPD when asked.
-    func startGateways(_ indices: [Int]? = nil, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) throws {
+    public func startGateways(_ indices: [Int]? = nil, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) throws {
         for index in indices ?? Array(0..<settings.gatewayCount) {
             try lab.startStrongSwan(index, swanctlConf: gatewayConfig(index, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime))
         }
     }
 
-    func gatewayConfig(_ index: Int, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) -> String {
+    public func gatewayConfig(_ index: Int, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) -> String {
         FailoverLab.remoteGatewayConfig(
             index: index, ikeVersion: settings.ikeVersion, ikeProposal: settings.ikeProposal, espProposal: settings.espProposal,
             psk: Self.psk, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime)
     }
 
-    var configYAML: String {
+    public var configYAML: String {
         let peers = (0..<settings.gatewayCount).map { FailoverLab.gatewayAddress($0) }
         let peerList = peers.enumerated().map { index, peer in
             index == 0 && settings.preferredFirst ? "          - { address: \(peer), default: true }" : "          - \(peer)"
@@ -105,7 +105,7 @@ final class VigildLab {
     }
 
     /// Writes the configuration and secrets and starts vigild in the Vigil gateway's namespace.
-    func startVigild() throws {
+    public func startVigild() throws {
         let config = directory.appendingPathComponent("vigil.yaml")
         try configYAML.write(to: config, atomically: true, encoding: .utf8)
         let secrets = directory.appendingPathComponent("vigil.secrets.yaml")
@@ -122,15 +122,15 @@ final class VigildLab {
         }
     }
 
-    func request(_ request: ControlRequest) throws -> ControlResponse {
+    public func request(_ request: ControlRequest) throws -> ControlResponse {
         try ControlClient(path: socketPath).send(request)
     }
 
-    func events() throws -> [DaemonEvent] { try request(ControlRequest(command: .events)).events ?? [] }
+    public func events() throws -> [DaemonEvent] { try request(ControlRequest(command: .events)).events ?? [] }
 
     /// Polls the event list until `predicate` finds an event, or the timeout passes.
     @discardableResult
-    func waitForEvent(timeout: Double, _ predicate: (DaemonEvent) -> Bool) throws -> DaemonEvent? {
+    public func waitForEvent(timeout: Double, _ predicate: (DaemonEvent) -> Bool) throws -> DaemonEvent? {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if let event = try events().first(where: predicate) { return event }
@@ -139,7 +139,7 @@ final class VigildLab {
         return try events().first(where: predicate)
     }
 
-    var diagnostics: String {
+    public var diagnostics: String {
         "vigild log:\n\(vigild?.log.suffix(6000) ?? "")"
     }
 }
