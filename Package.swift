@@ -61,6 +61,7 @@ let package = Package(
         .executableTarget(name: "bench-dpd", dependencies: ["VigilLiveness", "VigilFailover"], path: "Benchmarks/bench-dpd"),
         .executableTarget(name: "bench-kernel", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"], path: "Benchmarks/bench-kernel"),
         .executableTarget(name: "bench-esp", dependencies: ["VigilESP", "VigilCrypto", "VigilLab"], path: "Benchmarks/bench-esp"),
+        .executableTarget(name: "bench-failover", dependencies: ["VigilLab"], path: "Benchmarks/bench-failover"),
 
         .testTarget(name: "VigilAddressingTests", dependencies: ["VigilAddressing"]),
         .testTarget(name: "VigilAlgorithmsTests", dependencies: ["VigilAlgorithms"]),
