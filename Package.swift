@@ -63,6 +63,7 @@ let package = Package(
         .executableTarget(name: "vigil-kernel-fixture", dependencies: ["VigilKernel", "VigilNetlink", "VigilAddressing"]),
         .executableTarget(name: "bench-kernel", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"], path: "Benchmarks/bench-kernel"),
         .executableTarget(name: "bench-esp", dependencies: ["VigilESP", "VigilCrypto", "VigilLab"], path: "Benchmarks/bench-esp"),
+        .executableTarget(name: "bench-failover", dependencies: ["VigilLab"], path: "Benchmarks/bench-failover"),
 
         .testTarget(name: "VigilAddressingTests", dependencies: ["VigilAddressing"]),
         .testTarget(name: "VigilAlgorithmsTests", dependencies: ["VigilAlgorithms"]),
