@@ -57,6 +57,9 @@ let package = Package(
         // Test lab: network namespaces, veth links, strongSwan instances. Used by tests, demo and benchmarks.
         .target(name: "VigilLab", dependencies: ["VigilDaemon"]),
 
+        // `make demo`: the failover lab with a timeline.
+        .executableTarget(name: "vigil-demo", dependencies: ["VigilLab", "VigilDaemon"]),
+
         // Benchmarks (print numbers; never timed unit tests).
         .executableTarget(name: "bench-dpd", dependencies: ["VigilLiveness", "VigilFailover"], path: "Benchmarks/bench-dpd"),
         // Kernel reconciliation test fixture: installs state, then waits for SIGKILL.

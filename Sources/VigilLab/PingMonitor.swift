@@ -139,7 +139,7 @@ public enum PingOutput {
         text.split(separator: "\n").compactMap(reply)
     }
 
-    static func milliseconds(_ duration: Duration) -> String {
+    public static func milliseconds(_ duration: Duration) -> String {
         let (seconds, attoseconds) = duration.components
         let ms = Double(seconds) * 1000 + Double(attoseconds) / 1e15
         return String(format: "%.1f ms", ms)

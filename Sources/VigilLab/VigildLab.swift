@@ -143,3 +143,40 @@ public final class VigildLab: @unchecked Sendable {
         "vigild log:\n\(vigild?.log.suffix(6000) ?? "")"
     }
 }
+
+extension VigildLab {
+    /// The wall-clock time of a daemon event.
+    public static func date(of event: DaemonEvent) -> Date {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: event.wallClock) ?? .distantPast
+    }
+
+    /// The failover from `dead` to `next` that followed a failure at `failedAt`, from vigild's events and the ping
+    /// monitor: killed, first probe, declared dead, Phase 1 and Phase 2 up with the next peer, data plane
+    /// reprogrammed, first ping through.
+    public func failoverTimeline(failedAt: Date, failure: String, dead: String, next: String, ping: PingReport?) throws -> FailoverTimeline {
+        var timeline = FailoverTimeline()
+        timeline.mark(.killed, at: failedAt, detail: "\(failure) \(dead)")
+        let after = try events().filter { Self.date(of: $0) >= failedAt }
+        let probes = after.filter { ($0.kind == "liveness-check" || $0.kind == "r-u-there") && $0.peer == dead }
+        if let first = probes.first { timeline.mark(.firstProbe, at: Self.date(of: first), detail: "\(first.kind) \(first.detail)") }
+        for probe in probes.dropFirst() { timeline.mark("probe", at: Self.date(of: probe), detail: "\(probe.kind) \(probe.detail)") }
+        if let death = after.first(where: { $0.kind == "declared-dead" && $0.peer == dead }) {
+            timeline.mark(.declaredDead, at: Self.date(of: death), detail: death.detail)
+        }
+        if let up = after.first(where: { $0.kind == "phase1-up" && $0.peer == next }) {
+            timeline.mark(.phase1Up, at: Self.date(of: up), detail: next)
+        }
+        if let up = after.first(where: { $0.kind == "phase2-up" && $0.peer == next }) {
+            timeline.mark(.phase2Up, at: Self.date(of: up), detail: next)
+        }
+        if let programmed = after.first(where: { $0.kind == "dataplane-programmed" && $0.peer == next }) {
+            timeline.mark(.dataPlaneReprogrammed, at: Self.date(of: programmed), detail: programmed.detail)
+        }
+        if let ping, let gap = ping.gap(containing: failedAt), gap.recovered {
+            timeline.mark(.firstPingThrough, at: gap.end, detail: "blackout \(PingOutput.milliseconds(gap.duration))")
+        }
+        return timeline
+    }
+}
