@@ -14,7 +14,7 @@ extension Daemon {
         case .metrics:
             return ControlResponse(ok: true, error: nil, status: nil, events: nil, metrics: metricsText(), message: nil)
         case .setPeers:
-            return respond { try setPeers(request) }
+            return respond { try preparePeerUpdate(request)() }
         case .clear:
             return respond {
                 let targets = try selectEntries(map: request.map, sequence: request.sequence)
@@ -65,7 +65,9 @@ extension Daemon {
 
     /// Atomic peer-list update: validated as a whole (addresses, duplicates, preferred first, a key for every peer)
     /// before anything changes; then the engine and the coordinator get the new list together.
-    private func setPeers(_ request: ControlRequest) throws -> String {
+    /// Validates a peer-list update completely and returns the closure that applies it (so a reload can validate
+    /// every entry's update before applying any).
+    func preparePeerUpdate(_ request: ControlRequest) throws -> () -> String {
         guard let map = request.map, let sequence = request.sequence else {
             throw ControlError(.badRequest, "peers.set needs a map and a sequence number")
         }
@@ -121,6 +123,7 @@ extension Daemon {
         }
 
         // Valid: apply everything at once.
+        return { [self] in
         entry.entry.peers = peers
         entry.entry.preferredPeer = request.preferred.flatMap { name in peers.first { $0.description == name } }
         entry.addresses.merge(resolved) { _, new in new }
@@ -131,6 +134,7 @@ extension Daemon {
         enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: request.preferred)) }
         record("peer-list-updated", entry, detail: list.joined(separator: ", ") + (request.preferred.map { " (preferred \($0))" } ?? ""))
         return "\(entry.name): peers \(list.joined(separator: ", "))"
+        }
     }
 
     func status() -> StatusReport {

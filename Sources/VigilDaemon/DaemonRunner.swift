@@ -118,10 +118,11 @@ extension Daemon {
             next = try ConfigurationLoader.load(path: path)
         } catch {
             logger.error("reload refused, running configuration kept:\n\(error.description)")
-            record("reload-refused", detail: "\(error.errors.count) errors; running configuration kept")
+            record("reload-refused", detail: "\(error.errors.count) error\(error.errors.count == 1 ? "" : "s"); running configuration kept: "
+                + error.errors.map(\.description).joined(separator: "; "))
             return
         }
-        var applied: [String] = []
+        var updates: [(name: String, apply: () -> String)] = []
         var needRestart: [String] = []
         for map in next.cryptoMaps {
             for candidate in map.entries {
@@ -131,18 +132,21 @@ extension Daemon {
                     continue
                 }
                 let peers = candidate.peers.map(\.description)
-                if peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description {
-                    let response = handleControl(ControlRequest(
+                guard peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description else { continue }
+                do {
+                    let apply = try preparePeerUpdate(ControlRequest(
                         command: .setPeers, map: map.name, sequence: candidate.sequence, peers: peers,
                         preferred: candidate.preferredPeer?.description))
-                    if let error = response.error {
-                        logger.error("reload: peers of \(name) not applied: \(error)")
-                    } else {
-                        applied.append("peers of \(name)")
-                    }
+                    updates.append((name, apply))
+                } catch {
+                    logger.error("reload refused, running configuration kept: peers of \(name): \(error)")
+                    record("reload-refused", detail: "peers of \(name): \(error); running configuration kept")
+                    return
                 }
             }
         }
+        let applied = updates.map { "peers of \($0.name)" }
+        for update in updates { _ = update.apply() }
         let removed = entryOrder.filter { name in !next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } }.contains(name) }
         needRestart += removed.map { "removed entry \($0)" }
         record("reloaded", detail: "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"

@@ -1,0 +1,171 @@
+import Foundation
+import Testing
+import VigilDaemon
+import VigilLab
+
+/// The control API and CLI against a running vigild with strongSwan peers: what automation drives.
+@Suite(.serialized) struct VigildControlTests {
+    static func vigil(_ lab: VigildLab, _ arguments: [String]) throws -> Command.Result {
+        guard let binary = VigildProcess.productPath("vigil") else { throw LabError("vigil is not built next to the tests") }
+        return try Command.run([binary] + arguments + ["--socket", lab.socketPath])
+    }
+
+    @Test func peerListUpdateRemovingTheActivePeerFailsOverAtOnce() throws {
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        let first = FailoverLab.gatewayAddress(0)
+        let second = FailoverLab.gatewayAddress(1)
+        let third = FailoverLab.gatewayAddress(2)
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == first } != nil)
+
+        // A bad list changes nothing and says why, with a stable code.
+        let duplicate = try Self.vigil(lab, ["peers", "set", "LAB", "10", third, third])
+        #expect(duplicate.status == 1)
+        #expect(duplicate.stderr.contains("invalid-peer-list") && duplicate.stderr.contains("listed twice"), "\(duplicate.stderr)")
+        let unknownMap = try Self.vigil(lab, ["peers", "set", "NOPE", "10", third])
+        #expect(unknownMap.status == 1 && unknownMap.stderr.contains("unknown-map"), "\(unknownMap.stderr)")
+        let notFirst = try lab.request(ControlRequest(command: .setPeers, map: "LAB", sequence: 10, peers: [third, second], preferred: second))
+        #expect(notFirst.error?.code == .invalidPeerList)
+        #expect(try lab.request(ControlRequest(command: .status)).status?.entries.first?.peers == [first, second, third])
+
+        // Keeping the active peer keeps its SAs.
+        let keep = try Self.vigil(lab, ["peers", "set", "LAB", "10", third, first])
+        #expect(keep.succeeded, "\(keep.stderr)")
+        usleep(300_000)
+        var status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(status.peers == [third, first])
+        #expect(status.activePeer == first)
+
+        // Removing it fails over at once to the first usable peer of the new list.
+        let remove = try Self.vigil(lab, ["peers", "set", "LAB", "10", third, second])
+        #expect(remove.succeeded, "\(remove.stderr)")
+        let moved = try lab.waitForEvent(timeout: 5) { $0.kind == "dataplane-programmed" && $0.peer == third }
+        #expect(moved != nil, "no move to the new list's first peer:\n\(lab.diagnostics)")
+        status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(status.activePeer == third)
+        #expect(!status.ikeSAs.contains { $0.peer == first }, "the removed peer's IKE SA remains: \(status.ikeSAs)")
+        let ping = try lab.lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(ping.succeeded)
+    }
+
+    @Test func forcedFailoverClearStatusMetricsAndEventStream() throws {
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        let first = FailoverLab.gatewayAddress(0)
+        let third = FailoverLab.gatewayAddress(2)
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == first } != nil)
+
+        // An event stream follower sees the forced failover happen.
+        guard let binary = VigildProcess.productPath("vigil") else { throw LabError("vigil not built") }
+        let follower = Process()
+        follower.executableURL = URL(fileURLWithPath: binary)
+        follower.arguments = ["events", "--follow", "--socket", lab.socketPath]
+        let stream = Pipe()
+        follower.standardOutput = stream
+        try follower.run()
+        usleep(200_000)
+
+        let unknownPeer = try Self.vigil(lab, ["failover", "LAB", "10", "--to", "203.0.113.99"])
+        #expect(unknownPeer.status == 1 && unknownPeer.stderr.contains("unknown-peer"), "\(unknownPeer.stderr)")
+        let failover = try Self.vigil(lab, ["failover", "LAB", "10", "--to", third])
+        #expect(failover.succeeded, "\(failover.stderr)")
+        #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "dataplane-programmed" && $0.peer == third } != nil, "\(lab.diagnostics)")
+        usleep(200_000)
+        kill(follower.processIdentifier, SIGKILL)
+        follower.waitUntilExit()
+        let streamed = String(decoding: stream.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(streamed.contains("\"kind\":\"dataplane-programmed\"") && streamed.contains(third), "stream: \(streamed)")
+
+        let status = try Self.vigil(lab, ["status"])
+        #expect(status.succeeded && status.stdout.contains("established with \(third)"), "\(status.stdout)")
+        #expect(status.stdout.contains("3. \(third) [active]"), "\(status.stdout)")
+
+        let metrics = try Self.vigil(lab, ["metrics"])
+        #expect(metrics.stdout.contains("vigil_phase2_established_total 2"), "\(metrics.stdout)")
+        #expect(metrics.stdout.contains("vigil_ike_sas 1"), "\(metrics.stdout)")
+
+        // clear: the SAs go (strongSwan's too) and nothing comes back without traffic or a command.
+        let clear = try Self.vigil(lab, ["clear", "LAB", "10"])
+        #expect(clear.succeeded, "\(clear.stderr)")
+        #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "cleared" } != nil)
+        usleep(500_000)
+        let after = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(after.ikeSAs.isEmpty && after.childSAs.isEmpty, "\(after)")
+        #expect(after.state == "idle")
+    }
+
+    @Test func aBadReloadKeepsTheRunningConfigurationAndAGoodOneAppliesPeers() throws {
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" } != nil)
+        let config = lab.directory.appendingPathComponent("vigil.yaml")
+        let good = try String(contentsOf: config, encoding: .utf8)
+
+        try (good + "\n  unknown-key: 1\n").write(to: config, atomically: true, encoding: .utf8)
+        lab.vigild.signal(SIGHUP)
+        #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "reload-refused" } != nil, "\(lab.diagnostics)")
+        #expect(lab.vigild.log.contains("unknown-key"), "the refused reload does not name the bad key")
+        var status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(status.activePeer == FailoverLab.gatewayAddress(0))
+
+        let reordered = good.replacingOccurrences(
+            of: "          - \(FailoverLab.gatewayAddress(2))", with: "          - 203.0.113.50")
+        try reordered.write(to: config, atomically: true, encoding: .utf8)
+        // A new peer without a key in the secrets file is refused with a reason; the running list stays.
+        lab.vigild.signal(SIGHUP)
+        let refusal = try lab.waitForEvent(timeout: 5) { $0.kind == "reload-refused" && $0.detail.contains("203.0.113.50") }
+        #expect(refusal?.detail.contains("key") == true, "\(refusal?.detail ?? "no refusal")")
+        status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(status.peers.contains(FailoverLab.gatewayAddress(2)))
+        #expect(lab.vigild.isRunning, "vigild died on a bad reload")
+
+        // A good reload (the list reordered) applies at once.
+        let swapped = good.replacingOccurrences(of: "          - \(FailoverLab.gatewayAddress(1))\n", with: "")
+            .replacingOccurrences(of: "          - \(FailoverLab.gatewayAddress(2))", with: "          - \(FailoverLab.gatewayAddress(2))\n          - \(FailoverLab.gatewayAddress(1))")
+        try swapped.write(to: config, atomically: true, encoding: .utf8)
+        lab.vigild.signal(SIGHUP)
+        #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "reloaded" } != nil, "\(lab.diagnostics)")
+        status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(status.peers == [FailoverLab.gatewayAddress(0), FailoverLab.gatewayAddress(2), FailoverLab.gatewayAddress(1)])
+        #expect(status.activePeer == FailoverLab.gatewayAddress(0))
+    }
+
+    @Test func shutdownRemovesWhatVigilInstalledAndARestartReconciles() throws {
+        var settings = VigildLab.Settings()
+        settings.dataPlane = .kernel
+        let lab = try VigildLab(settings)
+        defer { lab.destroy() }
+        try lab.startGateways()
+        // A foreign policy (another IKE daemon's) must survive Vigil's reconciliation and shutdown.
+        try lab.lab.vigil.ip("xfrm", "policy", "add", "src", "10.9.0.0/24", "dst", "10.8.0.0/24", "dir", "out", "priority", "100",
+                             "tmpl", "src", "192.0.2.1", "dst", "192.0.2.99", "proto", "esp", "mode", "tunnel", "reqid", "7")
+        try lab.startVigild()
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" } != nil)
+        #expect(try lab.lab.vigil.ip("xfrm", "policy").stdout.contains("dst \(FailoverLab.gatewayAddress(0))"))
+
+        // SIGKILL leaves state behind; the next start removes exactly Vigil's.
+        lab.vigild.signal(SIGKILL)
+        usleep(200_000)
+        #expect(try lab.lab.vigil.ip("xfrm", "policy").stdout.contains("dst \(FailoverLab.gatewayAddress(0))"))
+        lab.vigild.stop()
+        lab.lab.strongSwans[0]?.kill()
+        try lab.startGateways([0])
+        try lab.startVigild()
+        let reconciled = try lab.waitForEvent(timeout: 5) { $0.kind == "kernel-reconciled" }
+        #expect(reconciled?.detail.contains("removed 0 leftover") == false, "nothing was reconciled: \(reconciled?.detail ?? "")")
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" } != nil)
+
+        // SIGTERM: Vigil's policies and routes go, the foreign policy stays.
+        lab.vigild.stop()
+        let policies = try lab.lab.vigil.ip("xfrm", "policy").stdout
+        #expect(!policies.contains("dst \(FailoverLab.gatewayAddress(0))"), "Vigil's policies survived shutdown: \(policies)")
+        #expect(policies.contains("dst 192.0.2.99"), "the foreign policy was removed: \(policies)")
+        #expect(try lab.lab.vigil.ip("route", "show", "table", "86").stdout.isEmpty)
+    }
+}
