@@ -82,6 +82,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
     public let configuration: Configuration
     private let clock: @Sendable () -> Duration
     private let wallSeconds: @Sendable () -> UInt64
+    private let lifetimeEvents: @Sendable (SAID, LifetimeEvent) -> Void
 
     struct Tables {
         var sas: [SAID: SecurityAssociation] = [:]
@@ -95,15 +96,18 @@ public final class ESPEngine: IPsecKernel, Sendable {
     private let engineCounters = Mutex(ESPEngineCounters())
 
     /// `clock` is monotonic time since an arbitrary origin (it stamps last-use times); `wallSeconds` the Unix time
-    /// that `querySA` reports, as the kernel does.
+    /// that `querySA` reports, as the kernel does. `lifetimeEvents` hears each SA's soft and hard lifetime once; it
+    /// runs on a packet thread (or in `expireByTime`) and must not block.
     public init(
         configuration: Configuration = Configuration(),
         clock: @escaping @Sendable () -> Duration,
-        wallSeconds: @escaping @Sendable () -> UInt64 = { UInt64(time(nil)) }
+        wallSeconds: @escaping @Sendable () -> UInt64 = { UInt64(time(nil)) },
+        lifetimeEvents: @escaping @Sendable (SAID, LifetimeEvent) -> Void = { _, _ in }
     ) {
         self.configuration = configuration
         self.clock = clock
         self.wallSeconds = wallSeconds
+        self.lifetimeEvents = lifetimeEvents
     }
 
     /// The production monotonic clock: time since the first call.
@@ -134,27 +138,28 @@ public final class ESPEngine: IPsecKernel, Sendable {
         case .protect(let template):
             guard let sa = snapshot.outboundSA[TemplateKey(template)] else { return .drop(.noSA) }
             let now = clock()
-            return sa.state.withLock { state -> OutboundVerdict in
-                guard state.nextSequenceNumber != 0 else {
+            let (verdict, event) = sa.state.withLock { state -> (OutboundVerdict, LifetimeEvent?) in
+                guard !state.counters.hardExpired else {
                     state.counters.expiredDrops += 1
-                    return .drop(.expired)
+                    return (.drop(.expired), nil)
                 }
-                guard state.counters.carry(bytes: payload.count, now: now, lifetime: sa.request.lifetime) else {
-                    return .drop(.expired)
-                }
+                let (carried, event) = state.counters.carry(bytes: payload.count, now: now, lifetime: sa.request.lifetime)
+                guard carried else { return (.drop(.expired), event) }
                 let sequenceNumber = state.nextSequenceNumber
-                // 0 marks "cycled": the SA must be replaced before it sends again (RFC 4303 §3.3.3).
-                state.nextSequenceNumber = sequenceNumber == ESPSpec.lastSequenceNumber ? 0 : sequenceNumber + 1
-                if state.nextSequenceNumber == 0 { state.counters.hardExpired = true }
+                // After 2^32 - 1 the SA must be replaced before it sends again (RFC 4303 §3.3.3).
+                let cycled = sequenceNumber == ESPSpec.lastSequenceNumber ? state.counters.reach(.hard) : nil
+                state.nextSequenceNumber &+= 1
                 do {
                     let packet = try state.transform.seal(
                         buffer: buffer, payload: payload, spi: sa.id.spi, sequenceNumber: sequenceNumber,
                         nextHeader: inner.nextHeader)
-                    return .send(packet: packet, peer: sa.peer)
+                    return (.send(packet: packet, peer: sa.peer), cycled ?? event)
                 } catch {
                     preconditionFailure("sealing with a keyed context failed: \(error)")
                 }
             }
+            if let event { lifetimeEvents(sa.id, event) }
+            return verdict
         }
     }
 
@@ -184,6 +189,8 @@ public final class ESPEngine: IPsecKernel, Sendable {
         let snapshot = current.withLock { $0 }
         guard let sa = snapshot.inboundSA(spi: spi, from: source.address) else { return .drop(.unknownSPI) }
         let now = clock()
+        var event: LifetimeEvent?
+        defer { if let event { lifetimeEvents(sa.id, event) } }
         return sa.state.withLock { state -> InboundVerdict in
             // Cheap early replay reject before spending the ICV (RFC 4303 §3.4.3).
             if let verdict = state.window?.check(sequenceNumber), let drop = state.counters.countReplay(verdict) {
@@ -211,15 +218,35 @@ public final class ESPEngine: IPsecKernel, Sendable {
                 state.counters.selectorMismatches += 1
                 return .drop(.selectorMismatch)
             }
-            guard state.counters.carry(bytes: opened.payload.count, now: now, lifetime: sa.request.lifetime) else {
-                return .drop(.expired)
-            }
-            return .deliver(packet: opened.payload)
+            let carry = state.counters.carry(bytes: opened.payload.count, now: now, lifetime: sa.request.lifetime)
+            event = carry.event
+            return carry.carried ? .deliver(packet: opened.payload) : .drop(.expired)
         }
     }
 
     private func count(_ drop: ESPDrop) {
         engineCounters.withLock { $0.drops[drop, default: 0] += 1 }
+    }
+
+    /// Applies the seconds lifetimes (soft and hard, counted from installation) to every SA; the daemon calls this
+    /// from its timer, about once a second. Reports newly reached lifetimes through `lifetimeEvents`.
+    public func expireByTime() {
+        let now = clock()
+        for sa in tables.withLock({ Array($0.sas.values) }) {
+            let age = now - sa.installedAt
+            let lifetime = sa.request.lifetime
+            let events = sa.state.withLock { state -> [LifetimeEvent] in
+                var events: [LifetimeEvent] = []
+                if let soft = lifetime.softSeconds, age >= .seconds(soft), let event = state.counters.reach(.soft) {
+                    events.append(event)
+                }
+                if let hard = lifetime.hardSeconds, age >= .seconds(hard), let event = state.counters.reach(.hard) {
+                    events.append(event)
+                }
+                return events
+            }
+            for event in events { lifetimeEvents(sa.id, event) }
+        }
     }
 
     // MARK: - Observation
@@ -236,6 +263,11 @@ public final class ESPEngine: IPsecKernel, Sendable {
         tables.withLock { tables in tables.sas.first { $0.key.spi == spi }?.value }?.counters
     }
 
+    /// Test hook: the installed SA object.
+    func securityAssociation(_ id: SAID) -> SecurityAssociation? {
+        tables.withLock { $0.sas[id] }
+    }
+
     // MARK: - IPsecKernel
 
     public func addSA(_ id: SAID, _ request: SARequest) throws(KernelError) {
@@ -245,7 +277,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
             tables.generation += 1
             tables.sas[id] = SecurityAssociation(
                 id: id, request: request, transform: transform, replayWindow: replayWindow(for: request),
-                addedAtSeconds: wallSeconds(), generation: tables.generation)
+                addedAtSeconds: wallSeconds(), installedAt: clock(), generation: tables.generation)
             publish(tables)
         }
     }
@@ -257,7 +289,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
             guard let old = tables.sas[id] else { throw .notFound(context(.updateSA, id)) }
             let replacement = SecurityAssociation(
                 id: id, request: request, transform: transform, replayWindow: replayWindow(for: request),
-                addedAtSeconds: old.addedAtSeconds, generation: old.generation)
+                addedAtSeconds: old.addedAtSeconds, installedAt: old.installedAt, generation: old.generation)
             old.state.withLock { oldState in
                 replacement.state.withLock { newState in
                     newState.nextSequenceNumber = oldState.nextSequenceNumber
