@@ -26,6 +26,9 @@ public final class ESPDataPlane: Sendable {
         /// (UDP_SEGMENT) and arrive coalesced (UDP_GRO, enabled on the socket by `start`). Falls back by itself
         /// when the kernel refuses.
         public var udpOffload = true
+        /// TCP coalescing towards the TUN device: in-order segments of a flow decrypted from one batch are written
+        /// as one GSO packet (IFF_VNET_HDR), so the kernel forwards one packet instead of dozens.
+        public var tunOffload = true
         public var engine = ESPEngine.Configuration()
         public init() {}
     }
@@ -58,7 +61,7 @@ public final class ESPDataPlane: Sendable {
     public init(configuration: Configuration = Configuration(), clock: @escaping @Sendable () -> Duration) throws(ESPSystemError) {
         self.configuration = configuration
         engine = ESPEngine(configuration: configuration.engine, clock: clock)
-        tun = try TUNDevice(name: configuration.interfaceName, mtu: configuration.mtu)
+        tun = try TUNDevice(name: configuration.interfaceName, mtu: configuration.mtu, virtioNetHeader: configuration.tunOffload)
     }
 
     deinit { stop() }
@@ -81,10 +84,10 @@ public final class ESPDataPlane: Sendable {
         if configuration.udpOffload { _ = UDPOffload.enableReceiveOffload(socket) }
         let outbound = { [self] in
             outboundLoop(
-                engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
+                engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
         }
         let inbound = { [self] in
-            inboundLoop(engine: engine, tun: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, ike: ike)
+            inboundLoop(engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, ike: ike)
         }
         let threads = [try spawn(outbound), try spawn(inbound)]
         running.withLock { state in
@@ -116,20 +119,26 @@ public final class ESPDataPlane: Sendable {
     /// The largest inner packet a TUN read can return, and the largest UDP payload (or GRO train).
     private static let maximumPacket = 65_536
 
-    private func outboundLoop(engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int, useSegmentation: Bool) {
+    private func outboundLoop(engine: ESPEngine, tunFD: Int32, socket: Int32, stop: Int32, batchLimit: Int, useSegmentation: Bool) {
         let batch = MessageBatch(capacity: batchLimit, slotSize: ESPEngine.headroom + Self.maximumPacket + ESPEngine.tailroom)
         let payloadStart = ESPEngine.headroom
+        // With IFF_VNET_HDR every read starts with a virtio-net header: read it into the headroom, where the ESP
+        // header will overwrite it. No offloads are enabled for reads, so packets arrive whole with checksums done.
+        let virtioHeader = tun.virtioNetHeader ? VirtioNetHeader.length : 0
         var segmentation = useSegmentation
-        while wait(for: tun, stop: stop) {
+        while wait(for: tunFD, stop: stop) {
             var filled = 0
             repeat {
                 // Read until the device is empty or the batch is full; encrypt each packet in its own slot.
                 filled = 0
                 while filled < batch.capacity {
                     let slot = batch.slot(filled)
-                    let count = read(tun, slot.baseAddress! + payloadStart, Self.maximumPacket)
-                    guard count > 0 else { break }
-                    switch engine.encapsulate(buffer: slot, payload: payloadStart..<payloadStart + count) {
+                    let count = read(tunFD, slot.baseAddress! + payloadStart - virtioHeader, Self.maximumPacket + virtioHeader)
+                    guard count > virtioHeader else { break }
+                    if virtioHeader > 0 && VirtioNetHeader.gsoType(UnsafeRawBufferPointer(slot), at: payloadStart - virtioHeader) != VirtioNetHeader.gsoNone {
+                        continue  // never offered: TUNSETOFFLOAD is not used
+                    }
+                    switch engine.encapsulate(buffer: slot, payload: payloadStart..<payloadStart + count - virtioHeader) {
                     case .send(let packet, let peer):
                         batch.prepareToSend(filled, packet, to: peer)
                         filled += 1
@@ -147,10 +156,14 @@ public final class ESPDataPlane: Sendable {
     }
 
     private func inboundLoop(
-        engine: ESPEngine, tun: Int32, socket: Int32, stop: Int32, batchLimit: Int,
+        engine: ESPEngine, tunFD: Int32, socket: Int32, stop: Int32, batchLimit: Int,
         ike: @Sendable ([UInt8], Endpoint) -> Void
     ) {
         let batch = MessageBatch(capacity: batchLimit, slotSize: Self.maximumPacket)
+        let coalescer = tun.virtioNetHeader ? TCPCoalescer() : nil
+        let writeToTUN = { (packet: UnsafeRawBufferPointer) in
+            if write(tunFD, packet.baseAddress, packet.count) != packet.count { self.tunWriteErrors.add(1, ordering: .relaxed) }
+        }
         while wait(for: socket, stop: stop) {
             var received = 0
             repeat {
@@ -159,8 +172,10 @@ public final class ESPDataPlane: Sendable {
                     batch.forEachDatagram(index) { buffer, datagram, source in
                         switch engine.decapsulate(buffer: buffer, datagram: datagram, source: source) {
                         case .deliver(let packet):
-                            if write(tun, buffer.baseAddress! + packet.lowerBound, packet.count) != packet.count {
-                                tunWriteErrors.add(1, ordering: .relaxed)
+                            if let coalescer {
+                                coalescer.add(buffer, packet, write: writeToTUN)
+                            } else {
+                                writeToTUN(UnsafeRawBufferPointer(rebasing: buffer[packet]))
                             }
                         case .ike(let message):
                             ike(Array(buffer[message]), source)
@@ -169,6 +184,8 @@ public final class ESPDataPlane: Sendable {
                         }
                     }
                 }
+                // Nothing may wait in the coalescer while this thread sleeps.
+                coalescer?.flush(write: writeToTUN)
             } while received == batch.capacity
         }
     }
