@@ -38,8 +38,18 @@ public enum HMAC {
     }
 
     public static func compute(_ hash: Hash, key: SecureBytes, data: [UInt8]) -> SecureBytes {
+        data.withUnsafeBytes { compute(hash, key: key, data: $0) }
+    }
+
+    /// For secret data, e.g. g^xy in SKEYID_d = prf(SKEYID, g^xy | CKY-I | CKY-R | 0) (RFC 2409 §5): build the input
+    /// with `SecureBytes` concatenation so no unwiped copy is made.
+    public static func compute(_ hash: Hash, key: SecureBytes, data: SecureBytes) -> SecureBytes {
+        data.withUnsafeBytes { compute(hash, key: key, data: $0) }
+    }
+
+    static func compute(_ hash: Hash, key: SecureBytes, data: UnsafeRawBufferPointer) -> SecureBytes {
         let context = HMACContext(hash, key: key)
-        data.withUnsafeBytes { context.update($0) }
+        context.update(data)
         return context.finish()
     }
 }
@@ -51,7 +61,7 @@ public enum Hash {
         var length: UInt32 = 0
         let status = data.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
-                EVP_Digest(input.baseAddress ?? UnsafeRawPointer(bitPattern: 1), input.count,
+                EVP_Digest(input.baseAddress, input.count,
                            out.baseAddress!.assumingMemoryBound(to: UInt8.self), &length, hash.messageDigest, nil)
             }
         }
@@ -66,9 +76,23 @@ public enum PRF {
         HMAC.compute(prf.hash, key: key, data: data)
     }
 
+    /// For secret data, e.g. SKEYSEED = prf(Ni | Nr, g^ir) (RFC 7296 §2.14).
+    public static func compute(_ prf: PseudorandomFunction, key: SecureBytes, data: SecureBytes) -> SecureBytes {
+        HMAC.compute(prf.hash, key: key, data: data)
+    }
+
+    /// prf+ over a secret seed, e.g. KEYMAT = prf+(SK_d, g^ir (new) | Ni | Nr) (RFC 7296 §2.17).
+    public static func plus(_ prf: PseudorandomFunction, key: SecureBytes, seed: SecureBytes, length: Int) -> SecureBytes {
+        seed.withUnsafeBytes { plus(prf, key: key, seed: $0, length: length) }
+    }
+
     /// prf+ (RFC 7296 §2.13): T1 = prf(K, S | 0x01), T2 = prf(K, T1 | S | 0x02), ... truncated to length.
     /// At most 255 blocks can be produced; asking for more is a caller bug.
     public static func plus(_ prf: PseudorandomFunction, key: SecureBytes, seed: [UInt8], length: Int) -> SecureBytes {
+        seed.withUnsafeBytes { plus(prf, key: key, seed: $0, length: length) }
+    }
+
+    static func plus(_ prf: PseudorandomFunction, key: SecureBytes, seed: UnsafeRawBufferPointer, length: Int) -> SecureBytes {
         let blockLength = prf.outputLength
         precondition(length >= 0 && length <= Limits.prfPlusMaximumBlocks * blockLength,
                      "prf+ length \(length) outside 0...\(Limits.prfPlusMaximumBlocks * blockLength)")
@@ -80,7 +104,7 @@ public enum PRF {
             while filled < length {
                 context.reset()
                 previous.withUnsafeBytes { context.update($0) }
-                seed.withUnsafeBytes { context.update($0) }
+                context.update(seed)
                 withUnsafeBytes(of: counter) { context.update($0) }
                 let block = context.finish()
                 let take = min(blockLength, length - filled)

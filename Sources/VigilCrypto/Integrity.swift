@@ -47,12 +47,16 @@ public final class IntegrityContext: @unchecked Sendable {
 
     /// Recomputes the ICV and compares in constant time; a wrong-length `icv` is simply false.
     public func verify(_ data: [UInt8], icv: [UInt8]) -> Bool {
-        data.withUnsafeBytes { verify($0, icv: icv) }
+        data.withUnsafeBytes { data in icv.withUnsafeBytes { verify(data, icv: $0) } }
     }
 
-    public func verify(_ data: UnsafeRawBufferPointer, icv: some Collection<UInt8>) -> Bool {
+    /// The ESP fast path: no heap allocation.
+    public func verify(_ data: UnsafeRawBufferPointer, icv: UnsafeRawBufferPointer) -> Bool {
         guard icv.count == algorithm.icvLength else { return false }
-        return constantTimeEquals(mac(data), icv)
+        return withUnsafeTemporaryAllocation(byteCount: icv.count, alignment: 16) { expected in
+            mac(data, into: expected)
+            return constantTimeEquals(UnsafeRawBufferPointer(expected), icv)
+        }
     }
 }
 

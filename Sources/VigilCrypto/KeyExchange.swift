@@ -16,8 +16,8 @@ public final class KeyExchange: @unchecked Sendable {
         publicValue = try key.publicValue(group)
     }
 
-    /// A fixed private key, for known-answer tests only (RFC 5903 §8, RFC 7748 §6.1). `publicValue` is required for
-    /// the ECP groups (OpenSSL 3.0 does not derive it on import) and checked against the private key.
+    /// A fixed private key, for known-answer tests only (RFC 5903 §8, RFC 7748 §6.1): ECP and X25519. `publicValue`
+    /// is required for ECP (OpenSSL 3.0 does not derive it on import) and checked against the private key.
     init(group: DHGroup, privateKey: [UInt8], publicValue: [UInt8]?) throws(CryptoError) {
         self.group = group
         key = try PrivateKey(importing: group, privateKey: privateKey, publicValue: publicValue)
@@ -179,7 +179,9 @@ private struct PrivateKey {
                 throw .library("EVP_PKEY_new_raw_private_key_ex X25519")
             }
             self.key = PKey(key)
-        case .modp2048, .modp3072, .ecp256, .ecp384:
+        case .modp2048, .modp3072:
+            preconditionFailure("no known-answer vectors exist for \(group); import is not supported")
+        case .ecp256, .ecp384:
             guard let publicValue else { preconditionFailure("importing a \(group) private key needs its public value") }
             let parameters = KeyParameters()
             try parameters.group(group.groupName!)

@@ -77,18 +77,19 @@ import VigilAlgorithms
         #expect(ab.count == group.sharedSecretLength)
     }
 
-    @Test(arguments: [DHGroup.modp2048, .modp3072])
-    func modpSecretsAreAlwaysFullLength(_ group: DHGroup) throws {
-        // Without EVP_PKEY_CTX_set_dh_pad about 1 in 256 secrets has a leading zero byte stripped; repeat enough
-        // exchanges against one fixed peer that a stripped one would likely show.
-        let rounds = group == .modp2048 ? 40 : 10
+    @Test func modpSecretWithLeadingZeroKeepsFullLength() throws {
+        // RFC 7296 §2.14: g^ir is as long as the prime, leading zeros included. Without EVP_PKEY_CTX_set_dh_pad about
+        // 1 in 256 secrets comes out short. Exchange until a secret starting with 0x00 turns up (about 256 tries;
+        // 4000 without one has odds near e^-15) and require every secret on the way to be full length.
+        let group = DHGroup.modp2048
         let peer = try KeyExchange(group: group)
-        for _ in 0..<rounds {
-            let ours = try KeyExchange(group: group)
-            let secret = try ours.sharedSecret(peerPublicValue: peer.publicValue)
-            #expect(secret.count == group.publicValueLength)
-            #expect(secret == (try peer.sharedSecret(peerPublicValue: ours.publicValue)))
+        var sawLeadingZero = false
+        for _ in 0..<4000 where !sawLeadingZero {
+            let secret = try KeyExchange(group: group).sharedSecret(peerPublicValue: peer.publicValue)
+            try #require(secret.count == group.publicValueLength)
+            sawLeadingZero = secret.withUnsafeBytes { $0[0] == 0 }
         }
+        #expect(sawLeadingZero)
     }
 
     @Test(arguments: DHGroup.allCases)
@@ -141,6 +142,30 @@ import VigilAlgorithms
         E39E772C 180E8603 9B2783A2 EC07A28F B5C55DF0 6F4C52C9 DE2BCBF6 95581718 3995497C EA956AE5 15D22618 98FA0510
         15728E5A 8AACAA68 FFFFFFFF FFFFFFFF
         """)
+
+    @Test(arguments: DHGroup.allCases)
+    func arbitraryPeerValuesNeverCrash(_ group: DHGroup) throws {
+        // Whatever a peer sends, the answer is a full-length secret or `.invalidPeerPublicValue`: never a crash,
+        // never another code. Seeded so a failure replays.
+        var generator = SplitMix64(seed: UInt64(group.rawValue))
+        let ours = try KeyExchange(group: group)
+        var accepted = 0
+        for _ in 0..<16 {
+            let value = (0..<group.publicValueLength).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            do {
+                let secret = try ours.sharedSecret(peerPublicValue: value)
+                #expect(secret.count == group.sharedSecretLength)
+                accepted += 1
+            } catch {
+                #expect(error.code == .invalidPeerPublicValue)
+            }
+        }
+        switch group {
+        case .ecp256, .ecp384: #expect(accepted == 0)  // a random x || y is on the curve with negligible odds
+        case .curve25519: #expect(accepted == 16)      // every 32-byte string is a u-coordinate (RFC 7748 §5)
+        case .modp2048, .modp3072: #expect(accepted > 0 && accepted < 16)  // about half lie in the order-q subgroup
+        }
+    }
 
     /// The peer value must be refused with `.invalidPeerPublicValue`.
     func expectRejected(_ ours: KeyExchange, _ value: [UInt8], _ comment: Comment,
