@@ -59,6 +59,8 @@ let package = Package(
 
         // Benchmarks (print numbers; never timed unit tests).
         .executableTarget(name: "bench-dpd", dependencies: ["VigilLiveness", "VigilFailover"], path: "Benchmarks/bench-dpd"),
+        // Kernel reconciliation test fixture: installs state, then waits for SIGKILL.
+        .executableTarget(name: "vigil-kernel-fixture", dependencies: ["VigilKernel", "VigilNetlink", "VigilAddressing"]),
         .executableTarget(name: "bench-kernel", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"], path: "Benchmarks/bench-kernel"),
         .executableTarget(name: "bench-esp", dependencies: ["VigilESP", "VigilCrypto", "VigilLab"], path: "Benchmarks/bench-esp"),
 

@@ -68,7 +68,7 @@ public struct SALifetime: Hashable, Sendable {
 }
 
 /// Everything needed to install one direction of a Child SA. Keys are secret: `description` never prints them.
-public struct SARequest: Hashable, Sendable, CustomStringConvertible {
+public struct SARequest: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     /// Outer (tunnel) source and destination addresses.
     public var source: IPAddress
     public var destination: IPAddress
@@ -108,6 +108,34 @@ public struct SARequest: Hashable, Sendable, CustomStringConvertible {
     public var description: String {
         "\(source) -> \(destination) \(mode) reqid \(reqid) \(encryption)\(integrity.map { "-\($0)" } ?? "")"
             + (encapsulation.map { " udp \($0.sourcePort)->\($0.destinationPort)" } ?? "")
+    }
+
+    public var debugDescription: String { description }
+}
+
+extension SARequest {
+    /// Why the kernel would refuse this request as malformed (EINVAL), or nil. Both kernels check it before
+    /// anything else: a kernel without ESP validates algorithm names but never key lengths, so a wrong length must
+    /// not hide behind "kernel lacks ESP".
+    public func malformation(for id: SAID) -> String? {
+        if encryptionKey.count != encryption.keyMaterialLength {
+            return "\(encryption) needs a \(encryption.keyMaterialLength)-byte key, got \(encryptionKey.count)"
+        }
+        if encryption.isAEAD, integrity != nil { return "\(encryption) is AEAD and takes no integrity algorithm" }
+        if !encryption.isAEAD, integrity == nil { return "\(encryption) needs an integrity algorithm" }
+        if let integrity, integrityKey.count != integrity.keyLength {
+            return "\(integrity) needs a \(integrity.keyLength)-byte key, got \(integrityKey.count)"
+        }
+        if integrity == nil, !integrityKey.isEmpty { return "integrity key given without an integrity algorithm" }
+        if destination != id.destination { return "destination \(destination) differs from the SA id's" }
+        if source.family != destination.family { return "source and destination differ in family" }
+        return nil
+    }
+
+    /// Throws `.other` (EINVAL) when `malformation(for:)` finds a problem.
+    public func validate(for id: SAID, _ operation: KernelOperation) throws(KernelError) {
+        guard let problem = malformation(for: id) else { return }
+        throw .other(.init(operation: operation, subject: "\(id): \(problem)", errno: KernelError.Errno.EINVAL))
     }
 }
 

@@ -14,8 +14,10 @@ public protocol IPsecKernel: AnyObject, Sendable {
 
     /// Installs a policy; `.alreadyExists` if one with that selector and direction is installed.
     func addPolicy(_ id: PolicyID, _ request: PolicyRequest) throws(KernelError)
-    /// Changes an installed policy in place (XFRM_MSG_UPDPOLICY): no instant without a policy, so no packet leaks in
-    /// clear while templates move from one peer to another. `.notFound` if none.
+    /// Changes a policy in place (XFRM_MSG_UPDPOLICY): the kernel swaps it under its policy lock, keeping its index,
+    /// so there is no instant without a policy and no packet leaks in clear while templates move from one peer to
+    /// another. As in the kernel, a policy that is not installed is installed (one round trip; a failover then also
+    /// restores a policy someone removed).
     func updatePolicy(_ id: PolicyID, _ request: PolicyRequest) throws(KernelError)
     func deletePolicy(_ id: PolicyID) throws(KernelError)
     /// Every policy in the kernel, Vigil's or not.

@@ -95,12 +95,7 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
     }
 
     private func validate(_ request: SARequest, _ operation: KernelOperation, _ id: SAID) throws(KernelError) {
-        let integrityKeyLength = request.integrity?.keyLength ?? 0
-        guard request.encryptionKey.count == request.encryption.keyMaterialLength,
-              request.integrityKey.count == integrityKeyLength,
-              request.integrity == nil || !request.encryption.isAEAD,
-              request.source.family == id.destination.family, request.destination == id.destination
-        else { throw refusal(operation, id, .other) }
+        try request.validate(for: id, operation)
         guard espSupported else { throw refusal(operation, id, .protocolNotSupported) }
     }
 
@@ -159,10 +154,9 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
     }
 
     public func updatePolicy(_ id: PolicyID, _ request: PolicyRequest) throws(KernelError) {
-        try state.withLock { (s: inout State) throws(KernelError) in
-            guard s.policies[id] != nil else { throw refusal(.updatePolicy, id, .notFound) }
-            s.policies[id] = request
-            s.steps.append(.updatePolicy(id, request))
+        state.withLock {
+            $0.policies[id] = request
+            $0.steps.append(.updatePolicy(id, request))
         }
     }
 

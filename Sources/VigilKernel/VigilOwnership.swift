@@ -3,7 +3,8 @@
 /// README text:
 /// > Vigil marks everything it installs in the kernel. **SAs** carry a reqid in 0x56490000–0x5649FFFF ("VI"),
 /// > unique per Child SA. **Policies** carry a priority in 0x56490000–0x5649FFFF (lower is preferred; Vigil orders
-/// > its own policies by selector specificity inside the band). **Routes and rules** carry routing protocol 86
+/// > its own policies by selector specificity inside the band) and, when they protect traffic, a template with a
+/// > reqid in Vigil's band. **Routes and rules** carry routing protocol 86
 /// > (`ip route show proto 86`). At start-up Vigil lists the kernel's SAs, policies, routes and rules, and deletes
 /// > the ones in these bands left by a previous run; on clean shutdown it deletes what it installed. Keep other IKE
 /// > daemons (strongSwan numbers reqids from 1 and uses priorities below 0x00100000) and manual policies outside
@@ -20,7 +21,14 @@ public enum VigilOwnership {
     public static let defaultRulePriority: UInt32 = 86
 
     public static func owns(_ sa: SAState) -> Bool { reqids.contains(sa.reqid) }
-    public static func owns(_ policy: InstalledPolicy) -> Bool { policyPriorities.contains(policy.request.priority) }
+    /// A policy is Vigil's when its priority is in Vigil's band and, if it protects, its template's reqid is too.
+    public static func owns(_ policy: InstalledPolicy) -> Bool {
+        guard policyPriorities.contains(policy.request.priority) else { return false }
+        switch policy.request.action {
+        case .protect(let template): return reqids.contains(template.reqid)
+        case .block: return true
+        }
+    }
     public static func owns(_ route: InstalledRoute) -> Bool { route.routingProtocol == routeProtocol }
 
     /// A priority in Vigil's band for a selector: more specific selectors (longer prefixes) get lower numbers so

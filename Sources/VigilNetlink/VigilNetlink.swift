@@ -1,2 +1,0 @@
-// VigilNetlink: the only importer of libnl.
-import CNetlink
