@@ -81,7 +81,7 @@ public final class ESPDataPlane: Sendable {
         let tunFD = tun.fileDescriptor
         let batchLimit = configuration.batchLimit
         let segmentation = configuration.udpOffload
-        if configuration.udpOffload { _ = UDPOffload.enableReceiveOffload(socket) }
+        if configuration.udpOffload { UDPOffload.setReceiveOffload(socket, true) }
         let outbound = { [self] in
             outboundLoop(
                 engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
@@ -104,6 +104,8 @@ public final class ESPDataPlane: Sendable {
         for thread in state.threads { pthread_join(thread, nil) }
         close(state.stopRead)
         close(state.stopWrite)
+        // The socket goes back to the daemon as it came: one datagram per read.
+        if configuration.udpOffload { UDPOffload.setReceiveOffload(state.socket, false) }
     }
 
     /// Sends an IKE message on the NAT-T socket with the non-ESP marker (RFC 3948 §2.2).
