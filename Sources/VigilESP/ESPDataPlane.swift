@@ -52,6 +52,8 @@ public final class ESPDataPlane: Sendable {
         var socket: Int32
         var stopRead: Int32
         var stopWrite: Int32
+        var wakeRead: Int32
+        var wakeWrite: Int32
         var threads: [pthread_t]
     }
 
@@ -77,6 +79,15 @@ public final class ESPDataPlane: Sendable {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw ESPSystemError("pipe") }
         let stopRead = pipeEnds[0]
+        var wakeEnds: [Int32] = [0, 0]
+        guard pipe(&wakeEnds) == 0 else { throw ESPSystemError("pipe") }
+        let wakeRead = wakeEnds[0]
+        let wakeWrite = wakeEnds[1]
+        for fd in wakeEnds { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        engine.setReleaseSignal {
+            var byte: UInt8 = 1
+            _ = write(wakeWrite, &byte, 1)
+        }
         let engine = engine
         let tunFD = tun.fileDescriptor
         let batchLimit = configuration.batchLimit
@@ -84,7 +95,8 @@ public final class ESPDataPlane: Sendable {
         if configuration.udpOffload { UDPOffload.setReceiveOffload(socket, true) }
         let outbound = { [self] in
             outboundLoop(
-                engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, useSegmentation: segmentation)
+                engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, wake: wakeRead, batchLimit: batchLimit,
+                useSegmentation: segmentation)
         }
         let inbound = { [self] in
             inboundLoop(engine: engine, tunFD: tunFD, socket: socket, stop: stopRead, batchLimit: batchLimit, ike: ike)
@@ -92,7 +104,9 @@ public final class ESPDataPlane: Sendable {
         let threads = [try spawn(outbound), try spawn(inbound)]
         running.withLock { state in
             precondition(state == nil, "data plane started twice")
-            state = Running(socket: socket, stopRead: pipeEnds[0], stopWrite: pipeEnds[1], threads: threads)
+            state = Running(
+                socket: socket, stopRead: pipeEnds[0], stopWrite: pipeEnds[1], wakeRead: wakeRead, wakeWrite: wakeWrite,
+                threads: threads)
         }
     }
 
@@ -102,8 +116,8 @@ public final class ESPDataPlane: Sendable {
         var byte: UInt8 = 1
         _ = write(state.stopWrite, &byte, 1)
         for thread in state.threads { pthread_join(thread, nil) }
-        close(state.stopRead)
-        close(state.stopWrite)
+        engine.setReleaseSignal {}
+        for fd in [state.stopRead, state.stopWrite, state.wakeRead, state.wakeWrite] { close(fd) }
         // The socket goes back to the daemon as it came: one datagram per read.
         if configuration.udpOffload { UDPOffload.setReceiveOffload(state.socket, false) }
     }
@@ -121,14 +135,17 @@ public final class ESPDataPlane: Sendable {
     /// The largest inner packet a TUN read can return, and the largest UDP payload (or GRO train).
     private static let maximumPacket = 65_536
 
-    private func outboundLoop(engine: ESPEngine, tunFD: Int32, socket: Int32, stop: Int32, batchLimit: Int, useSegmentation: Bool) {
+    private func outboundLoop(
+        engine: ESPEngine, tunFD: Int32, socket: Int32, stop: Int32, wake: Int32, batchLimit: Int, useSegmentation: Bool
+    ) {
         let batch = MessageBatch(capacity: batchLimit, slotSize: ESPEngine.headroom + Self.maximumPacket + ESPEngine.tailroom)
         let payloadStart = ESPEngine.headroom
         // With IFF_VNET_HDR every read starts with a virtio-net header: read it into the headroom, where the ESP
         // header will overwrite it. No offloads are enabled for reads, so packets arrive whole with checksums done.
         let virtioHeader = tun.virtioNetHeader ? VirtioNetHeader.length : 0
         var segmentation = useSegmentation
-        while wait(for: tunFD, stop: stop) {
+        while let ready = wait(for: tunFD, wake: wake, stop: stop) {
+            if ready.wake { sendReleased(engine: engine, wake: wake, slot: batch.slot(0), socket: socket) }
             var filled = 0
             repeat {
                 // Read until the device is empty or the batch is full; encrypt each packet in its own slot.
@@ -144,7 +161,7 @@ public final class ESPDataPlane: Sendable {
                     case .send(let packet, let peer):
                         batch.prepareToSend(filled, packet, to: peer)
                         filled += 1
-                    case .drop:
+                    case .held, .drop:
                         continue
                     }
                 }
@@ -157,6 +174,24 @@ public final class ESPDataPlane: Sendable {
         }
     }
 
+    /// Encapsulates and sends packets the engine held while their SA was missing and has now released.
+    private func sendReleased(engine: ESPEngine, wake: Int32, slot: UnsafeMutableRawBufferPointer, socket: Int32) {
+        var drain = [UInt8](repeating: 0, count: 64)
+        while read(wake, &drain, drain.count) > 0 {}
+        for packet in engine.takeReleased() {
+            let payload = ESPEngine.headroom..<ESPEngine.headroom + packet.count
+            UnsafeMutableRawBufferPointer(rebasing: slot[payload]).copyBytes(from: packet)
+            switch engine.encapsulate(buffer: slot, payload: payload) {
+            case .send(let datagram, let peer):
+                if !sendDatagram(socket, UnsafeRawBufferPointer(rebasing: slot[datagram]), to: peer) {
+                    sendErrors.add(1, ordering: .relaxed)
+                }
+            case .held, .drop:
+                continue
+            }
+        }
+    }
+
     private func inboundLoop(
         engine: ESPEngine, tunFD: Int32, socket: Int32, stop: Int32, batchLimit: Int,
         ike: @Sendable ([UInt8], Endpoint) -> Void
@@ -166,7 +201,7 @@ public final class ESPDataPlane: Sendable {
         let writeToTUN = { (packet: UnsafeRawBufferPointer) in
             if write(tunFD, packet.baseAddress, packet.count) != packet.count { self.tunWriteErrors.add(1, ordering: .relaxed) }
         }
-        while wait(for: socket, stop: stop) {
+        while wait(for: socket, stop: stop) != nil {
             var received = 0
             repeat {
                 received = batch.receive(on: socket)
@@ -192,13 +227,18 @@ public final class ESPDataPlane: Sendable {
         }
     }
 
-    /// Blocks until `fd` is readable (true) or the stop pipe is (false).
-    private func wait(for fd: Int32, stop: Int32) -> Bool {
-        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stop, events: Int16(POLLIN), revents: 0)]
-        while true {
-            let ready = poll(&fds, 2, -1)
-            if ready < 0 && errno == EINTR { continue }
-            return ready > 0 && fds[1].revents == 0
+    /// Blocks until `fd` or `wake` is readable (returns which) or the stop pipe is (returns nil).
+    private func wait(for fd: Int32, wake: Int32 = -1, stop: Int32) -> (data: Bool, wake: Bool)? {
+        withUnsafeTemporaryAllocation(of: pollfd.self, capacity: 3) { fds in
+            fds[0] = pollfd(fd: stop, events: Int16(POLLIN), revents: 0)
+            fds[1] = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            fds[2] = pollfd(fd: wake, events: Int16(POLLIN), revents: 0)  // a negative fd is ignored by poll
+            while true {
+                let ready = poll(fds.baseAddress, 3, -1)
+                if ready < 0 && errno == EINTR { continue }
+                guard ready > 0, fds[0].revents == 0 else { return nil }
+                return (fds[1].revents != 0, fds[2].revents != 0)
+            }
         }
     }
 }

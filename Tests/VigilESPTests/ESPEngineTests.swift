@@ -89,8 +89,8 @@ import VigilKernel
     }
 
     @Test func withoutAPolicyOrWithoutAnSANothingIsSent() throws {
-        let tunnel = Tunnel()
-        // Policies but no SA yet (peer dead, or failover in progress): held back, never sent in clear.
+        let tunnel = Tunnel(holdQueueLimit: 0)
+        // Policies but no SA yet (peer dead, or failover in progress): never sent in clear.
         try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
         let child = try #require(try tunnel.a.listSAs().first { $0.id.spi == 0x1000 }?.id)
         try tunnel.a.deleteSA(child)
@@ -109,6 +109,45 @@ import VigilKernel
         #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(inner)) == .drop(.blocked))
         let counters = tunnel.a.counters
         #expect(counters[.noSA] == 1 && counters[.noPolicy] == 1 && counters[.malformedInner] == 1 && counters[.blocked] == 1)
+    }
+
+    @Test func packetsWithoutAnSAAreHeldBoundedAndReleasedToTheNextSA() throws {
+        let tunnel = Tunnel(holdQueueLimit: 2)
+        let signals = EventLog()
+        tunnel.a.setReleaseSignal { signals.append(SAID(destination: Tunnel.addressB, spi: 0), .soft) }
+        let old = try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
+        for engine in [tunnel.a, tunnel.b] {
+            try engine.deleteSA(old.outboundOfA)
+            try engine.deleteSA(old.outboundOfB)
+        }
+        let packets = (1...3).map { ipv4Packet(from: "10.1.0.5", to: "10.2.0.7", payload: [UInt8($0)]) }
+        let buffer = PacketBuffer()
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[0])) == .held)
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[1])) == .held)
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[2])) == .drop(.noSA))
+        #expect(tunnel.a.takeReleased().isEmpty && tunnel.a.heldCount == 2)
+
+        // The next peer's (here: new) SAs arrive: the held packets are released, in order, and go out under them.
+        try tunnel.establish(.aes128gcm16, nil, spiAB: 0x3000, spiBA: 0x4000, policies: false)
+        #expect(signals.all.count == 1)
+        let released = tunnel.a.takeReleased()
+        #expect(released == Array(packets[0...1]))
+        for packet in released {
+            let (datagram, _) = try #require(tunnel.seal(tunnel.a, packet))
+            #expect(tunnel.open(tunnel.b, datagram, from: Tunnel.addressA).1 == packet)
+        }
+        #expect(tunnel.a.counters.held == 2 && tunnel.a.counters.released == 2 && tunnel.a.heldCount == 0)
+    }
+
+    @Test func heldPacketsAreForgottenWhenTheirPolicyGoes() throws {
+        let tunnel = Tunnel(holdQueueLimit: 4)
+        let child = try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
+        try tunnel.a.deleteSA(child.outboundOfA)
+        let buffer = PacketBuffer()
+        let inner = ipv4Packet(from: "10.1.0.5", to: "10.2.0.7", payload: [1])
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(inner)) == .held)
+        tunnel.a.setPolicies([:])
+        #expect(tunnel.a.heldCount == 0)
     }
 
     @Test func innerPacketsOutsideTheInboundSelectorsAreDropped() throws {

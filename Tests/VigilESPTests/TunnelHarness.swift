@@ -58,8 +58,8 @@ final class Tunnel {
 
     let eventsOfA = EventLog()
 
-    init(replayWindow: Int = 64) {
-        let configuration = ESPEngine.Configuration(replayWindow: replayWindow)
+    init(replayWindow: Int = 64, holdQueueLimit: Int = 0) {
+        let configuration = ESPEngine.Configuration(replayWindow: replayWindow, holdQueueLimit: holdQueueLimit)
         let log = eventsOfA
         a = ESPEngine(configuration: configuration, clock: clock.function, wallSeconds: { 1_700_000_000 }) { log.append($0, $1) }
         b = ESPEngine(configuration: configuration, clock: clock.function, wallSeconds: { 1_700_000_000 })
@@ -118,7 +118,7 @@ final class Tunnel {
         let range = buffer.load(inner)
         switch engine.encapsulate(buffer: buffer.raw, payload: range) {
         case .send(let packet, let peer): return (buffer[packet], peer)
-        case .drop: return nil
+        case .held, .drop: return nil
         }
     }
 
