@@ -16,8 +16,8 @@ public final class ESPDataPlane: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// TUN interface name; `%d` lets the kernel number it.
         public var interfaceName: String = "vigil%d"
-        /// Inner MTU of the TUN device: 1500 minus outer IPv4 (20), UDP (8), ESP header and IV (24), worst padding
-        /// and trailer (17), ICV (16), rounded down.
+        /// Inner MTU of the TUN device: 1500 minus outer IPv4 (20), UDP (8), ESP header and CBC IV (24), worst CBC
+        /// padding and trailer (17), ICV (up to 16 for the suites carried), rounded down.
         public var mtu: Int = 1400
         /// Datagrams sent or received per system call (sendmmsg/recvmmsg), and packets read from the TUN device
         /// between two sends.
@@ -59,10 +59,15 @@ public final class ESPDataPlane: Sendable {
 
     private let running = Mutex<Running?>(nil)
 
-    /// Creates the TUN device (up, with its MTU). Packets flow after `start`.
-    public init(configuration: Configuration = Configuration(), clock: @escaping @Sendable () -> Duration) throws(ESPSystemError) {
+    /// Creates the TUN device (up, with its MTU). Packets flow after `start`. `clock` and `lifetimeEvents` are the
+    /// engine's (see `ESPEngine.init`).
+    public init(
+        configuration: Configuration = Configuration(),
+        clock: @escaping @Sendable () -> Duration,
+        lifetimeEvents: @escaping @Sendable (SAID, LifetimeEvent) -> Void = { _, _ in }
+    ) throws(ESPSystemError) {
         self.configuration = configuration
-        engine = ESPEngine(configuration: configuration.engine, clock: clock)
+        engine = ESPEngine(configuration: configuration.engine, clock: clock, lifetimeEvents: lifetimeEvents)
         tun = try TUNDevice(name: configuration.interfaceName, mtu: configuration.mtu, virtioNetHeader: configuration.tunOffload)
     }
 
@@ -127,6 +132,14 @@ public final class ESPDataPlane: Sendable {
         guard let socket = running.withLock({ $0?.socket }) else { throw ESPSystemError("sendIKE before start", errno: EBADF) }
         let datagram = [UInt8](repeating: 0, count: ESPSpec.nonESPMarkerLength) + message
         let sent = datagram.withUnsafeBytes { sendDatagram(socket, $0, to: peer) }
+        guard sent else { throw ESPSystemError("sendto \(peer)") }
+    }
+
+    /// Sends a NAT-keepalive, the single byte 0xFF (RFC 3948 §2.3, §4), which the side behind a NAT sends every
+    /// 20 seconds or so to keep its mapping.
+    public func sendNATKeepalive(to peer: Endpoint) throws(ESPSystemError) {
+        guard let socket = running.withLock({ $0?.socket }) else { throw ESPSystemError("keepalive before start", errno: EBADF) }
+        let sent = [ESPSpec.natKeepalive].withUnsafeBytes { sendDatagram(socket, $0, to: peer) }
         guard sent else { throw ESPSystemError("sendto \(peer)") }
     }
 

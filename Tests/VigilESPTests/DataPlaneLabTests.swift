@@ -220,12 +220,7 @@ final class LabPair {
         defer { lab.destroy() }
         let message: [UInt8] = Array(repeating: 0x2B, count: 28)
         try lab.a.plane.sendIKE(message, to: Endpoint(lab.b.outer, 4500))
-        let keepalive = try lab.nsA.runInside { () throws -> Bool in
-            let fd = try boundUDPSocket(IPAddress("192.0.2.1")!, 4501)
-            defer { close(fd) }
-            return [ESPSpec.natKeepalive].withUnsafeBytes { sendDatagram(fd, $0, to: Endpoint(IPAddress("192.0.2.2")!, 4500)) }
-        }
-        #expect(keepalive)
+        try lab.a.plane.sendNATKeepalive(to: Endpoint(lab.b.outer, 4500))
         for _ in 0..<50 where lab.b.ikeReceived.all.isEmpty || lab.b.plane.engine.counters.natKeepalives == 0 {
             Thread.sleep(forTimeInterval: 0.02)
         }
