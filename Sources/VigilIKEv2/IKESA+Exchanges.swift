@@ -325,13 +325,15 @@ extension IKESA {
             handleIKERekeyRequest(messageID: messageID, sa, ni: ni, inner, context: context, random: &random, effects: &effects)
             return
         }
-        guard let rekey = inner.notifies(.rekeySA).first else {
-            refuse(.noAdditionalSAs, "only the configured Child SA per IKE SA is supported")
-            return
-        }
-        guard let index = children.firstIndex(where: { bigEndian($0.info.outboundSPI) == rekey.spi && $0.state != .rekeyed && $0.state != .deleting }) else {
-            refuse(.childSANotFound, "no Child SA with outbound SPI \(rekey.spi)")
-            return
+        // With REKEY_SA the request replaces an existing Child SA; without it, it creates one (e.g. after a peer's
+        // Child SA expired and it sets it up again).
+        var index: Int?
+        if let rekey = inner.notifies(.rekeySA).first {
+            guard let found = children.firstIndex(where: { bigEndian($0.info.outboundSPI) == rekey.spi && $0.state != .rekeyed && $0.state != .deleting }) else {
+                refuse(.childSANotFound, "no Child SA with outbound SPI \(rekey.spi)")
+                return
+            }
+            index = found
         }
         guard let tsi = inner.trafficSelectorsInitiator, let tsr = inner.trafficSelectorsResponder else {
             refuse(.invalidSyntax, "no TSi/TSr")
@@ -372,6 +374,11 @@ extension IKESA {
                     + [.trafficSelectorInitiator(narrowedI), .trafficSelectorResponder(narrowedR)],
                 random: &random, effects: &effects)
         let keys = establishedKeys.childKeys(selection.algorithms, sharedSecret: shared, ni: ni, nr: nr, weAreInitiator: false)
+        guard let index else {
+            installChild(selection.algorithms, inbound: inbound, outbound: selection.peerSPI, localSelectors: narrowedR, remoteSelectors: narrowedI,
+                         keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
+            return
+        }
         let old = children[index].info.id
         if children[index].state == .rekeying {
             // §2.25.1: our own rekey of this SA is in flight; remember this one's nonces to pick the redundant SA.
