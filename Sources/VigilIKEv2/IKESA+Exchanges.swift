@@ -422,6 +422,13 @@ extension IKESA {
     ) {
         finishRequest(&effects)
         func abandon(_ reason: String) {
+            if let theirs = collision?.successor.first {
+                // Our rekey failed but the peer's succeeded: it wins.
+                collision = nil
+                effects.log(.info, "\(label): our IKE SA rekey failed (\(reason)); the peer's replaces this SA")
+                handOver(to: theirs, context: context, random: &random, effects: &effects)
+                return
+            }
             effects.log(.warning, "\(label): IKE SA rekey failed: \(reason); will retry")
             effects.actions.append(.scheduleTimer(.rekeyIKESA(id), at: context.now + IKEv2Tunables.rekeyRetryDelay))
         }
@@ -442,8 +449,26 @@ extension IKESA {
         let old = establishedKeys
         let keys = IKESAKeys.rekeyed(algorithms, oldPRF: old.algorithms.prf, oldSKd: old.skD, sharedSecret: shared,
                                      ni: request.nonce, nr: nr, spiI: request.newSPI, spiR: peerSPI)
-        handOver(to: IKESAID(request.newSPI), initiatorSPI: request.newSPI, responderSPI: peerSPI, weInitiated: true, keys: keys,
-                 context: context, random: &random, effects: &effects)
+        let ours = successor(IKESAID(request.newSPI), initiatorSPI: request.newSPI, responderSPI: peerSPI, weInitiated: true, keys: keys, now: context.now)
+        if let collision, let theirs = collision.successor.first {
+            self.collision = nil
+            // §2.25.2: the new IKE SA with the lowest of the four nonces is redundant; its creator deletes it, the
+            // other inherits the Child SAs, and the creator of the survivor deletes the old SA.
+            if lowerNonce(request.nonce, nr).lexicographicallyPrecedes(collision.lowestNonce) {
+                effects.log(.info, "\(label): IKE SA rekey collision: ours is redundant; deleting it")
+                handOver(to: theirs, context: context, random: &random, effects: &effects)
+                var loser = redundant(ours)
+                var loserEffects = Effects()
+                loser.startRequest(.informational, [.delete(IKEv2.Delete(protocolID: .ike, spis: []))], kind: .deleteIKE,
+                                   now: context.now, random: &random, effects: &loserEffects)
+                effects.actions += loserEffects.actions
+                effects.spawned.append(loser)
+                return
+            }
+            effects.log(.info, "\(label): IKE SA rekey collision: the peer's is redundant; it deletes it")
+            effects.spawned.append(redundant(theirs))
+        }
+        handOver(to: ours, context: context, random: &random, effects: &effects)
         // §2.18: the initiator of the rekey deletes the old IKE SA.
         startRequest(.informational, [.delete(IKEv2.Delete(protocolID: .ike, spis: []))], kind: .deleteIKE,
                      now: context.now, random: &random, effects: &effects)
@@ -457,9 +482,8 @@ extension IKESA {
             effects.log(.warning, "\(label): refusing IKE SA rekey with \(type): \(reason)")
             respond(.createChildSA, messageID: messageID, [.notify(IKEv2.Notify(type: type, data: data))], random: &random, effects: &effects)
         }
-        if case .rekeyIKE = outstanding?.kind {
-            // §2.25.2 simplified: while our own IKE SA rekey is in flight we let the peer retry later.
-            refuse(.temporaryFailure, "our own IKE SA rekey is in flight")
+        guard !rekeyedAway else {
+            refuse(.temporaryFailure, "this IKE SA is already replaced")
             return
         }
         guard let (chosen, algorithms) = ProposalNegotiation.select(sa, from: connection.ikeProposals),
@@ -494,15 +518,20 @@ extension IKESA {
         let old = establishedKeys
         let keys = IKESAKeys.rekeyed(algorithms, oldPRF: old.algorithms.prf, oldSKd: old.skD, sharedSecret: shared,
                                      ni: ni, nr: nr, spiI: peerSPI, spiR: newSPI)
-        handOver(to: IKESAID(newSPI), initiatorSPI: peerSPI, responderSPI: newSPI, weInitiated: false, keys: keys,
-                 context: context, random: &random, effects: &effects)
+        let new = successor(IKESAID(newSPI), initiatorSPI: peerSPI, responderSPI: newSPI, weInitiated: false, keys: keys, now: context.now)
+        if case .rekeyIKE = outstanding?.kind {
+            // §2.25.2: our own rekey is in flight; which new SA survives is decided when its answer arrives.
+            effects.log(.info, "\(label): IKE SA rekey collision; answering the peer's and waiting for ours")
+            collision = IKERekeyCollision(successor: [new], lowestNonce: lowerNonce(ni, nr))
+            return
+        }
+        handOver(to: new, context: context, random: &random, effects: &effects)
     }
 
-    /// Moves the Child SAs to the new IKE SA born from a rekey; this one only waits to be deleted.
-    private mutating func handOver(
-        to newID: IKESAID, initiatorSPI: UInt64, responderSPI: UInt64, weInitiated: Bool, keys: IKESAKeys,
-        context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
-    ) {
+    /// The new IKE SA born from a rekey (§2.18), still without Child SAs; message IDs start again at 0.
+    private func successor(
+        _ newID: IKESAID, initiatorSPI: UInt64, responderSPI: UInt64, weInitiated: Bool, keys: IKESAKeys, now: Duration
+    ) -> IKESA {
         let protection: MessageProtection
         do {
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: weInitiated)
@@ -515,9 +544,16 @@ extension IKESA {
             schedule: schedule
         )
         successor.remoteIdentity = remoteIdentity
-        successor.establishedAt = context.now
+        successor.establishedAt = now
         successor.localBehindNAT = localBehindNAT
         successor.remoteBehindNAT = remoteBehindNAT
+        return successor
+    }
+
+    /// Moves the Child SAs to the successor; this SA only waits to be deleted.
+    private mutating func handOver(to successor: IKESA, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
+        var successor = successor
+        let newID = successor.id
         successor.children = children.map { child in
             var moved = child
             moved.info.ikeSA = newID
@@ -533,13 +569,20 @@ extension IKESA {
         queue = []
         rekeyedAway = true
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))
-        effects.log(.notice, "\(label): rekeyed; successor \(successor.label) with \(keys.algorithms)")
+        effects.log(.notice, "\(label): rekeyed; successor \(successor.label) with \(successor.algorithms?.description ?? "?")")
         effects.actions.append(.ikeSARekeyed(old: id, new: successor.info))
         effects.spawned.append(successor)
     }
+
+    /// A successor that lost a rekey collision (§2.25.2): it exists only until it is deleted, never reported.
+    private func redundant(_ successor: IKESA) -> IKESA {
+        var redundant = successor
+        redundant.rekeyedAway = true
+        return redundant
+    }
 }
 
-/// §2.25.1 compares nonces as octet strings.
+/// §2.25 compares nonces as octet strings.
 func lowerNonce(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] { a.lexicographicallyPrecedes(b) ? a : b }
 
 func bigEndianGroup(_ group: DHGroup) -> [UInt8] { [UInt8(group.rawValue >> 8), UInt8(truncatingIfNeeded: group.rawValue)] }

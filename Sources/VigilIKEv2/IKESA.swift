@@ -91,6 +91,13 @@ struct RekeyIKERequest: @unchecked Sendable {
     var keyExchange: KeyExchange
 }
 
+/// The successor the peer created by rekeying while our own rekey was in flight (an array only to let a struct
+/// hold a value of its own type).
+struct IKERekeyCollision: Sendable {
+    var successor: [IKESA]
+    var lowestNonce: [UInt8]
+}
+
 /// One IKE SA: its phase, its Child SAs, its message-ID window.
 struct IKESA: @unchecked Sendable {
     enum Phase {
@@ -151,6 +158,8 @@ struct IKESA: @unchecked Sendable {
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     var rekeyedAway = false
+    /// §2.25.2: the peer's IKE SA rekey we answered while ours was in flight.
+    var collision: IKERekeyCollision?
     var schedule: RetransmissionSchedule
 
     // §2.2 message IDs, window of one.

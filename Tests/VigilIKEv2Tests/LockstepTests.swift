@@ -270,6 +270,28 @@ import VigilWire
         }
     }
 
+    @Test(arguments: Array(UInt64(1)...16))  // both outcomes (ours or the peer's redundant) occur among these seeds
+    func simultaneousIKESARekeyLeavesOneIKESAWithTheChildren(seed: UInt64) throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        lockstep.random = SeededGenerator(seed: seed)
+        _ = try Self.establish(&lockstep)
+        let westID = try #require(lockstep.west.ikeSAs.first?.id)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        // CREATE_CHILD_SA { SA, Ni, KEi } -->   <-- CREATE_CHILD_SA { SA, Ni, KEi }   (crossing)
+        // then the redundant new IKE SA and the old one are deleted by their creators
+        let all = lockstep.pump(lockstep.westHandles(.rekeyIKESA(westID)) + lockstep.eastHandles(.rekeyIKESA(eastID)))
+        #expect(all.deletedIKESAs.isEmpty && all.deletedChildren.isEmpty, "\(all.logText)")
+        #expect(all.logText.contains("IKE SA rekey collision: "))
+        #expect(lockstep.west.ikeSAs.count == 1, "west: \(lockstep.west.ikeSAs.map(\.id))\n\(all.logText)")
+        #expect(lockstep.east.ikeSAs.count == 1, "east: \(lockstep.east.ikeSAs.map(\.id))")
+        let west = try #require(lockstep.west.ikeSAs.first)
+        let east = try #require(lockstep.east.ikeSAs.first)
+        #expect(west.initiatorSPI == east.initiatorSPI && west.responderSPI == east.responderSPI)
+        #expect(lockstep.west.childSAs.first?.ikeSA == west.id && lockstep.east.childSAs.first?.ikeSA == east.id)
+        let check = lockstep.pump(lockstep.westHandles(.sendLivenessCheck(west.id)))
+        #expect(check.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
+    }
+
     @Test func retransmissionsExhaustedReportPeerUnreachable() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
