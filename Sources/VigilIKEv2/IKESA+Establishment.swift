@@ -307,7 +307,10 @@ extension IKESA {
                          keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
         } else {
             let type = failure ?? .noProposalChosen
-            childFailure(failureCode(type), "no Child SA with \(remote): \(type) (ESP proposals or traffic selectors do not match \(connection.name))", effects: &effects)
+            let detail = type == .tsUnacceptable
+                ? "traffic selectors \(payloads.trafficSelectorsInitiator ?? []) === \(payloads.trafficSelectorsResponder ?? []) do not fit \(connection.name)"
+                : "peer offered ESP \(payloads.securityAssociation.map(ProposalNegotiation.describe) ?? "nothing"), we accept \(connection.espProposals.map(\.description).joined(separator: ", "))"
+            childFailure(failureCode(type), "no Child SA with \(remote): \(type): \(detail)", effects: &effects)
         }
     }
 

@@ -210,8 +210,7 @@ public struct IKEv2Endpoint: Sendable {
         guard let (answer, algorithms) = selection, let connection = owners.first,
               let peer = connection.peers.first(where: { $0.address == from.address })
         else {
-            let offered = sa.proposals.map { $0.transforms.map { "\($0.type)/\($0.id)\($0.keyLength.map { "/\($0)" } ?? "")" }.joined(separator: ",") }
-            let message = "no common IKE proposal with \(from): peer offered [\(offered.joined(separator: "; "))] (type/id), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
+            let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
             actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
             actions.append(.log(.error, message))
             actions.append(.negotiationFailed(connection: candidates[0].name, peer: from.address, reason: NegotiationFailure(.noProposalChosen, message)))

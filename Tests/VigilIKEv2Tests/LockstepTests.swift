@@ -81,6 +81,7 @@ import VigilWire
         #expect(east.failures.map(\.code) == [.noProposalChosen])
         #expect(west.failures.map(\.code) == [.noProposalChosen])
         #expect(west.logText.contains("NO_PROPOSAL_CHOSEN"))
+        #expect(east.logText.contains("peer offered aes128-sha1-prfsha1-modp2048, we accept aes256-sha256-prfsha256-modp2048"), "\(east.logText)")
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
     }
 
@@ -89,6 +90,7 @@ import VigilWire
         let (west, east) = try Self.establish(&lockstep)
         #expect(west.failures.map(\.code) == [.noProposalChosen])
         #expect(east.failures.map(\.code) == [.noProposalChosen])
+        #expect(east.logText.contains("peer offered ESP aes128-sha1-noesn, we accept aes256-sha256"), "\(east.logText)")
         #expect(lockstep.west.childSAs.isEmpty)
         #expect(lockstep.west.ikeSAs.map(\.state) == [.established])
     }
@@ -198,6 +200,18 @@ import VigilWire
         let gone = lockstep.pump(lockstep.eastHandles(.deleteIKESA(eastID)))
         #expect(gone.deletedIKESAs.count == 2)
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
+    }
+
+    @Test func initialContactFromARestartedPeerReplacesItsStaleSAs() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let stale = try #require(lockstep.east.ikeSAs.first?.id)
+        // West restarts (forgets everything) and connects again with INITIAL_CONTACT.
+        lockstep.west = IKEv2Endpoint(configuration: lockstep.west.configuration)
+        let (_, east) = try Self.establish(&lockstep)
+        #expect(east.deletedIKESAs.map(\.id) == [stale])
+        #expect(east.deletedChildren.count == 1)
+        #expect(lockstep.east.ikeSAs.count == 1 && lockstep.east.childSAs.count == 1)
     }
 
     @Test func abandonSendsNothingAndReportsDeletions() throws {
