@@ -231,14 +231,17 @@ extension IKESA {
         return state.keys
     }
 
-    private mutating func startChildRekey(_ childID: ChildSAID, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
+    /// `group` overrides the PFS group (the peer asked for it with INVALID_KE_PAYLOAD).
+    private mutating func startChildRekey(
+        _ childID: ChildSAID, group requested: DHGroup? = nil, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
+    ) {
         guard let index = children.firstIndex(where: { $0.info.id == childID && $0.state == .installed }) else { return }
         children[index].state = .rekeying
         let child = children[index]
         let spi = newChildSPI(context, &random)
         let nonce = newNonce(&random)
         var keyExchange: KeyExchange?
-        if let group = connection.espProposals.first.map(pfsGroups)?.first {
+        if let group = requested ?? connection.espProposals.first.map(pfsGroups)?.first {
             do {
                 keyExchange = try KeyExchange(group: group)
             } catch {
@@ -271,6 +274,15 @@ extension IKESA {
             effects.actions.append(.scheduleTimer(.rekeyChildSA(request.old), at: context.now + IKEv2Tunables.rekeyRetryDelay))
         }
         if let error = inner.errorNotify {
+            // §1.3: INVALID_KE_PAYLOAD names the group the peer wants; retry at once if we offered it.
+            if error.type == .invalidKEPayload, error.data.count == 2,
+               let group = DHGroup(rawValue: UInt16(error.data[0]) << 8 | UInt16(error.data[1])),
+               group != request.keyExchange?.group, connection.espProposals.flatMap(pfsGroups).contains(group) {
+                effects.log(.info, "\(label): peer wants PFS group \(group) for the Child SA rekey; retrying")
+                children[index].state = .installed
+                startChildRekey(request.old, group: group, context: context, random: &random, effects: &effects)
+                return
+            }
             abandon("peer answered \(error.type)")
             return
         }

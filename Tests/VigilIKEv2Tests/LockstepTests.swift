@@ -246,6 +246,22 @@ import VigilWire
         }
     }
 
+    @Test func childRekeyRetriesWithThePFSGroupTheResponderAsksFor() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, esp: "aes256-sha256-x25519-ecp256"),
+                                east: Fixtures.connection(west: false, esp: "aes256-sha256-ecp256"))
+        _ = try Self.establish(&lockstep)
+        let child = try #require(lockstep.west.childSAs.first)
+        // CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, KEi(x25519), TSi, TSr } -->
+        let first = lockstep.westHandles(.rekeyChildSA(child.id))
+        // <-- CREATE_CHILD_SA { N(INVALID_KE_PAYLOAD(ecp256)) }
+        let refusal = lockstep.deliver(try #require(first.sent.first))
+        #expect(refusal.logText.contains("INVALID_KE_PAYLOAD"))
+        // CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, KEi(ecp256), TSi, TSr } -->  ...
+        let all = lockstep.pump(refusal)
+        #expect(all.rekeyed.count == 2, "\(all.logText)")
+        #expect(lockstep.west.childSAs.map(\.dhGroup) == [.ecp256])
+    }
+
     @Test func simultaneousChildRekeyLeavesExactlyOneNewSA() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
