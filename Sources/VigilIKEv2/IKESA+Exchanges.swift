@@ -19,11 +19,16 @@ extension IKESA {
             effects.log(.debug, "\(label): dropping unprotected \(message.summary) from \(from)")
             return
         }
+        var unsupportedCritical: UInt8?
         func open() -> [IKEv2.Payload]? {
             do throws(MessageProtection.OpenError) {
                 return try protection.open(datagram: datagram, firstPayload: first, body: body)
             } catch {
                 switch error {
+                case .unsupportedCriticalPayload(let type):
+                    unsupportedCritical = type
+                    effects.count("unsupportedCriticalPayloads")
+                    effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) has unknown critical payload \(type)")
                 case .integrity:
                     effects.count("integrityFailures")
                     effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) fails its integrity check; dropped")
@@ -56,7 +61,15 @@ extension IKESA {
                 effects.log(.debug, "\(label): request with message ID \(header.messageID), expected \(nextPeerRequestID); dropped")
                 return
             }
-            guard let inner = open() else { return }
+            guard let inner = open() else {
+                // §2.5: an authentic request with an unknown critical payload is refused, and answered.
+                if let type = unsupportedCritical {
+                    nextPeerRequestID &+= 1
+                    respond(header.exchangeType, messageID: header.messageID,
+                            [.notify(IKEv2.Notify(type: .unsupportedCriticalPayload, data: [type]))], random: &random, effects: &effects)
+                }
+                return
+            }
             nextPeerRequestID &+= 1
             noteAuthenticated(from: from, to: to, effects: &effects)
             effects.log(.info, "\(label): received \(IKEv2.Message(header: header, payloads: inner).summary) from \(from)")

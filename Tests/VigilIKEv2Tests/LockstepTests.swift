@@ -356,6 +356,24 @@ import VigilWire
         #expect(lockstep.east.ikeSAs.first?.remoteBehindNAT == true)
     }
 
+    @Test func unknownCriticalPayloadInARequestIsAnsweredWithUnsupportedCriticalPayload() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        var sa = try #require(lockstep.west.sas[id])
+        var effects = Effects()
+        // INFORMATIONAL { UNKNOWN(200, critical) } -->
+        sa.startRequest(.informational, [.other(type: 200, critical: true, body: [1])], kind: .liveness, now: .zero,
+                        random: &lockstep.random, effects: &effects)
+        lockstep.west.sas[id] = sa
+        let answer = lockstep.deliver(try #require(effects.actions.sent.first))
+        #expect(lockstep.east.counters["unsupportedCriticalPayloads"] == 1)
+        #expect(answer.logText.contains("INFORMATIONAL response 2 { N(UNSUPPORTED_CRITICAL_PAYLOAD) }"), "\(answer.logText)")
+        // <-- INFORMATIONAL { N(UNSUPPORTED_CRITICAL_PAYLOAD) }
+        let west = lockstep.deliver(try #require(answer.sent.first))
+        #expect(west.logText.contains("N(UNSUPPORTED_CRITICAL_PAYLOAD)"))
+    }
+
     @Test func garbageAndTamperedMessagesAreCountedNotFatal() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)

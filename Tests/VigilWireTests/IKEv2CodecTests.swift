@@ -141,6 +141,9 @@ private func hex(_ text: String) -> [UInt8] {
         #expect(parsed.payloads.count == 2)
         let critical = IKEv2.Message(header: header, payloads: [.other(type: 200, critical: true, body: [1, 2])])
         #expect { try IKEv2.Message.parse(critical.serialize()) } throws: { ($0 as? WireError)?.code == .unsupportedCriticalPayload }
+        let body = Array(critical.serialize().dropFirst(IKEv2.Spec.headerLength))
+        #expect(IKEv2.Payloads.firstUnsupportedCriticalPayload(body, first: 200) == 200)
+        #expect(IKEv2.Payloads.firstUnsupportedCriticalPayload(Array(plain.serialize().dropFirst(28)), first: 200) == nil)
     }
 
     @Test func refusesShortNonceAndBadTrafficSelectorLength() throws {
