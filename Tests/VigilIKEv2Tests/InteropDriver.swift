@@ -18,6 +18,9 @@ final class InteropDriver {
     private let origin: ContinuousClock.Instant
     private var random = SystemRandomNumberGenerator()
     private(set) var actions: [IKEv2Action] = []
+    /// While set, datagrams are queued instead of sent (to make exchanges cross on the wire).
+    var holding = false
+    private var held: [(bytes: [UInt8], port: UInt16, to: Endpoint)] = []
 
     init(namespace: NetworkNamespace, local: IPAddress, configuration: IKEv2Endpoint.Configuration) throws {
         self.local = local
@@ -75,7 +78,19 @@ final class InteropDriver {
         }
     }
 
+    /// Sends everything held back, in order, and stops holding.
+    func release() {
+        holding = false
+        let queued = held
+        held = []
+        for datagram in queued { send(datagram.bytes, from: datagram.port, to: datagram.to) }
+    }
+
     private func send(_ bytes: [UInt8], from port: UInt16, to: Endpoint) {
+        if holding {
+            held.append((bytes, port, to))
+            return
+        }
         guard let fd = sockets[port], case .v4(let value) = to.address else { return }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

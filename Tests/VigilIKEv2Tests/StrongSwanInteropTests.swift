@@ -266,6 +266,44 @@ final class SwanLab {
         #expect(lab.swanSAs.components(separatedBy: "state=INSTALLED").count == 2, "\(lab.swanSAs)")
     }
 
+    /// §2.25: both ends rekey the same SA at once (our request and answer are held back until strongSwan's request
+    /// has arrived, so the exchanges cross); afterwards both agree on exactly one surviving SA.
+    @Test(arguments: ["ike", "child"])
+    func simultaneousRekeysWithStrongSwanAgreeOnOneSurvivor(kind: String) throws {
+        let lab = try SwanLab(.init())
+        defer { lab.tearDown() }
+        try lab.vigilInitiates()
+        let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
+        let child = try #require(lab.driver.endpoint.childSAs.first)
+        lab.driver.holding = true
+        lab.driver.handle(kind == "ike" ? .rekeyIKESA(id) : .rekeyChildSA(child.id))
+        let rekey = try lab.swanctlInBackground(["--rekey", kind == "ike" ? "--ike" : "--child", kind == "ike" ? "vigil" : "net"])
+        let crossed = lab.driver.run(seconds: 3) { $0.logText.contains("received CREATE_CHILD_SA request") }
+        lab.driver.release()
+        lab.driver.run(seconds: 3)
+        rekey.waitUntilExit()
+        #expect(crossed, "strongSwan's rekey request never came: \(lab.swan.log)")
+        let log = lab.driver.actions.logText
+        #expect(log.contains("collision"), "\(log)")
+        #expect(lab.driver.actions.deletedIKESAs.isEmpty, "\(log)")
+        let live = lab.driver.endpoint.ikeSAs.filter { $0.state == .established }
+        #expect(live.count == 1, "\(lab.driver.endpoint.ikeSAs)\n\(log)\n\(lab.swan.log)")
+        #expect(lab.driver.endpoint.childSAs.count == 1, "\(lab.driver.endpoint.childSAs)\n\(log)")
+        let sas = lab.swanSAs
+        #expect(sas.components(separatedBy: "state=ESTABLISHED").count == 2, "\(sas)")
+        #expect(sas.components(separatedBy: "state=INSTALLED").count == 2, "\(sas)")
+        if let current = live.first {
+            #expect(sas.contains("initiator-spi=\(hex64(current.initiatorSPI))"), "\(sas)")
+        }
+        if let child = lab.driver.endpoint.childSAs.first { lab.expectSameSAs(child) }
+        // The survivor carries traffic.
+        let answered = lab.driver.actions.livenessAnswers
+        if let current = live.first {
+            lab.driver.handle(.sendLivenessCheck(current.id))
+            #expect(lab.driver.run(seconds: 2) { $0.livenessAnswers > answered })
+        }
+    }
+
     @Test func killedStrongSwanLeavesLivenessChecksUnanswered() throws {
         let lab = try SwanLab(.init()) { connection in
             connection.retransmission = RetransmissionSchedule(timeout: .milliseconds(200), base: 1.5, tries: 3)
