@@ -142,8 +142,15 @@ extension IKESA {
             effects.log(.debug, "\(label): \(intent) ignored: SA not established or being replaced")
             return
         }
-        if outstanding != nil {
+        if let request = outstanding {
             if !queue.contains(intent) { queue.append(intent) }
+            if request.isLiveness, !request.onSchedule {
+                // Work now waits behind a liveness check: make sure it is answered or the peer declared dead even if
+                // the detector stops asking (an unanswered check would otherwise block the window of one forever).
+                outstanding?.onSchedule = true
+                effects.actions.append(.scheduleTimer(.retransmit(id, messageID: request.messageID),
+                                                      at: context.now + schedule.delay(afterAttempt: request.transmissions - 1)))
+            }
             return
         }
         perform(intent, context: context, random: &random, effects: &effects)

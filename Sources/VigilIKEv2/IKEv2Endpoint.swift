@@ -6,7 +6,8 @@ import VigilWire
 /// Every IKEv2 SA of the daemon, as one pure value: feed events, perform the returned actions in order.
 /// Never does I/O; time comes in as `now`, randomness (SPIs, nonces, IVs) from `random`.
 public struct IKEv2Endpoint: Sendable {
-    public let configuration: Configuration
+    /// New negotiations use the configuration as it is then; existing SAs keep the connection they were made with.
+    public var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
     var counterValues: [String: UInt64] = [:]
     /// §2.6: the secret behind stateless cookies, drawn from `random` when first needed.

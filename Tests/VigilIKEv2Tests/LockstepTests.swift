@@ -187,6 +187,25 @@ import VigilWire
         #expect(eastAnswered.contains { if case .livenessCheckAnswered(eastID) = $0 { true } else { false } })
     }
 
+    @Test func workQueuedBehindALostLivenessCheckPutsItOnTheRetransmissionSchedule() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        let child = try #require(lockstep.west.childSAs.first)
+        // INFORMATIONAL { } -->  (lost; the detector asks no more)
+        let lost = try #require(lockstep.westHandles(.sendLivenessCheck(id)).sent.first)
+        let queued = lockstep.westHandles(.rekeyChildSA(child.id))
+        #expect(queued.sent.isEmpty, "window of one")
+        let timer = try #require(queued.timers.first { if case .retransmit = $0.0 { true } else { false } })
+        lockstep.now = timer.1
+        let retransmitted = lockstep.westHandles(.timerFired(timer.0))
+        #expect(retransmitted.sent.first?.bytes == lost.bytes)
+        // INFORMATIONAL { } -->  <-- INFORMATIONAL { }  then the queued rekey runs
+        let all = lockstep.pump(retransmitted)
+        #expect(all.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
+        #expect(all.rekeyed.count == 2, "\(all.logText)")
+    }
+
     @Test func deleteChildThenIKESA() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
