@@ -137,6 +137,13 @@ public struct IKESAInfo: Sendable, Hashable {
 
 /// A read-only view of one Child SA.
 public struct ChildSAInfo: Sendable, Hashable {
+    public enum State: String, Hashable, Sendable {
+        case installed
+        case rekeying    // our CREATE_CHILD_SA for it is in flight
+        case rekeyed     // replaced; waits for its DELETE
+        case deleting
+    }
+
     public var id: ChildSAID
     public var ikeSA: IKESAID
     public var connection: String
@@ -151,6 +158,7 @@ public struct ChildSAInfo: Sendable, Hashable {
     public var remoteEndpoint: Endpoint
     public var udpEncapsulated: Bool
     public var establishedAt: Duration
+    public var state: State = .installed
 }
 
 /// Keys of one Child SA, per direction (RFC 7296 §2.17). GCM keys include the 4-byte salt.

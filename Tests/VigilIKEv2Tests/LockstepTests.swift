@@ -196,6 +196,7 @@ import VigilWire
         let lost = try #require(lockstep.westHandles(.sendLivenessCheck(id)).sent.first)
         let queued = lockstep.westHandles(.rekeyChildSA(child.id))
         #expect(queued.sent.isEmpty, "window of one")
+        #expect(lockstep.west.childSAs.map(\.state) == [.installed])
         let timer = try #require(queued.timers.first { if case .retransmit = $0.0 { true } else { false } })
         lockstep.now = timer.1
         let retransmitted = lockstep.westHandles(.timerFired(timer.0))
@@ -288,6 +289,7 @@ import VigilWire
         let eastChild = try #require(lockstep.east.childSAs.first)
         // CREATE_CHILD_SA { N(REKEY_SA), ... } -->   <-- CREATE_CHILD_SA { N(REKEY_SA), ... }   (crossing)
         let westRequest = lockstep.westHandles(.rekeyChildSA(westChild.id))
+        #expect(lockstep.west.childSAs.map(\.state) == [.rekeying])
         let eastRequest = lockstep.eastHandles(.rekeyChildSA(eastChild.id))
         let all = lockstep.pump(westRequest + eastRequest)
         #expect(all.rekeyed.count == 4)
