@@ -18,6 +18,8 @@ final class InteropDriver {
     private let origin: ContinuousClock.Instant
     private var random = SystemRandomNumberGenerator()
     private(set) var actions: [IKEv2Action] = []
+    /// Every IKE datagram received (marker stripped), in order.
+    private(set) var received: [[UInt8]] = []
     /// While set, datagrams are queued instead of sent (to make exchanges cross on the wire).
     var holding = false
     private var held: [(bytes: [UInt8], port: UInt16, to: Endpoint)] = []
@@ -146,6 +148,7 @@ final class InteropDriver {
             bytes.removeFirst(4)
         }
         let from = Endpoint(.v4(UInt32(bigEndian: addr.sin_addr.s_addr)), UInt16(bigEndian: addr.sin_port))
+        received.append(bytes)
         handle(.datagramReceived(bytes: bytes, from: from, to: Endpoint(local, port)))
     }
 }

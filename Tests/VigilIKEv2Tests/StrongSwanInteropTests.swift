@@ -157,6 +157,9 @@ final class SwanLab {
         #expect(lab.driver.endpoint.ikeSAs.first?.proposal?.description == (try IKEProposal.parse(ike)).description
             || ike.contains("gcm"))
         #expect(elapsed < .seconds(2))
+        if ProcessInfo.processInfo.environment["VIGIL_DUMP_IKE"] != nil {
+            for bytes in lab.driver.received { print("captured:", bytes.map { String(format: "%02x", $0) }.joined()) }
+        }
         print("interop: IKE_SA_INIT + IKE_AUTH with \(ike) / \(esp) took \(elapsed)")
     }
 
