@@ -26,7 +26,10 @@ final class SwanLab {
         var childRekey = "0"
     }
 
-    init(_ swanOptions: SwanOptions, vigil: (inout IKEv2Endpoint.ConnectionConfiguration) -> Void = { _ in }) throws {
+    init(
+        _ swanOptions: SwanOptions, vigil: (inout IKEv2Endpoint.ConnectionConfiguration) -> Void = { _ in },
+        endpoint: (inout IKEv2Endpoint.Configuration) -> Void = { _ in }
+    ) throws {
         vigilNamespace = try NetworkNamespace(prefix: "v2v")
         swanNamespace = try NetworkNamespace(prefix: "v2s")
         do {
@@ -42,7 +45,9 @@ final class SwanLab {
                 forceUDPEncapsulation: true
             )
             vigil(&connection)
-            driver = try InteropDriver(namespace: vigilNamespace, local: Self.vigilAddress, configuration: .init(connections: [connection]))
+            var configuration = IKEv2Endpoint.Configuration(connections: [connection])
+            endpoint(&configuration)
+            driver = try InteropDriver(namespace: vigilNamespace, local: Self.vigilAddress, configuration: configuration)
         } catch {
             vigilNamespace.destroy()
             swanNamespace.destroy()
@@ -305,6 +310,44 @@ final class SwanLab {
             lab.driver.handle(.sendLivenessCheck(current.id))
             #expect(lab.driver.run(seconds: 2) { $0.livenessAnswers > answered })
         }
+    }
+
+    @Test func strongSwanEchoesTheCookieWeDemand() throws {
+        let lab = try SwanLab(.init(), endpoint: { $0.cookieThreshold = 0 })
+        defer { lab.tearDown() }
+        let initiate = try lab.swanctlInBackground(["--initiate", "--child", "net", "--timeout", "10"])
+        let up = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
+        initiate.waitUntilExit()
+        #expect(up, "\(lab.driver.actions.logText)\n\(lab.swan.log)")
+        #expect(lab.driver.endpoint.counters["cookiesSent"] == 1)
+        #expect(lab.driver.actions.logText.contains("received IKE_SA_INIT request 0 { N(COOKIE), SA, KE"))
+        if let child = lab.driver.actions.established.first { lab.expectSameSAs(child) }
+    }
+
+    @Test func invalidKEPayloadBothWays() throws {
+        // strongSwan sends KE for ecp256 first; Vigil accepts only modp2048 and asks for it.
+        let lab = try SwanLab(.init(ike: "aes256-sha256-ecp256-modp2048"), vigil: { connection in
+            connection.ikeProposals = [try! IKEProposal.parse("aes256-sha256-modp2048")]
+        })
+        defer { lab.tearDown() }
+        let initiate = try lab.swanctlInBackground(["--initiate", "--child", "net", "--timeout", "10"])
+        let up = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
+        initiate.waitUntilExit()
+        #expect(up, "\(lab.driver.actions.logText)\n\(lab.swan.log)")
+        #expect(lab.driver.actions.logText.contains("asking for modp2048 (INVALID_KE_PAYLOAD)"))
+        // Vigil sends KE for x25519 first; strongSwan accepts only modp2048 and asks for it.
+        let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
+        lab.driver.handle(.deleteIKESA(id))
+        lab.driver.run(seconds: 0.5)
+        try lab.swan.reconfigure(swanctlConf: SwanLab.swanctl(.init(ike: "aes256-sha256-modp2048")))
+        var configuration = lab.driver.endpoint.configuration
+        configuration.connections[0].ikeProposals = [try IKEProposal.parse("aes256-sha256-x25519-modp2048")]
+        lab.driver.endpoint.configuration = configuration
+        let established = lab.driver.actions.established.count
+        lab.driver.handle(.initiate(connection: "SWAN/10", peer: SwanLab.swanAddress))
+        #expect(lab.driver.run(seconds: 10) { $0.established.count > established }, "\(lab.driver.actions.logText)\n\(lab.swan.log)")
+        #expect(lab.driver.actions.logText.contains("responder wants DH group modp2048 (INVALID_KE_PAYLOAD)"))
+        #expect(lab.driver.endpoint.ikeSAs.first?.proposal?.dhGroup == .modp2048)
     }
 
     @Test func killedStrongSwanLeavesLivenessChecksUnanswered() throws {
