@@ -601,6 +601,7 @@ extension IKESA {
         queue = []
         rekeyedAway = true
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))
+        effects.actions.append(.scheduleTimer(.expireReplacedIKESA(id), at: context.now + context.configuration.halfOpenTimeout))
         effects.log(.notice, "\(label): rekeyed; successor \(successor.label) with \(successor.algorithms?.description ?? "?")")
         effects.actions.append(.ikeSARekeyed(old: id, new: successor.info))
         effects.spawned.append(successor)

@@ -351,6 +351,7 @@ struct IKESA: @unchecked Sendable {
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))
         effects.actions.append(.cancelTimer(.halfOpenExpiry(id)))
         effects.actions.append(.cancelTimer(.natKeepalive(id)))
+        if rekeyedAway { effects.actions.append(.cancelTimer(.expireReplacedIKESA(id))) }
         // An SA never established, or one whose role passed to its rekeyed successor, is not reported.
         if establishedAt != nil, !rekeyedAway {
             effects.actions.append(.ikeSADeleted(info, reason: reason))

@@ -306,6 +306,12 @@ public struct IKEv2Endpoint: Sendable {
         case .rekeyChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
             return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+        case .expireReplacedIKESA(let id):
+            return withSA(id, now: now) { sa, _, effects in
+                guard sa.rekeyedAway else { return }
+                effects.log(.info, "\(sa.label): replaced by a rekey and never deleted by the peer; forgotten")
+                sa.close(reason: "rekeyed", effects: &effects)
+            }
         case .natKeepalive(let id):
             return withSA(id, now: now) { sa, context, effects in
                 guard sa.isEstablished, sa.localBehindNAT, !sa.rekeyedAway else { return }

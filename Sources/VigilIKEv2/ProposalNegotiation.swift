@@ -131,11 +131,11 @@ enum ProposalNegotiation {
     static func accepted(
         _ sa: IKEv2.SecurityAssociation, offered configured: [ESPProposal], pfs: (ESPProposal) -> [DHGroup]?
     ) -> (algorithms: ChildAlgorithms, peerSPI: UInt32)? {
+        // §3.3.6: the answer holds exactly one proposal with one transform of each type.
         guard sa.proposals.count == 1, let chosen = sa.proposals.first,
               chosen.transforms.count == Set(chosen.transforms.map(\.type)).count,
               let selection = select(sa, from: configured, pfs: pfs)
         else { return nil }
-        _ = chosen
         return (selection.algorithms, selection.peerSPI)
     }
 

@@ -30,6 +30,8 @@ public enum IKEv2TimerID: Hashable, Sendable {
     case rekeyChildSA(ChildSAID)
     /// Time to send a NAT keepalive from behind a NAT (RFC 3948 §4).
     case natKeepalive(IKESAID)
+    /// An IKE SA replaced by a rekey that the peer has not deleted yet is forgotten.
+    case expireReplacedIKESA(IKESAID)
 }
 
 /// How requests are retransmitted: after `timeout`, then `timeout * base^n`, `tries` retransmissions in all

@@ -343,6 +343,22 @@ import VigilWire
         #expect(check.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
     }
 
+    @Test func replacedIKESAThatThePeerNeverDeletesIsForgottenQuietly() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        // <-- CREATE_CHILD_SA { SA, Ni, KEi }
+        let request = try #require(lockstep.eastHandles(.rekeyIKESA(eastID)).sent.first)
+        let westAnswer = lockstep.deliver(request)
+        // (east's answer handling and its INFORMATIONAL { D(IKE) } are lost)
+        #expect(lockstep.west.ikeSAs.count == 2)
+        let expiry = try #require(westAnswer.timers.first { if case .expireReplacedIKESA = $0.0 { true } else { false } })
+        lockstep.now = expiry.1
+        let forgotten = lockstep.westHandles(.timerFired(expiry.0))
+        #expect(forgotten.deletedIKESAs.isEmpty && forgotten.deletedChildren.isEmpty)
+        #expect(lockstep.west.ikeSAs.count == 1 && lockstep.west.childSAs.count == 1)
+    }
+
     @Test func retransmissionsExhaustedReportPeerUnreachable() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
