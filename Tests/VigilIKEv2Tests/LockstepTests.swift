@@ -60,6 +60,28 @@ import VigilWire
         #expect(lockstep.east.ikeSAs.first?.remoteIdentity == .fqdn("west"))
     }
 
+    @Test func establishesOverIPv6WithIPv6TrafficSelectors() throws {
+        let westAddress = IPAddress("2001:db8::1")!
+        let eastAddress = IPAddress("2001:db8::2")!
+        func v6(_ config: IKEv2Endpoint.ConnectionConfiguration, local: IPAddress, remote: IPAddress, localNet: String, remoteNet: String) throws -> IKEv2Endpoint.ConnectionConfiguration {
+            var config = config
+            config.localAddress = local
+            config.peers[0].address = remote
+            config.localTrafficSelectors = [try IPPrefix.parse(localNet)]
+            config.remoteTrafficSelectors = [try IPPrefix.parse(remoteNet)]
+            return config
+        }
+        var lockstep = Lockstep(
+            west: try v6(Fixtures.connection(west: true), local: westAddress, remote: eastAddress, localNet: "2001:db8:1::/48", remoteNet: "2001:db8:2::/48"),
+            east: try v6(Fixtures.connection(west: false), local: eastAddress, remote: westAddress, localNet: "2001:db8:2::/48", remoteNet: "2001:db8::/32"))
+        lockstep.eastAddress = eastAddress
+        let all = lockstep.pump(lockstep.westHandles(.initiate(connection: "EAST/10", peer: eastAddress)))
+        #expect(all.established.count == 2, "\(all.logText)")
+        let east = try #require(lockstep.east.childSAs.first)
+        #expect(east.remoteTrafficSelectors.map(\.description) == ["2001:db8:1::/48"])
+        #expect(east.localEndpoint.address == eastAddress)
+    }
+
     @Test func wrongPreSharedKeyFailsWithAuthenticationFailedOnBothSides() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true, psk: SecureBytes(Array("wrong".utf8))), east: Fixtures.connection(west: false))
         let (west, east) = try Self.establish(&lockstep)
