@@ -20,6 +20,8 @@ final class InteropDriver {
     private(set) var actions: [IKEv2Action] = []
     /// Every IKE datagram received (marker stripped), in order.
     private(set) var received: [[UInt8]] = []
+    /// ESP packets received in UDP 4500 (RFC 3948), for checking Child SA keys.
+    private(set) var esp: [[UInt8]] = []
     /// While set, datagrams are queued instead of sent (to make exchanges cross on the wire).
     var holding = false
     private var held: [(bytes: [UInt8], port: UInt16, to: Endpoint)] = []
@@ -144,7 +146,11 @@ final class InteropDriver {
         var bytes = Array(buffer[0..<count])
         if port == 4500 {
             // RFC 3948: a keepalive is the single octet 0xFF; IKE carries the 4-octet non-ESP marker; else ESP.
-            guard bytes.count > 4, bytes[0..<4] == [0, 0, 0, 0] else { return }
+            guard bytes.count > 4 else { return }
+            guard bytes[0..<4] == [0, 0, 0, 0] else {
+                esp.append(bytes)
+                return
+            }
             bytes.removeFirst(4)
         }
         let from = Endpoint(.v4(UInt32(bigEndian: addr.sin_addr.s_addr)), UInt16(bigEndian: addr.sin_port))

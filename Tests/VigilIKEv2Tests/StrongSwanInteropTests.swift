@@ -183,6 +183,37 @@ final class SwanLab {
         for name in Self.swanAlgorithmNames[ike] ?? [] { #expect(sas.contains(name), "\(name) missing: \(sas)") }
     }
 
+    /// The Child SA keys we derived open strongSwan's ESP: a ping from its protected subnet arrives in UDP 4500, its
+    /// ICV verifies and it decrypts to the ICMP packet (RFC 4303, RFC 3948; GCM per RFC 4106).
+    @Test(arguments: ["aes256-sha256", "aes256gcm16"])
+    func childSAKeysOpenStrongSwansESP(esp: String) throws {
+        let lab = try SwanLab(.init(esp: esp))
+        defer { lab.tearDown() }
+        try lab.vigilInitiates()
+        let keys = try #require(lab.driver.actions.childKeys.first)
+        let child = try #require(lab.driver.actions.established.first)
+        _ = try lab.swanNamespace.run(["ping", "-c", "1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1"])
+        #expect(lab.driver.run(seconds: 2) { _ in !lab.driver.esp.isEmpty })
+        let packet = try #require(lab.driver.esp.first)
+        #expect(Array(packet[0..<4]) == bigEndian(child.inboundSPI))
+        let plaintext: [UInt8]
+        if child.encryption.isAEAD {
+            let gcm = try GCMContext(child.encryption, keyMaterial: keys.encryptionIn)
+            plaintext = try gcm.open(iv: Array(packet[8..<16]), aad: Array(packet[0..<8]), ciphertextAndTag: Array(packet[16...]))
+        } else {
+            let integrity = try IntegrityContext(try #require(child.integrity), key: try #require(keys.integrityIn))
+            let icvLength = integrity.icvLength
+            #expect(integrity.verify(Array(packet.dropLast(icvLength)), icv: Array(packet.suffix(icvLength))))
+            let cbc = try CBCContext(child.encryption, key: keys.encryptionIn)
+            plaintext = try cbc.decrypt(Array(packet[24..<packet.count - icvLength]), iv: Array(packet[8..<24]))
+        }
+        // Trailer: Next Header 4 (IPv4 in tunnel mode); the inner packet is ICMP from 10.2.0.1 to 10.1.0.1.
+        #expect(plaintext.last == 4)
+        #expect(plaintext.first.map { $0 >> 4 } == 4)
+        #expect(plaintext.count > 20 && plaintext[9] == 1)
+        #expect(Array(plaintext[12..<20]) == [10, 2, 0, 1, 10, 1, 0, 1])
+    }
+
     @Test func livenessChecksBothWays() throws {
         let lab = try SwanLab(.init(dpdDelay: "1s"))
         defer { lab.tearDown() }
