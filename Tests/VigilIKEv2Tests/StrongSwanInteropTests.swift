@@ -185,11 +185,17 @@ final class SwanLab {
 
     /// The Child SA keys we derived open strongSwan's ESP: a ping from its protected subnet arrives in UDP 4500, its
     /// ICV verifies and it decrypts to the ICMP packet (RFC 4303, RFC 3948; GCM per RFC 4106).
-    @Test(arguments: ["aes256-sha256", "aes256gcm16"])
-    func childSAKeysOpenStrongSwansESP(esp: String) throws {
+    @Test(arguments: ["aes256-sha256", "aes256gcm16"], [true, false])
+    func childSAKeysOpenStrongSwansESP(esp: String, vigilInitiates: Bool) throws {
         let lab = try SwanLab(.init(esp: esp))
         defer { lab.tearDown() }
-        try lab.vigilInitiates()
+        if vigilInitiates {
+            try lab.vigilInitiates()
+        } else {
+            let initiate = try lab.swanctlInBackground(["--initiate", "--child", "net", "--timeout", "10"])
+            lab.driver.run(seconds: 10) { !$0.established.isEmpty }
+            initiate.waitUntilExit()
+        }
         let keys = try #require(lab.driver.actions.childKeys.first)
         let child = try #require(lab.driver.actions.established.first)
         _ = try lab.swanNamespace.run(["ping", "-c", "1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1"])
