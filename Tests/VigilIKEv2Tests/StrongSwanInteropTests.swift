@@ -134,6 +134,66 @@ final class SwanLab {
         #expect(sas.contains("local-ts=[10.2.0.0/24]") && sas.contains("remote-ts=[10.1.0.0/24]"), "strongSwan: \(sas)", sourceLocation: sourceLocation)
         #expect(sas.contains("encap=yes"), "strongSwan: \(sas)", sourceLocation: sourceLocation)
     }
+
+    /// Runs the loop until both sides show exactly one established IKE SA and one installed Child SA (no rekey or
+    /// delete half done), so checks that follow compare settled state.
+    @discardableResult
+    func settle(seconds: Double = 4) -> Bool {
+        let deadline = driver.now + .milliseconds(Int(seconds * 1000))
+        while driver.now < deadline {
+            let sas = swanSAs
+            // strongSwan lists Child SAs in state DELETED for a while after they are gone; those do not count.
+            let ikeStates = sas.components(separatedBy: "version=2 state=").dropFirst().map { $0.prefix { $0 != " " } }
+            let installed = sas.components(separatedBy: "state=INSTALLED").count - 1
+            let childInFlux = ["state=INSTALLING", "state=REKEYING", "state=REKEYED", "state=DELETING", "state=CREATED"].contains { sas.contains($0) }
+            if ikeStates == ["ESTABLISHED"], installed == 1, !childInFlux,
+               driver.endpoint.ikeSAs.map(\.state) == [.established], driver.endpoint.childSAs.map(\.state) == [.installed] {
+                return true
+            }
+            driver.run(seconds: 0.05)
+        }
+        return false
+    }
+
+    /// The Child SA with this inbound SPI and the keys handed out for it (at establishment or rekey).
+    func child(inboundSPI: [UInt8]) -> (info: ChildSAInfo, keys: ChildSAKeys)? {
+        for action in driver.actions.reversed() {
+            switch action {
+            case .childSAEstablished(let info, let keys) where bigEndian(info.inboundSPI) == inboundSPI: return (info, keys)
+            case .childSARekeyed(_, let info, let keys) where bigEndian(info.inboundSPI) == inboundSPI: return (info, keys)
+            default: continue
+            }
+        }
+        return nil
+    }
+
+    /// A ping from strongSwan's protected subnet arrives as ESP in UDP 4500 on `child`; its ICV verifies with our
+    /// inbound keys and it decrypts to the ICMP packet (RFC 4303, RFC 3948; GCM per RFC 4106).
+    func expectESPOpens(_ expected: ChildSAInfo, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let before = driver.esp.count
+        _ = try swanNamespace.run(["ping", "-c", "1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1"])
+        #expect(driver.run(seconds: 2) { _ in self.driver.esp.count > before }, sourceLocation: sourceLocation)
+        let packet = try #require(driver.esp.dropFirst(before).first, sourceLocation: sourceLocation)
+        // Normally `child`; a rekey may have completed in between, so the keys are looked up by the packet's SPI.
+        let (child, childKeys) = try #require(self.child(inboundSPI: Array(packet[0..<4])), "ESP on an SPI we never negotiated",
+                                              sourceLocation: sourceLocation)
+        let plaintext: [UInt8]
+        if child.encryption.isAEAD {
+            let gcm = try GCMContext(child.encryption, keyMaterial: childKeys.encryptionIn)
+            plaintext = try gcm.open(iv: Array(packet[8..<16]), aad: Array(packet[0..<8]), ciphertextAndTag: Array(packet[16...]))
+        } else {
+            let integrity = try IntegrityContext(try #require(child.integrity), key: try #require(childKeys.integrityIn))
+            let icvLength = integrity.icvLength
+            #expect(integrity.verify(Array(packet.dropLast(icvLength)), icv: Array(packet.suffix(icvLength))), sourceLocation: sourceLocation)
+            let cbc = try CBCContext(child.encryption, key: childKeys.encryptionIn)
+            plaintext = try cbc.decrypt(Array(packet[24..<packet.count - icvLength]), iv: Array(packet[8..<24]))
+        }
+        #expect(child.connection == expected.connection, sourceLocation: sourceLocation)
+        // Trailer: Next Header 4 (IPv4 in tunnel mode); the inner packet is ICMP from 10.2.0.1 to 10.1.0.1.
+        #expect(plaintext.last == 4, sourceLocation: sourceLocation)
+        #expect(plaintext.count > 20 && plaintext[9] == 1, sourceLocation: sourceLocation)
+        #expect(Array(plaintext.prefix(20).suffix(8)) == [10, 2, 0, 1, 10, 1, 0, 1], sourceLocation: sourceLocation)
+    }
 }
 
 @Suite(.serialized) struct StrongSwanInteropTests {
@@ -196,28 +256,8 @@ final class SwanLab {
             lab.driver.run(seconds: 10) { !$0.established.isEmpty }
             initiate.waitUntilExit()
         }
-        let keys = try #require(lab.driver.actions.childKeys.first)
         let child = try #require(lab.driver.actions.established.first)
-        _ = try lab.swanNamespace.run(["ping", "-c", "1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1"])
-        #expect(lab.driver.run(seconds: 2) { _ in !lab.driver.esp.isEmpty })
-        let packet = try #require(lab.driver.esp.first)
-        #expect(Array(packet[0..<4]) == bigEndian(child.inboundSPI))
-        let plaintext: [UInt8]
-        if child.encryption.isAEAD {
-            let gcm = try GCMContext(child.encryption, keyMaterial: keys.encryptionIn)
-            plaintext = try gcm.open(iv: Array(packet[8..<16]), aad: Array(packet[0..<8]), ciphertextAndTag: Array(packet[16...]))
-        } else {
-            let integrity = try IntegrityContext(try #require(child.integrity), key: try #require(keys.integrityIn))
-            let icvLength = integrity.icvLength
-            #expect(integrity.verify(Array(packet.dropLast(icvLength)), icv: Array(packet.suffix(icvLength))))
-            let cbc = try CBCContext(child.encryption, key: keys.encryptionIn)
-            plaintext = try cbc.decrypt(Array(packet[24..<packet.count - icvLength]), iv: Array(packet[8..<24]))
-        }
-        // Trailer: Next Header 4 (IPv4 in tunnel mode); the inner packet is ICMP from 10.2.0.1 to 10.1.0.1.
-        #expect(plaintext.last == 4)
-        #expect(plaintext.first.map { $0 >> 4 } == 4)
-        #expect(plaintext.count > 20 && plaintext[9] == 1)
-        #expect(Array(plaintext[12..<20]) == [10, 2, 0, 1, 10, 1, 0, 1])
+        try lab.expectESPOpens(child)
     }
 
     @Test func livenessChecksBothWays() throws {
@@ -273,7 +313,13 @@ final class SwanLab {
         let lab = try SwanLab(.init(ikeRekey: "5s", childRekey: "3s"))
         defer { lab.tearDown() }
         try lab.vigilInitiates()
-        lab.driver.run(seconds: 11.5)
+        // Child rekeys every 3 s, IKE SA rekeys every 5 s; check right after a Child SA generation is complete, far
+        // from the next rekey.
+        lab.driver.run(seconds: 15) { actions in
+            actions.rekeyed.count >= 3 && actions.deletedChildren.count >= 3
+                && actions.has { if case .ikeSARekeyed = $0 { true } else { false } }
+        }
+        #expect(lab.settle(), "\(lab.swanSAs)\n\(lab.driver.endpoint.ikeSAs.map(\.state)) \(lab.driver.endpoint.childSAs.map(\.state))")
         let actions = lab.driver.actions
         #expect(actions.rekeyed.count >= 3, "\(actions.logText)\n\(lab.swan.log)")
         #expect(actions.has { if case .ikeSARekeyed = $0 { true } else { false } }, "\(actions.logText)")
@@ -282,6 +328,7 @@ final class SwanLab {
         let child = try #require(lab.driver.endpoint.childSAs.last)
         #expect(lab.driver.endpoint.childSAs.count == 1, "\(lab.driver.endpoint.childSAs)")
         lab.expectSameSAs(child)
+        try lab.expectESPOpens(child)
         // The current IKE SA still works.
         let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
         let answered = lab.driver.actions.livenessAnswers
@@ -299,7 +346,12 @@ final class SwanLab {
         defer { lab.tearDown() }
         try lab.swan.reconfigure(swanctlConf: SwanLab.swanctl(.init(esp: "aes256-sha256-x25519")))
         try lab.vigilInitiates()
-        lab.driver.run(seconds: 11.5)
+        // Our Child SA rekeys every ~2 s, the IKE SA every ~5 s; check right after a Child SA generation completes.
+        lab.driver.run(seconds: 15) { actions in
+            actions.rekeyed.count >= 4 && actions.deletedChildren.count >= 4
+                && actions.has { if case .ikeSARekeyed = $0 { true } else { false } }
+        }
+        #expect(lab.settle(), "\(lab.swanSAs)\n\(lab.driver.endpoint.ikeSAs.map(\.state)) \(lab.driver.endpoint.childSAs.map(\.state))")
         let actions = lab.driver.actions
         #expect(actions.rekeyed.count >= 3, "\(actions.logText)\n\(lab.swan.log)")
         #expect(actions.has { if case .ikeSARekeyed = $0 { true } else { false } }, "\(actions.logText)")
@@ -308,6 +360,7 @@ final class SwanLab {
         let child = try #require(lab.driver.endpoint.childSAs.last)
         #expect(child.dhGroup == .curve25519)
         lab.expectSameSAs(child)
+        try lab.expectESPOpens(child)
         #expect(lab.swanSAs.components(separatedBy: "state=INSTALLED").count == 2, "\(lab.swanSAs)")
     }
 
