@@ -315,7 +315,6 @@ extension IKESA {
     }
 
     private mutating func refuseAuthentication(messageID: UInt32, _ reason: String, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        effects.count("authenticationFailures")
         respond(.ikeAuth, messageID: messageID, [.notify(IKEv2.Notify(type: .authenticationFailed))], random: &random, effects: &effects)
         fail(.authenticationFailed, reason, effects: &effects)
     }
@@ -360,6 +359,7 @@ extension IKESA {
 
     /// Negotiation failed: report it and forget the SA.
     mutating func fail(_ code: NegotiationFailure.Code, _ message: String, effects: inout Effects) {
+        if code == .authenticationFailed { effects.count("authenticationFailures") }
         effects.log(.error, "\(label): \(message)")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
         close(reason: message, effects: &effects)

@@ -91,6 +91,7 @@ import VigilWire
         #expect(lockstep.west.ikeSAs.isEmpty)
         #expect(lockstep.east.ikeSAs.isEmpty)
         #expect(lockstep.east.counters["authenticationFailures"] == 1)
+        #expect(lockstep.west.counters["authenticationFailures"] == 1)
     }
 
     @Test func noCommonIKEProposalFailsWithNoProposalChosen() throws {
