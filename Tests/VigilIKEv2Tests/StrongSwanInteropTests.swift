@@ -260,6 +260,21 @@ final class SwanLab {
         try lab.expectESPOpens(child)
     }
 
+    /// Without forcing encapsulation ourselves we still follow strongSwan's faked NAT (kernel-libipsec) to UDP 4500.
+    @Test func vigilFloatsWhenOnlyStrongSwanClaimsANAT() throws {
+        let lab = try SwanLab(.init()) { $0.forceUDPEncapsulation = false }
+        defer { lab.tearDown() }
+        try lab.vigilInitiates()
+        let sa = try #require(lab.driver.endpoint.ikeSAs.first)
+        #expect(sa.remoteBehindNAT && !sa.localBehindNAT)
+        #expect(sa.localEndpoint.port == 4500 && sa.remoteEndpoint.port == 4500)
+        let child = try #require(lab.driver.actions.established.first)
+        #expect(child.udpEncapsulated)
+        lab.expectSameSAs(child)
+        #expect(!lab.driver.actions.has { if case .scheduleTimer(.natKeepalive, _) = $0 { true } else { false } },
+                "keepalives are the job of the side behind the NAT")
+    }
+
     @Test func livenessChecksBothWays() throws {
         let lab = try SwanLab(.init(dpdDelay: "1s"))
         defer { lab.tearDown() }
