@@ -75,7 +75,7 @@ let package = Package(
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
         .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),
         .testTarget(name: "VigilCryptoTests", dependencies: ["VigilCrypto"]),
-        .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKEv2", "VigilWire", "VigilCrypto"]),
+        .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKEv2", "VigilWire", "VigilCrypto", "VigilLab"]),
         .testTarget(name: "VigilIKEv1Tests", dependencies: ["VigilIKEv1", "VigilWire", "VigilCrypto", "VigilLab"]),
         .testTarget(name: "VigilKernelTests", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"]),
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),

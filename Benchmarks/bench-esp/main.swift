@@ -4,7 +4,7 @@
 //   host-A (10.1.0.10) ── gw-A (10.1.0.1 | 192.0.2.1) ══ ESP in UDP 4500 ══ (192.0.2.2 | 10.2.0.1) gw-B ── host-B (10.2.0.10)
 //
 // Run as root from a release build:
-//   swift build -c release --product bench-esp && .build/release/bench-esp [seconds per run] [runs]
+//   swift build -c release --product bench-esp && .build/release/bench-esp [seconds per run] [runs] [ESP proposal]
 // CPU is what the two gateways' data planes spent (user + system): for Vigil getrusage of this process (both data
 // planes run here; iperf3 runs in child processes, not counted), for strongSwan /proc/PID/stat of both charons.
 import Foundation
@@ -18,7 +18,15 @@ import VigilLab
 let seconds = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 5 : 5
 /// Runs per direction and system, alternating systems; the median is reported (the machine is shared and noisy).
 let repetitions = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 3 : 3
-let espProposal = (encryption: EncryptionAlgorithm.aes128gcm16, swan: "aes128gcm16")
+/// ESP proposal in strongSwan notation: aes128gcm16 (default), aes256gcm16, aes128-sha256, aes256-sha256, aes128-sha1.
+let espProposal: (encryption: EncryptionAlgorithm, integrity: IntegrityAlgorithm?, swan: String) = {
+    let swan = CommandLine.arguments.count > 3 ? CommandLine.arguments[3] : "aes128gcm16"
+    let parts = swan.split(separator: "-").map(String.init)
+    guard let encryption = EncryptionAlgorithm(rawValue: parts[0]),
+        parts.count == 1 ? encryption.isAEAD : IntegrityAlgorithm(rawValue: parts[1]) != nil
+    else { fatalError("unknown ESP proposal \(swan)") }
+    return (encryption, parts.count > 1 ? IntegrityAlgorithm(rawValue: parts[1]) : nil, swan)
+}()
 
 struct Topology {
     let hostA: NetworkNamespace
@@ -144,16 +152,18 @@ func startVigil(_ topology: Topology) throws -> System {
     }
     let keyAB = Random.bytes(espProposal.encryption.keyMaterialLength)
     let keyBA = Random.bytes(espProposal.encryption.keyMaterialLength)
+    let integrityAB = Random.bytes(espProposal.integrity?.keyLength ?? 0)
+    let integrityBA = Random.bytes(espProposal.integrity?.keyLength ?? 0)
     let ab = SAID(destination: outerB, spi: 0xC100_0001)
     let ba = SAID(destination: outerA, spi: 0xC100_0002)
     let udp = UDPEncapsulation(sourcePort: 4500, destinationPort: 4500)
     for plane in [planeA, planeB] {
         try plane.engine.addSA(ab, SARequest(
             source: outerA, destination: outerB, reqid: 1, encryption: espProposal.encryption, encryptionKey: keyAB,
-            integrity: nil, encapsulation: udp))
+            integrity: espProposal.integrity, integrityKey: integrityAB, encapsulation: udp))
         try plane.engine.addSA(ba, SARequest(
             source: outerB, destination: outerA, reqid: 1, encryption: espProposal.encryption, encryptionKey: keyBA,
-            integrity: nil, encapsulation: udp))
+            integrity: espProposal.integrity, integrityKey: integrityBA, encapsulation: udp))
     }
     for (plane, local, remote, me, peer) in [(planeA, subnetA, subnetB, outerA, outerB), (planeB, subnetB, subnetA, outerB, outerA)] {
         try plane.engine.addPolicy(

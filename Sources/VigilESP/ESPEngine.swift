@@ -41,6 +41,9 @@ public struct ESPEngineCounters: Hashable, Sendable {
     public var natKeepalives: UInt64 = 0
     /// IKE datagrams (non-ESP marker) handed to the daemon.
     public var ikeDatagrams: UInt64 = 0
+    /// Outbound packets held while their SA was missing, and how many of them were released to an SA later.
+    public var held: UInt64 = 0
+    public var released: UInt64 = 0
 
     public init() {}
     public subscript(drop: ESPDrop) -> UInt64 { drops[drop, default: 0] }
@@ -50,6 +53,8 @@ public struct ESPEngineCounters: Hashable, Sendable {
 public enum OutboundVerdict: Hashable, Sendable {
     /// Send `packet` (a range of the caller's buffer, now an ESP packet) to `peer` on the NAT-T socket.
     case send(packet: Range<Int>, peer: Endpoint)
+    /// Kept (copied) until an SA for its policy is installed; `takeReleased` then hands it back.
+    case held
     case drop(ESPDrop)
 }
 
@@ -71,7 +76,12 @@ public final class ESPEngine: IPsecKernel, Sendable {
         /// Floor for inbound anti-replay windows in packets: a request's larger window wins; a request with 0
         /// disables the check (as XFRM does). RFC 4303 §3.4.3 asks for at least 32, recommends 64.
         public var replayWindow: Int = 1024
-        public init(replayWindow: Int = 1024) { self.replayWindow = replayWindow }
+        /// Outbound packets kept per policy template while its SA is missing (then `no-sa` drops); 0 always drops.
+        public var holdQueueLimit: Int = 16
+        public init(replayWindow: Int = 1024, holdQueueLimit: Int = 16) {
+            self.replayWindow = replayWindow
+            self.holdQueueLimit = holdQueueLimit
+        }
     }
 
     /// Bytes a caller must leave free before an inner packet (ESP header + the longest IV).
@@ -82,6 +92,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
     public let configuration: Configuration
     private let clock: @Sendable () -> Duration
     private let wallSeconds: @Sendable () -> UInt64
+    private let lifetimeEvents: @Sendable (SAID, LifetimeEvent) -> Void
 
     struct Tables {
         var sas: [SAID: SecurityAssociation] = [:]
@@ -93,17 +104,24 @@ public final class ESPEngine: IPsecKernel, Sendable {
     /// What the packet path reads: rebuilt under `tables`' lock after every change, swapped in whole.
     private let current = Mutex(Snapshot(Tables()))
     private let engineCounters = Mutex(ESPEngineCounters())
+    private let holdQueue: Mutex<HoldQueue>
+    /// Called (on the thread installing an SA) when held packets were released; the data plane wakes its sender.
+    private let releaseSignal = Mutex<(@Sendable () -> Void)?>(nil)
 
     /// `clock` is monotonic time since an arbitrary origin (it stamps last-use times); `wallSeconds` the Unix time
-    /// that `querySA` reports, as the kernel does.
+    /// that `querySA` reports, as the kernel does. `lifetimeEvents` hears each SA's soft and hard lifetime once; it
+    /// runs on a packet thread (or in `expireByTime`) and must not block.
     public init(
         configuration: Configuration = Configuration(),
         clock: @escaping @Sendable () -> Duration,
-        wallSeconds: @escaping @Sendable () -> UInt64 = { UInt64(time(nil)) }
+        wallSeconds: @escaping @Sendable () -> UInt64 = { UInt64(time(nil)) },
+        lifetimeEvents: @escaping @Sendable (SAID, LifetimeEvent) -> Void = { _, _ in }
     ) {
         self.configuration = configuration
         self.clock = clock
         self.wallSeconds = wallSeconds
+        self.lifetimeEvents = lifetimeEvents
+        holdQueue = Mutex(HoldQueue(limit: configuration.holdQueueLimit))
     }
 
     /// The production monotonic clock: time since the first call.
@@ -118,7 +136,11 @@ public final class ESPEngine: IPsecKernel, Sendable {
     /// after it) per the outbound policies (RFC 4301 §5.1).
     public func encapsulate(buffer: UnsafeMutableRawBufferPointer, payload: Range<Int>) -> OutboundVerdict {
         let verdict = encapsulateUncounted(buffer: buffer, payload: payload)
-        if case .drop(let reason) = verdict { count(reason) }
+        switch verdict {
+        case .send: break
+        case .held: engineCounters.withLock { $0.held += 1 }
+        case .drop(let reason): count(reason)
+        }
         return verdict
     }
 
@@ -132,31 +154,64 @@ public final class ESPEngine: IPsecKernel, Sendable {
         case .block:
             return .drop(.blocked)
         case .protect(let template):
-            guard let sa = snapshot.outboundSA[TemplateKey(template)] else { return .drop(.noSA) }
+            let key = TemplateKey(template)
+            guard let sa = snapshot.outboundSA[key] else { return hold(UnsafeRawBufferPointer(rebasing: buffer[payload]), key, buffer, payload) }
             let now = clock()
-            return sa.state.withLock { state -> OutboundVerdict in
-                guard state.nextSequenceNumber != 0 else {
+            let (verdict, event) = sa.state.withLock { state -> (OutboundVerdict, LifetimeEvent?) in
+                guard !state.counters.hardExpired else {
                     state.counters.expiredDrops += 1
-                    return .drop(.expired)
+                    return (.drop(.expired), nil)
                 }
-                guard state.counters.carry(bytes: payload.count, now: now, lifetime: sa.request.lifetime) else {
-                    return .drop(.expired)
-                }
+                let (carried, event) = state.counters.carry(bytes: payload.count, now: now, lifetime: sa.request.lifetime)
+                guard carried else { return (.drop(.expired), event) }
                 let sequenceNumber = state.nextSequenceNumber
-                // 0 marks "cycled": the SA must be replaced before it sends again (RFC 4303 §3.3.3).
-                state.nextSequenceNumber = sequenceNumber == ESPSpec.lastSequenceNumber ? 0 : sequenceNumber + 1
-                if state.nextSequenceNumber == 0 { state.counters.hardExpired = true }
+                // After 2^32 - 1 the SA must be replaced before it sends again (RFC 4303 §3.3.3).
+                let cycled = sequenceNumber == ESPSpec.lastSequenceNumber ? state.counters.reach(.hard) : nil
+                state.nextSequenceNumber &+= 1
                 do {
                     let packet = try state.transform.seal(
                         buffer: buffer, payload: payload, spi: sa.id.spi, sequenceNumber: sequenceNumber,
                         nextHeader: inner.nextHeader)
-                    return .send(packet: packet, peer: sa.peer)
+                    return (.send(packet: packet, peer: sa.peer), cycled ?? event)
                 } catch {
                     preconditionFailure("sealing with a keyed context failed: \(error)")
                 }
             }
+            if let event { lifetimeEvents(sa.id, event) }
+            return verdict
         }
     }
+
+    /// Holds a packet whose SA is missing. Under the queue's lock the snapshot is read again: an SA installed since
+    /// the first look either is seen here (and the packet goes out now) or finds the packet queued and releases it.
+    private func hold(
+        _ packet: UnsafeRawBufferPointer, _ key: TemplateKey, _ buffer: UnsafeMutableRawBufferPointer, _ payload: Range<Int>
+    ) -> OutboundVerdict {
+        let outcome = holdQueue.withLock { queue -> Bool? in
+            if current.withLock({ $0 }).outboundSA[key] != nil { return nil }
+            return queue.hold(packet, for: key)
+        }
+        switch outcome {
+        case nil: return encapsulateUncounted(buffer: buffer, payload: payload)
+        case true?: return .held
+        case false?: return .drop(.noSA)
+        }
+    }
+
+    /// Packets held earlier whose SA has since been installed, oldest first; encapsulate each again.
+    public func takeReleased() -> [[UInt8]] {
+        let packets = holdQueue.withLock { $0.takeReleased() }
+        if !packets.isEmpty { engineCounters.withLock { $0.released += UInt64(packets.count) } }
+        return packets
+    }
+
+    /// Installs the data plane's wake-up for released packets.
+    func setReleaseSignal(_ signal: @escaping @Sendable () -> Void) {
+        releaseSignal.withLock { $0 = signal }
+    }
+
+    /// Packets held right now (all templates).
+    public var heldCount: Int { holdQueue.withLock { $0.count } }
 
     /// Classifies and, for ESP, authenticates, replay-checks and decrypts a datagram received from `source` on the
     /// NAT-T socket (RFC 3948 §2, RFC 4303 §3.4). The inner packet is decrypted in place.
@@ -184,6 +239,8 @@ public final class ESPEngine: IPsecKernel, Sendable {
         let snapshot = current.withLock { $0 }
         guard let sa = snapshot.inboundSA(spi: spi, from: source.address) else { return .drop(.unknownSPI) }
         let now = clock()
+        var event: LifetimeEvent?
+        defer { if let event { lifetimeEvents(sa.id, event) } }
         return sa.state.withLock { state -> InboundVerdict in
             // Cheap early replay reject before spending the ICV (RFC 4303 §3.4.3).
             if let verdict = state.window?.check(sequenceNumber), let drop = state.counters.countReplay(verdict) {
@@ -211,15 +268,35 @@ public final class ESPEngine: IPsecKernel, Sendable {
                 state.counters.selectorMismatches += 1
                 return .drop(.selectorMismatch)
             }
-            guard state.counters.carry(bytes: opened.payload.count, now: now, lifetime: sa.request.lifetime) else {
-                return .drop(.expired)
-            }
-            return .deliver(packet: opened.payload)
+            let carry = state.counters.carry(bytes: opened.payload.count, now: now, lifetime: sa.request.lifetime)
+            event = carry.event
+            return carry.carried ? .deliver(packet: opened.payload) : .drop(.expired)
         }
     }
 
     private func count(_ drop: ESPDrop) {
         engineCounters.withLock { $0.drops[drop, default: 0] += 1 }
+    }
+
+    /// Applies the seconds lifetimes (soft and hard, counted from installation) to every SA; the daemon calls this
+    /// from its timer, about once a second. Reports newly reached lifetimes through `lifetimeEvents`.
+    public func expireByTime() {
+        let now = clock()
+        for sa in tables.withLock({ Array($0.sas.values) }) {
+            let age = now - sa.installedAt
+            let lifetime = sa.request.lifetime
+            let events = sa.state.withLock { state -> [LifetimeEvent] in
+                var events: [LifetimeEvent] = []
+                if let soft = lifetime.softSeconds, age >= .seconds(soft), let event = state.counters.reach(.soft) {
+                    events.append(event)
+                }
+                if let hard = lifetime.hardSeconds, age >= .seconds(hard), let event = state.counters.reach(.hard) {
+                    events.append(event)
+                }
+                return events
+            }
+            for event in events { lifetimeEvents(sa.id, event) }
+        }
     }
 
     // MARK: - Observation
@@ -236,6 +313,11 @@ public final class ESPEngine: IPsecKernel, Sendable {
         tables.withLock { tables in tables.sas.first { $0.key.spi == spi }?.value }?.counters
     }
 
+    /// Test hook: the installed SA object.
+    func securityAssociation(_ id: SAID) -> SecurityAssociation? {
+        tables.withLock { $0.sas[id] }
+    }
+
     // MARK: - IPsecKernel
 
     public func addSA(_ id: SAID, _ request: SARequest) throws(KernelError) {
@@ -245,9 +327,17 @@ public final class ESPEngine: IPsecKernel, Sendable {
             tables.generation += 1
             tables.sas[id] = SecurityAssociation(
                 id: id, request: request, transform: transform, replayWindow: replayWindow(for: request),
-                addedAtSeconds: wallSeconds(), generation: tables.generation)
+                addedAtSeconds: wallSeconds(), installedAt: clock(), generation: tables.generation)
             publish(tables)
         }
+        releaseHeld(for: request)
+    }
+
+    private func releaseHeld(for request: SARequest) {
+        let key = TemplateKey(source: request.source, destination: request.destination, reqid: request.reqid)
+        guard holdQueue.withLock({ $0.release(key) }) else { return }
+        // Called under the lock so that `setReleaseSignal` (the data plane stopping) waits for it.
+        releaseSignal.withLock { $0?() }
     }
 
     /// Replaces an SA's parameters (keys, endpoints, encapsulation) keeping its counters, sequence number and window.
@@ -257,7 +347,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
             guard let old = tables.sas[id] else { throw .notFound(context(.updateSA, id)) }
             let replacement = SecurityAssociation(
                 id: id, request: request, transform: transform, replayWindow: replayWindow(for: request),
-                addedAtSeconds: old.addedAtSeconds, generation: old.generation)
+                addedAtSeconds: old.addedAtSeconds, installedAt: old.installedAt, generation: old.generation)
             old.state.withLock { oldState in
                 replacement.state.withLock { newState in
                     newState.nextSequenceNumber = oldState.nextSequenceNumber
@@ -268,6 +358,7 @@ public final class ESPEngine: IPsecKernel, Sendable {
             tables.sas[id] = replacement
             publish(tables)
         }
+        releaseHeld(for: request)
     }
 
     public func deleteSA(_ id: SAID) throws(KernelError) {
@@ -328,6 +419,14 @@ public final class ESPEngine: IPsecKernel, Sendable {
     private func publish(_ tables: Tables) {
         let snapshot = Snapshot(tables)
         current.withLock { $0 = snapshot }
+        var templates = Set<TemplateKey>()
+        for policy in snapshot.outbound {
+            switch policy.action {
+            case .protect(let template): templates.insert(TemplateKey(template))
+            case .block: continue
+            }
+        }
+        holdQueue.withLock { $0.keepOnly(templates) }
     }
 
     private func replayWindow(for request: SARequest) -> Int {

@@ -44,10 +44,11 @@ enum UDPOffload {
     /// A GSO send carries at most one UDP datagram's worth of payload.
     static let maximumBytes = 65_000
 
-    /// Asks the kernel to coalesce received datagrams; false if this kernel cannot.
-    static func enableReceiveOffload(_ socket: Int32) -> Bool {
-        var one: Int32 = 1
-        return setsockopt(socket, level, gro, &one, socklen_t(MemoryLayout<Int32>.size)) == 0
+    /// Asks the kernel to coalesce received datagrams (or stops asking); false if this kernel cannot.
+    @discardableResult
+    static func setReceiveOffload(_ socket: Int32, _ enabled: Bool) -> Bool {
+        var value: Int32 = enabled ? 1 : 0
+        return setsockopt(socket, level, gro, &value, socklen_t(MemoryLayout<Int32>.size)) == 0
     }
 }
 

@@ -19,11 +19,31 @@ public struct SACounters: Hashable, Sendable {
     public var selectorMismatches: UInt64 = 0
     /// Packets refused because a hard lifetime was reached or the sequence number would cycle.
     public var expiredDrops: UInt64 = 0
-    /// Soft and hard lifetimes (bytes or packets) reached.
+    /// Soft and hard lifetimes (bytes, packets or seconds) reached; after a hard one the SA carries nothing.
     public var softExpired = false
     public var hardExpired = false
 
     public init() {}
+
+    /// Sets the flag of `event`; returns the event only the first time, so each is reported once.
+    mutating func reach(_ event: LifetimeEvent) -> LifetimeEvent? {
+        switch event {
+        case .soft:
+            guard !softExpired else { return nil }
+            softExpired = true
+        case .hard:
+            guard !hardExpired else { return nil }
+            hardExpired = true
+        }
+        return event
+    }
+}
+
+/// An SA reached a lifetime (the userspace counterpart of XFRM_MSG_EXPIRE): soft asks the IKE engine to rekey,
+/// hard means the SA no longer carries traffic.
+public enum LifetimeEvent: Hashable, Sendable {
+    case soft
+    case hard
 }
 
 /// One installed SA of the userspace data plane: its request, its crypto transform and its mutable state (sequence
@@ -33,6 +53,8 @@ final class SecurityAssociation: Sendable {
     let id: SAID
     let request: SARequest
     let addedAtSeconds: UInt64
+    /// Monotonic time of installation, for the seconds lifetimes.
+    let installedAt: Duration
     /// Monotonic install order: the newest SA wins when a rekey leaves two for one template (as in XFRM).
     let generation: UInt64
 
@@ -45,10 +67,14 @@ final class SecurityAssociation: Sendable {
 
     let state: Mutex<State>
 
-    init(id: SAID, request: SARequest, transform: ESPTransform, replayWindow: Int, addedAtSeconds: UInt64, generation: UInt64) {
+    init(
+        id: SAID, request: SARequest, transform: ESPTransform, replayWindow: Int, addedAtSeconds: UInt64,
+        installedAt: Duration, generation: UInt64
+    ) {
         self.id = id
         self.request = request
         self.addedAtSeconds = addedAtSeconds
+        self.installedAt = installedAt
         self.generation = generation
         state = Mutex(State(transform: transform, window: replayWindow > 0 ? ReplayWindow(size: replayWindow) : nil))
     }
@@ -72,22 +98,24 @@ final class SecurityAssociation: Sendable {
 }
 
 extension SACounters {
-    /// Adds one carried packet and applies the SA's byte and packet lifetimes (RFC 4301 §4.4.2.1).
-    /// Returns false when the hard limit is now exceeded and the packet must not be carried.
-    mutating func carry(bytes count: Int, now: Duration, lifetime: SALifetime) -> Bool {
+    /// Adds one carried packet and applies the SA's byte and packet lifetimes (RFC 4301 §4.4.2.1). `carried` is
+    /// false when the hard limit is now exceeded and the packet must not be carried; `event` is a newly reached
+    /// lifetime.
+    mutating func carry(bytes count: Int, now: Duration, lifetime: SALifetime) -> (carried: Bool, event: LifetimeEvent?) {
         let newBytes = bytes + UInt64(count)
         let newPackets = packets + 1
-        if let hard = lifetime.hardBytes, newBytes > hard { hardExpired = true }
-        if let hard = lifetime.hardPackets, newPackets > hard { hardExpired = true }
+        var event: LifetimeEvent?
+        if let hard = lifetime.hardBytes, newBytes > hard { event = reach(.hard) ?? event }
+        if let hard = lifetime.hardPackets, newPackets > hard { event = reach(.hard) ?? event }
         if hardExpired {
             expiredDrops += 1
-            return false
+            return (false, event)
         }
         bytes = newBytes
         packets = newPackets
         lastUsed = now
-        if let soft = lifetime.softBytes, newBytes >= soft { softExpired = true }
-        if let soft = lifetime.softPackets, newPackets >= soft { softExpired = true }
-        return true
+        if let soft = lifetime.softBytes, newBytes >= soft { event = reach(.soft) }
+        if let soft = lifetime.softPackets, newPackets >= soft { event = reach(.soft) ?? event }
+        return (true, event)
     }
 }

@@ -24,6 +24,7 @@ enum LinuxIoctl {
     static let SIOCSIFMTU: UInt = 0x8922
     static let IFF_TUN: Int16 = 0x0001
     static let IFF_NO_PI: Int16 = 0x1000
+    static let IFF_VNET_HDR: Int16 = 0x4000
     static let IFF_UP: Int16 = 0x0001
 }
 
@@ -35,20 +36,24 @@ public final class TUNDevice: @unchecked Sendable {
     public let name: String
     public let index: UInt32
 
+    /// True when every read and write carries a virtio-net header (IFF_VNET_HDR), so writes may be GSO packets.
+    public let virtioNetHeader: Bool
+
     /// Creates the device, sets its MTU and brings it up. `name` may contain `%d` (e.g. `vigil%d`).
-    public init(name: String, mtu: Int) throws(ESPSystemError) {
+    public init(name: String, mtu: Int, virtioNetHeader: Bool = false) throws(ESPSystemError) {
         precondition(name.utf8.count < Int(IFNAMSIZ), "interface name too long")
         let fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw ESPSystemError("open /dev/net/tun") }
         var request = ifreq()
         request.setName(name)
-        request.ifr_ifru.ifru_flags = LinuxIoctl.IFF_TUN | LinuxIoctl.IFF_NO_PI
+        request.ifr_ifru.ifru_flags = LinuxIoctl.IFF_TUN | LinuxIoctl.IFF_NO_PI | (virtioNetHeader ? LinuxIoctl.IFF_VNET_HDR : 0)
         guard ioctl(fd, LinuxIoctl.TUNSETIFF, &request) == 0 else {
             let error = ESPSystemError("TUNSETIFF \(name)")
             close(fd)
             throw error
         }
         fileDescriptor = fd
+        self.virtioNetHeader = virtioNetHeader
         self.name = request.name
         index = if_nametoindex(self.name)
         try configure(mtu: mtu)

@@ -307,12 +307,14 @@ extension IKESA {
                          keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
         } else {
             let type = failure ?? .noProposalChosen
-            childFailure(failureCode(type), "no Child SA with \(remote): \(type) (ESP proposals or traffic selectors do not match \(connection.name))", effects: &effects)
+            let detail = type == .tsUnacceptable
+                ? "traffic selectors \(payloads.trafficSelectorsInitiator ?? []) === \(payloads.trafficSelectorsResponder ?? []) do not fit \(connection.name)"
+                : "peer offered ESP \(payloads.securityAssociation.map(ProposalNegotiation.describe) ?? "nothing"), we accept \(connection.espProposals.map(\.description).joined(separator: ", "))"
+            childFailure(failureCode(type), "no Child SA with \(remote): \(type): \(detail)", effects: &effects)
         }
     }
 
     private mutating func refuseAuthentication(messageID: UInt32, _ reason: String, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        effects.count("authenticationFailures")
         respond(.ikeAuth, messageID: messageID, [.notify(IKEv2.Notify(type: .authenticationFailed))], random: &random, effects: &effects)
         fail(.authenticationFailed, reason, effects: &effects)
     }
@@ -357,6 +359,7 @@ extension IKESA {
 
     /// Negotiation failed: report it and forget the SA.
     mutating func fail(_ code: NegotiationFailure.Code, _ message: String, effects: inout Effects) {
+        if code == .authenticationFailed { effects.count("authenticationFailures") }
         effects.log(.error, "\(label): \(message)")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
         close(reason: message, effects: &effects)

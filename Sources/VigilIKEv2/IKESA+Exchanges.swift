@@ -19,11 +19,16 @@ extension IKESA {
             effects.log(.debug, "\(label): dropping unprotected \(message.summary) from \(from)")
             return
         }
+        var unsupportedCritical: UInt8?
         func open() -> [IKEv2.Payload]? {
             do throws(MessageProtection.OpenError) {
                 return try protection.open(datagram: datagram, firstPayload: first, body: body)
             } catch {
                 switch error {
+                case .unsupportedCriticalPayload(let type):
+                    unsupportedCritical = type
+                    effects.count("unsupportedCriticalPayloads")
+                    effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) has unknown critical payload \(type)")
                 case .integrity:
                     effects.count("integrityFailures")
                     effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) fails its integrity check; dropped")
@@ -56,7 +61,15 @@ extension IKESA {
                 effects.log(.debug, "\(label): request with message ID \(header.messageID), expected \(nextPeerRequestID); dropped")
                 return
             }
-            guard let inner = open() else { return }
+            guard let inner = open() else {
+                // §2.5: an authentic request with an unknown critical payload is refused, and answered.
+                if let type = unsupportedCritical {
+                    nextPeerRequestID &+= 1
+                    respond(header.exchangeType, messageID: header.messageID,
+                            [.notify(IKEv2.Notify(type: .unsupportedCriticalPayload, data: [type]))], random: &random, effects: &effects)
+                }
+                return
+            }
             nextPeerRequestID &+= 1
             noteAuthenticated(from: from, to: to, effects: &effects)
             effects.log(.info, "\(label): received \(IKEv2.Message(header: header, payloads: inner).summary) from \(from)")
@@ -129,8 +142,15 @@ extension IKESA {
             effects.log(.debug, "\(label): \(intent) ignored: SA not established or being replaced")
             return
         }
-        if outstanding != nil {
+        if let request = outstanding {
             if !queue.contains(intent) { queue.append(intent) }
+            if request.isLiveness, !request.onSchedule {
+                // Work now waits behind a liveness check: make sure it is answered or the peer declared dead even if
+                // the detector stops asking (an unanswered check would otherwise block the window of one forever).
+                outstanding?.onSchedule = true
+                effects.actions.append(.scheduleTimer(.retransmit(id, messageID: request.messageID),
+                                                      at: context.now + schedule.delay(afterAttempt: request.transmissions - 1)))
+            }
             return
         }
         perform(intent, context: context, random: &random, effects: &effects)
@@ -231,14 +251,17 @@ extension IKESA {
         return state.keys
     }
 
-    private mutating func startChildRekey(_ childID: ChildSAID, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
+    /// `group` overrides the PFS group (the peer asked for it with INVALID_KE_PAYLOAD).
+    private mutating func startChildRekey(
+        _ childID: ChildSAID, group requested: DHGroup? = nil, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
+    ) {
         guard let index = children.firstIndex(where: { $0.info.id == childID && $0.state == .installed }) else { return }
         children[index].state = .rekeying
         let child = children[index]
         let spi = newChildSPI(context, &random)
         let nonce = newNonce(&random)
         var keyExchange: KeyExchange?
-        if let group = connection.espProposals.first.map(pfsGroups)?.first {
+        if let group = requested ?? connection.espProposals.first.map(pfsGroups)?.first {
             do {
                 keyExchange = try KeyExchange(group: group)
             } catch {
@@ -271,6 +294,15 @@ extension IKESA {
             effects.actions.append(.scheduleTimer(.rekeyChildSA(request.old), at: context.now + IKEv2Tunables.rekeyRetryDelay))
         }
         if let error = inner.errorNotify {
+            // §1.3: INVALID_KE_PAYLOAD names the group the peer wants; retry at once if we offered it.
+            if error.type == .invalidKEPayload, error.data.count == 2,
+               let group = DHGroup(rawValue: UInt16(error.data[0]) << 8 | UInt16(error.data[1])),
+               group != request.keyExchange?.group, connection.espProposals.flatMap(pfsGroups).contains(group) {
+                effects.log(.info, "\(label): peer wants PFS group \(group) for the Child SA rekey; retrying")
+                children[index].state = .installed
+                startChildRekey(request.old, group: group, context: context, random: &random, effects: &effects)
+                return
+            }
             abandon("peer answered \(error.type)")
             return
         }
@@ -325,13 +357,15 @@ extension IKESA {
             handleIKERekeyRequest(messageID: messageID, sa, ni: ni, inner, context: context, random: &random, effects: &effects)
             return
         }
-        guard let rekey = inner.notifies(.rekeySA).first else {
-            refuse(.noAdditionalSAs, "only the configured Child SA per IKE SA is supported")
-            return
-        }
-        guard let index = children.firstIndex(where: { bigEndian($0.info.outboundSPI) == rekey.spi && $0.state != .rekeyed && $0.state != .deleting }) else {
-            refuse(.childSANotFound, "no Child SA with outbound SPI \(rekey.spi)")
-            return
+        // With REKEY_SA the request replaces an existing Child SA; without it, it creates one (e.g. after a peer's
+        // Child SA expired and it sets it up again).
+        var index: Int?
+        if let rekey = inner.notifies(.rekeySA).first {
+            guard let found = children.firstIndex(where: { bigEndian($0.info.outboundSPI) == rekey.spi && $0.state != .rekeyed && $0.state != .deleting }) else {
+                refuse(.childSANotFound, "no Child SA with outbound SPI \(rekey.spi)")
+                return
+            }
+            index = found
         }
         guard let tsi = inner.trafficSelectorsInitiator, let tsr = inner.trafficSelectorsResponder else {
             refuse(.invalidSyntax, "no TSi/TSr")
@@ -372,6 +406,11 @@ extension IKESA {
                     + [.trafficSelectorInitiator(narrowedI), .trafficSelectorResponder(narrowedR)],
                 random: &random, effects: &effects)
         let keys = establishedKeys.childKeys(selection.algorithms, sharedSecret: shared, ni: ni, nr: nr, weAreInitiator: false)
+        guard let index else {
+            installChild(selection.algorithms, inbound: inbound, outbound: selection.peerSPI, localSelectors: narrowedR, remoteSelectors: narrowedI,
+                         keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
+            return
+        }
         let old = children[index].info.id
         if children[index].state == .rekeying {
             // §2.25.1: our own rekey of this SA is in flight; remember this one's nonces to pick the redundant SA.
@@ -415,6 +454,13 @@ extension IKESA {
     ) {
         finishRequest(&effects)
         func abandon(_ reason: String) {
+            if let theirs = collision?.successor.first {
+                // Our rekey failed but the peer's succeeded: it wins.
+                collision = nil
+                effects.log(.info, "\(label): our IKE SA rekey failed (\(reason)); the peer's replaces this SA")
+                handOver(to: theirs, context: context, random: &random, effects: &effects)
+                return
+            }
             effects.log(.warning, "\(label): IKE SA rekey failed: \(reason); will retry")
             effects.actions.append(.scheduleTimer(.rekeyIKESA(id), at: context.now + IKEv2Tunables.rekeyRetryDelay))
         }
@@ -435,8 +481,26 @@ extension IKESA {
         let old = establishedKeys
         let keys = IKESAKeys.rekeyed(algorithms, oldPRF: old.algorithms.prf, oldSKd: old.skD, sharedSecret: shared,
                                      ni: request.nonce, nr: nr, spiI: request.newSPI, spiR: peerSPI)
-        handOver(to: IKESAID(request.newSPI), initiatorSPI: request.newSPI, responderSPI: peerSPI, weInitiated: true, keys: keys,
-                 context: context, random: &random, effects: &effects)
+        let ours = successor(IKESAID(request.newSPI), initiatorSPI: request.newSPI, responderSPI: peerSPI, weInitiated: true, keys: keys, now: context.now)
+        if let collision, let theirs = collision.successor.first {
+            self.collision = nil
+            // §2.25.2: the new IKE SA with the lowest of the four nonces is redundant; its creator deletes it, the
+            // other inherits the Child SAs, and the creator of the survivor deletes the old SA.
+            if lowerNonce(request.nonce, nr).lexicographicallyPrecedes(collision.lowestNonce) {
+                effects.log(.info, "\(label): IKE SA rekey collision: ours is redundant; deleting it")
+                handOver(to: theirs, context: context, random: &random, effects: &effects)
+                var loser = redundant(ours)
+                var loserEffects = Effects()
+                loser.startRequest(.informational, [.delete(IKEv2.Delete(protocolID: .ike, spis: []))], kind: .deleteIKE,
+                                   now: context.now, random: &random, effects: &loserEffects)
+                effects.actions += loserEffects.actions
+                effects.spawned.append(loser)
+                return
+            }
+            effects.log(.info, "\(label): IKE SA rekey collision: the peer's is redundant; it deletes it")
+            effects.spawned.append(redundant(theirs))
+        }
+        handOver(to: ours, context: context, random: &random, effects: &effects)
         // §2.18: the initiator of the rekey deletes the old IKE SA.
         startRequest(.informational, [.delete(IKEv2.Delete(protocolID: .ike, spis: []))], kind: .deleteIKE,
                      now: context.now, random: &random, effects: &effects)
@@ -450,9 +514,8 @@ extension IKESA {
             effects.log(.warning, "\(label): refusing IKE SA rekey with \(type): \(reason)")
             respond(.createChildSA, messageID: messageID, [.notify(IKEv2.Notify(type: type, data: data))], random: &random, effects: &effects)
         }
-        if case .rekeyIKE = outstanding?.kind {
-            // §2.25.2 simplified: while our own IKE SA rekey is in flight we let the peer retry later.
-            refuse(.temporaryFailure, "our own IKE SA rekey is in flight")
+        guard !rekeyedAway else {
+            refuse(.temporaryFailure, "this IKE SA is already replaced")
             return
         }
         guard let (chosen, algorithms) = ProposalNegotiation.select(sa, from: connection.ikeProposals),
@@ -487,15 +550,20 @@ extension IKESA {
         let old = establishedKeys
         let keys = IKESAKeys.rekeyed(algorithms, oldPRF: old.algorithms.prf, oldSKd: old.skD, sharedSecret: shared,
                                      ni: ni, nr: nr, spiI: peerSPI, spiR: newSPI)
-        handOver(to: IKESAID(newSPI), initiatorSPI: peerSPI, responderSPI: newSPI, weInitiated: false, keys: keys,
-                 context: context, random: &random, effects: &effects)
+        let new = successor(IKESAID(newSPI), initiatorSPI: peerSPI, responderSPI: newSPI, weInitiated: false, keys: keys, now: context.now)
+        if case .rekeyIKE = outstanding?.kind {
+            // §2.25.2: our own rekey is in flight; which new SA survives is decided when its answer arrives.
+            effects.log(.info, "\(label): IKE SA rekey collision; answering the peer's and waiting for ours")
+            collision = IKERekeyCollision(successor: [new], lowestNonce: lowerNonce(ni, nr))
+            return
+        }
+        handOver(to: new, context: context, random: &random, effects: &effects)
     }
 
-    /// Moves the Child SAs to the new IKE SA born from a rekey; this one only waits to be deleted.
-    private mutating func handOver(
-        to newID: IKESAID, initiatorSPI: UInt64, responderSPI: UInt64, weInitiated: Bool, keys: IKESAKeys,
-        context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
-    ) {
+    /// The new IKE SA born from a rekey (§2.18), still without Child SAs; message IDs start again at 0.
+    private func successor(
+        _ newID: IKESAID, initiatorSPI: UInt64, responderSPI: UInt64, weInitiated: Bool, keys: IKESAKeys, now: Duration
+    ) -> IKESA {
         let protection: MessageProtection
         do {
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: weInitiated)
@@ -508,9 +576,16 @@ extension IKESA {
             schedule: schedule
         )
         successor.remoteIdentity = remoteIdentity
-        successor.establishedAt = context.now
+        successor.establishedAt = now
         successor.localBehindNAT = localBehindNAT
         successor.remoteBehindNAT = remoteBehindNAT
+        return successor
+    }
+
+    /// Moves the Child SAs to the successor; this SA only waits to be deleted.
+    private mutating func handOver(to successor: IKESA, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
+        var successor = successor
+        let newID = successor.id
         successor.children = children.map { child in
             var moved = child
             moved.info.ikeSA = newID
@@ -526,13 +601,21 @@ extension IKESA {
         queue = []
         rekeyedAway = true
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))
-        effects.log(.notice, "\(label): rekeyed; successor \(successor.label) with \(keys.algorithms)")
+        effects.actions.append(.scheduleTimer(.expireReplacedIKESA(id), at: context.now + context.configuration.halfOpenTimeout))
+        effects.log(.notice, "\(label): rekeyed; successor \(successor.label) with \(successor.algorithms?.description ?? "?")")
         effects.actions.append(.ikeSARekeyed(old: id, new: successor.info))
         effects.spawned.append(successor)
     }
+
+    /// A successor that lost a rekey collision (§2.25.2): it exists only until it is deleted, never reported.
+    private func redundant(_ successor: IKESA) -> IKESA {
+        var redundant = successor
+        redundant.rekeyedAway = true
+        return redundant
+    }
 }
 
-/// §2.25.1 compares nonces as octet strings.
+/// §2.25 compares nonces as octet strings.
 func lowerNonce(_ a: [UInt8], _ b: [UInt8]) -> [UInt8] { a.lexicographicallyPrecedes(b) ? a : b }
 
 func bigEndianGroup(_ group: DHGroup) -> [UInt8] { [UInt8(group.rawValue >> 8), UInt8(truncatingIfNeeded: group.rawValue)] }

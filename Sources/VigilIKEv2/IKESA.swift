@@ -71,6 +71,9 @@ struct OutstandingRequest: Sendable {
     var kind: Kind
     /// Transmissions so far (1 = the original).
     var transmissions: Int
+    /// Retransmitted on the schedule by the engine. Liveness checks are not (the dead peer detector drives them)
+    /// until another request has to wait behind one.
+    var onSchedule: Bool
 
     var isLiveness: Bool {
         if case .liveness = kind { return true }
@@ -89,6 +92,13 @@ struct RekeyIKERequest: @unchecked Sendable {
     var newSPI: UInt64
     var nonce: [UInt8]
     var keyExchange: KeyExchange
+}
+
+/// The successor the peer created by rekeying while our own rekey was in flight (an array only to let a struct
+/// hold a value of its own type).
+struct IKERekeyCollision: Sendable {
+    var successor: [IKESA]
+    var lowestNonce: [UInt8]
 }
 
 /// One IKE SA: its phase, its Child SAs, its message-ID window.
@@ -151,6 +161,8 @@ struct IKESA: @unchecked Sendable {
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     var rekeyedAway = false
+    /// §2.25.2: the peer's IKE SA rekey we answered while ours was in flight.
+    var collision: IKERekeyCollision?
     var schedule: RetransmissionSchedule
 
     // §2.2 message IDs, window of one.
@@ -255,12 +267,15 @@ struct IKESA: @unchecked Sendable {
 
     /// Records and sends a request whose bytes are built (IKE_SA_INIT is not protected).
     mutating func startRequest(_ message: IKEv2.Message, datagram: [UInt8], kind: OutstandingRequest.Kind, now: Duration, effects: inout Effects) {
-        let request = OutstandingRequest(messageID: message.header.messageID, datagram: datagram, kind: kind, transmissions: 1)
+        var request = OutstandingRequest(messageID: message.header.messageID, datagram: datagram, kind: kind, transmissions: 1, onSchedule: false)
+        request.onSchedule = !request.isLiveness
         outstanding = request
         effects.log(.info, "\(label): sending \(message.summary) to \(remote)")
         transmit(datagram, &effects)
-        if !request.isLiveness {
+        if request.onSchedule {
             effects.actions.append(.scheduleTimer(.retransmit(id, messageID: request.messageID), at: now + schedule.delay(afterAttempt: 0)))
+        }
+        if !request.isLiveness {
             effects.actions.append(.exchangeInFlight(id, true))
         }
     }
@@ -269,8 +284,10 @@ struct IKESA: @unchecked Sendable {
     mutating func finishRequest(_ effects: inout Effects) {
         guard let request = outstanding else { return }
         outstanding = nil
-        if !request.isLiveness {
+        if request.onSchedule {
             effects.actions.append(.cancelTimer(.retransmit(id, messageID: request.messageID)))
+        }
+        if !request.isLiveness {
             effects.actions.append(.exchangeInFlight(id, false))
         }
     }
@@ -291,8 +308,14 @@ struct IKESA: @unchecked Sendable {
     // MARK: - Timers
 
     mutating func retransmitTimerFired(messageID: UInt32, context: SAContext, effects: inout Effects) {
-        guard var request = outstanding, request.messageID == messageID, !request.isLiveness else { return }
+        guard var request = outstanding, request.messageID == messageID, request.onSchedule else { return }
         guard request.transmissions <= schedule.tries else {
+            if rekeyedAway {
+                // A replaced SA whose DELETE goes unanswered: its successor speaks for the peer.
+                outstanding = nil
+                close(reason: "rekeyed", effects: &effects)
+                return
+            }
             effects.log(.warning, "\(label): giving up after \(schedule.tries) retransmissions of message \(messageID); peer \(remote) unreachable")
             effects.actions.append(.peerUnreachable(id))
             if !isEstablished {
@@ -300,7 +323,7 @@ struct IKESA: @unchecked Sendable {
                     connection: connection.name, peer: peer.address,
                     reason: NegotiationFailure(.timeout, "no answer from \(remote) after \(schedule.tries) retransmissions")))
             }
-            effects.actions.append(.exchangeInFlight(id, false))
+            if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
             outstanding = nil
             close(reason: "peer unreachable", effects: &effects)
             return
@@ -315,9 +338,9 @@ struct IKESA: @unchecked Sendable {
 
     /// Forgets the SA: its Child SAs and itself are reported deleted, its timers cancelled.
     mutating func close(reason: String, effects: inout Effects) {
-        if let request = outstanding, !request.isLiveness {
-            effects.actions.append(.cancelTimer(.retransmit(id, messageID: request.messageID)))
-            effects.actions.append(.exchangeInFlight(id, false))
+        if let request = outstanding {
+            if request.onSchedule { effects.actions.append(.cancelTimer(.retransmit(id, messageID: request.messageID))) }
+            if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
         }
         outstanding = nil
         for child in children {
@@ -328,6 +351,7 @@ struct IKESA: @unchecked Sendable {
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))
         effects.actions.append(.cancelTimer(.halfOpenExpiry(id)))
         effects.actions.append(.cancelTimer(.natKeepalive(id)))
+        if rekeyedAway { effects.actions.append(.cancelTimer(.expireReplacedIKESA(id))) }
         // An SA never established, or one whose role passed to its rekeyed successor, is not reported.
         if establishedAt != nil, !rekeyedAway {
             effects.actions.append(.ikeSADeleted(info, reason: reason))

@@ -5,8 +5,21 @@ import VigilWire
 
 /// Every IKEv2 SA of the daemon, as one pure value: feed events, perform the returned actions in order.
 /// Never does I/O; time comes in as `now`, randomness (SPIs, nonces, IVs) from `random`.
+///
+/// What the runtime around it does:
+/// - Receives on UDP 500 and 4500 of each local address; strips the 4-octet non-ESP marker on 4500 (drops 0xFF
+///   keepalives, hands ESP to the data plane) and passes `to` with the real local address (IP_PKTINFO), because
+///   connections are chosen by local and peer address.
+/// - Performs `.send` from `from` to `to`, prepending the non-ESP marker when `from.port` is 4500;
+///   `.sendNATKeepalive` is the single octet 0xFF from 4500, without marker.
+/// - Keeps one timer per `IKEv2TimerID` (a new `.scheduleTimer` for the same id replaces it) and feeds
+///   `.timerFired` when due.
+/// - Installs `.childSAEstablished` / `.childSARekeyed` keys; removes a Child SA on `.childSADeleted` (after a
+///   rekey the old one stays until its own `.childSADeleted`, so no packet is lost in between).
+/// - `.ikeSARekeyed` moves everything the daemon keeps per IKE SA (liveness state) to the new id.
 public struct IKEv2Endpoint: Sendable {
-    public private(set) var configuration: Configuration
+    /// New negotiations use the configuration as it is then; existing SAs keep the connection they were made with.
+    public var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
     var counterValues: [String: UInt64] = [:]
     /// §2.6: the secret behind stateless cookies, drawn from `random` when first needed.
@@ -17,7 +30,20 @@ public struct IKEv2Endpoint: Sendable {
     }
 
     public var ikeSAs: [IKESAInfo] { sas.values.map(\.info).sorted { $0.id < $1.id } }
-    public var childSAs: [ChildSAInfo] { sas.values.flatMap { $0.children.map(\.info) }.sorted { $0.id < $1.id } }
+    public var childSAs: [ChildSAInfo] {
+        sas.values.flatMap { sa in
+            sa.children.map { child in
+                var info = child.info
+                info.state = switch child.state {
+                case .installed: .installed
+                case .rekeying: .rekeying
+                case .rekeyed: .rekeyed
+                case .deleting: .deleting
+                }
+                return info
+            }
+        }.sorted { $0.id < $1.id }
+    }
     /// malformedDatagrams, unknownSPIs, unknownPeers, integrityFailures, authenticationFailures, retransmissions,
     /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, ...
     public var counters: [String: UInt64] { counterValues }
@@ -210,8 +236,7 @@ public struct IKEv2Endpoint: Sendable {
         guard let (answer, algorithms) = selection, let connection = owners.first,
               let peer = connection.peers.first(where: { $0.address == from.address })
         else {
-            let offered = sa.proposals.map { $0.transforms.map { "\($0.type)/\($0.id)\($0.keyLength.map { "/\($0)" } ?? "")" }.joined(separator: ",") }
-            let message = "no common IKE proposal with \(from): peer offered [\(offered.joined(separator: "; "))] (type/id), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
+            let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
             actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
             actions.append(.log(.error, message))
             actions.append(.negotiationFailed(connection: candidates[0].name, peer: from.address, reason: NegotiationFailure(.noProposalChosen, message)))
@@ -281,6 +306,12 @@ public struct IKEv2Endpoint: Sendable {
         case .rekeyChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
             return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+        case .expireReplacedIKESA(let id):
+            return withSA(id, now: now) { sa, _, effects in
+                guard sa.rekeyedAway else { return }
+                effects.log(.info, "\(sa.label): replaced by a rekey and never deleted by the peer; forgotten")
+                sa.close(reason: "rekeyed", effects: &effects)
+            }
         case .natKeepalive(let id):
             return withSA(id, now: now) { sa, context, effects in
                 guard sa.isEstablished, sa.localBehindNAT, !sa.rekeyedAway else { return }

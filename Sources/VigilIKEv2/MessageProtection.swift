@@ -68,6 +68,8 @@ struct MessageProtection: @unchecked Sendable {  // the contexts are keyed once 
     enum OpenError: Error {
         case malformed(String)
         case integrity
+        /// §2.5: authentic, but carries an unknown payload marked critical (its type).
+        case unsupportedCriticalPayload(UInt8)
     }
 
     /// Checks and decrypts the SK payload of a received message; returns the inner payloads.
@@ -108,6 +110,9 @@ struct MessageProtection: @unchecked Sendable {  // the contexts are keyed once 
         do {
             return try IKEv2.Payloads.read(inner, first: firstPayload)
         } catch {
+            if error.code == .unsupportedCriticalPayload, let type = IKEv2.Payloads.firstUnsupportedCriticalPayload(inner, first: firstPayload) {
+                throw .unsupportedCriticalPayload(type)
+            }
             throw .malformed("inner payloads: \(error)")
         }
     }

@@ -131,11 +131,34 @@ enum ProposalNegotiation {
     static func accepted(
         _ sa: IKEv2.SecurityAssociation, offered configured: [ESPProposal], pfs: (ESPProposal) -> [DHGroup]?
     ) -> (algorithms: ChildAlgorithms, peerSPI: UInt32)? {
+        // §3.3.6: the answer holds exactly one proposal with one transform of each type.
         guard sa.proposals.count == 1, let chosen = sa.proposals.first,
               chosen.transforms.count == Set(chosen.transforms.map(\.type)).count,
               let selection = select(sa, from: configured, pfs: pfs)
         else { return nil }
-        _ = chosen
         return (selection.algorithms, selection.peerSPI)
+    }
+
+    /// A peer's proposal in strongSwan's notation where the algorithms are known (`aes128-sha1-prfsha1-modp3072`),
+    /// IANA numbers otherwise (`ENCR_3`, `DH_2`), for operator logs.
+    static func describe(_ proposal: IKEv2.Proposal) -> String {
+        // Same order as `IKEProposal.description`: encryption, integrity, PRF, DH, ESN.
+        let rank: [UInt8: Int] = [1: 0, 3: 1, 2: 2, 4: 3, 5: 4]
+        return proposal.transforms.sorted { rank[$0.type, default: 9] < rank[$1.type, default: 9] }.map { transform -> String in
+            switch transform.transformType {
+            case .encryption:
+                EncryptionAlgorithm(ikev2TransformID: transform.id, keyBits: Int(transform.keyLength ?? 0))?.rawValue
+                    ?? "ENCR_\(transform.id)" + (transform.keyLength.map { "_\($0)" } ?? "")
+            case .pseudorandomFunction: PseudorandomFunction(ikev2TransformID: transform.id)?.rawValue ?? "PRF_\(transform.id)"
+            case .integrity: IntegrityAlgorithm(ikev2TransformID: transform.id)?.rawValue ?? "INTEG_\(transform.id)"
+            case .keyExchange: DHGroup(rawValue: transform.id)?.keyword ?? "DH_\(transform.id)"
+            case .extendedSequenceNumbers: transform.id == noESN ? "noesn" : "esn"
+            case nil: "TRANSFORM_\(transform.type)_\(transform.id)"
+            }
+        }.joined(separator: "-")
+    }
+
+    static func describe(_ sa: IKEv2.SecurityAssociation) -> String {
+        sa.proposals.map(describe).joined(separator: ", ")
     }
 }

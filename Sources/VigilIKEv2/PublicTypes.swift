@@ -30,6 +30,8 @@ public enum IKEv2TimerID: Hashable, Sendable {
     case rekeyChildSA(ChildSAID)
     /// Time to send a NAT keepalive from behind a NAT (RFC 3948 §4).
     case natKeepalive(IKESAID)
+    /// An IKE SA replaced by a rekey that the peer has not deleted yet is forgotten.
+    case expireReplacedIKESA(IKESAID)
 }
 
 /// How requests are retransmitted: after `timeout`, then `timeout * base^n`, `tries` retransmissions in all
@@ -137,6 +139,13 @@ public struct IKESAInfo: Sendable, Hashable {
 
 /// A read-only view of one Child SA.
 public struct ChildSAInfo: Sendable, Hashable {
+    public enum State: String, Hashable, Sendable {
+        case installed
+        case rekeying    // our CREATE_CHILD_SA for it is in flight
+        case rekeyed     // replaced; waits for its DELETE
+        case deleting
+    }
+
     public var id: ChildSAID
     public var ikeSA: IKESAID
     public var connection: String
@@ -151,6 +160,7 @@ public struct ChildSAInfo: Sendable, Hashable {
     public var remoteEndpoint: Endpoint
     public var udpEncapsulated: Bool
     public var establishedAt: Duration
+    public var state: State = .installed
 }
 
 /// Keys of one Child SA, per direction (RFC 7296 §2.17). GCM keys include the 4-byte salt.

@@ -59,7 +59,8 @@ final class IKEInbox: @unchecked Sendable {
     var all: [([UInt8], Endpoint)] { lock.withLock { messages } }
 }
 
-/// Installs a Child SA pair (A→B `spiAB`, B→A `spiBA`) with static keys in both gateways' engines.
+/// Installs a Child SA pair (A→B `spiAB`, B→A `spiBA`) with static keys in both gateways' engines: inbound SAs
+/// first, then outbound, as IKE does, so no packet arrives for an SA its receiver does not have yet.
 func installChildSA(
     _ a: LabGateway, _ b: LabGateway, _ encryption: EncryptionAlgorithm, _ integrity: IntegrityAlgorithm?,
     spiAB: UInt32, spiBA: UInt32
@@ -68,14 +69,17 @@ func installChildSA(
     let ba = SAID(destination: a.outer, spi: spiBA)
     let keysAB = keys(encryption, integrity, label: UInt8(truncatingIfNeeded: spiAB))
     let keysBA = keys(encryption, integrity, label: UInt8(truncatingIfNeeded: spiBA))
-    for gateway in [a, b] {
-        try gateway.plane.engine.addSA(ab, SARequest(
-            source: a.outer, destination: b.outer, reqid: 1, encryption: encryption, encryptionKey: keysAB.enc,
-            integrity: integrity, integrityKey: keysAB.integ, encapsulation: UDPEncapsulation(sourcePort: 4500, destinationPort: 4500)))
-        try gateway.plane.engine.addSA(ba, SARequest(
-            source: b.outer, destination: a.outer, reqid: 1, encryption: encryption, encryptionKey: keysBA.enc,
-            integrity: integrity, integrityKey: keysBA.integ, encapsulation: UDPEncapsulation(sourcePort: 4500, destinationPort: 4500)))
-    }
+    let udp = UDPEncapsulation(sourcePort: 4500, destinationPort: 4500)
+    let requestAB = SARequest(
+        source: a.outer, destination: b.outer, reqid: 1, encryption: encryption, encryptionKey: keysAB.enc,
+        integrity: integrity, integrityKey: keysAB.integ, encapsulation: udp)
+    let requestBA = SARequest(
+        source: b.outer, destination: a.outer, reqid: 1, encryption: encryption, encryptionKey: keysBA.enc,
+        integrity: integrity, integrityKey: keysBA.integ, encapsulation: udp)
+    try b.plane.engine.addSA(ab, requestAB)
+    try a.plane.engine.addSA(ba, requestBA)
+    try a.plane.engine.addSA(ab, requestAB)
+    try b.plane.engine.addSA(ba, requestBA)
     return (ab, ba)
 }
 
@@ -166,13 +170,49 @@ final class LabPair {
             + " add rule ip watch in ip saddr { 192.0.2.1, 10.1.0.1 } counter"])
         #expect(try !lab.ping(count: 2))
         #expect(try ipPacketsFromA(lab.nsB) == 0, "packets reached the peer while it had no SA")
-        #expect(lab.a.plane.engine.counters[.noSA] >= 2)
+        #expect(lab.a.plane.engine.counters.held >= 2)
 
         // New SAs (the next peer's, here re-keyed to the same gateway): traffic resumes on the same TUN device.
         _ = try installChildSA(lab.a, lab.b, .aes128gcm16, nil, spiAB: 0xC000_0021, spiBA: 0xC000_0022)
         #expect(try lab.ping())
         #expect(lab.a.plane.interfaceIndex == interface)
         #expect(try ipPacketsFromA(lab.nsB) >= 3, "the watch counter sees ESP once SAs exist")
+        // The echo requests held during the gap left under the new SAs.
+        #expect(lab.a.plane.engine.counters.released >= 2)
+    }
+
+    @Test func rekeyDuringATCPTransferLosesNothing() async throws {
+        let lab = try LabPair()
+        defer { lab.destroy() }
+        let old = try installChildSA(lab.a, lab.b, .aes128cbc, .hmacSHA2_256_128, spiAB: 0xC000_0031, spiBA: 0xC000_0032)
+        let size = 16 * 1024 * 1024
+        let listener = try lab.nsB.runInside { try tcpListener(IPAddress("10.2.0.1")!, 5002) }
+        defer { close(listener) }
+        let receiver = Task.detached { try receiveAll(listener) }
+        let sender = try lab.nsA.runInside { try tcpConnect(from: IPAddress("10.1.0.1")!, to: IPAddress("10.2.0.1")!, 5002) }
+        let sending = Task.detached {
+            defer { close(sender) }
+            try sendAll(sender, count: size)
+        }
+        // Once a quarter has crossed, CREATE_CHILD_SA's outcome lands: the new pair next to the old, then the old goes.
+        for _ in 0..<500 where (lab.b.plane.engine.counters(old.ab)?.bytes ?? 0) < UInt64(size / 4) {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let new = try installChildSA(lab.a, lab.b, .aes128cbc, .hmacSHA2_256_128, spiAB: 0xC000_0041, spiBA: 0xC000_0042)
+        try await Task.sleep(for: .milliseconds(100))
+        for gateway in [lab.a, lab.b] {
+            try gateway.plane.engine.deleteSA(old.ab)
+            try gateway.plane.engine.deleteSA(old.ba)
+        }
+        try await sending.value
+        let received = try await receiver.value
+        #expect(received.count == size && received.firstMismatch == nil)
+        let carriedByNew = try #require(lab.b.plane.engine.counters(new.ab)).bytes
+        #expect(carriedByNew > 0 && carriedByNew < UInt64(size))
+        for gateway in [lab.a, lab.b] {
+            let counters = gateway.plane.engine.counters
+            #expect(counters[.unknownSPI] == 0 && counters[.authenticationFailed] == 0 && counters[.noSA] == 0, "\(counters)")
+        }
     }
 
     @Test func ikeDatagramsAndKeepalivesShareTheSocket() throws {
@@ -180,12 +220,7 @@ final class LabPair {
         defer { lab.destroy() }
         let message: [UInt8] = Array(repeating: 0x2B, count: 28)
         try lab.a.plane.sendIKE(message, to: Endpoint(lab.b.outer, 4500))
-        let keepalive = try lab.nsA.runInside { () throws -> Bool in
-            let fd = try boundUDPSocket(IPAddress("192.0.2.1")!, 4501)
-            defer { close(fd) }
-            return [ESPSpec.natKeepalive].withUnsafeBytes { sendDatagram(fd, $0, to: Endpoint(IPAddress("192.0.2.2")!, 4500)) }
-        }
-        #expect(keepalive)
+        try lab.a.plane.sendNATKeepalive(to: Endpoint(lab.b.outer, 4500))
         for _ in 0..<50 where lab.b.ikeReceived.all.isEmpty || lab.b.plane.engine.counters.natKeepalives == 0 {
             Thread.sleep(forTimeInterval: 0.02)
         }

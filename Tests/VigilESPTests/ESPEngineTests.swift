@@ -89,8 +89,8 @@ import VigilKernel
     }
 
     @Test func withoutAPolicyOrWithoutAnSANothingIsSent() throws {
-        let tunnel = Tunnel()
-        // Policies but no SA yet (peer dead, or failover in progress): held back, never sent in clear.
+        let tunnel = Tunnel(holdQueueLimit: 0)
+        // Policies but no SA yet (peer dead, or failover in progress): never sent in clear.
         try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
         let child = try #require(try tunnel.a.listSAs().first { $0.id.spi == 0x1000 }?.id)
         try tunnel.a.deleteSA(child)
@@ -109,6 +109,45 @@ import VigilKernel
         #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(inner)) == .drop(.blocked))
         let counters = tunnel.a.counters
         #expect(counters[.noSA] == 1 && counters[.noPolicy] == 1 && counters[.malformedInner] == 1 && counters[.blocked] == 1)
+    }
+
+    @Test func packetsWithoutAnSAAreHeldBoundedAndReleasedToTheNextSA() throws {
+        let tunnel = Tunnel(holdQueueLimit: 2)
+        let signals = EventLog()
+        tunnel.a.setReleaseSignal { signals.append(SAID(destination: Tunnel.addressB, spi: 0), .soft) }
+        let old = try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
+        for engine in [tunnel.a, tunnel.b] {
+            try engine.deleteSA(old.outboundOfA)
+            try engine.deleteSA(old.outboundOfB)
+        }
+        let packets = (1...3).map { ipv4Packet(from: "10.1.0.5", to: "10.2.0.7", payload: [UInt8($0)]) }
+        let buffer = PacketBuffer()
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[0])) == .held)
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[1])) == .held)
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(packets[2])) == .drop(.noSA))
+        #expect(tunnel.a.takeReleased().isEmpty && tunnel.a.heldCount == 2)
+
+        // The next peer's (here: new) SAs arrive: the held packets are released, in order, and go out under them.
+        try tunnel.establish(.aes128gcm16, nil, spiAB: 0x3000, spiBA: 0x4000, policies: false)
+        #expect(signals.all.count == 1)
+        let released = tunnel.a.takeReleased()
+        #expect(released == Array(packets[0...1]))
+        for packet in released {
+            let (datagram, _) = try #require(tunnel.seal(tunnel.a, packet))
+            #expect(tunnel.open(tunnel.b, datagram, from: Tunnel.addressA).1 == packet)
+        }
+        #expect(tunnel.a.counters.held == 2 && tunnel.a.counters.released == 2 && tunnel.a.heldCount == 0)
+    }
+
+    @Test func heldPacketsAreForgottenWhenTheirPolicyGoes() throws {
+        let tunnel = Tunnel(holdQueueLimit: 4)
+        let child = try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
+        try tunnel.a.deleteSA(child.outboundOfA)
+        let buffer = PacketBuffer()
+        let inner = ipv4Packet(from: "10.1.0.5", to: "10.2.0.7", payload: [1])
+        #expect(tunnel.a.encapsulate(buffer: buffer.raw, payload: buffer.load(inner)) == .held)
+        tunnel.a.setPolicies([:])
+        #expect(tunnel.a.heldCount == 0)
     }
 
     @Test func innerPacketsOutsideTheInboundSelectorsAreDropped() throws {
@@ -201,12 +240,50 @@ import VigilKernel
             .aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000, lifetime: SALifetime(softPackets: 2, hardPackets: 3))
         #expect(tunnel.sendAToB([1]) != nil)
         #expect(tunnel.a.counters(child.outboundOfA)?.softExpired == false)
+        #expect(tunnel.eventsOfA.all.isEmpty)
         #expect(tunnel.sendAToB([2]) != nil)
         #expect(tunnel.a.counters(child.outboundOfA)?.softExpired == true)
+        #expect(tunnel.eventsOfA.all == [.soft])
         #expect(tunnel.sendAToB([3]) != nil)
         #expect(tunnel.sendAToB([4]) == nil)
+        #expect(tunnel.sendAToB([5]) == nil)
         let counters = try #require(tunnel.a.counters(child.outboundOfA))
-        #expect(counters.hardExpired && counters.expiredDrops == 1 && counters.packets == 3)
+        #expect(counters.hardExpired && counters.expiredDrops == 2 && counters.packets == 3)
+        #expect(tunnel.eventsOfA.all == [.soft, .hard])
+    }
+
+    @Test func secondsLifetimesExpireOnTheInjectedClock() throws {
+        let tunnel = Tunnel()
+        let child = try tunnel.establish(
+            .aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000, lifetime: SALifetime(softSeconds: 60, hardSeconds: 90))
+        tunnel.a.expireByTime()
+        #expect(tunnel.eventsOfA.all.isEmpty)
+        tunnel.clock.advance(.seconds(60))
+        tunnel.a.expireByTime()
+        tunnel.a.expireByTime()
+        #expect(tunnel.eventsOfA.all == [.soft, .soft])  // once for each of A's two SAs
+        #expect(tunnel.sendAToB([1]) != nil)
+        tunnel.clock.advance(.seconds(30))
+        tunnel.a.expireByTime()
+        #expect(tunnel.eventsOfA.all == [.soft, .soft, .hard, .hard])
+        #expect(tunnel.sendAToB([2]) == nil)
+        #expect(tunnel.a.counters(child.outboundOfA)?.expiredDrops == 1)
+    }
+
+    @Test func theSequenceNumberNeverCycles() throws {
+        let tunnel = Tunnel()
+        let child = try tunnel.establish(.aes128gcm16, nil, spiAB: 0x1000, spiBA: 0x2000)
+        let sa = try #require(tunnel.a.securityAssociation(child.outboundOfA))
+        sa.state.withLock { $0.nextSequenceNumber = .max - 1 }
+        let inner = ipv4Packet(from: "10.1.0.5", to: "10.2.0.7", payload: [1])
+        let (first, _) = try #require(tunnel.seal(tunnel.a, inner))
+        let (last, _) = try #require(tunnel.seal(tunnel.a, inner))
+        #expect(Array(first[4..<8]) == [0xFF, 0xFF, 0xFF, 0xFE])
+        #expect(Array(last[4..<8]) == [0xFF, 0xFF, 0xFF, 0xFF])
+        // RFC 4303 §3.3.3: no packet with sequence number 0 (or any reused number) ever leaves.
+        #expect(tunnel.seal(tunnel.a, inner) == nil)
+        #expect(tunnel.eventsOfA.all == [.hard])
+        #expect(tunnel.a.counters[.expired] == 1)
     }
 
     @Test func kernelProtocolRefusesLikeTheKernel() throws {
@@ -238,5 +315,46 @@ import VigilKernel
         }
         #expect(try tunnel.a.listSAs().count == 2)
         #expect(try tunnel.a.listPolicies().count == 3)
+    }
+
+    @Test func ipv6InnerPacketsOverIPv6OuterAddresses() throws {
+        let clock = ManualClock()
+        let a = ESPEngine(clock: clock.function)
+        let b = ESPEngine(clock: clock.function)
+        let outerA = try #require(IPAddress("2001:db8::1"))
+        let outerB = try #require(IPAddress("2001:db8::2"))
+        let local = try IPPrefix.parse("fd00:1::/64")
+        let remote = try IPPrefix.parse("fd00:2::/64")
+        let id = SAID(destination: outerB, spi: 0x5000)
+        let key = keys(.aes256gcm16, nil, label: 5).enc
+        for engine in [a, b] {
+            try engine.addSA(id, SARequest(
+                source: outerA, destination: outerB, reqid: 7, encryption: .aes256gcm16, encryptionKey: key, integrity: nil))
+        }
+        try a.addPolicy(
+            PolicyID(selector: PolicySelector(source: local, destination: remote), direction: .outbound),
+            PolicyRequest(action: .protect(PolicyTemplate(source: outerA, destination: outerB, reqid: 7)), priority: 1))
+        try b.addPolicy(
+            PolicyID(selector: PolicySelector(source: local, destination: remote), direction: .forward),
+            PolicyRequest(action: .protect(PolicyTemplate(source: outerA, destination: outerB, reqid: 7)), priority: 1))
+        // RFC 8200 header: version 6, payload length 4, next header 59, hop limit 64, fd00:1::5 → fd00:2::7.
+        let inner: [UInt8] = [0x60, 0, 0, 0, 0, 4, 59, 64] + IPAddress("fd00:1::5")!.bytes + IPAddress("fd00:2::7")!.bytes
+            + [1, 2, 3, 4]
+        let buffer = PacketBuffer()
+        guard case .send(let packet, let peer) = a.encapsulate(buffer: buffer.raw, payload: buffer.load(inner)) else {
+            Issue.record("not sent")
+            return
+        }
+        #expect(peer == Endpoint(outerB, 4500))
+        let datagram = buffer[packet]
+        let receive = PacketBuffer()
+        let verdict = b.decapsulate(buffer: receive.raw, datagram: receive.load(datagram, at: 0), source: Endpoint(outerA, 4500))
+        guard case .deliver(let range) = verdict else {
+            Issue.record("\(verdict)")
+            return
+        }
+        #expect(receive[range] == inner)
+        // Delivery also proves the trailer said IPv6 (Next Header 41, RFC 4303 §2.6): the engine checks it.
+        #expect(b.counters(id)?.packets == 1)
     }
 }

@@ -56,9 +56,12 @@ final class Tunnel {
     static let subnetA = try! IPPrefix.parse("10.1.0.0/24")
     static let subnetB = try! IPPrefix.parse("10.2.0.0/24")
 
-    init(replayWindow: Int = 64) {
-        let configuration = ESPEngine.Configuration(replayWindow: replayWindow)
-        a = ESPEngine(configuration: configuration, clock: clock.function, wallSeconds: { 1_700_000_000 })
+    let eventsOfA = EventLog()
+
+    init(replayWindow: Int = 64, holdQueueLimit: Int = 0) {
+        let configuration = ESPEngine.Configuration(replayWindow: replayWindow, holdQueueLimit: holdQueueLimit)
+        let log = eventsOfA
+        a = ESPEngine(configuration: configuration, clock: clock.function, wallSeconds: { 1_700_000_000 }) { log.append($0, $1) }
         b = ESPEngine(configuration: configuration, clock: clock.function, wallSeconds: { 1_700_000_000 })
     }
 
@@ -115,7 +118,7 @@ final class Tunnel {
         let range = buffer.load(inner)
         switch engine.encapsulate(buffer: buffer.raw, payload: range) {
         case .send(let packet, let peer): return (buffer[packet], peer)
-        case .drop: return nil
+        case .held, .drop: return nil
         }
     }
 
@@ -134,4 +137,11 @@ final class Tunnel {
         guard let (datagram, _) = seal(a, inner) else { return nil }
         return open(b, datagram, from: Self.addressA).1
     }
+}
+
+/// Lifetime events an engine reported, in order.
+final class EventLog: Sendable {
+    private let events = Mutex<[(SAID, LifetimeEvent)]>([])
+    func append(_ id: SAID, _ event: LifetimeEvent) { events.withLock { $0.append((id, event)) } }
+    var all: [LifetimeEvent] { events.withLock { $0.map(\.1) } }
 }

@@ -60,6 +60,28 @@ import VigilWire
         #expect(lockstep.east.ikeSAs.first?.remoteIdentity == .fqdn("west"))
     }
 
+    @Test func establishesOverIPv6WithIPv6TrafficSelectors() throws {
+        let westAddress = IPAddress("2001:db8::1")!
+        let eastAddress = IPAddress("2001:db8::2")!
+        func v6(_ config: IKEv2Endpoint.ConnectionConfiguration, local: IPAddress, remote: IPAddress, localNet: String, remoteNet: String) throws -> IKEv2Endpoint.ConnectionConfiguration {
+            var config = config
+            config.localAddress = local
+            config.peers[0].address = remote
+            config.localTrafficSelectors = [try IPPrefix.parse(localNet)]
+            config.remoteTrafficSelectors = [try IPPrefix.parse(remoteNet)]
+            return config
+        }
+        var lockstep = Lockstep(
+            west: try v6(Fixtures.connection(west: true), local: westAddress, remote: eastAddress, localNet: "2001:db8:1::/48", remoteNet: "2001:db8:2::/48"),
+            east: try v6(Fixtures.connection(west: false), local: eastAddress, remote: westAddress, localNet: "2001:db8:2::/48", remoteNet: "2001:db8::/32"))
+        lockstep.eastAddress = eastAddress
+        let all = lockstep.pump(lockstep.westHandles(.initiate(connection: "EAST/10", peer: eastAddress)))
+        #expect(all.established.count == 2, "\(all.logText)")
+        let east = try #require(lockstep.east.childSAs.first)
+        #expect(east.remoteTrafficSelectors.map(\.description) == ["2001:db8:1::/48"])
+        #expect(east.localEndpoint.address == eastAddress)
+    }
+
     @Test func wrongPreSharedKeyFailsWithAuthenticationFailedOnBothSides() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true, psk: SecureBytes(Array("wrong".utf8))), east: Fixtures.connection(west: false))
         let (west, east) = try Self.establish(&lockstep)
@@ -69,6 +91,7 @@ import VigilWire
         #expect(lockstep.west.ikeSAs.isEmpty)
         #expect(lockstep.east.ikeSAs.isEmpty)
         #expect(lockstep.east.counters["authenticationFailures"] == 1)
+        #expect(lockstep.west.counters["authenticationFailures"] == 1)
     }
 
     @Test func noCommonIKEProposalFailsWithNoProposalChosen() throws {
@@ -81,6 +104,7 @@ import VigilWire
         #expect(east.failures.map(\.code) == [.noProposalChosen])
         #expect(west.failures.map(\.code) == [.noProposalChosen])
         #expect(west.logText.contains("NO_PROPOSAL_CHOSEN"))
+        #expect(east.logText.contains("peer offered aes128-sha1-prfsha1-modp2048, we accept aes256-sha256-prfsha256-modp2048"), "\(east.logText)")
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
     }
 
@@ -89,6 +113,7 @@ import VigilWire
         let (west, east) = try Self.establish(&lockstep)
         #expect(west.failures.map(\.code) == [.noProposalChosen])
         #expect(east.failures.map(\.code) == [.noProposalChosen])
+        #expect(east.logText.contains("peer offered ESP aes128-sha1-noesn, we accept aes256-sha256"), "\(east.logText)")
         #expect(lockstep.west.childSAs.isEmpty)
         #expect(lockstep.west.ikeSAs.map(\.state) == [.established])
     }
@@ -185,6 +210,26 @@ import VigilWire
         #expect(eastAnswered.contains { if case .livenessCheckAnswered(eastID) = $0 { true } else { false } })
     }
 
+    @Test func workQueuedBehindALostLivenessCheckPutsItOnTheRetransmissionSchedule() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        let child = try #require(lockstep.west.childSAs.first)
+        // INFORMATIONAL { } -->  (lost; the detector asks no more)
+        let lost = try #require(lockstep.westHandles(.sendLivenessCheck(id)).sent.first)
+        let queued = lockstep.westHandles(.rekeyChildSA(child.id))
+        #expect(queued.sent.isEmpty, "window of one")
+        #expect(lockstep.west.childSAs.map(\.state) == [.installed])
+        let timer = try #require(queued.timers.first { if case .retransmit = $0.0 { true } else { false } })
+        lockstep.now = timer.1
+        let retransmitted = lockstep.westHandles(.timerFired(timer.0))
+        #expect(retransmitted.sent.first?.bytes == lost.bytes)
+        // INFORMATIONAL { } -->  <-- INFORMATIONAL { }  then the queued rekey runs
+        let all = lockstep.pump(retransmitted)
+        #expect(all.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
+        #expect(all.rekeyed.count == 2, "\(all.logText)")
+    }
+
     @Test func deleteChildThenIKESA() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
@@ -198,6 +243,18 @@ import VigilWire
         let gone = lockstep.pump(lockstep.eastHandles(.deleteIKESA(eastID)))
         #expect(gone.deletedIKESAs.count == 2)
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
+    }
+
+    @Test func initialContactFromARestartedPeerReplacesItsStaleSAs() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let stale = try #require(lockstep.east.ikeSAs.first?.id)
+        // West restarts (forgets everything) and connects again with INITIAL_CONTACT.
+        lockstep.west = IKEv2Endpoint(configuration: lockstep.west.configuration)
+        let (_, east) = try Self.establish(&lockstep)
+        #expect(east.deletedIKESAs.map(\.id) == [stale])
+        #expect(east.deletedChildren.count == 1)
+        #expect(lockstep.east.ikeSAs.count == 1 && lockstep.east.childSAs.count == 1)
     }
 
     @Test func abandonSendsNothingAndReportsDeletions() throws {
@@ -232,6 +289,22 @@ import VigilWire
         }
     }
 
+    @Test func childRekeyRetriesWithThePFSGroupTheResponderAsksFor() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, esp: "aes256-sha256-x25519-ecp256"),
+                                east: Fixtures.connection(west: false, esp: "aes256-sha256-ecp256"))
+        _ = try Self.establish(&lockstep)
+        let child = try #require(lockstep.west.childSAs.first)
+        // CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, KEi(x25519), TSi, TSr } -->
+        let first = lockstep.westHandles(.rekeyChildSA(child.id))
+        // <-- CREATE_CHILD_SA { N(INVALID_KE_PAYLOAD(ecp256)) }
+        let refusal = lockstep.deliver(try #require(first.sent.first))
+        #expect(refusal.logText.contains("INVALID_KE_PAYLOAD"))
+        // CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, KEi(ecp256), TSi, TSr } -->  ...
+        let all = lockstep.pump(refusal)
+        #expect(all.rekeyed.count == 2, "\(all.logText)")
+        #expect(lockstep.west.childSAs.map(\.dhGroup) == [.ecp256])
+    }
+
     @Test func simultaneousChildRekeyLeavesExactlyOneNewSA() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
@@ -239,6 +312,7 @@ import VigilWire
         let eastChild = try #require(lockstep.east.childSAs.first)
         // CREATE_CHILD_SA { N(REKEY_SA), ... } -->   <-- CREATE_CHILD_SA { N(REKEY_SA), ... }   (crossing)
         let westRequest = lockstep.westHandles(.rekeyChildSA(westChild.id))
+        #expect(lockstep.west.childSAs.map(\.state) == [.rekeying])
         let eastRequest = lockstep.eastHandles(.rekeyChildSA(eastChild.id))
         let all = lockstep.pump(westRequest + eastRequest)
         #expect(all.rekeyed.count == 4)
@@ -268,6 +342,44 @@ import VigilWire
             let check = lockstep.pump(lockstep.westHandles(.sendLivenessCheck(west.id)))
             #expect(check.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
         }
+    }
+
+    @Test(arguments: Array(UInt64(1)...16))  // both outcomes (ours or the peer's redundant) occur among these seeds
+    func simultaneousIKESARekeyLeavesOneIKESAWithTheChildren(seed: UInt64) throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        lockstep.random = SeededGenerator(seed: seed)
+        _ = try Self.establish(&lockstep)
+        let westID = try #require(lockstep.west.ikeSAs.first?.id)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        // CREATE_CHILD_SA { SA, Ni, KEi } -->   <-- CREATE_CHILD_SA { SA, Ni, KEi }   (crossing)
+        // then the redundant new IKE SA and the old one are deleted by their creators
+        let all = lockstep.pump(lockstep.westHandles(.rekeyIKESA(westID)) + lockstep.eastHandles(.rekeyIKESA(eastID)))
+        #expect(all.deletedIKESAs.isEmpty && all.deletedChildren.isEmpty, "\(all.logText)")
+        #expect(all.logText.contains("IKE SA rekey collision: "))
+        #expect(lockstep.west.ikeSAs.count == 1, "west: \(lockstep.west.ikeSAs.map(\.id))\n\(all.logText)")
+        #expect(lockstep.east.ikeSAs.count == 1, "east: \(lockstep.east.ikeSAs.map(\.id))")
+        let west = try #require(lockstep.west.ikeSAs.first)
+        let east = try #require(lockstep.east.ikeSAs.first)
+        #expect(west.initiatorSPI == east.initiatorSPI && west.responderSPI == east.responderSPI)
+        #expect(lockstep.west.childSAs.first?.ikeSA == west.id && lockstep.east.childSAs.first?.ikeSA == east.id)
+        let check = lockstep.pump(lockstep.westHandles(.sendLivenessCheck(west.id)))
+        #expect(check.contains { if case .livenessCheckAnswered = $0 { true } else { false } })
+    }
+
+    @Test func replacedIKESAThatThePeerNeverDeletesIsForgottenQuietly() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        // <-- CREATE_CHILD_SA { SA, Ni, KEi }
+        let request = try #require(lockstep.eastHandles(.rekeyIKESA(eastID)).sent.first)
+        let westAnswer = lockstep.deliver(request)
+        // (east's answer handling and its INFORMATIONAL { D(IKE) } are lost)
+        #expect(lockstep.west.ikeSAs.count == 2)
+        let expiry = try #require(westAnswer.timers.first { if case .expireReplacedIKESA = $0.0 { true } else { false } })
+        lockstep.now = expiry.1
+        let forgotten = lockstep.westHandles(.timerFired(expiry.0))
+        #expect(forgotten.deletedIKESAs.isEmpty && forgotten.deletedChildren.isEmpty)
+        #expect(lockstep.west.ikeSAs.count == 1 && lockstep.west.childSAs.count == 1)
     }
 
     @Test func retransmissionsExhaustedReportPeerUnreachable() throws {
@@ -302,6 +414,24 @@ import VigilWire
         let fired = lockstep.westHandles(.timerFired(keepalive.0))
         #expect(fired.contains { if case .sendNATKeepalive(_, let to) = $0 { to.port == 4500 } else { false } })
         #expect(lockstep.east.ikeSAs.first?.remoteBehindNAT == true)
+    }
+
+    @Test func unknownCriticalPayloadInARequestIsAnsweredWithUnsupportedCriticalPayload() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try Self.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        var sa = try #require(lockstep.west.sas[id])
+        var effects = Effects()
+        // INFORMATIONAL { UNKNOWN(200, critical) } -->
+        sa.startRequest(.informational, [.other(type: 200, critical: true, body: [1])], kind: .liveness, now: .zero,
+                        random: &lockstep.random, effects: &effects)
+        lockstep.west.sas[id] = sa
+        let answer = lockstep.deliver(try #require(effects.actions.sent.first))
+        #expect(lockstep.east.counters["unsupportedCriticalPayloads"] == 1)
+        #expect(answer.logText.contains("INFORMATIONAL response 2 { N(UNSUPPORTED_CRITICAL_PAYLOAD) }"), "\(answer.logText)")
+        // <-- INFORMATIONAL { N(UNSUPPORTED_CRITICAL_PAYLOAD) }
+        let west = lockstep.deliver(try #require(answer.sent.first))
+        #expect(west.logText.contains("N(UNSUPPORTED_CRITICAL_PAYLOAD)"))
     }
 
     @Test func garbageAndTamperedMessagesAreCountedNotFatal() throws {

@@ -67,6 +67,8 @@ struct Lockstep {
     var east: IKEv2Endpoint
     var random = SeededGenerator(seed: 7)
     var now: Duration = .zero
+    /// Where east lives (datagrams to it go to `east`).
+    var eastAddress = Lockstep.eastAddress
 
     init(west: IKEv2Endpoint.ConnectionConfiguration, east: IKEv2Endpoint.ConnectionConfiguration, eastCookieThreshold: Int = 10) {
         self.west = IKEv2Endpoint(configuration: .init(connections: [west]))
@@ -79,7 +81,7 @@ struct Lockstep {
     /// Delivers one datagram to whichever side owns its destination address.
     mutating func deliver(_ datagram: Datagram) -> [IKEv2Action] {
         let event = IKEv2Event.datagramReceived(bytes: datagram.bytes, from: datagram.from, to: datagram.to)
-        return datagram.to.address == Self.eastAddress ? eastHandles(event) : westHandles(event)
+        return datagram.to.address == eastAddress ? eastHandles(event) : westHandles(event)
     }
 
     /// Delivers every datagram until both sides are quiet; returns all actions of both sides.

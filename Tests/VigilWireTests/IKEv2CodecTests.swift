@@ -29,6 +29,52 @@ private func hex(_ text: String) -> [UInt8] {
         + "0000402f00020003000400050000000800004016"
     )
 
+    /// strongSwan 5.9.8's IKE_SA_INIT response (aes256-sha256-modp2048) to a Vigil initiator, captured by the interop
+    /// driver: SA, KE, Nr, both NAT-D, CHILDLESS_IKEV2_SUPPORTED (16418), MULTIPLE_AUTH_SUPPORTED.
+    static let strongSwanInitResponse = hex(
+        "a6c819b31dec1f7da99aa543d9564cc22120222000000000000001c0220000300000002c010100040300000c0100000c800e0100030000"
+        + "080300000c0300000802000005000000080400000e28000108000e00001108886e07f7efb25e0d3da3e05a858fb48eb853f6228b86a831"
+        + "b4e85b0ae89d69bed34fdfbf4c1bbe890b5eeeb25a99b0459df92129e0d0e0a3174a6819c16b62903030cfbda6ad9cabdba671a9d7464b"
+        + "e8ab80853e48c6f68a64bba4d9e5e3fdb8465391df89bf5d87cef11feac6ff86cc49a8a5cb9218ddb5c2a8d3979cd9e22e409076f0d849"
+        + "79c9365e3d2ff2fa5e6488836a322f644b61248a436d4d3fdbf72386cc2b5d7cb3237a811bbfc95c69d8f6f3a904fdc029c7cc010b52fa"
+        + "d46853dda0c1d00d7d903826a8d652f30d4c253e6119fb5d8a0793b2d24efdf4ba5bde80aa4831afaba78d8ab03060b6714165a1791ed2"
+        + "6848823ee009734b4694290000244b87e79d0737c06b022debe317226a3d45cf4f2abfd834d3a100c0036881a9702900001c0000400484"
+        + "eacb1c5474098b4aff6dd592bebd79e1e2e1362900001c00004005d1b47b37d44e1d6dd5a6640e9c907064a908dc5d2900000800004022"
+        + "0000000800004014"
+    )
+
+    /// strongSwan 5.9.8's IKE_AUTH response (SK only, AES-CBC + HMAC-SHA2-256-128), same conversation.
+    static let strongSwanAuthResponse = hex(
+        "a6c819b31dec1f7da99aa543d9564cc22e20232000000001000000e0240000c4ea5ad64cb2ad6902f0d6c4166b92f3f6eea25fd35b7322"
+        + "528ad051fd7a4b7b35e7bec9292bcc2e11a59032066b118678a1f9d9ae93673490d01c92ec0c368c6e70d96c3ee10c04f5b364b870d1c3"
+        + "572a4a816a5d8461b4fd9a6a0b6afbdeb5de28bbce7daea7ed153329a5a0b7746d099bfb3ca22c7e75bc308de7e80983a5e48722811dce"
+        + "2ac497676136f6c4f46278422bac4198f34872b46cc5b393cae7b1652f4d85676bcd8bf45c63facb3c1e5b98cb5d12fee56fea9061d02c"
+        + "43bc4a1a"
+    )
+
+    @Test func parsesStrongSwanInitResponseAndReserializesIt() throws {
+        let message = try IKEv2.Message.parse(Self.strongSwanInitResponse)
+        #expect(message.header.flags == .response)
+        #expect(message.header.responderSPI == 0xa99a_a543_d956_4cc2)
+        #expect(message.payloads.map(\.logName) == [
+            "SA", "KE", "No", "N(NAT_DETECTION_SOURCE_IP)", "N(NAT_DETECTION_DESTINATION_IP)", "N(NOTIFY(16418))",
+            "N(MULTIPLE_AUTH_SUPPORTED)",
+        ])
+        guard case .securityAssociation(let sa) = message.payloads[0] else { Issue.record("no SA"); return }
+        #expect(sa.proposals.map(\.transforms.count) == [4])
+        #expect(message.serialize() == Self.strongSwanInitResponse)
+    }
+
+    @Test func parsesStrongSwanEncryptedAuthResponse() throws {
+        let message = try IKEv2.Message.parse(Self.strongSwanAuthResponse)
+        #expect(message.header.exchangeType == .ikeAuth && message.header.messageID == 1)
+        guard case .encrypted(let first, let body) = try #require(message.payloads.first) else { Issue.record("no SK"); return }
+        #expect(first == IKEv2.PayloadType.identificationResponder.rawValue)
+        // IV (16) + whole AES blocks + ICV (16)
+        #expect((body.count - 32) % 16 == 0)
+        #expect(message.serialize() == Self.strongSwanAuthResponse)
+    }
+
     @Test func parsesStrongSwanInitRequest() throws {
         let message = try IKEv2.Message.parse(Self.strongSwanInitRequest)
         #expect(message.header.initiatorSPI == 0x1b10_4ef5_fa23_4558)
@@ -141,6 +187,9 @@ private func hex(_ text: String) -> [UInt8] {
         #expect(parsed.payloads.count == 2)
         let critical = IKEv2.Message(header: header, payloads: [.other(type: 200, critical: true, body: [1, 2])])
         #expect { try IKEv2.Message.parse(critical.serialize()) } throws: { ($0 as? WireError)?.code == .unsupportedCriticalPayload }
+        let body = Array(critical.serialize().dropFirst(IKEv2.Spec.headerLength))
+        #expect(IKEv2.Payloads.firstUnsupportedCriticalPayload(body, first: 200) == 200)
+        #expect(IKEv2.Payloads.firstUnsupportedCriticalPayload(Array(plain.serialize().dropFirst(28)), first: 200) == nil)
     }
 
     @Test func refusesShortNonceAndBadTrafficSelectorLength() throws {

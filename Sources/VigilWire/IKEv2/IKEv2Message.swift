@@ -155,6 +155,23 @@ extension IKEv2 {
             }
         }
 
+        /// §2.5: the type of the first payload in the chain that is unknown and marked critical (what an
+        /// UNSUPPORTED_CRITICAL_PAYLOAD notify reports); nil if there is none or the chain is malformed before it.
+        public static func firstUnsupportedCriticalPayload(_ bytes: [UInt8], first: UInt8) -> UInt8? {
+            var reader = WireReader(bytes)
+            var next = first
+            while next != PayloadType.none.rawValue, next != PayloadType.encrypted.rawValue {
+                let type = next
+                guard let following = try? reader.readUInt8("Next Payload"), let flags = try? reader.readUInt8("Critical"),
+                      let length = try? reader.readUInt16("Payload Length"), length >= 4,
+                      (try? reader.skip(Int(length) - 4, "payload body")) != nil
+                else { return nil }
+                if PayloadType(rawValue: type) == nil, flags & Spec.criticalFlag != 0 { return type }
+                next = following
+            }
+            return nil
+        }
+
         /// Writes payloads chained; returns the first payload's type (for the header or SK) and the bytes.
         public static func write(_ payloads: [Payload]) -> (first: UInt8, bytes: [UInt8]) {
             var writer = WireWriter(capacity: 512)
