@@ -49,7 +49,7 @@ public struct IKEv1Endpoint: Sendable {
                 context.log(.notice, "abandoning ISAKMP SA \(id) with \(sa.remote) (peer considered dead)")
                 sa.phase = .dead
                 sas[id] = sa
-                childrenOrphaned(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
+                childrenDeleted(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
             }
         case .rekeyChildSA(let id):
             rekeyChildSA(id, &context, &random)
@@ -248,6 +248,7 @@ public struct IKEv1Endpoint: Sendable {
     /// Forgets SAs marked dead during this event, cancelling their timers and reporting them.
     mutating func removeDeadSAs(_ context: inout Context) {
         for sa in sas.values where sa.phase == .dead {
+            childrenDeleted(by: sa.id, reason: sa.deathReason, &context)
             for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
             context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))
             context.actions.append(.cancelTimer(.expireIKESA(sa.id)))
@@ -260,21 +261,14 @@ public struct IKEv1Endpoint: Sendable {
         }
     }
 
-    /// Child SAs whose ISAKMP SA went away: another established ISAKMP SA with the same peer adopts them (IKEv1
-    /// IPsec SAs outlive their ISAKMP SA, RFC 2408 §4.6.3); without one they are reported deleted.
-    mutating func childrenOrphaned(by id: IKEv1SAID, reason: String, _ context: inout Context) {
-        guard let old = sas[id] else { return }
-        let heir = sas.values.first { $0.id != id && $0.phase == .established && $0.connection.name == old.connection.name && $0.peer.address == old.peer.address }
+    /// Child SAs whose ISAKMP SA went away are deleted with it, as strongSwan does (RFC 2408 would let them live
+    /// on, but then nobody could delete or rekey them in step with the peer).
+    mutating func childrenDeleted(by id: IKEv1SAID, reason: String, _ context: inout Context) {
         for (childID, child) in children where child.info.ikeSA == id {
-            if let heir {
-                children[childID]?.info.ikeSA = heir.id
-                context.log(.info, "IPsec SA \(childID) moves from ISAKMP SA \(id) to \(heir.id)")
-            } else {
-                children[childID] = nil
-                context.actions.append(.cancelTimer(.rekeyChildSA(childID)))
-                context.actions.append(.cancelTimer(.expireChildSA(childID)))
-                context.actions.append(.childSADeleted(child.info, reason: reason))
-            }
+            children[childID] = nil
+            context.actions.append(.cancelTimer(.rekeyChildSA(childID)))
+            context.actions.append(.cancelTimer(.expireChildSA(childID)))
+            context.actions.append(.childSADeleted(child.info, reason: reason))
         }
     }
 }

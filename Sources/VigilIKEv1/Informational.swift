@@ -171,7 +171,17 @@ extension IKEv1Endpoint {
             sa.phase = .dead
             sa.deathReason = "deleted by peer"
             sas[sa.id] = sa
-            childrenOrphaned(by: sa.id, reason: "ISAKMP SA deleted by peer", &context)
+            // A reauthentication may be under way (strongSwan deletes the old ISAKMP SA after `over_time` even if the
+            // new Main Mode is still running and keeps its IPsec SAs for the new one): hand them over if there is one.
+            if let heir = sas.values.first(where: { $0.id != sa.id && $0.phase != .dead && $0.connection.name == sa.connection.name
+                && $0.peer.address == sa.peer.address }) {
+                for (id, child) in children where child.info.ikeSA == sa.id {
+                    context.log(.info, "IPsec SA \(id) moves from deleted ISAKMP SA \(sa.id) to \(heir.id)")
+                    children[id]?.info.ikeSA = heir.id
+                }
+            } else {
+                childrenDeleted(by: sa.id, reason: "ISAKMP SA deleted by peer", &context)
+            }
         case .esp:
             for spi in delete.spis.compactMap(ProposalMapping.spiValue) {
                 guard let (id, child) = children.first(where: { $0.value.info.outboundSPI == spi && $0.value.info.ikeSA == sa.id }) else {

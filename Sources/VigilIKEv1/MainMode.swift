@@ -357,10 +357,13 @@ extension IKEv1Endpoint {
         answered(messageID: 0, sa: &sa, &context)
         mainModeEstablished(sa: &sa, &context)
         if let old = sa.replaces, sas[old] != nil {
-            // Phase 1 rekey: this SA adopts the old one's IPsec SAs, then the old one is deleted.
+            // Phase 1 rekey, make before break as strongSwan reauthenticates: every IPsec SA of the old ISAKMP SA is
+            // rekeyed with a Quick Mode on the new one; once the last is replaced, the old ISAKMP SA is deleted
+            // (strongSwan deletes an ISAKMP SA's IPsec SAs with it, so they cannot simply move over).
+            let inherited = children.values.filter { $0.info.ikeSA == old }.map(\.info.id).sorted { $0.inboundSPI < $1.inboundSPI }
+            for child in inherited { startQuickMode(sa: &sa, rekeyOf: child, &context, &random) }
             sas[sa.id] = sa
-            childrenOrphaned(by: old, reason: "replaced", &context)
-            sendISAKMPDelete(old, &context, &random)
+            retireIfReplaced(old, &context, &random)
         }
         if sa.initiateChildAfterMainMode {
             startQuickMode(sa: &sa, rekeyOf: nil, &context, &random)
@@ -411,7 +414,11 @@ extension IKEv1Endpoint {
             return false
         }
         mainModeEstablished(sa: &sa, &context)
-        if initialContact { initialContactReceived(sa: sa, &context) }
+        if initialContact {
+            initialContactReceived(sa: sa, &context)
+        } else {
+            adoptChildren(into: sa, &context)
+        }
     }
 
     /// RFC 2407 §4.6.3.3 INITIAL-CONTACT: the peer rebooted; our older SAs with it are stale.
@@ -421,7 +428,19 @@ extension IKEv1Endpoint {
             var stale = old
             stale.phase = .dead
             sas[old.id] = stale
-            childrenOrphaned(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
+            childrenDeleted(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
+        }
+    }
+
+    /// A second Main Mode from the same peer without INITIAL-CONTACT is a reauthentication: the new ISAKMP SA takes
+    /// over the IPsec SAs of the older ones (strongSwan does the same, "detected reauth of existing IKE_SA, adopting
+    /// children"), so the peer's later DELETEs and rekeys on the new SA find them.
+    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context) {
+        let older = Set(sas.values.filter { $0.id != sa.id && $0.phase == .established && $0.connection.name == sa.connection.name
+            && $0.peer.address == sa.peer.address }.map(\.id))
+        for (id, child) in children where older.contains(child.info.ikeSA) {
+            context.log(.info, "reauthentication by \(sa.remote): IPsec SA \(id) moves from ISAKMP SA \(child.info.ikeSA) to \(sa.id)")
+            children[id]?.info.ikeSA = sa.id
         }
     }
 
@@ -438,6 +457,14 @@ extension IKEv1Endpoint {
             let margin = min(sa.connection.rekeyMargin, lifetime / 2)
             context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
         }
+    }
+
+    /// Deletes an ISAKMP SA that a newer one replaced once it carries no IPsec SA any more.
+    mutating func retireIfReplaced(_ old: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let retiring = sas[old], retiring.phase == .established,
+              sas.values.contains(where: { $0.replaces == old && $0.phase == .established }),
+              !children.values.contains(where: { $0.info.ikeSA == old }) else { return }
+        sendISAKMPDelete(old, &context, &random)
     }
 
     /// Phase 1 rekey: a fresh Main Mode with the same peer; once it is up, the old ISAKMP SA is deleted.

@@ -281,10 +281,14 @@ extension IKEv1Endpoint {
             let margin = min(sa.connection.rekeyMargin, lifetime / 2)
             context.actions.append(.scheduleTimer(.rekeyChildSA(info.id), at: context.now + lifetime - margin))
         }
-        if let old = quickMode.rekeyOf, children[old] != nil {
+        if let old = quickMode.rekeyOf, let oldChild = children[old] {
             context.actions.append(.childSARekeyed(old: old, new: info, keys: childKeys))
             sas[sa.id] = sa
+            // The DELETE travels on the ISAKMP SA that ran the rekey: after a Phase 1 rekey strongSwan has moved the
+            // old IPsec SA to the new ISAKMP SA and ignores a DELETE on the old one.
+            children[old]?.info.ikeSA = sa.id
             deleteChildSA(old, reason: "rekeyed", &context, &random)
+            retireIfReplaced(oldChild.info.ikeSA, &context, &random)
             if let updated = sas[sa.id] { sa = updated }
         } else {
             context.actions.append(.childSAEstablished(info, keys: childKeys))

@@ -28,6 +28,15 @@ final class InteropDriver {
 
     var now: Duration { ContinuousClock.now - origin }
 
+    static func clock() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        var t = time_t(tv.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%02d:%02d:%02d.%03d", parts.tm_hour, parts.tm_min, parts.tm_sec, Int(tv.tv_usec) / 1000)
+    }
+
     func handle(_ event: IKEv1Event) {
         let produced = endpoint.handle(event, now: now, random: &random)
         actions += produced
@@ -40,6 +49,7 @@ final class InteropDriver {
             case .cancelTimer(let id):
                 timers[id] = nil
             case .log(let level, let text):
+                timedLog.append("\(Self.clock()) \(text)")
                 if ProcessInfo.processInfo.environment["VIGIL_IKEV1_TRACE"] != nil { print("[vigil \(level)] \(text)") }
             case .ikeSAEstablished, .childSAEstablished, .childSARekeyed, .childSADeleted, .ikeSADeleted,
                  .authenticatedMessageReceived, .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .negotiationFailed:
@@ -80,6 +90,8 @@ final class InteropDriver {
     var failures: [IKEv1NegotiationFailure] { actions.compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } } }
     var acknowledged: [UInt32] { actions.compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
     var log: String { actions.compactMap { if case .log(_, let text) = $0 { text } else { nil } }.joined(separator: "\n") }
+    /// The log with wall-clock times, to line up with strongSwan's.
+    var timedLog: [String] = []
     func count(_ predicate: (IKEv1Action) -> Bool) -> Int { actions.filter(predicate).count }
 }
 
