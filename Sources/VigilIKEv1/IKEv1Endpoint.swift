@@ -9,6 +9,10 @@ public struct IKEv1Endpoint: Sendable {
     public let configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
     var children: [IKEv1ChildSAID: ChildSA] = [:]
+    /// ISAKMP SAs replaced by a rekey or reauthentication -> their replacement, so a DPD probe the detector aims at
+    /// the old SA goes out on the new one instead of vanishing (a probe must never race a rekey into a false death).
+    var successors: [IKEv1SAID: IKEv1SAID] = [:]
+    static let successorsKept = 256
     public private(set) var counters: [String: UInt64] = [:]
 
     public init(configuration: Configuration) {
@@ -249,6 +253,7 @@ public struct IKEv1Endpoint: Sendable {
     mutating func removeDeadSAs(_ context: inout Context) {
         for sa in sas.values where sa.phase == .dead {
             childrenDeleted(by: sa.id, reason: sa.deathReason, &context)
+            if let old = sa.replaces, sa.establishedAt == nil { context.actions.append(.exchangeInFlight(old, false)) }
             for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
             context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))
             context.actions.append(.cancelTimer(.expireIKESA(sa.id)))
@@ -259,6 +264,24 @@ public struct IKEv1Endpoint: Sendable {
             }
             sas[sa.id] = nil
         }
+    }
+
+    mutating func recordSuccessor(of old: IKEv1SAID, _ new: IKEv1SAID) {
+        successors[old] = new
+        if successors.count > Self.successorsKept {
+            successors = successors.filter { sas[$0.value] != nil }
+        }
+    }
+
+    /// The established SA a probe for `id` should use: `id` itself, or the newest SA that replaced it.
+    func liveSuccessor(of id: IKEv1SAID) -> IKEv1SAID? {
+        var current = id
+        for _ in 0..<Self.successorsKept {
+            if let sa = sas[current], sa.phase == .established { return current }
+            guard let next = successors[current] else { return nil }
+            current = next
+        }
+        return nil
     }
 
     /// Child SAs whose ISAKMP SA went away are deleted with it, as strongSwan does (RFC 2408 would let them live

@@ -50,6 +50,10 @@ struct ISAKMPSA: Sendable {
     var lastMainModeResponse: [UInt8]?
     /// Message IDs of informational exchanges already processed (their IV cannot be derived twice usefully).
     var seenInformational: Set<UInt32> = []
+    /// Quick Modes we finished as initiator: the peer's QM2 and our QM3, to resend QM3 if the peer retransmits QM2
+    /// (its QM3 was lost). The last few only.
+    var finishedQuickModes: [FinishedQuickMode] = []
+    static let finishedQuickModesKept = 8
     /// Why the SA is going away (reported in `.ikeSADeleted`).
     var deathReason = "ISAKMP SA removed"
 
@@ -113,4 +117,10 @@ struct ChildSA: Sendable {
     var info: IKEv1ChildSAInfo
     /// We ran the Quick Mode that made it: we rekey it before it expires.
     var weInitiated: Bool
+}
+
+struct FinishedQuickMode: Sendable {
+    var messageID: UInt32
+    var request: [UInt8]
+    var response: [UInt8]
 }

@@ -20,10 +20,13 @@ extension IKEv1Endpoint {
         }
     }
 
-    mutating func sendDPDProbe(_ id: IKEv1SAID, sequence: UInt32, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard var sa = sas[id], sa.phase == .established else {
-            context.log(.debug, "R-U-THERE \(sequence): ISAKMP SA \(id) is not established")
+    mutating func sendDPDProbe(_ requested: IKEv1SAID, sequence: UInt32, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let id = liveSuccessor(of: requested), var sa = sas[id] else {
+            context.log(.debug, "R-U-THERE \(sequence): ISAKMP SA \(requested) is not established")
             return
+        }
+        if id != requested {
+            context.log(.info, "R-U-THERE \(sequence) for replaced ISAKMP SA \(requested) goes on its successor \(id)")
         }
         guard sa.peerSupportsDPD else {
             context.log(.warning, "R-U-THERE \(sequence) not sent: \(sa.remote) did not advertise RFC 3706 DPD")
@@ -179,6 +182,7 @@ extension IKEv1Endpoint {
                     context.log(.info, "IPsec SA \(id) moves from deleted ISAKMP SA \(sa.id) to \(heir.id)")
                     children[id]?.info.ikeSA = heir.id
                 }
+                recordSuccessor(of: sa.id, heir.id)
             } else {
                 childrenDeleted(by: sa.id, reason: "ISAKMP SA deleted by peer", &context)
             }

@@ -363,6 +363,8 @@ extension IKEv1Endpoint {
             let inherited = children.values.filter { $0.info.ikeSA == old }.map(\.info.id).sorted { $0.inboundSPI < $1.inboundSPI }
             for child in inherited { startQuickMode(sa: &sa, rekeyOf: child, &context, &random) }
             sas[sa.id] = sa
+            recordSuccessor(of: old, sa.id)
+            context.actions.append(.exchangeInFlight(old, false))
             retireIfReplaced(old, &context, &random)
         }
         if sa.initiateChildAfterMainMode {
@@ -442,6 +444,7 @@ extension IKEv1Endpoint {
             context.log(.info, "reauthentication by \(sa.remote): IPsec SA \(id) moves from ISAKMP SA \(child.info.ikeSA) to \(sa.id)")
             children[id]?.info.ikeSA = sa.id
         }
+        for old in older { recordSuccessor(of: old, sa.id) }
     }
 
     mutating func mainModeEstablished(sa: inout ISAKMPSA, _ context: inout Context) {
@@ -472,6 +475,8 @@ extension IKEv1Endpoint {
         guard let sa = sas[id], sa.phase == .established else { return }
         guard !sas.values.contains(where: { $0.replaces == id }) else { return }
         context.log(.info, "\(sa.connection.name): rekeying ISAKMP SA \(id)")
+        // The rekey is an exchange in flight for the old SA: the detector must not read its silence as death.
+        context.actions.append(.exchangeInFlight(id, true))
         startMainMode(connection: sa.connection, peer: sa.peer, initiateChild: false, replaces: id, &context, &random)
     }
 }

@@ -79,6 +79,15 @@ extension IKEv1Endpoint {
             context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
             return
         }
+        if quickMode == nil, let finished = sa.finishedQuickModes.first(where: { $0.messageID == messageID }) {
+            if raw == finished.request {
+                context.count("retransmittedRequestsAnswered")
+                context.actions.append(.send(bytes: finished.response, from: sa.local, to: sa.remote))
+            } else {
+                context.count("unexpectedDropped")
+            }
+            return
+        }
         let iv = quickMode?.iv ?? keys.exchangeIV(messageID: messageID)
         let payloads: [ISAKMP.Payload]
         let nextIV: [UInt8]
@@ -102,13 +111,14 @@ extension IKEv1Endpoint {
                 try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, sa: &sa, &context, &random)
             case .initiatorSentQM1:
                 quickMode!.iv = nextIV
-                try quickMode2Received(hash: hash, payloads: payloads, quickMode: quickMode!, sa: &sa, &context, &random)
+                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: quickMode!, sa: &sa, &context, &random)
             case .responderSentQM2:
                 quickMode!.iv = nextIV
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
                 let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode!.initiatorNonce + quickMode!.responderNonce)
                 guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
+                answered(messageID: messageID, sa: &sa, &context)
                 context.actions.append(.authenticatedMessageReceived(sa.id))
                 installChildSA(quickMode: quickMode!, sa: &sa, weInitiated: false, &context, &random)
             }
@@ -192,11 +202,12 @@ extension IKEv1Endpoint {
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), \(localTS) === \(remoteTS)")
         context.log(.debug, "sending QM2 \(Self.payloadList(reply)) to \(sa.remote)")
         context.actions.append(.exchangeInFlight(sa.id, true))
-        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        // Retransmitted until QM3 confirms it (RFC 2409 §5.5 leaves the responder waiting for QM3).
+        sendRequest(bytes, messageID: messageID, purpose: "Quick Mode 2 \(String(messageID, radix: 16))", sa: &sa, &context)
     }
 
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
-    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], quickMode: QuickMode, sa: inout ISAKMPSA,
+    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, sa: inout ISAKMPSA,
                                      _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         let keys = sa.keys!
         var quickMode = quickMode
@@ -235,6 +246,8 @@ extension IKEv1Endpoint {
         }
         context.log(.debug, "sending QM3 { HASH } to \(sa.remote)")
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        sa.finishedQuickModes.append(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
+        if sa.finishedQuickModes.count > ISAKMPSA.finishedQuickModesKept { sa.finishedQuickModes.removeFirst() }
         installChildSA(quickMode: quickMode, sa: &sa, weInitiated: true, &context, &random)
     }
 

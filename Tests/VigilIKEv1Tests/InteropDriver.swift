@@ -192,6 +192,14 @@ final class InteropLab {
         return try box.wait().get()
     }
 
+    /// Vigil initiates Main Mode and Quick Mode; fails the test unless an IPsec SA comes up within 10 s.
+    func establish() throws {
+        driver.handle(.initiate(connection: "lab", peer: Self.swanAddress))
+        guard driver.run(seconds: 10, until: { !$0.established.isEmpty }) else {
+            throw LabError("no IPsec SA; Vigil:\n\(driver.log)\nstrongSwan:\n\(swan.log)")
+        }
+    }
+
     /// strongSwan's raw SA listing, one field per `key=value` word.
     func swanSAs() throws -> String { try swan.listSAs() }
 }

@@ -229,4 +229,53 @@ import VigilWire
                 + endpoint.counters["unsupportedExchangeDropped", default: 0] == 4)
         #expect(endpoint.ikeSAs.isEmpty)
     }
+
+    @Test func lostQM3IsRecoveredByTheRespondersRetransmission() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        for _ in 0..<7 { net.deliver() }   // MM1...MM6, QM1
+        // <-- QM2 E{ HASH(2), SA, Nr, KE, IDci, IDcr }
+        net.deliver()
+        // QM3 E{ HASH(3) } --> lost
+        #expect(net.wire.count == 1)
+        net.wire.removeAll()
+        #expect(net.west.childSAs.count == 1 && net.east.childSAs.isEmpty)
+        let eastSA = try #require(net.east.ikeSAs.first).id
+        let qm2Timer = try #require(net.eastActions.compactMap { action -> IKEv1TimerID? in
+            if case .scheduleTimer(let id, _) = action, case .retransmit(eastSA, let messageID) = id, messageID != 0 { return id }
+            return nil
+        }.last)
+        // <-- QM2 again (retransmission)
+        net.east(.timerFired(qm2Timer))
+        net.deliver()
+        // QM3 E{ HASH(3) } --> again, same bytes
+        net.deliver()
+        #expect(net.east.childSAs.count == 1)
+        #expect(net.west.counters["retransmittedRequestsAnswered"] == 1)
+        #expect(net.west.childSAs.first?.inboundSPI == net.east.childSAs.first?.outboundSPI)
+    }
+
+    @Test func aProbeAimedAtAReplacedISAKMPSAGoesOutOnItsSuccessor() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        let old = try #require(net.west.ikeSAs.first).id
+        let rekey = net.west(.rekeyIKESA(old))
+        #expect(rekey.contains { if case .exchangeInFlight(old, true) = $0 { true } else { false } })
+        net.settle()
+        #expect(net.westActions.contains { if case .exchangeInFlight(old, false) = $0 { true } else { false } })
+        let new = try #require(net.west.ikeSAs.first).id
+        #expect(new != old)
+        // The detector still thinks in terms of the old SA: the probe is not lost.
+        net.west(.sendDPDProbe(old, sequence: 3))
+        net.settle()
+        #expect(net.westActions.contains { if case .dpdAcknowledged(new, sequence: 3) = $0 { true } else { false } })
+        // The responder also learned the successor from the reauthentication.
+        let eastNew = try #require(net.east.ikeSAs.first).id
+        let eastOld = try #require(net.eastActions.ikeEstablished.first).id
+        #expect(eastOld != eastNew)
+        net.east(.sendDPDProbe(eastOld, sequence: 4))
+        net.settle()
+        #expect(net.eastActions.contains { if case .dpdAcknowledged(eastNew, sequence: 4) = $0 { true } else { false } })
+    }
 }

@@ -6,19 +6,13 @@ import VigilLab
 
 /// Interop cases 2, 3, 4 (DELETE) and 5 against strongSwan 5.9.8.
 @Suite(.serialized) struct StrongSwanDPDAndDeleteTests {
-    static func establish(_ lab: InteropLab) throws {
-        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
-        let done = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
-        try #require(done, "no IPsec SA; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
-    }
-
     @Test func strongSwanProbesVigilAndTheAcksKeepTheSA() throws {
         var options = InteropLab.Options()
         options.dpdDelay = "1s"
         options.swanExtra = "dpd_timeout = 3s"
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         lab.driver.run(seconds: 5)
         let answered = lab.driver.endpoint.counters["dpdProbesAnswered", default: 0]
         #expect(answered >= 3, "Vigil answered \(answered) R-U-THERE; strongSwan:\n\(lab.swan.log)")
@@ -39,7 +33,7 @@ import VigilLab
     @Test func vigilProbesStrongSwanAndGetsItsSequenceNumbersBack() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let sa = try #require(lab.driver.endpoint.ikeSAs.first)
         #expect(sa.peerSupportsDPD)
         for sequence: UInt32 in [1000, 1001, 1002] {
@@ -53,7 +47,7 @@ import VigilLab
     @Test func killedStrongSwanLeavesProbesUnanswered() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
         lab.driver.handle(.sendDPDProbe(sa, sequence: 5))
         lab.driver.run(seconds: 2) { $0.acknowledged.contains(5) }
@@ -76,7 +70,7 @@ import VigilLab
     @Test func vigilDeletesTheIPsecSAThenTheISAKMPSA() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let child = try #require(lab.driver.endpoint.childSAs.first)
         lab.driver.handle(.deleteChildSA(child.id))
         lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
@@ -93,7 +87,7 @@ import VigilLab
     @Test func strongSwanDeletesAndVigilForgets() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.swanctl(["--terminate", "--ike", "lab", "--timeout", "5"]) }, seconds: 6)
         #expect(result.succeeded, "\(result.stdout)\(result.stderr)")

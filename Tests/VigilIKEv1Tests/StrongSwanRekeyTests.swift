@@ -6,12 +6,6 @@ import VigilLab
 
 /// Interop case 4 (rekeys) against strongSwan 5.9.8: Phase 2 and Phase 1, both directions, several generations.
 @Suite(.serialized) struct StrongSwanRekeyTests {
-    static func establish(_ lab: InteropLab) throws {
-        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
-        let done = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
-        try #require(done, "no IPsec SA; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
-    }
-
     static func installedSPIs(_ listing: String) -> [String] {
         listing.split(separator: " ").filter { $0.hasPrefix("spi-in=") }.map { String($0.dropFirst("spi-in=".count)) }
     }
@@ -24,7 +18,7 @@ import VigilLab
         options.rekeyMargin = .seconds(2)
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let rekeyed = lab.driver.run(seconds: 9) { $0.count { if case .childSARekeyed = $0 { true } else { false } } >= 3 }
         #expect(rekeyed, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         lab.driver.run(seconds: 0.3)
@@ -40,7 +34,7 @@ import VigilLab
         options.swanChildExtra = "rekey_time = 3s\nlife_time = 5s\nrand_time = 0s"
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let rekeyed = lab.driver.run(seconds: 11) { $0.established.count >= 4 }
         #expect(rekeyed, "Vigil saw \(lab.driver.established.count) Quick Modes; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         lab.driver.run(seconds: 0.3)
@@ -59,7 +53,7 @@ import VigilLab
         options.rekeyMargin = .seconds(2)
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let firstChild = try #require(lab.driver.endpoint.childSAs.first)
         let rekeyed = lab.driver.run(seconds: 9) { $0.actions.compactMap { if case .ikeSAEstablished(let i) = $0 { i } else { nil } }.count >= 4 }
         #expect(rekeyed, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
@@ -82,7 +76,7 @@ import VigilLab
         options.swanExtra = "reauth_time = 3s\nrand_time = 0s\nover_time = 2s"
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         // strongSwan reauthenticates every 3 s; now and then the lab loses the first MM2 of a reauthentication and
         // strongSwan's 4 s retransmission recovers it, so allow time for that: at least three generations.
         let generations = lab.driver.run(seconds: 14) { $0.actions.compactMap { if case .ikeSAEstablished(let i) = $0 { i } else { nil } }.count >= 4 }
