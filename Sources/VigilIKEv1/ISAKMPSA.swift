@@ -48,8 +48,6 @@ struct ISAKMPSA: Sendable {
     /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
     var lastMainModeRequest: [UInt8] = []
     var lastMainModeResponse: [UInt8]?
-    /// Message IDs of informational exchanges already processed (their IV cannot be derived twice usefully).
-    var seenInformational: Set<UInt32> = []
     /// Quick Modes we finished as initiator: the peer's QM2 and our QM3, to resend QM3 if the peer retransmits QM2
     /// (its QM3 was lost). The last few only.
     var finishedQuickModes: [FinishedQuickMode] = []

@@ -368,7 +368,7 @@ extension IKEv1Endpoint {
             retireIfReplaced(old, &context, &random)
         }
         if sa.initiateChildAfterMainMode {
-            startQuickMode(sa: &sa, rekeyOf: nil, &context, &random)
+            startQuickModes(sa: &sa, &context, &random)
         }
     }
 
@@ -456,10 +456,10 @@ extension IKEv1Endpoint {
         context.actions.append(.ikeSAEstablished(sa.info))
         let lifetime = Duration.seconds(Int64(sa.suite!.lifetimeSeconds))
         context.actions.append(.scheduleTimer(.expireIKESA(sa.id), at: context.now + lifetime))
-        if sa.isInitiator {
-            let margin = min(sa.connection.rekeyMargin, lifetime / 2)
-            context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
-        }
+        // The initiator rekeys `rekeyMargin` before the end; the responder only half as early, so normally the
+        // initiator goes first and the responder's rekey is the fallback (IKEv1 has no rekey collision handling).
+        let margin = min(sa.connection.rekeyMargin, lifetime / 2) / (sa.isInitiator ? 1 : 2)
+        context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
     }
 
     /// Deletes an ISAKMP SA that a newer one replaced once it carries no IPsec SA any more.

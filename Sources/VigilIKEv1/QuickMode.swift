@@ -8,22 +8,31 @@ import VigilWire
 ///   <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
 ///   QM3 E{ HASH(3) } -->
 extension IKEv1Endpoint {
-    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID?, _ context: inout Context,
-                                 _ random: inout some RandomNumberGenerator) {
-        guard sa.phase == .established, let keys = sa.keys else { return }
+    /// One Quick Mode per pair of protected subnets (a crypto map ACL with several lines makes several IPsec SAs).
+    mutating func startQuickModes(sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         let connection = sa.connection
-        let local: IPPrefix
-        let remote: IPPrefix
-        if let rekeyOf, let old = children[rekeyOf] {
-            local = old.info.localTrafficSelectors[0]
-            remote = old.info.remoteTrafficSelectors[0]
-        } else if let first = connection.localTrafficSelectors.first, let peerNet = connection.remoteTrafficSelectors.first {
-            local = first
-            remote = peerNet
-        } else {
+        guard !connection.localTrafficSelectors.isEmpty, !connection.remoteTrafficSelectors.isEmpty else {
             context.log(.error, "\(connection.name): no traffic selectors configured, no Quick Mode")
             return
         }
+        for local in connection.localTrafficSelectors {
+            for remote in connection.remoteTrafficSelectors where remote.family == local.family {
+                startQuickMode(sa: &sa, local: local, remote: remote, rekeyOf: nil, &context, &random)
+            }
+        }
+    }
+
+    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID, _ context: inout Context,
+                                 _ random: inout some RandomNumberGenerator) {
+        guard let old = children[rekeyOf] else { return }
+        startQuickMode(sa: &sa, local: old.info.localTrafficSelectors[0], remote: old.info.remoteTrafficSelectors[0],
+                       rekeyOf: rekeyOf, &context, &random)
+    }
+
+    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: IKEv1ChildSAID?,
+                                 _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard sa.phase == .established, let keys = sa.keys else { return }
+        let connection = sa.connection
         var messageID: UInt32 = 0
         while messageID == 0 || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
         var spi = Self.nonzero32(&random)
@@ -130,6 +139,15 @@ extension IKEv1Endpoint {
                 context.actions.append(.exchangeInFlight(sa.id, false))
             }
             context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: error))
+            // Tell the initiator why its QM1 was refused, so it stops retransmitting (RFC 2408 §5.5).
+            let notify: UInt16? = switch error.code {
+            case .noProposalChosen: ISAKMP.NotifyType.noProposalChosen
+            case .invalidIDInformation: ISAKMP.NotifyType.invalidIDInformation
+            case .authenticationFailed, .invalidKEPayload, .timeout, .peerDeleted, .unknownPeer, .malformed: nil
+            }
+            if quickMode == nil, let notify {
+                sendInformational([.notification(.init(protocolID: .isakmp, notifyType: notify, spi: sa.cookies))], sa: sa, &context, &random)
+            }
         }
     }
 

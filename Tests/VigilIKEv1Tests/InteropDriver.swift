@@ -114,6 +114,7 @@ final class InteropLab {
         var vigilPSK = "lab-secret-123"
         var swanPSK = "lab-secret-123"
         var swanIKE: String?
+        var swanESP: String?
         var dpdDelay: String?
         var swanExtra = ""
         var swanChildExtra = ""
@@ -129,7 +130,7 @@ final class InteropLab {
             try NetworkNamespace.link(vigilNS, "v0", "192.0.2.1/24", swanNS, "s0", "192.0.2.2/24")
             try swanNS.ip("addr", "add", "10.2.0.1/24", "dev", "lo")
             swan = try StrongSwan(namespace: swanNS, name: "swan")
-            let espProposal = options.esp + (options.pfs.map { "-\($0.keyword)" } ?? "")
+            let espProposal = (options.swanESP ?? options.esp) + (options.pfs.map { "-\($0.keyword)" } ?? "")
             try swan.start(swanctlConf: """
             connections {
                 lab {

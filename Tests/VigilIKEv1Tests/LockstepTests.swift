@@ -278,4 +278,27 @@ import VigilWire
         net.settle()
         #expect(net.eastActions.contains { if case .dpdAcknowledged(eastNew, sequence: 4) = $0 { true } else { false } })
     }
+
+    @Test func onePairOfProxyIdentitiesPerIPsecSA() throws {
+        var west = Fixture.connection(local: Fixture.west, remote: Fixture.east, localNet: Fixture.westNet, remoteNet: Fixture.eastNet)
+        west.remoteTrafficSelectors.append(try IPPrefix.parse("10.3.0.0/16"))
+        var east = Fixture.connection(local: Fixture.east, remote: Fixture.west, localNet: Fixture.eastNet, remoteNet: Fixture.westNet)
+        east.localTrafficSelectors.append(try IPPrefix.parse("10.3.0.0/16"))
+        var net = Lockstep(west: IKEv1Endpoint(configuration: .init(connections: [west])),
+                           east: IKEv1Endpoint(configuration: .init(connections: [east])))
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        #expect(net.west.childSAs.count == 2 && net.east.childSAs.count == 2)
+        #expect(Set(net.west.childSAs.flatMap(\.remoteTrafficSelectors)) == [Fixture.eastNet, try IPPrefix.parse("10.3.0.0/16")])
+        // A subnet outside the responder's crypto map is refused with INVALID-ID-INFORMATION.
+        var narrow = Fixture.connection(local: Fixture.west, remote: Fixture.east, localNet: Fixture.westNet, remoteNet: try IPPrefix.parse("10.9.0.0/24"))
+        narrow.name = "SITE/10"
+        var refused = Lockstep(west: IKEv1Endpoint(configuration: .init(connections: [narrow])), east: Fixture.eastEndpoint())
+        refused.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        refused.settle()
+        #expect(refused.eastActions.failures.first?.code == .invalidIDInformation)
+        #expect(refused.east.childSAs.isEmpty)
+        // ... and the initiator learns it at once instead of retransmitting.
+        #expect(refused.westActions.failures.first?.code == .invalidIDInformation, "\(refused.westActions.logText)")
+    }
 }

@@ -143,4 +143,26 @@ import VigilLab
         #expect(responderFailure.message.contains("aes256-sha256"), "\(responderFailure)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
     }
+
+    @Test func noCommonPhase2ProposalBothWays() throws {
+        var options = InteropLab.Options()
+        options.esp = "aes128-sha1"
+        options.swanESP = "aes256-sha256"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        // Vigil initiates: Main Mode succeeds, strongSwan refuses QM1 with an encrypted NO_PROPOSAL_CHOSEN.
+        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
+        lab.driver.run(seconds: 5) { !$0.failures.isEmpty }
+        let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
+        #expect(failure.code == .noProposalChosen, "\(failure)")
+        #expect(lab.driver.endpoint.childSAs.isEmpty && lab.driver.endpoint.ikeSAs.count == 1)
+        // strongSwan initiates its child over the existing ISAKMP SA: Vigil refuses and names both sides' algorithms.
+        let swan = lab.swan
+        let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
+        #expect(!result.succeeded)
+        let refusal = try #require(lab.driver.failures.dropFirst().first, "Vigil:\n\(lab.driver.log)")
+        #expect(refusal.code == .noProposalChosen)
+        #expect(refusal.message.contains("aes256-sha256") && refusal.message.contains("aes128-sha1"), "\(refusal)")
+        #expect(lab.driver.endpoint.childSAs.isEmpty)
+    }
 }
