@@ -115,6 +115,7 @@ final class InteropLab {
         var swanPSK = "lab-secret-123"
         var swanIKE: String?
         var swanESP: String?
+        var forceUDPEncapsulation = false
         var dpdDelay: String?
         var swanExtra = ""
         var swanChildExtra = ""
@@ -167,6 +168,7 @@ final class InteropLab {
                 ikeProposals: [try IKEProposal.parse(options.ike)], espProposals: [try ESPProposal.parse(options.esp)],
                 pfsGroup: options.pfs, localTrafficSelectors: [Self.vigilNet], remoteTrafficSelectors: [Self.swanNet],
                 ikeLifetime: options.vigilIKELifetime, childLifetime: options.vigilChildLifetime, rekeyMargin: options.rekeyMargin,
+                forceUDPEncapsulation: options.forceUDPEncapsulation,
                 retransmission: IKEv1RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
             driver = try InteropDriver(namespace: vigilNS, address: Self.vigilAddress,
                                        configuration: .init(connections: [connection]))
