@@ -178,7 +178,7 @@ public struct IKEv1Endpoint: Sendable {
         }
         let candidate = sas.values.first {
             $0.initiatorCookie == header.initiatorCookie
-                && ($0.responderCookie == header.responderCookie || ($0.isInitiator && $0.phase == .initiatorSentMM1))
+                && ($0.responderCookie == header.responderCookie || ($0.isInitiator && $0.responderCookie == 0))
         }
         guard var sa = candidate else {
             context.count("unknownSPIDropped")
@@ -210,8 +210,8 @@ public struct IKEv1Endpoint: Sendable {
                 sa.pending[messageID] = nil
                 context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
                 context.actions.append(.peerUnreachable(id))
-                if sa.phase != .established {
-                    let hint = sa.phase == .initiatorSentMM5 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
+                if !sa.isEstablished {
+                    let hint = sa.awaitsMainMode6 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
                     context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
                                                               reason: .init(.timeout, "\(request.purpose) unanswered\(hint)")))
                     sa.phase = .dead
@@ -230,7 +230,7 @@ public struct IKEv1Endpoint: Sendable {
             sa.pending[messageID] = request
             sas[id] = sa
         case .halfOpenExpired(let id):
-            guard var sa = sas[id], sa.phase != .established else { return }
+            guard var sa = sas[id], !sa.isEstablished else { return }
             context.log(.info, "half-open ISAKMP SA \(id) with \(sa.remote) expired")
             context.count("halfOpenExpired")
             sa.phase = .dead
@@ -251,7 +251,7 @@ public struct IKEv1Endpoint: Sendable {
 
     /// Forgets SAs marked dead during this event, cancelling their timers and reporting them.
     mutating func removeDeadSAs(_ context: inout Context) {
-        for sa in sas.values where sa.phase == .dead {
+        for sa in sas.values where sa.isDead {
             childrenDeleted(by: sa.id, reason: sa.deathReason, &context)
             if let old = sa.replaces, sa.establishedAt == nil { context.actions.append(.exchangeInFlight(old, false)) }
             for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
@@ -277,7 +277,7 @@ public struct IKEv1Endpoint: Sendable {
     func liveSuccessor(of id: IKEv1SAID) -> IKEv1SAID? {
         var current = id
         for _ in 0..<Self.successorsKept {
-            if let sa = sas[current], sa.phase == .established { return current }
+            if let sa = sas[current], sa.isEstablished { return current }
             guard let next = successors[current] else { return nil }
             current = next
         }

@@ -31,7 +31,7 @@ extension IKEv1Endpoint {
 
     mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: IKEv1ChildSAID?,
                                  _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard sa.phase == .established, let keys = sa.keys else { return }
+        guard sa.isEstablished, let keys = sa.keys else { return }
         let connection = sa.connection
         var messageID: UInt32 = 0
         while messageID == 0 || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
@@ -48,13 +48,12 @@ extension IKEv1Endpoint {
                                   localTrafficSelector: local, remoteTrafficSelector: remote, rekeyOf: rekeyOf)
         var rest: [ISAKMP.Payload] = [.securityAssociation(ProposalMapping.phase2SA(suites, spi: spi)), .nonce(quickMode.localNonce)]
         if let group = connection.pfsGroup {
-            do {
-                quickMode.keyExchange = try KeyExchange(group: group)
-            } catch {
-                context.log(.error, "\(connection.name): PFS group \(group) unavailable: \(error)")
+            guard let exchange = try? KeyExchange(group: group) else {
+                context.log(.error, "\(connection.name): PFS group \(group) unavailable")
                 return
             }
-            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+            quickMode.keyExchange = exchange
+            rest.append(.keyExchange(exchange.publicValue))
         }
         rest += [.identification(ProposalMapping.proxyIdentity(local)), .identification(ProposalMapping.proxyIdentity(remote))]
         let hash = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + ISAKMP.encodePayloads(rest).bytes)
@@ -76,7 +75,7 @@ extension IKEv1Endpoint {
 
     mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard sa.phase == .established, let keys = sa.keys, header.flags.contains(.encryption) else {
+        guard sa.isEstablished, let keys = sa.keys, header.flags.contains(.encryption) else {
             context.count("unexpectedDropped")
             context.log(.warning, "dropped Quick Mode from \(from): ISAKMP SA \(sa.id) not established or message not encrypted")
             return
@@ -115,21 +114,23 @@ extension IKEv1Endpoint {
             return
         }
         do throws(IKEv1NegotiationFailure) {
-            switch quickMode?.step {
-            case nil:
-                try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, sa: &sa, &context, &random)
+            guard var existing = quickMode else {
+                try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, keys: keys,
+                                       sa: &sa, &context, &random)
+                return
+            }
+            existing.iv = nextIV
+            switch existing.step {
             case .initiatorSentQM1:
-                quickMode!.iv = nextIV
-                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: quickMode!, sa: &sa, &context, &random)
+                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: existing, keys: keys, sa: &sa, &context, &random)
             case .responderSentQM2:
-                quickMode!.iv = nextIV
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
-                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode!.initiatorNonce + quickMode!.responderNonce)
+                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + existing.initiatorNonce + existing.responderNonce)
                 guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
                 answered(messageID: messageID, sa: &sa, &context)
                 context.actions.append(.authenticatedMessageReceived(sa.id))
-                installChildSA(quickMode: quickMode!, sa: &sa, weInitiated: false, &context, &random)
+                installChildSA(quickMode: existing, keys: keys, sa: &sa, weInitiated: false, &context, &random)
             }
         } catch {
             context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
@@ -153,8 +154,7 @@ extension IKEv1Endpoint {
 
     // QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
     mutating func quickMode1Received(messageID: UInt32, hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], nextIV: [UInt8],
-                                     sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
-        let keys = sa.keys!
+                                     keys: Phase1Keys, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM1 HASH(1) does not verify") }
@@ -193,14 +193,14 @@ extension IKEv1Endpoint {
         var rest: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .nonce(quickMode.localNonce)]
         if let group = suite.group {
             guard let peerKE = parts.keyExchange else { throw .init(.invalidKEPayload, "QM1 asks for PFS \(group) without a KE payload") }
+            let exchange = try Self.keyExchange(group)
             do {
-                let exchange = try KeyExchange(group: group)
                 quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
-                quickMode.keyExchange = exchange
             } catch {
                 throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
             }
-            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+            quickMode.keyExchange = exchange
+            rest.append(.keyExchange(exchange.publicValue))
         }
         if let id = parts.initiatorID { rest.append(.identification(id)) }
         if let id = parts.responderID { rest.append(.identification(id)) }
@@ -225,9 +225,9 @@ extension IKEv1Endpoint {
     }
 
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
-    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, sa: inout ISAKMPSA,
+    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, keys: Phase1Keys,
+                                     sa: inout ISAKMPSA,
                                      _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
-        let keys = sa.keys!
         var quickMode = quickMode
         let messageID = quickMode.messageID
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
@@ -266,7 +266,7 @@ extension IKEv1Endpoint {
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
         sa.finishedQuickModes.append(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
         if sa.finishedQuickModes.count > ISAKMPSA.finishedQuickModesKept { sa.finishedQuickModes.removeFirst() }
-        installChildSA(quickMode: quickMode, sa: &sa, weInitiated: true, &context, &random)
+        installChildSA(quickMode: quickMode, keys: keys, sa: &sa, weInitiated: true, &context, &random)
     }
 
     static func prefixOrThrow(_ id: ISAKMP.Identification) throws(IKEv1NegotiationFailure) -> IPPrefix {
@@ -280,9 +280,8 @@ extension IKEv1Endpoint {
         outer.family == inner.family && inner.length >= outer.length && outer.contains(inner.address)
     }
 
-    mutating func installChildSA(quickMode: QuickMode, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
+    mutating func installChildSA(quickMode: QuickMode, keys: Phase1Keys, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
                                  _ random: inout some RandomNumberGenerator) {
-        let keys = sa.keys!
         let suite = quickMode.suite!
         let length = suite.keyMaterialLength
         let encryptionLength = suite.encryption.keyBits / 8
@@ -327,7 +326,7 @@ extension IKEv1Endpoint {
     }
 
     mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let child = children[id], var sa = sas[child.info.ikeSA], sa.phase == .established else { return }
+        guard let child = children[id], var sa = sas[child.info.ikeSA], sa.isEstablished else { return }
         guard !sa.quickModes.values.contains(where: { $0.rekeyOf == id }) else { return }
         startQuickMode(sa: &sa, rekeyOf: id, &context, &random)
         sas[sa.id] = sa
