@@ -61,7 +61,7 @@ public enum Hash {
         var length: UInt32 = 0
         let status = data.withUnsafeBytes { input in
             output.withUnsafeMutableBytes { out in
-                EVP_Digest(input.baseAddress ?? UnsafeRawPointer(bitPattern: 1), input.count,
+                EVP_Digest(input.baseAddress, input.count,
                            out.baseAddress!.assumingMemoryBound(to: UInt8.self), &length, hash.messageDigest, nil)
             }
         }
