@@ -187,6 +187,9 @@ public struct IKEv1SAInfo: Sendable, Hashable {
     /// The peer advertised RFC 3706 DPD in Main Mode: only then may it be probed.
     public var peerSupportsDPD: Bool
     public var udpEncapsulated: Bool
+    /// We are behind NAT (or pretend to be, with forced encapsulation): the runtime should send RFC 3948 NAT
+    /// keepalives (a single 0xFF byte, no non-ESP marker) from 4500 to the peer every 20 s or so.
+    public var localBehindNAT: Bool
 }
 
 public struct IKEv1ChildSAInfo: Sendable, Hashable {

@@ -51,6 +51,7 @@ struct ISAKMPSA: Sendable {
     var peerSupportsDPD = false
     var peerSupportsNATT = false
     var udpEncapsulated = false
+    var localBehindNAT = false
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     /// Start Quick Mode for the connection's proxy identities once Main Mode is done.
@@ -117,7 +118,7 @@ struct ISAKMPSA: Sendable {
             initiatorCookie: initiatorCookie, responderCookie: responderCookie, isInitiator: isInitiator,
             state: isEstablished ? .established : isDead ? .deleting : .mainMode,
             proposal: suite?.proposal, establishedAt: establishedAt, peerSupportsDPD: peerSupportsDPD,
-            udpEncapsulated: udpEncapsulated)
+            udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 
     var retransmission: IKEv1RetransmissionSchedule? { connection.retransmission }

@@ -239,6 +239,7 @@ extension IKEv1Endpoint {
         let weAreBehindNAT = first != natHash(sa: sa, suite: suite, sa.local)
         let peerIsBehindNAT = !hashes.dropFirst().contains(natHash(sa: sa, suite: suite, sa.remote))
         sa.udpEncapsulated = weAreBehindNAT || peerIsBehindNAT || sa.connection.forceUDPEncapsulation
+        sa.localBehindNAT = weAreBehindNAT || sa.connection.forceUDPEncapsulation
         context.log(.info, "NAT detection with \(sa.remote): local \(weAreBehindNAT ? "behind NAT" : "direct"), "
                     + "peer \(peerIsBehindNAT ? "behind NAT" : "direct")\(sa.connection.forceUDPEncapsulation ? ", encapsulation forced" : "")")
     }

@@ -214,6 +214,8 @@ import VigilWire
         let east = try #require(net.east.childSAs.first)
         #expect(west.udpEncapsulated && east.udpEncapsulated)
         #expect(west.remoteEndpoint.port == 4500 && east.remoteEndpoint.port == 4500)
+        // West pretends to be behind NAT, so it owes the keepalives; east sees a NATed peer.
+        #expect(net.west.ikeSAs.first?.localBehindNAT == true && net.east.ikeSAs.first?.localBehindNAT == false)
     }
 
     @Test func garbageIsCountedNotFatal() {
@@ -300,5 +302,20 @@ import VigilWire
         #expect(refused.east.childSAs.isEmpty)
         // ... and the initiator learns it at once instead of retransmitting.
         #expect(refused.westActions.failures.first?.code == .invalidIDInformation, "\(refused.westActions.logText)")
+    }
+
+    @Test func initialContactFromARestartedPeerClearsItsStaleSAs() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        let stale = try #require(net.east.ikeSAs.first).id
+        // West reboots: a fresh engine with no memory initiates again, with INITIAL-CONTACT in MM5.
+        net.west = Fixture.westEndpoint()
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        #expect(net.east.ikeSAs.count == 1 && net.east.ikeSAs.first?.id != stale)
+        #expect(net.east.childSAs.count == 1)
+        #expect(net.east.childSAs.first?.outboundSPI == net.west.childSAs.first?.inboundSPI)
+        #expect(net.eastActions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "peer sent INITIAL-CONTACT" } else { false } })
     }
 }
