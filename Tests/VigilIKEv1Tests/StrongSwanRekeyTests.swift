@@ -57,7 +57,12 @@ import VigilLab
         let firstChild = try #require(lab.driver.endpoint.childSAs.first)
         let rekeyed = lab.driver.run(seconds: 9) { $0.actions.compactMap { if case .ikeSAEstablished(let i) = $0 { i } else { nil } }.count >= 4 }
         #expect(rekeyed, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
-        lab.driver.run(seconds: 0.5)
+        // Let the last generation's Quick Mode and DELETEs land (the next rekey is 2 s away).
+        lab.driver.run(seconds: 1.5) { driver in
+            guard driver.endpoint.ikeSAs.count == 1, let current = driver.endpoint.childSAs.first,
+                  let listing = try? lab.swanSAs() else { return false }
+            return Self.installedSPIs(listing) == [Self.hex(current.outboundSPI)]
+        }
         #expect(lab.driver.endpoint.ikeSAs.count == 1, "\(lab.driver.endpoint.ikeSAs)")
         let ike = try #require(lab.driver.endpoint.ikeSAs.first)
         let listing = try lab.swanSAs()
