@@ -65,6 +65,8 @@ struct ISAKMPSA: Sendable {
     /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
     var lastMainModeRequest: [UInt8] = []
     var lastMainModeResponse: [UInt8]?
+    /// The last Main Mode message we processed, so a duplicate of it is dropped rather than taken for the next step.
+    var lastMainModeMessageReceived: [UInt8] = []
     /// Quick Modes we finished as initiator: the peer's QM2 and our QM3, to resend QM3 if the peer retransmits QM2
     /// (its QM3 was lost). The last few only.
     var finishedQuickModes: [FinishedQuickMode] = []
@@ -94,6 +96,15 @@ struct ISAKMPSA: Sendable {
 
     var isEstablished: Bool {
         if case .established = phase { true } else { false }
+    }
+
+    /// Whether the Main Mode message we wait for is encrypted (MM5, MM6); nil once Main Mode is over.
+    var nextMainModeMessageIsEncrypted: Bool? {
+        switch phase {
+        case .initiatorSentMM1, .initiatorSentMM3, .responderSentMM2: false
+        case .initiatorSentMM5, .responderSentMM4: true
+        case .established, .dead: nil
+        }
     }
 
     /// We sent MM5 and wait for MM6: a peer that cannot verify HASH_I answers with noise here.

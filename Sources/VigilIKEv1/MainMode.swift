@@ -118,7 +118,16 @@ extension IKEv1Endpoint {
             context.actions.append(.send(bytes: response, from: sa.local, to: sa.remote))
             return
         }
+        // Anything that does not fit the step we are in is a duplicate, a late retransmission or noise: dropped
+        // before it touches the IV chain, never fatal (an unauthenticated packet must not kill a negotiation).
         let encrypted = header.flags.contains(.encryption)
+        guard let expectsEncryption = sa.nextMainModeMessageIsEncrypted, encrypted == expectsEncryption,
+              raw != sa.lastMainModeMessageReceived else {
+            context.count("unexpectedDropped")
+            context.log(.debug, "dropped a Main Mode message from \(from) that does not fit ISAKMP SA \(sa.id)'s step (duplicate?)")
+            return
+        }
+        sa.lastMainModeMessageReceived = raw
         let plaintext: [UInt8]
         if encrypted {
             guard let keys = sa.keys else {
