@@ -67,10 +67,15 @@ struct ISAKMPSA: Sendable {
     var lastMainModeResponse: [UInt8]?
     /// The last Main Mode message we processed, so a duplicate of it is dropped rather than taken for the next step.
     var lastMainModeMessageReceived: [UInt8] = []
-    /// Quick Modes we finished as initiator: the peer's QM2 and our QM3, to resend QM3 if the peer retransmits QM2
-    /// (its QM3 was lost). The last few only.
+    /// Quick Modes we finished, the last few: as initiator the peer's QM2 and our QM3, to resend QM3 if the peer
+    /// retransmits QM2 (its QM3 was lost); as responder just the message ID, so late duplicates are dropped.
     var finishedQuickModes: [FinishedQuickMode] = []
-    static let finishedQuickModesKept = 8
+    static let finishedQuickModesKept = 16
+
+    mutating func rememberFinishedQuickMode(_ finished: FinishedQuickMode) {
+        finishedQuickModes.append(finished)
+        if finishedQuickModes.count > Self.finishedQuickModesKept { finishedQuickModes.removeFirst() }
+    }
     /// Why the SA is going away (reported in `.ikeSADeleted`).
     var deathReason = "ISAKMP SA removed"
 

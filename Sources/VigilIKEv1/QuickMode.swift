@@ -88,7 +88,7 @@ extension IKEv1Endpoint {
             return
         }
         if quickMode == nil, let finished = sa.finishedQuickModes.first(where: { $0.messageID == messageID }) {
-            if raw == finished.request {
+            if raw == finished.request, !finished.response.isEmpty {
                 context.count("retransmittedRequestsAnswered")
                 context.actions.append(.send(bytes: finished.response, from: sa.local, to: sa.remote))
             } else {
@@ -129,6 +129,8 @@ extension IKEv1Endpoint {
                 guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
                 answered(messageID: messageID, sa: &sa, &context)
+                // A late duplicate of QM1 must not start this exchange over.
+                sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: []))
                 context.actions.append(.authenticatedMessageReceived(sa.id))
                 installChildSA(quickMode: existing, keys: keys, sa: &sa, weInitiated: false, &context, &random)
             }
@@ -264,8 +266,7 @@ extension IKEv1Endpoint {
         }
         context.log(.debug, "sending QM3 { HASH } to \(sa.remote)")
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
-        sa.finishedQuickModes.append(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
-        if sa.finishedQuickModes.count > ISAKMPSA.finishedQuickModesKept { sa.finishedQuickModes.removeFirst() }
+        sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
         installChildSA(quickMode: quickMode, keys: keys, sa: &sa, weInitiated: true, &context, &random)
     }
 

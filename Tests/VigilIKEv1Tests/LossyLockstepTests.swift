@@ -14,7 +14,7 @@ import VigilWire
 
     struct Datagram { var bytes: [UInt8]; var from: Endpoint; var to: Endpoint }
 
-    static func run(seed: UInt64, loss: Double, duplication: Double) -> (west: Side, east: Side) {
+    static func run(seed: UInt64, loss: Double, duplication: Double, afterwards: Bool = false) -> (west: Side, east: Side) {
         var random = SeededGenerator(seed: seed)
         var chaos = SeededGenerator(seed: seed &* 31 &+ 7)
         var west = Side(engine: Fixture.westEndpoint())
@@ -39,33 +39,44 @@ import VigilWire
             }
         }
 
-        apply(west.engine.handle(.initiate(connection: "SITE/10", peer: Fixture.east), now: now, random: &random), to: &west)
-        for _ in 0..<400 {
-            if !wire.isEmpty {
-                // Reorder now and then: take one of the first two.
-                let index = wire.count > 1 && Bool.random(using: &chaos) ? 1 : 0
-                let datagram = wire.remove(at: index)
-                let event = IKEv1Event.datagramReceived(bytes: datagram.bytes, from: datagram.from, to: datagram.to)
-                if datagram.to.address == Fixture.west {
-                    apply(west.engine.handle(event, now: now, random: &random), to: &west)
-                } else {
-                    apply(east.engine.handle(event, now: now, random: &random), to: &east)
+        func pump() {
+            for _ in 0..<400 {
+                if !wire.isEmpty {
+                    // Reorder now and then: take one of the first two.
+                    let index = wire.count > 1 && Bool.random(using: &chaos) ? 1 : 0
+                    let datagram = wire.remove(at: index)
+                    let event = IKEv1Event.datagramReceived(bytes: datagram.bytes, from: datagram.from, to: datagram.to)
+                    if datagram.to.address == Fixture.west {
+                        apply(west.engine.handle(event, now: now, random: &random), to: &west)
+                    } else {
+                        apply(east.engine.handle(event, now: now, random: &random), to: &east)
+                    }
+                    continue
                 }
-                continue
-            }
-            // Quiet wire: advance to the next retransmission (lifetimes are hours away and stay unfired).
-            let retransmits = (west.timers.filter { if case .retransmit = $0.key { true } else { false } }.map { ($0, true) }
-                + east.timers.filter { if case .retransmit = $0.key { true } else { false } }.map { ($0, false) })
-            guard let ((id, at), isWest) = retransmits.min(by: { $0.0.value < $1.0.value }) else { break }
-            now = max(now, at)
-            if isWest {
-                west.timers[id] = nil
-                apply(west.engine.handle(.timerFired(id), now: now, random: &random), to: &west)
-            } else {
-                east.timers[id] = nil
-                apply(east.engine.handle(.timerFired(id), now: now, random: &random), to: &east)
+                // Quiet wire: advance to the next retransmission (lifetimes are hours away and stay unfired).
+                let retransmits = (west.timers.filter { if case .retransmit = $0.key { true } else { false } }.map { ($0, true) }
+                    + east.timers.filter { if case .retransmit = $0.key { true } else { false } }.map { ($0, false) })
+                guard let ((id, at), isWest) = retransmits.min(by: { $0.0.value < $1.0.value }) else { return }
+                now = max(now, at)
+                if isWest {
+                    west.timers[id] = nil
+                    apply(west.engine.handle(.timerFired(id), now: now, random: &random), to: &west)
+                } else {
+                    east.timers[id] = nil
+                    apply(east.engine.handle(.timerFired(id), now: now, random: &random), to: &east)
+                }
             }
         }
+
+        apply(west.engine.handle(.initiate(connection: "SITE/10", peer: Fixture.east), now: now, random: &random), to: &west)
+        pump()
+        guard afterwards, let child = west.engine.childSAs.first, let westSA = west.engine.ikeSAs.first?.id,
+              let eastSA = east.engine.ikeSAs.first?.id else { return (west, east) }
+        // Then a Phase 2 rekey and DPD probes both ways over the same bad wire.
+        apply(west.engine.handle(.rekeyChildSA(child.id), now: now, random: &random), to: &west)
+        apply(west.engine.handle(.sendDPDProbe(westSA, sequence: 100), now: now, random: &random), to: &west)
+        apply(east.engine.handle(.sendDPDProbe(eastSA, sequence: 200), now: now, random: &random), to: &east)
+        pump()
         return (west, east)
     }
 
@@ -111,5 +122,34 @@ import VigilWire
         }
         #expect(agreed >= 55, "only \(agreed) of 60 seeds agreed")
         #expect(recovered >= 20, "only \(recovered) of 60 seeds needed recovery")
+    }
+
+    @Test(arguments: 1...40 as ClosedRange<UInt64>)
+    func rekeyAndProbesOverALossyWire(seed: UInt64) {
+        let (west, east) = Self.run(seed: seed, loss: 0.2, duplication: 0.15, afterwards: true)
+        #expect(west.engine.childSAs.count <= 1, "seed \(seed): west keeps \(west.engine.childSAs.count)")
+        let rekeyed = west.actions.contains { if case .childSARekeyed = $0 { true } else { false } }
+        if rekeyed, let current = west.engine.childSAs.first {
+            // East has the new pair; the old one lingers there only if the DELETE was lost.
+            #expect(east.engine.childSAs.contains { $0.inboundSPI == current.outboundSPI && $0.outboundSPI == current.inboundSPI },
+                    "seed \(seed)")
+            #expect(east.engine.childSAs.count <= 2, "seed \(seed)")
+        }
+        let westAcks: [UInt32] = west.actions.compactMap { if case .dpdAcknowledged(_, let s) = $0 { s } else { nil } }
+        let eastAcks: [UInt32] = east.actions.compactMap { if case .dpdAcknowledged(_, let s) = $0 { s } else { nil } }
+        #expect(westAcks.allSatisfy { $0 == 100 } && westAcks.count <= 1, "seed \(seed): \(westAcks)")
+        #expect(eastAcks.allSatisfy { $0 == 200 } && eastAcks.count <= 1, "seed \(seed): \(eastAcks)")
+    }
+
+    @Test func mostLossyRekeysComplete() {
+        var rekeyed = 0
+        var acknowledged = 0
+        for seed: UInt64 in 1...40 {
+            let (west, east) = Self.run(seed: seed, loss: 0.2, duplication: 0.15, afterwards: true)
+            if west.actions.contains(where: { if case .childSARekeyed = $0 { true } else { false } }) { rekeyed += 1 }
+            if east.actions.contains(where: { if case .dpdAcknowledged = $0 { true } else { false } }) { acknowledged += 1 }
+        }
+        #expect(rekeyed >= 30, "only \(rekeyed) of 40 rekeys completed")
+        #expect(acknowledged >= 15, "only \(acknowledged) of 40 probes acknowledged")
     }
 }
