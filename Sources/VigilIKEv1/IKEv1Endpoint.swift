@@ -176,11 +176,7 @@ public struct IKEv1Endpoint: Sendable {
             }
             return
         }
-        let candidate = sas.values.first {
-            $0.initiatorCookie == header.initiatorCookie
-                && ($0.responderCookie == header.responderCookie || ($0.isInitiator && $0.responderCookie == 0))
-        }
-        guard var sa = candidate else {
+        guard var sa = sa(for: header) else {
             context.count("unknownSPIDropped")
             context.log(.debug, "dropped \(exchange) from \(from): no ISAKMP SA with cookies "
                         + "\(String(header.initiatorCookie, radix: 16))/\(String(header.responderCookie, radix: 16))")
@@ -198,6 +194,19 @@ public struct IKEv1Endpoint: Sendable {
             context.log(.warning, "dropped \(exchange) from \(from): Vigil speaks Main Mode and Quick Mode only")
         }
         sas[sa.id] = sa
+    }
+
+    /// Our cookie is the SA's key: the responder cookie when we responded, the initiator cookie when we initiated
+    /// (whose responder cookie is still 0 until MM2 arrives).
+    func sa(for header: ISAKMP.Header) -> ISAKMPSA? {
+        if let sa = sas[IKEv1SAID(header.responderCookie)], !sa.isInitiator, sa.initiatorCookie == header.initiatorCookie {
+            return sa
+        }
+        if let sa = sas[IKEv1SAID(header.initiatorCookie)], sa.isInitiator,
+           sa.responderCookie == header.responderCookie || sa.responderCookie == 0 {
+            return sa
+        }
+        return nil
     }
 
     mutating func timerFired(_ timer: IKEv1TimerID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {

@@ -243,6 +243,14 @@ extension IKEv1Endpoint {
               quickMode.offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }),
               let outboundSPI = ProposalMapping.spiValue(parts.sa.proposals[0].spi)
         else { throw .init(.noProposalChosen, "QM2 does not choose exactly one of the ESP transforms we offered") }
+        // IKEv1 has no narrowing: the responder echoes our proxy identities (RFC 2409 §5.5).
+        if let initiatorID = parts.initiatorID, let responderID = parts.responderID {
+            guard ProposalMapping.prefix(initiatorID) == quickMode.localTrafficSelector,
+                  ProposalMapping.prefix(responderID) == quickMode.remoteTrafficSelector else {
+                throw .init(.invalidIDInformation, "QM2 changed the proxy identities we proposed "
+                            + "(\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector))")
+            }
+        }
         quickMode.suite = suite
         quickMode.outboundSPI = outboundSPI
         quickMode.peerNonce = parts.nonce
