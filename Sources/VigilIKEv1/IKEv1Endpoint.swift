@@ -5,6 +5,20 @@ import VigilWire
 
 /// Every IKEv1 (ISAKMP) SA of the daemon: a pure multiplexer over Main Mode, Quick Mode and informational exchanges.
 /// Feed it events, perform the actions it returns, in order. It never does I/O.
+///
+/// The runtime's side of the contract:
+/// - `.send` from or to port 4500 gets the 4-byte non-ESP marker prepended; datagrams received on 4500 have it
+///   stripped before `.datagramReceived` (and datagrams without it are ESP, not for this engine).
+/// - `.scheduleTimer` with an ID already scheduled replaces it; `.cancelTimer` of an unknown ID is a no-op.
+/// - `.exchangeInFlight(sa, true/false)` come in pairs, one pair per exchange (several may overlap): count them.
+/// - DPD: `.sendDPDProbe` always sends a fresh R-U-THERE; an ACK with a sequence we sent becomes `.dpdAcknowledged`.
+///   A probe aimed at an ISAKMP SA that a rekey or reauthentication replaced goes out on its successor, and the
+///   acknowledgement names the successor.
+/// - `IKEv1SAInfo.localBehindNAT`: the runtime sends RFC 3948 keepalives (one 0xFF byte, no marker) on 4500.
+/// - Informational exchanges (DELETE, notifies, DPD) are not retransmitted (RFC 2408 §4.8: best effort).
+/// - IPsec SAs belong to one ISAKMP SA. Our Phase 1 rekey re-runs Quick Mode for each of them on the new ISAKMP SA,
+///   then deletes the old one (make before break). When the peer reauthenticates (a new Main Mode without
+///   INITIAL-CONTACT), its new ISAKMP SA adopts the IPsec SAs, as strongSwan does.
 public struct IKEv1Endpoint: Sendable {
     public let configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
