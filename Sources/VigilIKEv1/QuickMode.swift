@@ -81,7 +81,7 @@ extension IKEv1Endpoint {
             return
         }
         let messageID = header.messageID
-        var quickMode = sa.quickModes[messageID]
+        let quickMode = sa.quickModes[messageID]
         if let existing = quickMode, existing.step == .responderSentQM2, raw == existing.lastRequest {
             context.count("retransmittedRequestsAnswered")
             context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
