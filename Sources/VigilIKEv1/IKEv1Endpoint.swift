@@ -20,7 +20,8 @@ import VigilWire
 ///   then deletes the old one (make before break). When the peer reauthenticates (a new Main Mode without
 ///   INITIAL-CONTACT), its new ISAKMP SA adopts the IPsec SAs, as strongSwan does.
 public struct IKEv1Endpoint: Sendable {
-    public let configuration: Configuration
+    /// Replaceable (configuration reload): existing SAs keep the connection they were negotiated for.
+    public var configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
     var children: [IKEv1ChildSAID: ChildSA] = [:]
     /// ISAKMP SAs replaced by a rekey or reauthentication -> their replacement, so a DPD probe the detector aims at

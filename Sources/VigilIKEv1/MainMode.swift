@@ -61,6 +61,12 @@ extension IKEv1Endpoint {
             context.log(.warning, "MM1 from \(from) to \(to): no connection has this peer")
             return
         }
+        let halfOpen = sas.values.count { !$0.isInitiator && $0.establishedAt == nil && !$0.isDead }
+        guard halfOpen < configuration.maximumHalfOpen else {
+            context.count("halfOpenLimitDropped")
+            context.log(.warning, "MM1 from \(from) dropped: \(halfOpen) half-open ISAKMP SAs already")
+            return
+        }
         context.log(.debug, "received MM1 \(Self.payloadList(payloads)) from \(from)")
         guard case .securityAssociation(let offer)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }) else {
             context.count("malformedDropped")

@@ -318,4 +318,27 @@ import VigilWire
         #expect(net.east.childSAs.first?.outboundSPI == net.west.childSAs.first?.inboundSPI)
         #expect(net.eastActions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "peer sent INITIAL-CONTACT" } else { false } })
     }
+
+    @Test func halfOpenResponderSAsAreBoundedAndExpire() throws {
+        var configuration = Fixture.eastEndpoint().configuration
+        configuration.maximumHalfOpen = 3
+        var east = IKEv1Endpoint(configuration: configuration)
+        var random = SeededGenerator(seed: 3)
+        var expiries: [IKEv1TimerID] = []
+        for _ in 0..<5 {
+            // MM1 { SA, V, V } --> from fresh initiators that never continue.
+            var west = Fixture.westEndpoint()
+            let mm1 = west.handle(.initiate(connection: "SITE/10", peer: Fixture.east), now: .zero, random: &random)
+            for case .send(let bytes, let from, let to) in mm1 {
+                for case .scheduleTimer(let id, _) in east.handle(.datagramReceived(bytes: bytes, from: from, to: to), now: .zero, random: &random) {
+                    expiries.append(id)
+                }
+            }
+        }
+        #expect(east.ikeSAs.count == 3)
+        #expect(east.counters["halfOpenLimitDropped"] == 2)
+        for id in expiries { _ = east.handle(.timerFired(id), now: .seconds(30), random: &random) }
+        #expect(east.ikeSAs.isEmpty)
+        #expect(east.counters["halfOpenExpired"] == 3)
+    }
 }
