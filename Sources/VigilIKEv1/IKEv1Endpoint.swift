@@ -5,10 +5,29 @@ import VigilWire
 
 /// Every IKEv1 (ISAKMP) SA of the daemon: a pure multiplexer over Main Mode, Quick Mode and informational exchanges.
 /// Feed it events, perform the actions it returns, in order. It never does I/O.
+///
+/// The runtime's side of the contract:
+/// - `.send` from or to port 4500 gets the 4-byte non-ESP marker prepended; datagrams received on 4500 have it
+///   stripped before `.datagramReceived` (and datagrams without it are ESP, not for this engine).
+/// - `.scheduleTimer` with an ID already scheduled replaces it; `.cancelTimer` of an unknown ID is a no-op.
+/// - `.exchangeInFlight(sa, true/false)` come in pairs, one pair per exchange (several may overlap): count them.
+/// - DPD: `.sendDPDProbe` always sends a fresh R-U-THERE; an ACK with a sequence we sent becomes `.dpdAcknowledged`.
+///   A probe aimed at an ISAKMP SA that a rekey or reauthentication replaced goes out on its successor, and the
+///   acknowledgement names the successor.
+/// - `IKEv1SAInfo.localBehindNAT`: the runtime sends RFC 3948 keepalives (one 0xFF byte, no marker) on 4500.
+/// - Informational exchanges (DELETE, notifies, DPD) are not retransmitted (RFC 2408 §4.8: best effort).
+/// - IPsec SAs belong to one ISAKMP SA. Our Phase 1 rekey re-runs Quick Mode for each of them on the new ISAKMP SA,
+///   then deletes the old one (make before break). When the peer reauthenticates (a new Main Mode without
+///   INITIAL-CONTACT), its new ISAKMP SA adopts the IPsec SAs, as strongSwan does.
 public struct IKEv1Endpoint: Sendable {
-    public private(set) var configuration: Configuration
+    /// Replaceable (configuration reload): existing SAs keep the connection they were negotiated for.
+    public var configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
     var children: [IKEv1ChildSAID: ChildSA] = [:]
+    /// ISAKMP SAs replaced by a rekey or reauthentication -> their replacement, so a DPD probe the detector aims at
+    /// the old SA goes out on the new one instead of vanishing (a probe must never race a rekey into a false death).
+    var successors: [IKEv1SAID: IKEv1SAID] = [:]
+    static let successorsKept = 256
     public private(set) var counters: [String: UInt64] = [:]
 
     public init(configuration: Configuration) {
@@ -49,7 +68,7 @@ public struct IKEv1Endpoint: Sendable {
                 context.log(.notice, "abandoning ISAKMP SA \(id) with \(sa.remote) (peer considered dead)")
                 sa.phase = .dead
                 sas[id] = sa
-                childrenOrphaned(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
+                childrenDeleted(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
             }
         case .rekeyChildSA(let id):
             rekeyChildSA(id, &context, &random)
@@ -172,11 +191,7 @@ public struct IKEv1Endpoint: Sendable {
             }
             return
         }
-        let candidate = sas.values.first {
-            $0.initiatorCookie == header.initiatorCookie
-                && ($0.responderCookie == header.responderCookie || ($0.isInitiator && $0.phase == .initiatorSentMM1))
-        }
-        guard var sa = candidate else {
+        guard var sa = sa(for: header) else {
             context.count("unknownSPIDropped")
             context.log(.debug, "dropped \(exchange) from \(from): no ISAKMP SA with cookies "
                         + "\(String(header.initiatorCookie, radix: 16))/\(String(header.responderCookie, radix: 16))")
@@ -196,6 +211,19 @@ public struct IKEv1Endpoint: Sendable {
         sas[sa.id] = sa
     }
 
+    /// Our cookie is the SA's key: the responder cookie when we responded, the initiator cookie when we initiated
+    /// (whose responder cookie is still 0 until MM2 arrives).
+    func sa(for header: ISAKMP.Header) -> ISAKMPSA? {
+        if let sa = sas[IKEv1SAID(header.responderCookie)], !sa.isInitiator, sa.initiatorCookie == header.initiatorCookie {
+            return sa
+        }
+        if let sa = sas[IKEv1SAID(header.initiatorCookie)], sa.isInitiator,
+           sa.responderCookie == header.responderCookie || sa.responderCookie == 0 {
+            return sa
+        }
+        return nil
+    }
+
     mutating func timerFired(_ timer: IKEv1TimerID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         switch timer {
         case .retransmit(let id, let messageID):
@@ -206,8 +234,8 @@ public struct IKEv1Endpoint: Sendable {
                 sa.pending[messageID] = nil
                 context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
                 context.actions.append(.peerUnreachable(id))
-                if sa.phase != .established {
-                    let hint = sa.phase == .initiatorSentMM5 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
+                if !sa.isEstablished {
+                    let hint = sa.awaitsMainMode6 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
                     context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
                                                               reason: .init(.timeout, "\(request.purpose) unanswered\(hint)")))
                     sa.phase = .dead
@@ -226,7 +254,7 @@ public struct IKEv1Endpoint: Sendable {
             sa.pending[messageID] = request
             sas[id] = sa
         case .halfOpenExpired(let id):
-            guard var sa = sas[id], sa.phase != .established else { return }
+            guard var sa = sas[id], !sa.isEstablished else { return }
             context.log(.info, "half-open ISAKMP SA \(id) with \(sa.remote) expired")
             context.count("halfOpenExpired")
             sa.phase = .dead
@@ -247,7 +275,9 @@ public struct IKEv1Endpoint: Sendable {
 
     /// Forgets SAs marked dead during this event, cancelling their timers and reporting them.
     mutating func removeDeadSAs(_ context: inout Context) {
-        for sa in sas.values where sa.phase == .dead {
+        for sa in sas.values where sa.isDead {
+            childrenDeleted(by: sa.id, reason: sa.deathReason, &context)
+            if let old = sa.replaces, sa.establishedAt == nil { context.actions.append(.exchangeInFlight(old, false)) }
             for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
             context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))
             context.actions.append(.cancelTimer(.expireIKESA(sa.id)))
@@ -260,21 +290,32 @@ public struct IKEv1Endpoint: Sendable {
         }
     }
 
-    /// Child SAs whose ISAKMP SA went away: another established ISAKMP SA with the same peer adopts them (IKEv1
-    /// IPsec SAs outlive their ISAKMP SA, RFC 2408 §4.6.3); without one they are reported deleted.
-    mutating func childrenOrphaned(by id: IKEv1SAID, reason: String, _ context: inout Context) {
-        guard let old = sas[id] else { return }
-        let heir = sas.values.first { $0.id != id && $0.phase == .established && $0.connection.name == old.connection.name && $0.peer.address == old.peer.address }
+    mutating func recordSuccessor(of old: IKEv1SAID, _ new: IKEv1SAID) {
+        successors[old] = new
+        if successors.count > Self.successorsKept {
+            successors = successors.filter { sas[$0.value] != nil }
+        }
+    }
+
+    /// The established SA a probe for `id` should use: `id` itself, or the newest SA that replaced it.
+    func liveSuccessor(of id: IKEv1SAID) -> IKEv1SAID? {
+        var current = id
+        for _ in 0..<Self.successorsKept {
+            if let sa = sas[current], sa.isEstablished { return current }
+            guard let next = successors[current] else { return nil }
+            current = next
+        }
+        return nil
+    }
+
+    /// Child SAs whose ISAKMP SA went away are deleted with it, as strongSwan does (RFC 2408 would let them live
+    /// on, but then nobody could delete or rekey them in step with the peer).
+    mutating func childrenDeleted(by id: IKEv1SAID, reason: String, _ context: inout Context) {
         for (childID, child) in children where child.info.ikeSA == id {
-            if let heir {
-                children[childID]?.info.ikeSA = heir.id
-                context.log(.info, "IPsec SA \(childID) moves from ISAKMP SA \(id) to \(heir.id)")
-            } else {
-                children[childID] = nil
-                context.actions.append(.cancelTimer(.rekeyChildSA(childID)))
-                context.actions.append(.cancelTimer(.expireChildSA(childID)))
-                context.actions.append(.childSADeleted(child.info, reason: reason))
-            }
+            children[childID] = nil
+            context.actions.append(.cancelTimer(.rekeyChildSA(childID)))
+            context.actions.append(.cancelTimer(.expireChildSA(childID)))
+            context.actions.append(.childSADeleted(child.info, reason: reason))
         }
     }
 }

@@ -40,12 +40,16 @@ extension IKEv1Endpoint {
         public var retransmission: IKEv1RetransmissionSchedule
         /// Responder half-open ISAKMP SAs (Main Mode not finished) expire after this.
         public var halfOpenTimeout: Duration
+        /// At most this many responder half-open ISAKMP SAs; further MM1s are dropped (IKEv1 has no cookie
+        /// challenge, so this bounds the state and Diffie-Hellman work a flood can cause).
+        public var maximumHalfOpen: Int
 
         public init(connections: [ConnectionConfiguration], retransmission: IKEv1RetransmissionSchedule = .init(),
-                    halfOpenTimeout: Duration = .seconds(30)) {
+                    halfOpenTimeout: Duration = .seconds(30), maximumHalfOpen: Int = 256) {
             self.connections = connections
             self.retransmission = retransmission
             self.halfOpenTimeout = halfOpenTimeout
+            self.maximumHalfOpen = maximumHalfOpen
         }
     }
 
@@ -187,6 +191,9 @@ public struct IKEv1SAInfo: Sendable, Hashable {
     /// The peer advertised RFC 3706 DPD in Main Mode: only then may it be probed.
     public var peerSupportsDPD: Bool
     public var udpEncapsulated: Bool
+    /// We are behind NAT (or pretend to be, with forced encapsulation): the runtime should send RFC 3948 NAT
+    /// keepalives (a single 0xFF byte, no non-ESP marker) from 4500 to the peer every 20 s or so.
+    public var localBehindNAT: Bool
 }
 
 public struct IKEv1ChildSAInfo: Sendable, Hashable {

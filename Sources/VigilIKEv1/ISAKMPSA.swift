@@ -5,13 +5,36 @@ import VigilWire
 
 /// One ISAKMP SA (Phase 1) and the Phase 2 exchanges running over it.
 struct ISAKMPSA: Sendable {
-    /// RFC 2409 §5 Main Mode steps, named by the last message we sent.
-    enum Phase: Sendable, Equatable {
-        case initiatorSentMM1, initiatorSentMM3, initiatorSentMM5
-        case responderSentMM2, responderSentMM4
-        case established
+    /// RFC 2409 §5 Main Mode steps, named by the last message we sent; each carries what the next step needs and is
+    /// built from the one before it, so a step cannot run without its inputs.
+    enum Phase: Sendable {
+        /// MM1 sent: waiting for the responder's choice among `offered`.
+        case initiatorSentMM1(offered: [Phase1Suite])
+        /// MM3 sent: our KE and nonce are out, waiting for the responder's.
+        case initiatorSentMM3(KeyExchangeSent)
+        /// MM5 sent: keys derived, waiting for HASH_R.
+        case initiatorSentMM5(Authenticating)
+        /// MM2 sent: the suite is chosen, waiting for the initiator's KE and nonce.
+        case responderSentMM2(suite: Phase1Suite)
+        /// MM4 sent: keys derived, waiting for HASH_I.
+        case responderSentMM4(Authenticating)
+        case established(Phase1Keys)
         /// Removed at the end of the current event.
         case dead
+    }
+
+    /// Built from MM2 (initiator): the chosen suite, our DH exchange and nonce.
+    struct KeyExchangeSent: Sendable {
+        let suite: Phase1Suite
+        let keyExchange: KeyExchange
+        let localNonce: [UInt8]
+    }
+
+    /// Built once both KE and nonces are known: the keys, and g^xi, g^xr for HASH_I / HASH_R.
+    struct Authenticating: Sendable {
+        let keys: Phase1Keys
+        let initiatorPublic: [UInt8]
+        let responderPublic: [UInt8]
     }
 
     let id: IKEv1SAID
@@ -23,18 +46,12 @@ struct ISAKMPSA: Sendable {
     var local: Endpoint
     var remote: Endpoint
     var phase: Phase
-    var offeredSuites: [Phase1Suite]
-    var suite: Phase1Suite?
     /// The body of the initiator's SA payload (RFC 2409 §5: SAi_b, hashed into HASH_I and HASH_R).
-    var initiatorSABody: [UInt8] = []
-    var keyExchange: KeyExchange?
-    var localNonce: [UInt8] = []
-    var peerNonce: [UInt8] = []
-    var peerPublic: [UInt8] = []
-    var keys: Phase1Keys?
+    let initiatorSABody: [UInt8]
     var peerSupportsDPD = false
     var peerSupportsNATT = false
     var udpEncapsulated = false
+    var localBehindNAT = false
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     /// Start Quick Mode for the connection's proxy identities once Main Mode is done.
@@ -48,12 +65,61 @@ struct ISAKMPSA: Sendable {
     /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
     var lastMainModeRequest: [UInt8] = []
     var lastMainModeResponse: [UInt8]?
-    /// Message IDs of informational exchanges already processed (their IV cannot be derived twice usefully).
-    var seenInformational: Set<UInt32> = []
+    /// The last Main Mode message we processed, so a duplicate of it is dropped rather than taken for the next step.
+    var lastMainModeMessageReceived: [UInt8] = []
+    /// Quick Modes we finished, the last few: as initiator the peer's QM2 and our QM3, to resend QM3 if the peer
+    /// retransmits QM2 (its QM3 was lost); as responder just the message ID, so late duplicates are dropped.
+    var finishedQuickModes: [FinishedQuickMode] = []
+    static let finishedQuickModesKept = 16
+
+    mutating func rememberFinishedQuickMode(_ finished: FinishedQuickMode) {
+        finishedQuickModes.append(finished)
+        if finishedQuickModes.count > Self.finishedQuickModesKept { finishedQuickModes.removeFirst() }
+    }
     /// Why the SA is going away (reported in `.ikeSADeleted`).
     var deathReason = "ISAKMP SA removed"
 
     var localCookie: UInt64 { isInitiator ? initiatorCookie : responderCookie }
+
+    /// The Phase 1 keys, once derived (MM4 on).
+    var keys: Phase1Keys? {
+        switch phase {
+        case .initiatorSentMM5(let state), .responderSentMM4(let state): state.keys
+        case .established(let keys): keys
+        case .initiatorSentMM1, .initiatorSentMM3, .responderSentMM2, .dead: nil
+        }
+    }
+
+    var suite: Phase1Suite? {
+        switch phase {
+        case .initiatorSentMM3(let state): state.suite
+        case .responderSentMM2(let suite): suite
+        case .initiatorSentMM5, .responderSentMM4, .established: keys?.suite
+        case .initiatorSentMM1, .dead: nil
+        }
+    }
+
+    var isEstablished: Bool {
+        if case .established = phase { true } else { false }
+    }
+
+    /// Whether the Main Mode message we wait for is encrypted (MM5, MM6); nil once Main Mode is over.
+    var nextMainModeMessageIsEncrypted: Bool? {
+        switch phase {
+        case .initiatorSentMM1, .initiatorSentMM3, .responderSentMM2: false
+        case .initiatorSentMM5, .responderSentMM4: true
+        case .established, .dead: nil
+        }
+    }
+
+    /// We sent MM5 and wait for MM6: a peer that cannot verify HASH_I answers with noise here.
+    var awaitsMainMode6: Bool {
+        if case .initiatorSentMM5 = phase { true } else { false }
+    }
+
+    var isDead: Bool {
+        if case .dead = phase { true } else { false }
+    }
     var cookies: [UInt8] {
         var writer = WireWriter(capacity: 16)
         writer.write(initiatorCookie)
@@ -66,9 +132,9 @@ struct ISAKMPSA: Sendable {
             id: id, connection: connection.name, localEndpoint: local, remoteEndpoint: remote,
             localIdentity: connection.localIdentity, remoteIdentity: remoteIdentity ?? peer.identity,
             initiatorCookie: initiatorCookie, responderCookie: responderCookie, isInitiator: isInitiator,
-            state: phase == .established ? .established : phase == .dead ? .deleting : .mainMode,
+            state: isEstablished ? .established : isDead ? .deleting : .mainMode,
             proposal: suite?.proposal, establishedAt: establishedAt, peerSupportsDPD: peerSupportsDPD,
-            udpEncapsulated: udpEncapsulated)
+            udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 
     var retransmission: IKEv1RetransmissionSchedule? { connection.retransmission }
@@ -113,4 +179,10 @@ struct ChildSA: Sendable {
     var info: IKEv1ChildSAInfo
     /// We ran the Quick Mode that made it: we rekey it before it expires.
     var weInitiated: Bool
+}
+
+struct FinishedQuickMode: Sendable {
+    var messageID: UInt32
+    var request: [UInt8]
+    var response: [UInt8]
 }

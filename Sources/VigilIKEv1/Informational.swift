@@ -6,7 +6,7 @@ import VigilWire
 /// HASH(1) = prf(SKEYID_a, M-ID | N/D) and a fresh IV per message ID; RFC 3706 DPD rides on them.
 extension IKEv1Endpoint {
     func sendInformational(_ rest: [ISAKMP.Payload], sa: ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let keys = sa.keys, sa.phase == .established else { return }
+        guard let keys = sa.keys, sa.isEstablished else { return }
         var messageID: UInt32 = 0
         while messageID == 0 { messageID = UInt32(truncatingIfNeeded: random.next()) }
         let hash = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + ISAKMP.encodePayloads(rest).bytes)
@@ -20,10 +20,13 @@ extension IKEv1Endpoint {
         }
     }
 
-    mutating func sendDPDProbe(_ id: IKEv1SAID, sequence: UInt32, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard var sa = sas[id], sa.phase == .established else {
-            context.log(.debug, "R-U-THERE \(sequence): ISAKMP SA \(id) is not established")
+    mutating func sendDPDProbe(_ requested: IKEv1SAID, sequence: UInt32, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let id = liveSuccessor(of: requested), var sa = sas[id] else {
+            context.log(.debug, "R-U-THERE \(sequence): ISAKMP SA \(requested) is not established")
             return
+        }
+        if id != requested {
+            context.log(.info, "R-U-THERE \(sequence) for replaced ISAKMP SA \(requested) goes on its successor \(id)")
         }
         guard sa.peerSupportsDPD else {
             context.log(.warning, "R-U-THERE \(sequence) not sent: \(sa.remote) did not advertise RFC 3706 DPD")
@@ -85,7 +88,7 @@ extension IKEv1Endpoint {
             let (plaintext, _) = try keys.decrypt(body, iv: keys.exchangeIV(messageID: header.messageID))
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: true)
         } catch {
-            if sa.phase == .initiatorSentMM5 {
+            if sa.awaitsMainMode6 {
                 // strongSwan answers an MM5 it cannot verify with an encrypted error notify; under the wrong key it
                 // reads as noise, which is the telling symptom.
                 failMainMode(sa: &sa, .authenticationFailed, "peer answered MM5 with an informational that does not "
@@ -171,7 +174,18 @@ extension IKEv1Endpoint {
             sa.phase = .dead
             sa.deathReason = "deleted by peer"
             sas[sa.id] = sa
-            childrenOrphaned(by: sa.id, reason: "ISAKMP SA deleted by peer", &context)
+            // A reauthentication may be under way (strongSwan deletes the old ISAKMP SA after `over_time` even if the
+            // new Main Mode is still running and keeps its IPsec SAs for the new one): hand them over if there is one.
+            if let heir = sas.values.first(where: { $0.id != sa.id && !$0.isDead && $0.connection.name == sa.connection.name
+                && $0.peer.address == sa.peer.address }) {
+                for (id, child) in children where child.info.ikeSA == sa.id {
+                    context.log(.info, "IPsec SA \(id) moves from deleted ISAKMP SA \(sa.id) to \(heir.id)")
+                    children[id]?.info.ikeSA = heir.id
+                }
+                recordSuccessor(of: sa.id, heir.id)
+            } else {
+                childrenDeleted(by: sa.id, reason: "ISAKMP SA deleted by peer", &context)
+            }
         case .esp:
             for spi in delete.spis.compactMap(ProposalMapping.spiValue) {
                 guard let (id, child) = children.first(where: { $0.value.info.outboundSPI == spi && $0.value.info.ikeSA == sa.id }) else {
@@ -191,7 +205,7 @@ extension IKEv1Endpoint {
 
     /// Before keys exist the peer can only tell us, in the clear, why it refused Main Mode.
     mutating func plaintextInformationalReceived(header: ISAKMP.Header, body: [UInt8], from: Endpoint, sa: inout ISAKMPSA, _ context: inout Context) {
-        guard sa.phase != .established,
+        guard !sa.isEstablished,
               let payloads = try? ISAKMP.decodePayloads(firstPayload: header.nextPayload, body, allowPadding: false) else {
             context.count("unauthenticatedDropped")
             return

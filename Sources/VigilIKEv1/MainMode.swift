@@ -24,13 +24,13 @@ extension IKEv1Endpoint {
                                                       reason: .init(.noProposalChosen, "no IKEv1-capable IKE proposal configured (AEAD is IKEv2 only)")))
             return
         }
+        let saPayload = ProposalMapping.phase1SA(suites)
         var sa = ISAKMPSA(id: IKEv1SAID(cookie), connection: connection, peer: peer, isInitiator: true,
                           initiatorCookie: cookie, responderCookie: 0,
                           local: Endpoint(connection.localAddress, 500), remote: Endpoint(peer.address, 500),
-                          phase: .initiatorSentMM1, offeredSuites: suites, initiateChildAfterMainMode: initiateChild,
-                          replaces: replaces)
-        let saPayload = ProposalMapping.phase1SA(suites)
-        sa.initiatorSABody = ISAKMP.Payload.securityAssociation(saPayload).body
+                          phase: .initiatorSentMM1(offered: suites),
+                          initiatorSABody: ISAKMP.Payload.securityAssociation(saPayload).body,
+                          initiateChildAfterMainMode: initiateChild, replaces: replaces)
         let payloads: [ISAKMP.Payload] = [.securityAssociation(saPayload)] + Self.vendorIDs
         let message = ISAKMP.Message(header: .init(initiatorCookie: cookie, responderCookie: 0, nextPayload: 0,
                                                    exchangeType: .identityProtection, flags: [], messageID: 0), payloads: payloads)
@@ -61,6 +61,12 @@ extension IKEv1Endpoint {
             context.log(.warning, "MM1 from \(from) to \(to): no connection has this peer")
             return
         }
+        let halfOpen = sas.values.count { !$0.isInitiator && $0.establishedAt == nil && !$0.isDead }
+        guard halfOpen < configuration.maximumHalfOpen else {
+            context.count("halfOpenLimitDropped")
+            context.log(.warning, "MM1 from \(from) dropped: \(halfOpen) half-open ISAKMP SAs already")
+            return
+        }
         context.log(.debug, "received MM1 \(Self.payloadList(payloads)) from \(from)")
         guard case .securityAssociation(let offer)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }) else {
             context.count("malformedDropped")
@@ -85,9 +91,8 @@ extension IKEv1Endpoint {
         while cookie == 0 || sas[IKEv1SAID(cookie)] != nil { cookie = random.next() }
         var sa = ISAKMPSA(id: IKEv1SAID(cookie), connection: connection, peer: peer, isInitiator: false,
                           initiatorCookie: header.initiatorCookie, responderCookie: cookie, local: to, remote: from,
-                          phase: .responderSentMM2, offeredSuites: allowed, initiateChildAfterMainMode: false, replaces: nil)
-        sa.suite = suite
-        sa.initiatorSABody = ISAKMP.Payload.securityAssociation(offer).body
+                          phase: .responderSentMM2(suite: suite), initiatorSABody: ISAKMP.Payload.securityAssociation(offer).body,
+                          initiateChildAfterMainMode: false, replaces: nil)
         noteVendorIDs(payloads, sa: &sa)
         var chosen = offer.proposals[0]
         chosen.transforms = [transform]
@@ -119,7 +124,16 @@ extension IKEv1Endpoint {
             context.actions.append(.send(bytes: response, from: sa.local, to: sa.remote))
             return
         }
+        // Anything that does not fit the step we are in is a duplicate, a late retransmission or noise: dropped
+        // before it touches the IV chain, never fatal (an unauthenticated packet must not kill a negotiation).
         let encrypted = header.flags.contains(.encryption)
+        guard let expectsEncryption = sa.nextMainModeMessageIsEncrypted, encrypted == expectsEncryption,
+              raw != sa.lastMainModeMessageReceived else {
+            context.count("unexpectedDropped")
+            context.log(.debug, "dropped a Main Mode message from \(from) that does not fit ISAKMP SA \(sa.id)'s step (duplicate?)")
+            return
+        }
+        sa.lastMainModeMessageReceived = raw
         let plaintext: [UInt8]
         if encrypted {
             guard let keys = sa.keys else {
@@ -152,11 +166,16 @@ extension IKEv1Endpoint {
         }
         do {
             switch sa.phase {
-            case .initiatorSentMM1: try mainMode2Received(header: header, payloads: payloads, sa: &sa, &context, &random)
-            case .initiatorSentMM3: try mainMode4Received(payloads: payloads, sa: &sa, &context)
-            case .initiatorSentMM5: try mainMode6Received(payloads: payloads, sa: &sa, &context, &random)
-            case .responderSentMM2: try mainMode3Received(raw: raw, payloads: payloads, sa: &sa, &context, &random)
-            case .responderSentMM4: try mainMode5Received(raw: raw, payloads: payloads, from: from, to: to, sa: &sa, &context, &random)
+            case .initiatorSentMM1(let offered):
+                try mainMode2Received(header: header, payloads: payloads, offered: offered, sa: &sa, &context, &random)
+            case .initiatorSentMM3(let state):
+                try mainMode4Received(payloads: payloads, state: state, sa: &sa, &context, &random)
+            case .initiatorSentMM5(let state):
+                try mainMode6Received(payloads: payloads, state: state, sa: &sa, &context, &random)
+            case .responderSentMM2(let suite):
+                try mainMode3Received(raw: raw, payloads: payloads, suite: suite, sa: &sa, &context, &random)
+            case .responderSentMM4(let state):
+                try mainMode5Received(raw: raw, payloads: payloads, state: state, from: from, to: to, sa: &sa, &context, &random)
             case .established, .dead:
                 context.count("unexpectedDropped")
                 context.log(.debug, "dropped Main Mode message from \(from): ISAKMP SA \(sa.id) is past Main Mode")
@@ -174,101 +193,98 @@ extension IKEv1Endpoint {
     }
 
     // MM2 { SA, V... } <--
-    mutating func mainMode2Received(header: ISAKMP.Header, payloads: [ISAKMP.Payload], sa: inout ISAKMPSA,
+    mutating func mainMode2Received(header: ISAKMP.Header, payloads: [ISAKMP.Payload], offered: [Phase1Suite], sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM2 \(Self.payloadList(payloads)) from \(sa.remote)")
         guard case .securityAssociation(let chosen)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }),
               chosen.proposals.count == 1, chosen.proposals[0].transforms.count == 1,
               let suite = ProposalMapping.phase1Suite(chosen.proposals[0].transforms[0]),
-              sa.offeredSuites.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group })
+              offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group })
         else { throw .init(.noProposalChosen, "MM2 does not choose exactly one of the transforms we offered") }
         answered(messageID: 0, sa: &sa, &context)
         sa.responderCookie = header.responderCookie
-        sa.suite = suite
         noteVendorIDs(payloads, sa: &sa)
         context.log(.info, "\(sa.connection.name): peer chose \(suite.proposal), DPD \(sa.peerSupportsDPD ? "supported" : "not supported"), NAT-T \(sa.peerSupportsNATT)")
-        try prepareKeyExchange(sa: &sa, &random)
-        var reply: [ISAKMP.Payload] = [.keyExchange(sa.keyExchange!.publicValue), .nonce(sa.localNonce)]
-        if sa.peerSupportsNATT { reply += natDiscoveryPayloads(sa: sa, &random) }
+        let state = ISAKMPSA.KeyExchangeSent(suite: suite, keyExchange: try Self.keyExchange(suite.group),
+                                             localNonce: Self.randomBytes(Self.nonceLength, &random))
+        var reply: [ISAKMP.Payload] = [.keyExchange(state.keyExchange.publicValue), .nonce(state.localNonce)]
+        if sa.peerSupportsNATT { reply += natDiscoveryPayloads(sa: sa, suite: suite, &random) }
         context.log(.debug, "sending MM3 \(Self.payloadList(reply)) to \(sa.remote)")
         let bytes = ISAKMP.Message(header: .init(initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie, nextPayload: 0,
                                                  exchangeType: .identityProtection, flags: [], messageID: 0), payloads: reply).encode()
-        sa.phase = .initiatorSentMM3
+        sa.phase = .initiatorSentMM3(state)
         sendRequest(bytes, messageID: 0, purpose: "Main Mode 3", sa: &sa, &context)
     }
 
-    func prepareKeyExchange(sa: inout ISAKMPSA, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+    static func keyExchange(_ group: DHGroup) throws(IKEv1NegotiationFailure) -> KeyExchange {
         do {
-            sa.keyExchange = try KeyExchange(group: sa.suite!.group)
+            return try KeyExchange(group: group)
         } catch {
-            throw .init(.invalidKEPayload, "Diffie-Hellman \(sa.suite!.group) unavailable: \(error)")
+            throw .init(.invalidKEPayload, "Diffie-Hellman \(group) unavailable: \(error)")
         }
-        sa.localNonce = Self.randomBytes(Self.nonceLength, &random)
     }
 
     /// RFC 3947 §3.2: NAT-D = HASH(CKY-I | CKY-R | IP | Port); first the peer's address, then ours. With forced
     /// encapsulation our own hash is deliberately wrong so the peer sees us behind NAT.
-    func natDiscoveryPayloads(sa: ISAKMPSA, _ random: inout some RandomNumberGenerator) -> [ISAKMP.Payload] {
-        let remote = natHash(sa: sa, sa.remote)
+    func natDiscoveryPayloads(sa: ISAKMPSA, suite: Phase1Suite, _ random: inout some RandomNumberGenerator) -> [ISAKMP.Payload] {
+        let remote = natHash(sa: sa, suite: suite, sa.remote)
         let local = sa.connection.forceUDPEncapsulation
             ? Self.randomBytes(remote.count, &random)
-            : natHash(sa: sa, sa.local)
+            : natHash(sa: sa, suite: suite, sa.local)
         return [.natDiscovery(remote), .natDiscovery(local)]
     }
 
-    func natHash(sa: ISAKMPSA, _ endpoint: Endpoint) -> [UInt8] {
+    func natHash(sa: ISAKMPSA, suite: Phase1Suite, _ endpoint: Endpoint) -> [UInt8] {
         var writer = WireWriter(capacity: 40)
         writer.write(sa.initiatorCookie)
         writer.write(sa.responderCookie)
         writer.write(bytes: endpoint.address.bytes)
         writer.write(endpoint.port)
-        return Hash.digest(sa.suite!.hash, writer.bytes)
+        return Hash.digest(suite.hash, writer.bytes)
     }
 
     /// Reads the peer's NAT-D payloads: NAT is present when its hash of our address or of its own differs from ours.
-    func detectNAT(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context) {
+    func detectNAT(_ payloads: [ISAKMP.Payload], suite: Phase1Suite, sa: inout ISAKMPSA, _ context: inout Context) {
         guard sa.peerSupportsNATT else { return }
         let hashes = payloads.compactMap { payload -> [UInt8]? in
             if case .natDiscovery(let hash) = payload { return hash }
             return nil
         }
         guard let first = hashes.first else { return }
-        let weAreBehindNAT = first != natHash(sa: sa, sa.local)
-        let peerIsBehindNAT = !hashes.dropFirst().contains(natHash(sa: sa, sa.remote))
+        let weAreBehindNAT = first != natHash(sa: sa, suite: suite, sa.local)
+        let peerIsBehindNAT = !hashes.dropFirst().contains(natHash(sa: sa, suite: suite, sa.remote))
         sa.udpEncapsulated = weAreBehindNAT || peerIsBehindNAT || sa.connection.forceUDPEncapsulation
+        sa.localBehindNAT = weAreBehindNAT || sa.connection.forceUDPEncapsulation
         context.log(.info, "NAT detection with \(sa.remote): local \(weAreBehindNAT ? "behind NAT" : "direct"), "
                     + "peer \(peerIsBehindNAT ? "behind NAT" : "direct")\(sa.connection.forceUDPEncapsulation ? ", encapsulation forced" : "")")
     }
 
-    func deriveKeys(sa: inout ISAKMPSA) throws(IKEv1NegotiationFailure) {
-        let suite = sa.suite!
-        guard sa.peerPublic.count == suite.group.publicValueLength else {
-            throw .init(.invalidKEPayload, "KE of \(sa.peerPublic.count) bytes for \(suite.group), expected \(suite.group.publicValueLength)")
+    /// Derives the Phase 1 keys from our exchange and nonce and the peer's KE and nonce (MM3 or MM4).
+    func authenticating(suite: Phase1Suite, keyExchange: KeyExchange, localNonce: [UInt8], peerPayloads: [ISAKMP.Payload],
+                        sa: ISAKMPSA, message: String) throws(IKEv1NegotiationFailure) -> ISAKMPSA.Authenticating {
+        var peerPublic: [UInt8]?
+        var peerNonce: [UInt8]?
+        for payload in peerPayloads {
+            if case .keyExchange(let value) = payload { peerPublic = value }
+            if case .nonce(let value) = payload { peerNonce = value }
         }
+        guard let peerPublic, let peerNonce else { throw .init(.malformed, "\(message) lacks KE or nonce") }
+        guard peerPublic.count == suite.group.publicValueLength else {
+            throw .init(.invalidKEPayload, "KE of \(peerPublic.count) bytes for \(suite.group), expected \(suite.group.publicValueLength)")
+        }
+        let ours = keyExchange.publicValue
+        let (initiatorPublic, responderPublic) = sa.isInitiator ? (ours, peerPublic) : (peerPublic, ours)
         do {
-            let secret = try sa.keyExchange!.sharedSecret(peerPublicValue: sa.peerPublic)
-            let ours = sa.keyExchange!.publicValue
-            sa.keys = try Phase1Keys(
+            let keys = try Phase1Keys(
                 suite: suite, preSharedKey: sa.peer.preSharedKey,
-                initiatorNonce: sa.isInitiator ? sa.localNonce : sa.peerNonce,
-                responderNonce: sa.isInitiator ? sa.peerNonce : sa.localNonce,
-                sharedSecret: secret, initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie,
-                initiatorPublic: sa.isInitiator ? ours : sa.peerPublic, responderPublic: sa.isInitiator ? sa.peerPublic : ours)
+                initiatorNonce: sa.isInitiator ? localNonce : peerNonce, responderNonce: sa.isInitiator ? peerNonce : localNonce,
+                sharedSecret: try keyExchange.sharedSecret(peerPublicValue: peerPublic),
+                initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie,
+                initiatorPublic: initiatorPublic, responderPublic: responderPublic)
+            return ISAKMPSA.Authenticating(keys: keys, initiatorPublic: initiatorPublic, responderPublic: responderPublic)
         } catch {
             throw .init(.invalidKEPayload, "key exchange failed: \(error)")
         }
-    }
-
-    func keyExchangeAndNonce(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, message: String) throws(IKEv1NegotiationFailure) {
-        var ke: [UInt8]?
-        var nonce: [UInt8]?
-        for payload in payloads {
-            if case .keyExchange(let value) = payload { ke = value }
-            if case .nonce(let value) = payload { nonce = value }
-        }
-        guard let ke, let nonce else { throw .init(.malformed, "\(message) lacks KE or nonce") }
-        sa.peerPublic = ke
-        sa.peerNonce = nonce
     }
 
     /// Switches an SA to UDP 4500 (RFC 3947 §4: the initiator floats once NAT is detected).
@@ -279,28 +295,29 @@ extension IKEv1Endpoint {
     }
 
     // MM4 { KE, Nr, NAT-D, NAT-D } <--
-    mutating func mainMode4Received(payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context) throws(IKEv1NegotiationFailure) {
+    mutating func mainMode4Received(payloads: [ISAKMP.Payload], state: ISAKMPSA.KeyExchangeSent, sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM4 \(Self.payloadList(payloads)) from \(sa.remote)")
-        try keyExchangeAndNonce(payloads, sa: &sa, message: "MM4")
+        let authenticating = try authenticating(suite: state.suite, keyExchange: state.keyExchange, localNonce: state.localNonce,
+                                                peerPayloads: payloads, sa: sa, message: "MM4")
         answered(messageID: 0, sa: &sa, &context)
-        try deriveKeys(sa: &sa)
-        detectNAT(payloads, sa: &sa, &context)
+        detectNAT(payloads, suite: state.suite, sa: &sa, &context)
         float(sa: &sa)
         let identity = identificationPayload(sa.connection.localIdentity)
-        let hash = authenticationHash(sa: sa, ofInitiator: true, identityBody: ISAKMP.Payload.identification(identity).body)
+        let hash = authenticationHash(sa: sa, authenticating, ofInitiator: true, identityBody: ISAKMP.Payload.identification(identity).body)
         var reply: [ISAKMP.Payload] = [.identification(identity), .hash(hash)]
         if sa.replaces == nil {
             reply.append(.notification(.init(protocolID: .isakmp, notifyType: ISAKMP.NotifyType.initialContact, spi: sa.cookies)))
         }
         context.log(.debug, "sending MM5 \(Self.payloadList(reply)) to \(sa.remote)")
-        let bytes = try encryptPhase1(sa: sa, reply)
-        sa.phase = .initiatorSentMM5
+        let bytes = encryptPhase1(sa: sa, keys: authenticating.keys, reply)
+        sa.phase = .initiatorSentMM5(authenticating)
         sendRequest(bytes, messageID: 0, purpose: "Main Mode 5", sa: &sa, &context)
     }
 
-    func encryptPhase1(sa: ISAKMPSA, _ payloads: [ISAKMP.Payload]) throws(IKEv1NegotiationFailure) -> [UInt8] {
+    func encryptPhase1(sa: ISAKMPSA, keys: Phase1Keys, _ payloads: [ISAKMP.Payload]) -> [UInt8] {
         do {
-            return try Self.encryptedMessage(sa: sa, keys: sa.keys!, exchange: .identityProtection, messageID: 0, payloads: payloads, iv: nil).bytes
+            return try Self.encryptedMessage(sa: sa, keys: keys, exchange: .identityProtection, messageID: 0, payloads: payloads, iv: nil).bytes
         } catch {
             preconditionFailure("AES-CBC with a key we derived failed: \(error)")
         }
@@ -312,11 +329,10 @@ extension IKEv1Endpoint {
 
     /// HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b);
     /// HASH_R = prf(SKEYID, g^xr | g^xi | CKY-R | CKY-I | SAi_b | IDir_b) (RFC 2409 §5).
-    func authenticationHash(sa: ISAKMPSA, ofInitiator: Bool, identityBody: [UInt8]) -> [UInt8] {
-        let keys = sa.keys!
-        let ours = sa.keyExchange!.publicValue
-        let gxi = sa.isInitiator ? ours : sa.peerPublic
-        let gxr = sa.isInitiator ? sa.peerPublic : ours
+    func authenticationHash(sa: ISAKMPSA, _ state: ISAKMPSA.Authenticating, ofInitiator: Bool, identityBody: [UInt8]) -> [UInt8] {
+        let keys = state.keys
+        let gxi = state.initiatorPublic
+        let gxr = state.responderPublic
         var cookies = WireWriter(capacity: 16)
         if ofInitiator {
             cookies.write(sa.initiatorCookie)
@@ -330,7 +346,8 @@ extension IKEv1Endpoint {
     }
 
     /// Checks the peer's ID and HASH in MM5/MM6.
-    func verifyPeerAuthentication(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) {
+    func verifyPeerAuthentication(_ payloads: [ISAKMP.Payload], _ state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
+                                  peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) {
         var identification: ISAKMP.Identification?
         var hash: [UInt8]?
         for payload in payloads {
@@ -338,7 +355,7 @@ extension IKEv1Endpoint {
             if case .hash(let value) = payload { hash = value }
         }
         guard let identification, let hash else { throw .init(.malformed, "\(peerIsInitiator ? "MM5" : "MM6") lacks ID or HASH") }
-        let expected = authenticationHash(sa: sa, ofInitiator: peerIsInitiator, identityBody: ISAKMP.Payload.identification(identification).body)
+        let expected = authenticationHash(sa: sa, state, ofInitiator: peerIsInitiator, identityBody: ISAKMP.Payload.identification(identification).body)
         guard constantTimeEquals(expected, hash) else {
             throw .init(.authenticationFailed, "HASH_\(peerIsInitiator ? "I" : "R") from \(sa.remote) does not verify: pre-shared key mismatch")
         }
@@ -350,58 +367,65 @@ extension IKEv1Endpoint {
     }
 
     // MM6 E{ IDir, HASH_R } <--
-    mutating func mainMode6Received(payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context,
-                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+    mutating func mainMode6Received(payloads: [ISAKMP.Payload], state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM6 \(Self.payloadList(payloads)) from \(sa.remote)")
-        try verifyPeerAuthentication(payloads, sa: &sa, peerIsInitiator: false)
+        try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: false)
         answered(messageID: 0, sa: &sa, &context)
-        mainModeEstablished(sa: &sa, &context)
+        mainModeEstablished(sa: &sa, keys: state.keys, &context)
         if let old = sa.replaces, sas[old] != nil {
-            // Phase 1 rekey: this SA adopts the old one's IPsec SAs, then the old one is deleted.
+            // Phase 1 rekey, make before break as strongSwan reauthenticates: every IPsec SA of the old ISAKMP SA is
+            // rekeyed with a Quick Mode on the new one; once the last is replaced, the old ISAKMP SA is deleted
+            // (strongSwan deletes an ISAKMP SA's IPsec SAs with it, so they cannot simply move over).
+            let inherited = children.values.filter { $0.info.ikeSA == old }.map(\.info.id).sorted { $0.inboundSPI < $1.inboundSPI }
+            for child in inherited { startQuickMode(sa: &sa, rekeyOf: child, &context, &random) }
             sas[sa.id] = sa
-            childrenOrphaned(by: old, reason: "replaced", &context)
-            sendISAKMPDelete(old, &context, &random)
+            recordSuccessor(of: old, sa.id)
+            context.actions.append(.exchangeInFlight(old, false))
+            retireIfReplaced(old, &context, &random)
         }
         if sa.initiateChildAfterMainMode {
-            startQuickMode(sa: &sa, rekeyOf: nil, &context, &random)
+            startQuickModes(sa: &sa, &context, &random)
         }
     }
 
     // MM3 { KE, Ni, NAT-D, NAT-D } -->
-    mutating func mainMode3Received(raw: [UInt8], payloads: [ISAKMP.Payload], sa: inout ISAKMPSA, _ context: inout Context,
-                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+    mutating func mainMode3Received(raw: [UInt8], payloads: [ISAKMP.Payload], suite: Phase1Suite, sa: inout ISAKMPSA,
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM3 \(Self.payloadList(payloads)) from \(sa.remote)")
-        try keyExchangeAndNonce(payloads, sa: &sa, message: "MM3")
-        try prepareKeyExchange(sa: &sa, &random)
-        try deriveKeys(sa: &sa)
-        detectNAT(payloads, sa: &sa, &context)
-        var reply: [ISAKMP.Payload] = [.keyExchange(sa.keyExchange!.publicValue), .nonce(sa.localNonce)]
+        let keyExchange = try Self.keyExchange(suite.group)
+        let localNonce = Self.randomBytes(Self.nonceLength, &random)
+        let authenticating = try authenticating(suite: suite, keyExchange: keyExchange, localNonce: localNonce,
+                                                peerPayloads: payloads, sa: sa, message: "MM3")
+        detectNAT(payloads, suite: suite, sa: &sa, &context)
+        var reply: [ISAKMP.Payload] = [.keyExchange(keyExchange.publicValue), .nonce(localNonce)]
         if sa.peerSupportsNATT, payloads.contains(where: { $0.type == ISAKMP.PayloadType.natDiscovery.rawValue }) {
-            reply += natDiscoveryPayloads(sa: sa, &random)
+            reply += natDiscoveryPayloads(sa: sa, suite: suite, &random)
         }
         context.log(.debug, "sending MM4 \(Self.payloadList(reply)) to \(sa.remote)")
         let bytes = ISAKMP.Message(header: .init(initiatorCookie: sa.initiatorCookie, responderCookie: sa.responderCookie, nextPayload: 0,
                                                  exchangeType: .identityProtection, flags: [], messageID: 0), payloads: reply).encode()
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
-        sa.phase = .responderSentMM4
+        sa.phase = .responderSentMM4(authenticating)
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
     }
 
     // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->
-    mutating func mainMode5Received(raw: [UInt8], payloads: [ISAKMP.Payload], from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
-                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+    mutating func mainMode5Received(raw: [UInt8], payloads: [ISAKMP.Payload], state: ISAKMPSA.Authenticating, from: Endpoint,
+                                    to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context,
+                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM5 \(Self.payloadList(payloads)) from \(from)")
-        try verifyPeerAuthentication(payloads, sa: &sa, peerIsInitiator: true)
+        try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: true)
         // The initiator floated to 4500 (RFC 3947 §4): follow it.
         sa.local = to
         sa.remote = from
         if to.port == Self.natTraversalPort { sa.udpEncapsulated = true }
         let identity = identificationPayload(sa.connection.localIdentity)
-        let hash = authenticationHash(sa: sa, ofInitiator: false, identityBody: ISAKMP.Payload.identification(identity).body)
+        let hash = authenticationHash(sa: sa, state, ofInitiator: false, identityBody: ISAKMP.Payload.identification(identity).body)
         let reply: [ISAKMP.Payload] = [.identification(identity), .hash(hash)]
         context.log(.debug, "sending MM6 \(Self.payloadList(reply)) to \(sa.remote)")
-        let bytes = try encryptPhase1(sa: sa, reply)
+        let bytes = encryptPhase1(sa: sa, keys: state.keys, reply)
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
@@ -410,8 +434,12 @@ extension IKEv1Endpoint {
             if case .notification(let n) = $0 { return n.notifyType == ISAKMP.NotifyType.initialContact }
             return false
         }
-        mainModeEstablished(sa: &sa, &context)
-        if initialContact { initialContactReceived(sa: sa, &context) }
+        mainModeEstablished(sa: &sa, keys: state.keys, &context)
+        if initialContact {
+            initialContactReceived(sa: sa, &context)
+        } else {
+            adoptChildren(into: sa, &context)
+        }
     }
 
     /// RFC 2407 §4.6.3.3 INITIAL-CONTACT: the peer rebooted; our older SAs with it are stale.
@@ -421,30 +449,53 @@ extension IKEv1Endpoint {
             var stale = old
             stale.phase = .dead
             sas[old.id] = stale
-            childrenOrphaned(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
+            childrenDeleted(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
         }
     }
 
-    mutating func mainModeEstablished(sa: inout ISAKMPSA, _ context: inout Context) {
-        sa.phase = .established
+    /// A second Main Mode from the same peer without INITIAL-CONTACT is a reauthentication: the new ISAKMP SA takes
+    /// over the IPsec SAs of the older ones (strongSwan does the same, "detected reauth of existing IKE_SA, adopting
+    /// children"), so the peer's later DELETEs and rekeys on the new SA find them.
+    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context) {
+        let older = Set(sas.values.filter { $0.id != sa.id && $0.isEstablished && $0.connection.name == sa.connection.name
+            && $0.peer.address == sa.peer.address }.map(\.id))
+        for (id, child) in children where older.contains(child.info.ikeSA) {
+            context.log(.info, "reauthentication by \(sa.remote): IPsec SA \(id) moves from ISAKMP SA \(child.info.ikeSA) to \(sa.id)")
+            children[id]?.info.ikeSA = sa.id
+        }
+        for old in older { recordSuccessor(of: old, sa.id) }
+    }
+
+    mutating func mainModeEstablished(sa: inout ISAKMPSA, keys: Phase1Keys, _ context: inout Context) {
+        sa.phase = .established(keys)
         sa.establishedAt = context.now
         context.log(.notice, "\(sa.connection.name): ISAKMP SA \(sa.id) established with \(sa.remote) (\(sa.remoteIdentity.map(\.description) ?? "?")), "
-                    + "\(sa.suite!.proposal), cookies \(String(sa.initiatorCookie, radix: 16))/\(String(sa.responderCookie, radix: 16))"
+                    + "\(keys.suite.proposal), cookies \(String(sa.initiatorCookie, radix: 16))/\(String(sa.responderCookie, radix: 16))"
                     + "\(sa.udpEncapsulated ? ", UDP-encapsulated" : "")")
         context.actions.append(.ikeSAEstablished(sa.info))
-        let lifetime = Duration.seconds(Int64(sa.suite!.lifetimeSeconds))
+        let lifetime = Duration.seconds(Int64(keys.suite.lifetimeSeconds))
         context.actions.append(.scheduleTimer(.expireIKESA(sa.id), at: context.now + lifetime))
-        if sa.isInitiator {
-            let margin = min(sa.connection.rekeyMargin, lifetime / 2)
-            context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
-        }
+        // The initiator rekeys `rekeyMargin` before the end; the responder only half as early, so normally the
+        // initiator goes first and the responder's rekey is the fallback (IKEv1 has no rekey collision handling).
+        let margin = min(sa.connection.rekeyMargin, lifetime / 2) / (sa.isInitiator ? 1 : 2)
+        context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: context.now + lifetime - margin))
+    }
+
+    /// Deletes an ISAKMP SA that a newer one replaced once it carries no IPsec SA any more.
+    mutating func retireIfReplaced(_ old: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard let retiring = sas[old], retiring.isEstablished,
+              sas.values.contains(where: { $0.replaces == old && $0.isEstablished }),
+              !children.values.contains(where: { $0.info.ikeSA == old }) else { return }
+        sendISAKMPDelete(old, &context, &random)
     }
 
     /// Phase 1 rekey: a fresh Main Mode with the same peer; once it is up, the old ISAKMP SA is deleted.
     mutating func rekeyIKESA(_ id: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let sa = sas[id], sa.phase == .established else { return }
+        guard let sa = sas[id], sa.isEstablished else { return }
         guard !sas.values.contains(where: { $0.replaces == id }) else { return }
         context.log(.info, "\(sa.connection.name): rekeying ISAKMP SA \(id)")
+        // The rekey is an exchange in flight for the old SA: the detector must not read its silence as death.
+        context.actions.append(.exchangeInFlight(id, true))
         startMainMode(connection: sa.connection, peer: sa.peer, initiateChild: false, replaces: id, &context, &random)
     }
 }

@@ -77,7 +77,7 @@ enum ProposalMapping {
               let groupNumber = transform.attribute(P1.groupDescription)?.numericValue,
               let group = DHGroup(rawValue: UInt16(truncatingIfNeeded: groupNumber)), groupNumber <= UInt64(UInt16.max)
         else { return nil }
-        let lifetime = transform.attribute(P1.lifeDuration)?.numericValue.map { UInt32(clamping: $0) } ?? 28_800
+        let lifetime = lifetimeSeconds(transform, lifeType: P1.lifeType, lifeDuration: P1.lifeDuration) ?? 28_800
         return Phase1Suite(encryption: encryption, integrity: integrity, group: group, lifetimeSeconds: lifetime)
     }
 
@@ -146,7 +146,7 @@ enum ProposalMapping {
             guard number <= UInt64(UInt16.max), let known = DHGroup(rawValue: UInt16(number)) else { return nil }
             group = known
         }
-        let lifetime = transform.attribute(P2.lifeDuration)?.numericValue.map { UInt32(clamping: $0) } ?? 3_600
+        let lifetime = lifetimeSeconds(transform, lifeType: P2.lifeType, lifeDuration: P2.lifeDuration) ?? 3_600
         return Phase2Suite(encryption: encryption, integrity: integrity, group: group, lifetimeSeconds: lifetime, udpEncapsulated: udp)
     }
 
@@ -158,6 +158,20 @@ enum ProposalMapping {
                 if allowed.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }) {
                     return (proposal, transform, suite)
                 }
+            }
+        }
+        return nil
+    }
+
+    /// RFC 2409 Appendix A / RFC 2407 §4.5: each Life Duration applies to the Life Type before it; only seconds
+    /// matter here (a kilobyte lifetime is the data plane's business). nil when no seconds lifetime is given.
+    static func lifetimeSeconds(_ transform: ISAKMP.Transform, lifeType: UInt16, lifeDuration: UInt16) -> UInt32? {
+        var currentType: UInt64?
+        for attribute in transform.attributes {
+            if attribute.type == lifeType {
+                currentType = attribute.numericValue
+            } else if attribute.type == lifeDuration, currentType == UInt64(P1.lifeTypeSeconds), let value = attribute.numericValue, value > 0 {
+                return UInt32(clamping: value)
             }
         }
         return nil

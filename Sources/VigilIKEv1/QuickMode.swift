@@ -8,22 +8,31 @@ import VigilWire
 ///   <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
 ///   QM3 E{ HASH(3) } -->
 extension IKEv1Endpoint {
-    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID?, _ context: inout Context,
-                                 _ random: inout some RandomNumberGenerator) {
-        guard sa.phase == .established, let keys = sa.keys else { return }
+    /// One Quick Mode per pair of protected subnets (a crypto map ACL with several lines makes several IPsec SAs).
+    mutating func startQuickModes(sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         let connection = sa.connection
-        let local: IPPrefix
-        let remote: IPPrefix
-        if let rekeyOf, let old = children[rekeyOf] {
-            local = old.info.localTrafficSelectors[0]
-            remote = old.info.remoteTrafficSelectors[0]
-        } else if let first = connection.localTrafficSelectors.first, let peerNet = connection.remoteTrafficSelectors.first {
-            local = first
-            remote = peerNet
-        } else {
+        guard !connection.localTrafficSelectors.isEmpty, !connection.remoteTrafficSelectors.isEmpty else {
             context.log(.error, "\(connection.name): no traffic selectors configured, no Quick Mode")
             return
         }
+        for local in connection.localTrafficSelectors {
+            for remote in connection.remoteTrafficSelectors where remote.family == local.family {
+                startQuickMode(sa: &sa, local: local, remote: remote, rekeyOf: nil, &context, &random)
+            }
+        }
+    }
+
+    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID, _ context: inout Context,
+                                 _ random: inout some RandomNumberGenerator) {
+        guard let old = children[rekeyOf] else { return }
+        startQuickMode(sa: &sa, local: old.info.localTrafficSelectors[0], remote: old.info.remoteTrafficSelectors[0],
+                       rekeyOf: rekeyOf, &context, &random)
+    }
+
+    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: IKEv1ChildSAID?,
+                                 _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard sa.isEstablished, let keys = sa.keys else { return }
+        let connection = sa.connection
         var messageID: UInt32 = 0
         while messageID == 0 || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
         var spi = Self.nonzero32(&random)
@@ -39,13 +48,12 @@ extension IKEv1Endpoint {
                                   localTrafficSelector: local, remoteTrafficSelector: remote, rekeyOf: rekeyOf)
         var rest: [ISAKMP.Payload] = [.securityAssociation(ProposalMapping.phase2SA(suites, spi: spi)), .nonce(quickMode.localNonce)]
         if let group = connection.pfsGroup {
-            do {
-                quickMode.keyExchange = try KeyExchange(group: group)
-            } catch {
-                context.log(.error, "\(connection.name): PFS group \(group) unavailable: \(error)")
+            guard let exchange = try? KeyExchange(group: group) else {
+                context.log(.error, "\(connection.name): PFS group \(group) unavailable")
                 return
             }
-            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+            quickMode.keyExchange = exchange
+            rest.append(.keyExchange(exchange.publicValue))
         }
         rest += [.identification(ProposalMapping.proxyIdentity(local)), .identification(ProposalMapping.proxyIdentity(remote))]
         let hash = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + ISAKMP.encodePayloads(rest).bytes)
@@ -67,16 +75,25 @@ extension IKEv1Endpoint {
 
     mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard sa.phase == .established, let keys = sa.keys, header.flags.contains(.encryption) else {
+        guard sa.isEstablished, let keys = sa.keys, header.flags.contains(.encryption) else {
             context.count("unexpectedDropped")
             context.log(.warning, "dropped Quick Mode from \(from): ISAKMP SA \(sa.id) not established or message not encrypted")
             return
         }
         let messageID = header.messageID
-        var quickMode = sa.quickModes[messageID]
+        let quickMode = sa.quickModes[messageID]
         if let existing = quickMode, existing.step == .responderSentQM2, raw == existing.lastRequest {
             context.count("retransmittedRequestsAnswered")
             context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
+            return
+        }
+        if quickMode == nil, let finished = sa.finishedQuickModes.first(where: { $0.messageID == messageID }) {
+            if raw == finished.request, !finished.response.isEmpty {
+                context.count("retransmittedRequestsAnswered")
+                context.actions.append(.send(bytes: finished.response, from: sa.local, to: sa.remote))
+            } else {
+                context.count("unexpectedDropped")
+            }
             return
         }
         let iv = quickMode?.iv ?? keys.exchangeIV(messageID: messageID)
@@ -97,20 +114,25 @@ extension IKEv1Endpoint {
             return
         }
         do throws(IKEv1NegotiationFailure) {
-            switch quickMode?.step {
-            case nil:
-                try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, sa: &sa, &context, &random)
+            guard var existing = quickMode else {
+                try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, keys: keys,
+                                       sa: &sa, &context, &random)
+                return
+            }
+            existing.iv = nextIV
+            switch existing.step {
             case .initiatorSentQM1:
-                quickMode!.iv = nextIV
-                try quickMode2Received(hash: hash, payloads: payloads, quickMode: quickMode!, sa: &sa, &context, &random)
+                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: existing, keys: keys, sa: &sa, &context, &random)
             case .responderSentQM2:
-                quickMode!.iv = nextIV
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
-                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode!.initiatorNonce + quickMode!.responderNonce)
+                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + existing.initiatorNonce + existing.responderNonce)
                 guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
+                answered(messageID: messageID, sa: &sa, &context)
+                // A late duplicate of QM1 must not start this exchange over.
+                sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: []))
                 context.actions.append(.authenticatedMessageReceived(sa.id))
-                installChildSA(quickMode: quickMode!, sa: &sa, weInitiated: false, &context, &random)
+                installChildSA(quickMode: existing, keys: keys, sa: &sa, weInitiated: false, &context, &random)
             }
         } catch {
             context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
@@ -120,13 +142,21 @@ extension IKEv1Endpoint {
                 context.actions.append(.exchangeInFlight(sa.id, false))
             }
             context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: error))
+            // Tell the initiator why its QM1 was refused, so it stops retransmitting (RFC 2408 §5.5).
+            let notify: UInt16? = switch error.code {
+            case .noProposalChosen: ISAKMP.NotifyType.noProposalChosen
+            case .invalidIDInformation: ISAKMP.NotifyType.invalidIDInformation
+            case .authenticationFailed, .invalidKEPayload, .timeout, .peerDeleted, .unknownPeer, .malformed: nil
+            }
+            if quickMode == nil, let notify {
+                sendInformational([.notification(.init(protocolID: .isakmp, notifyType: notify, spi: sa.cookies))], sa: sa, &context, &random)
+            }
         }
     }
 
     // QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
     mutating func quickMode1Received(messageID: UInt32, hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], nextIV: [UInt8],
-                                     sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
-        let keys = sa.keys!
+                                     keys: Phase1Keys, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM1 HASH(1) does not verify") }
@@ -165,14 +195,14 @@ extension IKEv1Endpoint {
         var rest: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .nonce(quickMode.localNonce)]
         if let group = suite.group {
             guard let peerKE = parts.keyExchange else { throw .init(.invalidKEPayload, "QM1 asks for PFS \(group) without a KE payload") }
+            let exchange = try Self.keyExchange(group)
             do {
-                let exchange = try KeyExchange(group: group)
                 quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
-                quickMode.keyExchange = exchange
             } catch {
                 throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
             }
-            rest.append(.keyExchange(quickMode.keyExchange!.publicValue))
+            quickMode.keyExchange = exchange
+            rest.append(.keyExchange(exchange.publicValue))
         }
         if let id = parts.initiatorID { rest.append(.identification(id)) }
         if let id = parts.responderID { rest.append(.identification(id)) }
@@ -192,13 +222,14 @@ extension IKEv1Endpoint {
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), \(localTS) === \(remoteTS)")
         context.log(.debug, "sending QM2 \(Self.payloadList(reply)) to \(sa.remote)")
         context.actions.append(.exchangeInFlight(sa.id, true))
-        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        // Retransmitted until QM3 confirms it (RFC 2409 §5.5 leaves the responder waiting for QM3).
+        sendRequest(bytes, messageID: messageID, purpose: "Quick Mode 2 \(String(messageID, radix: 16))", sa: &sa, &context)
     }
 
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
-    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], quickMode: QuickMode, sa: inout ISAKMPSA,
+    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, keys: Phase1Keys,
+                                     sa: inout ISAKMPSA,
                                      _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
-        let keys = sa.keys!
         var quickMode = quickMode
         let messageID = quickMode.messageID
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
@@ -212,6 +243,14 @@ extension IKEv1Endpoint {
               quickMode.offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }),
               let outboundSPI = ProposalMapping.spiValue(parts.sa.proposals[0].spi)
         else { throw .init(.noProposalChosen, "QM2 does not choose exactly one of the ESP transforms we offered") }
+        // IKEv1 has no narrowing: the responder echoes our proxy identities (RFC 2409 §5.5).
+        if let initiatorID = parts.initiatorID, let responderID = parts.responderID {
+            guard ProposalMapping.prefix(initiatorID) == quickMode.localTrafficSelector,
+                  ProposalMapping.prefix(responderID) == quickMode.remoteTrafficSelector else {
+                throw .init(.invalidIDInformation, "QM2 changed the proxy identities we proposed "
+                            + "(\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector))")
+            }
+        }
         quickMode.suite = suite
         quickMode.outboundSPI = outboundSPI
         quickMode.peerNonce = parts.nonce
@@ -235,7 +274,8 @@ extension IKEv1Endpoint {
         }
         context.log(.debug, "sending QM3 { HASH } to \(sa.remote)")
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
-        installChildSA(quickMode: quickMode, sa: &sa, weInitiated: true, &context, &random)
+        sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
+        installChildSA(quickMode: quickMode, keys: keys, sa: &sa, weInitiated: true, &context, &random)
     }
 
     static func prefixOrThrow(_ id: ISAKMP.Identification) throws(IKEv1NegotiationFailure) -> IPPrefix {
@@ -249,9 +289,8 @@ extension IKEv1Endpoint {
         outer.family == inner.family && inner.length >= outer.length && outer.contains(inner.address)
     }
 
-    mutating func installChildSA(quickMode: QuickMode, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
+    mutating func installChildSA(quickMode: QuickMode, keys: Phase1Keys, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
                                  _ random: inout some RandomNumberGenerator) {
-        let keys = sa.keys!
         let suite = quickMode.suite!
         let length = suite.keyMaterialLength
         let encryptionLength = suite.encryption.keyBits / 8
@@ -281,10 +320,14 @@ extension IKEv1Endpoint {
             let margin = min(sa.connection.rekeyMargin, lifetime / 2)
             context.actions.append(.scheduleTimer(.rekeyChildSA(info.id), at: context.now + lifetime - margin))
         }
-        if let old = quickMode.rekeyOf, children[old] != nil {
+        if let old = quickMode.rekeyOf, let oldChild = children[old] {
             context.actions.append(.childSARekeyed(old: old, new: info, keys: childKeys))
             sas[sa.id] = sa
+            // The DELETE travels on the ISAKMP SA that ran the rekey: after a Phase 1 rekey strongSwan has moved the
+            // old IPsec SA to the new ISAKMP SA and ignores a DELETE on the old one.
+            children[old]?.info.ikeSA = sa.id
             deleteChildSA(old, reason: "rekeyed", &context, &random)
+            retireIfReplaced(oldChild.info.ikeSA, &context, &random)
             if let updated = sas[sa.id] { sa = updated }
         } else {
             context.actions.append(.childSAEstablished(info, keys: childKeys))
@@ -292,7 +335,7 @@ extension IKEv1Endpoint {
     }
 
     mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let child = children[id], var sa = sas[child.info.ikeSA], sa.phase == .established else { return }
+        guard let child = children[id], var sa = sas[child.info.ikeSA], sa.isEstablished else { return }
         guard !sa.quickModes.values.contains(where: { $0.rekeyOf == id }) else { return }
         startQuickMode(sa: &sa, rekeyOf: id, &context, &random)
         sas[sa.id] = sa

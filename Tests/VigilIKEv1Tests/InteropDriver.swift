@@ -28,6 +28,15 @@ final class InteropDriver {
 
     var now: Duration { ContinuousClock.now - origin }
 
+    static func clock() -> String {
+        var tv = timeval()
+        gettimeofday(&tv, nil)
+        var t = time_t(tv.tv_sec)
+        var parts = tm()
+        gmtime_r(&t, &parts)
+        return String(format: "%02d:%02d:%02d.%03d", parts.tm_hour, parts.tm_min, parts.tm_sec, Int(tv.tv_usec) / 1000)
+    }
+
     func handle(_ event: IKEv1Event) {
         let produced = endpoint.handle(event, now: now, random: &random)
         actions += produced
@@ -40,6 +49,7 @@ final class InteropDriver {
             case .cancelTimer(let id):
                 timers[id] = nil
             case .log(let level, let text):
+                timedLog.append("\(Self.clock()) \(text)")
                 if ProcessInfo.processInfo.environment["VIGIL_IKEV1_TRACE"] != nil { print("[vigil \(level)] \(text)") }
             case .ikeSAEstablished, .childSAEstablished, .childSARekeyed, .childSADeleted, .ikeSADeleted,
                  .authenticatedMessageReceived, .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .negotiationFailed:
@@ -80,6 +90,8 @@ final class InteropDriver {
     var failures: [IKEv1NegotiationFailure] { actions.compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } } }
     var acknowledged: [UInt32] { actions.compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
     var log: String { actions.compactMap { if case .log(_, let text) = $0 { text } else { nil } }.joined(separator: "\n") }
+    /// The log with wall-clock times, to line up with strongSwan's.
+    var timedLog: [String] = []
     func count(_ predicate: (IKEv1Action) -> Bool) -> Int { actions.filter(predicate).count }
 }
 
@@ -102,6 +114,8 @@ final class InteropLab {
         var vigilPSK = "lab-secret-123"
         var swanPSK = "lab-secret-123"
         var swanIKE: String?
+        var swanESP: String?
+        var forceUDPEncapsulation = false
         var dpdDelay: String?
         var swanExtra = ""
         var swanChildExtra = ""
@@ -117,7 +131,7 @@ final class InteropLab {
             try NetworkNamespace.link(vigilNS, "v0", "192.0.2.1/24", swanNS, "s0", "192.0.2.2/24")
             try swanNS.ip("addr", "add", "10.2.0.1/24", "dev", "lo")
             swan = try StrongSwan(namespace: swanNS, name: "swan")
-            let espProposal = options.esp + (options.pfs.map { "-\($0.keyword)" } ?? "")
+            let espProposal = (options.swanESP ?? options.esp) + (options.pfs.map { "-\($0.keyword)" } ?? "")
             try swan.start(swanctlConf: """
             connections {
                 lab {
@@ -154,6 +168,7 @@ final class InteropLab {
                 ikeProposals: [try IKEProposal.parse(options.ike)], espProposals: [try ESPProposal.parse(options.esp)],
                 pfsGroup: options.pfs, localTrafficSelectors: [Self.vigilNet], remoteTrafficSelectors: [Self.swanNet],
                 ikeLifetime: options.vigilIKELifetime, childLifetime: options.vigilChildLifetime, rekeyMargin: options.rekeyMargin,
+                forceUDPEncapsulation: options.forceUDPEncapsulation,
                 retransmission: IKEv1RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
             driver = try InteropDriver(namespace: vigilNS, address: Self.vigilAddress,
                                        configuration: .init(connections: [connection]))
@@ -178,6 +193,14 @@ final class InteropLab {
         thread.start()
         driver.run(seconds: seconds) { _ in box.isSet }
         return try box.wait().get()
+    }
+
+    /// Vigil initiates Main Mode and Quick Mode; fails the test unless an IPsec SA comes up within 10 s.
+    func establish() throws {
+        driver.handle(.initiate(connection: "lab", peer: Self.swanAddress))
+        guard driver.run(seconds: 10, until: { !$0.established.isEmpty }) else {
+            throw LabError("no IPsec SA; Vigil:\n\(driver.log)\nstrongSwan:\n\(swan.log)")
+        }
     }
 
     /// strongSwan's raw SA listing, one field per `key=value` word.

@@ -166,7 +166,7 @@ import VigilWire
         #expect(rekeys.count == 3)
     }
 
-    @Test func ikeRekeyMovesChildSAsToTheNewISAKMPSA() throws {
+    @Test func ikeRekeyRekeysChildSAsOntoTheNewISAKMPSA() throws {
         var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
         net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
         net.settle()
@@ -178,7 +178,9 @@ import VigilWire
             #expect(net.west.ikeSAs.count == 1 && net.east.ikeSAs.count == 1)
             let new = try #require(net.west.ikeSAs.first)
             #expect(new.id != old)
-            #expect(net.west.childSAs.map(\.id) == [child.id])
+            // The IPsec SA was rekeyed onto the new ISAKMP SA before the old one went.
+            #expect(net.west.childSAs.count == 1 && net.east.childSAs.count == 1)
+            #expect(net.west.childSAs.first?.id != child.id)
             #expect(net.west.childSAs.first?.ikeSA == new.id)
             #expect(net.east.childSAs.first?.ikeSA == net.east.ikeSAs.first?.id)
         }
@@ -212,6 +214,8 @@ import VigilWire
         let east = try #require(net.east.childSAs.first)
         #expect(west.udpEncapsulated && east.udpEncapsulated)
         #expect(west.remoteEndpoint.port == 4500 && east.remoteEndpoint.port == 4500)
+        // West pretends to be behind NAT, so it owes the keepalives; east sees a NATed peer.
+        #expect(net.west.ikeSAs.first?.localBehindNAT == true && net.east.ikeSAs.first?.localBehindNAT == false)
     }
 
     @Test func garbageIsCountedNotFatal() {
@@ -226,5 +230,115 @@ import VigilWire
         #expect(endpoint.counters["malformedDropped", default: 0] + endpoint.counters["unknownSPIDropped", default: 0]
                 + endpoint.counters["unsupportedExchangeDropped", default: 0] == 4)
         #expect(endpoint.ikeSAs.isEmpty)
+    }
+
+    @Test func lostQM3IsRecoveredByTheRespondersRetransmission() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        for _ in 0..<7 { net.deliver() }   // MM1...MM6, QM1
+        // <-- QM2 E{ HASH(2), SA, Nr, KE, IDci, IDcr }
+        net.deliver()
+        // QM3 E{ HASH(3) } --> lost
+        #expect(net.wire.count == 1)
+        net.wire.removeAll()
+        #expect(net.west.childSAs.count == 1 && net.east.childSAs.isEmpty)
+        let eastSA = try #require(net.east.ikeSAs.first).id
+        let qm2Timer = try #require(net.eastActions.compactMap { action -> IKEv1TimerID? in
+            if case .scheduleTimer(let id, _) = action, case .retransmit(eastSA, let messageID) = id, messageID != 0 { return id }
+            return nil
+        }.last)
+        // <-- QM2 again (retransmission)
+        net.east(.timerFired(qm2Timer))
+        net.deliver()
+        // QM3 E{ HASH(3) } --> again, same bytes
+        net.deliver()
+        #expect(net.east.childSAs.count == 1)
+        #expect(net.west.counters["retransmittedRequestsAnswered"] == 1)
+        #expect(net.west.childSAs.first?.inboundSPI == net.east.childSAs.first?.outboundSPI)
+    }
+
+    @Test func aProbeAimedAtAReplacedISAKMPSAGoesOutOnItsSuccessor() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        let old = try #require(net.west.ikeSAs.first).id
+        let rekey = net.west(.rekeyIKESA(old))
+        #expect(rekey.contains { if case .exchangeInFlight(old, true) = $0 { true } else { false } })
+        net.settle()
+        #expect(net.westActions.contains { if case .exchangeInFlight(old, false) = $0 { true } else { false } })
+        let new = try #require(net.west.ikeSAs.first).id
+        #expect(new != old)
+        // The detector still thinks in terms of the old SA: the probe is not lost.
+        net.west(.sendDPDProbe(old, sequence: 3))
+        net.settle()
+        #expect(net.westActions.contains { if case .dpdAcknowledged(new, sequence: 3) = $0 { true } else { false } })
+        // The responder also learned the successor from the reauthentication.
+        let eastNew = try #require(net.east.ikeSAs.first).id
+        let eastOld = try #require(net.eastActions.ikeEstablished.first).id
+        #expect(eastOld != eastNew)
+        net.east(.sendDPDProbe(eastOld, sequence: 4))
+        net.settle()
+        #expect(net.eastActions.contains { if case .dpdAcknowledged(eastNew, sequence: 4) = $0 { true } else { false } })
+    }
+
+    @Test func onePairOfProxyIdentitiesPerIPsecSA() throws {
+        var west = Fixture.connection(local: Fixture.west, remote: Fixture.east, localNet: Fixture.westNet, remoteNet: Fixture.eastNet)
+        west.remoteTrafficSelectors.append(try IPPrefix.parse("10.3.0.0/16"))
+        var east = Fixture.connection(local: Fixture.east, remote: Fixture.west, localNet: Fixture.eastNet, remoteNet: Fixture.westNet)
+        east.localTrafficSelectors.append(try IPPrefix.parse("10.3.0.0/16"))
+        var net = Lockstep(west: IKEv1Endpoint(configuration: .init(connections: [west])),
+                           east: IKEv1Endpoint(configuration: .init(connections: [east])))
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        #expect(net.west.childSAs.count == 2 && net.east.childSAs.count == 2)
+        #expect(Set(net.west.childSAs.flatMap(\.remoteTrafficSelectors)) == [Fixture.eastNet, try IPPrefix.parse("10.3.0.0/16")])
+        // A subnet outside the responder's crypto map is refused with INVALID-ID-INFORMATION.
+        var narrow = Fixture.connection(local: Fixture.west, remote: Fixture.east, localNet: Fixture.westNet, remoteNet: try IPPrefix.parse("10.9.0.0/24"))
+        narrow.name = "SITE/10"
+        var refused = Lockstep(west: IKEv1Endpoint(configuration: .init(connections: [narrow])), east: Fixture.eastEndpoint())
+        refused.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        refused.settle()
+        #expect(refused.eastActions.failures.first?.code == .invalidIDInformation)
+        #expect(refused.east.childSAs.isEmpty)
+        // ... and the initiator learns it at once instead of retransmitting.
+        #expect(refused.westActions.failures.first?.code == .invalidIDInformation, "\(refused.westActions.logText)")
+    }
+
+    @Test func initialContactFromARestartedPeerClearsItsStaleSAs() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        let stale = try #require(net.east.ikeSAs.first).id
+        // West reboots: a fresh engine with no memory initiates again, with INITIAL-CONTACT in MM5.
+        net.west = Fixture.westEndpoint()
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        #expect(net.east.ikeSAs.count == 1 && net.east.ikeSAs.first?.id != stale)
+        #expect(net.east.childSAs.count == 1)
+        #expect(net.east.childSAs.first?.outboundSPI == net.west.childSAs.first?.inboundSPI)
+        #expect(net.eastActions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "peer sent INITIAL-CONTACT" } else { false } })
+    }
+
+    @Test func halfOpenResponderSAsAreBoundedAndExpire() throws {
+        var configuration = Fixture.eastEndpoint().configuration
+        configuration.maximumHalfOpen = 3
+        var east = IKEv1Endpoint(configuration: configuration)
+        var random = SeededGenerator(seed: 3)
+        var expiries: [IKEv1TimerID] = []
+        for _ in 0..<5 {
+            // MM1 { SA, V, V } --> from fresh initiators that never continue.
+            var west = Fixture.westEndpoint()
+            let mm1 = west.handle(.initiate(connection: "SITE/10", peer: Fixture.east), now: .zero, random: &random)
+            for case .send(let bytes, let from, let to) in mm1 {
+                for case .scheduleTimer(let id, _) in east.handle(.datagramReceived(bytes: bytes, from: from, to: to), now: .zero, random: &random) {
+                    expiries.append(id)
+                }
+            }
+        }
+        #expect(east.ikeSAs.count == 3)
+        #expect(east.counters["halfOpenLimitDropped"] == 2)
+        for id in expiries { _ = east.handle(.timerFired(id), now: .seconds(30), random: &random) }
+        #expect(east.ikeSAs.isEmpty)
+        #expect(east.counters["halfOpenExpired"] == 3)
     }
 }

@@ -6,19 +6,13 @@ import VigilLab
 
 /// Interop cases 2, 3, 4 (DELETE) and 5 against strongSwan 5.9.8.
 @Suite(.serialized) struct StrongSwanDPDAndDeleteTests {
-    static func establish(_ lab: InteropLab) throws {
-        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
-        let done = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
-        try #require(done, "no IPsec SA; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
-    }
-
     @Test func strongSwanProbesVigilAndTheAcksKeepTheSA() throws {
         var options = InteropLab.Options()
         options.dpdDelay = "1s"
         options.swanExtra = "dpd_timeout = 3s"
         let lab = try InteropLab(options)
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         lab.driver.run(seconds: 5)
         let answered = lab.driver.endpoint.counters["dpdProbesAnswered", default: 0]
         #expect(answered >= 3, "Vigil answered \(answered) R-U-THERE; strongSwan:\n\(lab.swan.log)")
@@ -39,7 +33,7 @@ import VigilLab
     @Test func vigilProbesStrongSwanAndGetsItsSequenceNumbersBack() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let sa = try #require(lab.driver.endpoint.ikeSAs.first)
         #expect(sa.peerSupportsDPD)
         for sequence: UInt32 in [1000, 1001, 1002] {
@@ -53,7 +47,7 @@ import VigilLab
     @Test func killedStrongSwanLeavesProbesUnanswered() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
         lab.driver.handle(.sendDPDProbe(sa, sequence: 5))
         lab.driver.run(seconds: 2) { $0.acknowledged.contains(5) }
@@ -76,7 +70,7 @@ import VigilLab
     @Test func vigilDeletesTheIPsecSAThenTheISAKMPSA() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let child = try #require(lab.driver.endpoint.childSAs.first)
         lab.driver.handle(.deleteChildSA(child.id))
         lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
@@ -93,7 +87,7 @@ import VigilLab
     @Test func strongSwanDeletesAndVigilForgets() throws {
         let lab = try InteropLab(InteropLab.Options())
         defer { lab.close() }
-        try Self.establish(lab)
+        try lab.establish()
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.swanctl(["--terminate", "--ike", "lab", "--timeout", "5"]) }, seconds: 6)
         #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
@@ -148,5 +142,27 @@ import VigilLab
         #expect(responderFailure.code == .noProposalChosen)
         #expect(responderFailure.message.contains("aes256-sha256"), "\(responderFailure)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
+    }
+
+    @Test func noCommonPhase2ProposalBothWays() throws {
+        var options = InteropLab.Options()
+        options.esp = "aes128-sha1"
+        options.swanESP = "aes256-sha256"
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        // Vigil initiates: Main Mode succeeds, strongSwan refuses QM1 with an encrypted NO_PROPOSAL_CHOSEN.
+        lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
+        lab.driver.run(seconds: 5) { !$0.failures.isEmpty }
+        let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
+        #expect(failure.code == .noProposalChosen, "\(failure)")
+        #expect(lab.driver.endpoint.childSAs.isEmpty && lab.driver.endpoint.ikeSAs.count == 1)
+        // strongSwan initiates its child over the existing ISAKMP SA: Vigil refuses and names both sides' algorithms.
+        let swan = lab.swan
+        let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
+        #expect(!result.succeeded)
+        let refusal = try #require(lab.driver.failures.dropFirst().first, "Vigil:\n\(lab.driver.log)")
+        #expect(refusal.code == .noProposalChosen)
+        #expect(refusal.message.contains("aes256-sha256") && refusal.message.contains("aes128-sha1"), "\(refusal)")
+        #expect(lab.driver.endpoint.childSAs.isEmpty)
     }
 }

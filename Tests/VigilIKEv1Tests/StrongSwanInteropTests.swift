@@ -65,4 +65,19 @@ extension String {
         guard lab.driver.established.count == 1 else { return }
         try Self.expectSameSAs(lab, encryption: "AES_CBC", keySize: keySize, integrity: integrity)
     }
+
+    /// Vigil fakes NAT too (a false NAT-D for its own address): strongSwan must see both ends behind NAT and still
+    /// agree on UDP-encapsulated tunnel mode on 4500.
+    @Test func forcedEncapsulationIsAcceptedByStrongSwan() throws {
+        var options = InteropLab.Options()
+        options.forceUDPEncapsulation = true
+        let lab = try InteropLab(options)
+        defer { lab.close() }
+        try lab.establish()
+        lab.driver.run(seconds: 0.3)
+        try Self.expectSameSAs(lab, encryption: "AES_CBC", keySize: 256, integrity: "HMAC_SHA2_256_128")
+        #expect(lab.swan.log.contains("remote host is behind NAT"), "\(lab.swan.log)")
+        let listing = try lab.swanSAs()
+        #expect(listing.contains("encap=yes"), "\(listing)")
+    }
 }

@@ -38,15 +38,19 @@ final class UDPSocket: @unchecked Sendable {
         return sin
     }
 
+    /// Send failures (errno), for diagnostics.
+    var sendErrors: [Int32] = []
+
     func send(_ bytes: [UInt8], to endpoint: Endpoint) {
         var sin = UDPSocket.socketAddress(endpoint)
-        _ = bytes.withUnsafeBytes { buffer in
+        let sent = bytes.withUnsafeBytes { buffer in
             withUnsafePointer(to: &sin) {
                 $0.withMemoryRebound(to: Glibc.sockaddr.self, capacity: 1) {
                     sendto(fd, buffer.baseAddress, buffer.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
                 }
             }
         }
+        if sent != bytes.count { sendErrors.append(errno) }
     }
 
     /// Waits up to `timeoutMilliseconds` for one datagram.

@@ -96,4 +96,19 @@ private func hex(_ text: String) -> [UInt8] {
         let (first, bytes) = ISAKMP.encodePayloads([.nonce([1, 2, 3])])
         #expect(throws: WireError.self) { try ISAKMP.decodePayloads(firstPayload: first, bytes, allowPadding: false) }
     }
+
+    /// Every single-byte corruption and every truncation of a real message decodes or throws; none crashes.
+    @Test func corruptedAndTruncatedMessagesNeverCrash() {
+        var decoded = 0
+        var refused = 0
+        for index in Self.strongSwanMM1.indices {
+            for value: UInt8 in [0x00, 0x01, 0x7F, 0x80, 0xFF] {
+                var bytes = Self.strongSwanMM1
+                bytes[index] = value
+                if (try? ISAKMP.Message.decode(bytes)) != nil { decoded += 1 } else { refused += 1 }
+            }
+            if (try? ISAKMP.Message.decode(Array(Self.strongSwanMM1.prefix(index)))) != nil { decoded += 1 } else { refused += 1 }
+        }
+        #expect(decoded > 0 && refused > Self.strongSwanMM1.count)
+    }
 }
