@@ -56,6 +56,9 @@ struct Series {
     }
 }
 
+/// Unbuffered, so progress lines appear as runs finish also when stdout is a file.
+func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+
 func seconds(_ duration: Duration) -> Double {
     let (whole, attoseconds) = duration.components
     return Double(whole) + Double(attoseconds) / 1e18
@@ -64,9 +67,10 @@ func seconds(_ duration: Duration) -> Double {
 let options = Options(CommandLine.arguments)
 var rows: [(String, String)] = []
 for version in options.versions {
-    var dead = Series(), childSA = Series(), blackout = Series()
+    var probe = Series(), dead = Series(), childSA = Series(), blackout = Series(), negotiation = Series()
     var recoveredVia: [String] = []
     var initiations: [String] = []
+    var controls: [String] = []
     for run in 1...options.runs {
         var configuration = StrongSwanBaseline.Configuration(ikeVersion: version)
         configuration.recoveryBound = .seconds(options.boundSeconds)
@@ -80,28 +84,35 @@ for version in options.versions {
             }
         }
         guard let result = outcome else { exit(1) }
+        probe.values.append(result.timeline.time(of: .firstProbe).map { $0.timeIntervalSince(result.killedAt) })
         dead.values.append(result.timeToDeclaredDead.map(seconds))
+        negotiation.values.append(seconds(result.initialNegotiation))
         childSA.values.append(result.timeToChildSAWithNextGateway.map(seconds))
         blackout.values.append(result.blackout.flatMap { $0.recovered ? seconds($0.duration) : nil })
         recoveredVia.append(result.recoveredVia ?? "none")
+        controls.append(result.nextGatewayWorks ? "up" : "FAILED")
         let toDead = result.initiations.filter { $0 == FailoverLab.gatewayAddress(0) }.count
         initiations.append("\(toDead)/\(result.initiations.count)")
-        print("IKEv\(version) run \(run): \(result.report.split(separator: "\n").dropFirst().filter { $0.hasPrefix("declared") || $0.hasPrefix("Child") || $0.hasPrefix("blackout") || $0.hasPrefix("initiations") }.joined(separator: "; "))")
-        if options.verbose { print(result.report + "\n" + result.logAfterKill + "\n") }
+        say("IKEv\(version) run \(run): \(result.report.split(separator: "\n").dropFirst().filter { $0.hasPrefix("declared") || $0.hasPrefix("Child") || $0.hasPrefix("blackout") || $0.hasPrefix("initiations") }.joined(separator: "; "))")
+        if options.verbose { say(result.report + "\n" + result.logAfterKill + "\n") }
     }
     let bound = Double(options.boundSeconds)
+    rows.append(("IKEv\(version) first probe after kill", probe.median(unit: "ms", scale: 1000, bound: bound)))
     rows.append(("IKEv\(version) declared dead after kill", dead.median(unit: "ms", scale: 1000, bound: bound)))
     rows.append(("IKEv\(version) Child SA with next gateway", childSA.median(unit: "ms", scale: 1000, bound: bound)))
     rows.append(("IKEv\(version) ping blackout", blackout.median(unit: "ms", scale: 1000, bound: bound)))
     rows.append(("IKEv\(version) recovered via", recoveredVia.joined(separator: ",")))
+    rows.append(("IKEv\(version) Phase 1+2 with a live gateway", negotiation.median(unit: "ms", scale: 1000, bound: bound)))
     rows.append(("IKEv\(version) initiations to dead gw1", initiations.joined(separator: ",")))
+    rows.append(("IKEv\(version) control: only gw2 configured", controls.joined(separator: ",")))
 }
 
-print("")
-print("failover after SIGKILL of gateway 1 of 3; host pings 10.2.0.1 every 10 ms; DPD 1 s, retry 200 ms x 3;")
-print("median of \(options.runs) run(s), bound \(options.boundSeconds) s")
+say("")
+say("failover after SIGKILL of gateway 1 of 3; host pings 10.2.0.1 every 10 ms; DPD periodic 1 s, retry 200 ms x 3")
+say("(strongSwan: dpd_delay 1s, retransmit_timeout 0.2 base 1.0 tries 3, IKEv1 dpd_timeout 2s; keyingtries 0)")
+say("median of \(options.runs) run(s), bound \(options.boundSeconds) s")
 let width = max(40, (rows.map(\.0.count).max() ?? 0) + 2)
-print("metric".padding(toLength: width, withPad: " ", startingAt: 0) + "strongSwan 5.9.8")
+say("metric".padding(toLength: width, withPad: " ", startingAt: 0) + "strongSwan 5.9.8")
 for (name, value) in rows {
-    print(name.padding(toLength: width, withPad: " ", startingAt: 0) + value)
+    say(name.padding(toLength: width, withPad: " ", startingAt: 0) + value)
 }

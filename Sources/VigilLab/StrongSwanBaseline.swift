@@ -58,6 +58,12 @@ public enum StrongSwanBaseline {
         public let recoveredVia: String?
         /// Where charon sent IKE_SA_INIT / Main Mode after the kill, in order.
         public let initiations: [String]
+        /// Bringing up Phase 1 and Phase 2 with live gateway 1 before the kill (`swanctl --initiate` round trip):
+        /// what any failover must add to the detection time.
+        public let initialNegotiation: Duration
+        /// After the bound, the control: the same configuration with gateway 2 as its only peer comes up and carries
+        /// ping (true when the run recovered by itself).
+        public let nextGatewayWorks: Bool
         /// Charon's log after the kill, each line with its observed offset from the kill (charon's own timestamps
         /// have one-second resolution; the follower reads the log every 5 ms).
         public let logAfterKill: String
@@ -74,15 +80,18 @@ public enum StrongSwanBaseline {
             text += recoveredVia.map { " via \($0)" } ?? " (not within \(configuration.recoveryBound))"
             text += "\nblackout: \(blackout.map { PingOutput.milliseconds($0.duration) + ($0.recovered ? "" : " (not recovered)") } ?? "none")\n"
             let counts = Dictionary(grouping: initiations, by: { $0 }).mapValues(\.count)
+            text += "initial Phase 1 + Phase 2 with live gateway 1: \(StrongSwanBaseline.describe(initialNegotiation))\n"
+            text += "control, same configuration with only gateway 2: \(nextGatewayWorks ? "comes up and carries ping" : "FAILED")\n"
             text += "initiations after kill: \(initiations.count) " + counts.keys.sorted().map { "\($0)×\(counts[$0]!)" }.joined(separator: " ") + "\n"
             text += "ping: \(ping.summary)"
             return text
         }
     }
 
-    /// The local gateway's swanctl.conf: one connection, the remote gateways in order, DPD with restart.
-    public static func localConfig(_ configuration: Configuration) -> String {
-        let peers = (0..<configuration.gatewayCount).map(FailoverLab.gatewayAddress).joined(separator: ",")
+    /// The local gateway's swanctl.conf: one connection, the remote gateways in order (all of them unless `peers`
+    /// is given), DPD with restart.
+    public static func localConfig(_ configuration: Configuration, peers: [String]? = nil) -> String {
+        let peers = (peers ?? (0..<configuration.gatewayCount).map(FailoverLab.gatewayAddress)).joined(separator: ",")
         return """
         connections {
             site {
@@ -128,7 +137,9 @@ public enum StrongSwanBaseline {
         let local = try StrongSwan(namespace: lab.vigil, name: "local")
         defer { local.stop(); local.removeFiles() }
         try local.start(swanctlConf: localConfig(configuration), settings: settings)
+        let initiateStarted = Date()
         let initiated = try local.initiate(child: "site")
+        let initialNegotiation = Duration.seconds(Date().timeIntervalSince(initiateStarted))
         guard initiated.succeeded else {
             throw LabError("initial tunnel to gateway 1 failed: \(initiated.stderr)\(initiated.stdout)\nlocal log:\n\(local.log)")
         }
@@ -165,6 +176,7 @@ public enum StrongSwanBaseline {
             throw LabError("the local gateway's WAN interface vanished during the run (\(vanished.text)); discard this run")
         }
 
+        let nextGatewayWorks = recovered(observer) ? true : try controlWithNextGateway(lab: lab, local: local, configuration)
         let blackout = report.gap(containing: killedAt)
         if let blackout, blackout.recovered { timeline.mark(.firstPingThrough, at: blackout.end) }
         let logAfterKill = follower.lines.map { line in
@@ -175,7 +187,17 @@ public enum StrongSwanBaseline {
             timeToDeclaredDead: timeline.time(of: .declaredDead).map { .seconds($0.timeIntervalSince(killedAt)) },
             timeToChildSAWithNextGateway: observer.childSAWithNextGateway.map { .seconds($0.timeIntervalSince(killedAt)) },
             blackout: blackout, recoveredVia: observer.recoveredVia, initiations: observer.initiations,
-            logAfterKill: logAfterKill)
+            initialNegotiation: initialNegotiation, nextGatewayWorks: nextGatewayWorks, logAfterKill: logAfterKill)
+    }
+
+    static func recovered(_ observer: CharonLogObserver) -> Bool { observer.childSAWithNextGateway != nil }
+
+    /// The control: the same local configuration with gateway 2 as its only peer comes up and carries the host's
+    /// ping, so a baseline that never reached gateway 2 failed by its choice of peer, not because of the lab.
+    static func controlWithNextGateway(lab: FailoverLab, local: StrongSwan, _ configuration: Configuration) throws -> Bool {
+        try local.reconfigure(swanctlConf: localConfig(configuration, peers: [FailoverLab.gatewayAddress(1)]))
+        guard try local.initiate(child: "site").succeeded else { return false }
+        return try lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress]).succeeded
     }
 
     static func waitForReplies(_ ping: PingMonitor, count: Int, timeout: Duration) throws {
