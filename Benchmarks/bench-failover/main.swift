@@ -116,7 +116,10 @@ for version in options.versions {
             }
             guard let (measurement, runNotes) = outcome else { exit(1) }
             measurements.append(measurement)
-            let values = metrics.map { "\($0.name) \($0.value(measurement).map(milliseconds) ?? "not reached")" }
+            var values = metrics.map { "\($0.name) \($0.value(measurement).map(milliseconds) ?? "not reached")" }
+            if let blackout = measurement.blackout, !blackout.recovered {
+                values.append("silent for \(milliseconds(blackout.duration)) until the run stopped")
+            }
             say("\(implementation.name) IKEv\(version) run \(run): " + values.joined(separator: "; "))
             notes += runNotes.map { "\(implementation.name) IKEv\(version) run \(run): \($0)" }
         }
