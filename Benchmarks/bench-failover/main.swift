@@ -1,5 +1,6 @@
-// bench-failover: kills gateway 1 of 3 while a host pings the remote service every 10 ms, N times per IKE version,
-// and prints the medians. One column per implementation; strongSwan 5.9.8 is the baseline (vigild joins later).
+// bench-failover: kills gateway 1 of 3 while a host pings the remote service every 10 ms, N times per IKE version
+// and implementation, and prints the medians: one column per implementation. strongSwan 5.9.8 is the baseline;
+// vigild joins as a second entry in `implementations` once it runs in the same lab.
 //
 //   swift run bench-failover [--runs N] [--ike 1|2|both] [--bound SECONDS] [--verbose]
 import Foundation
@@ -40,20 +41,50 @@ struct Options {
     }
 }
 
-/// A measured value per run; nil when the step was not reached within the bound.
-struct Series {
-    var values: [Double?] = []
+/// One column: runs one failover and returns the neutral measurement plus lines worth printing under the table.
+struct Implementation {
+    let name: String
+    let run: (_ ikeVersion: Int, _ bound: Duration, _ verbose: Bool) throws -> (FailoverMeasurement, notes: [String])
+}
 
-    /// Median of the reached values, or "not reached" / "> bound" when some runs never got there.
-    func median(unit: String, scale: Double, bound: Double) -> String {
-        let reached = values.compactMap { $0 }.sorted()
-        let missing = values.count - reached.count
-        if reached.isEmpty { return String(format: "> %.0f s (%d/%d not reached)", bound, missing, values.count) }
-        let middle = reached.count / 2
-        let median = reached.count % 2 == 1 ? reached[middle] : (reached[middle - 1] + reached[middle]) / 2
-        let text = String(format: "%.1f %@", median * scale, unit)
-        return missing == 0 ? text : text + " (\(missing)/\(values.count) not reached)"
-    }
+let implementations = [
+    Implementation(name: "strongSwan 5.9.8") { version, bound, verbose in
+        var configuration = StrongSwanBaseline.Configuration(ikeVersion: version)
+        configuration.recoveryBound = bound
+        let result = try StrongSwanBaseline.run(configuration)
+        if verbose { say(result.report + "\n" + result.logAfterKill + "\n") }
+        let toDead = result.initiations.filter { $0 == FailoverLab.gatewayAddress(0) }.count
+        return (result.measurement, [
+            "initiations after kill, to dead gw1 / all: \(toDead)/\(result.initiations.count)",
+            "Phase 1+2 with a live gateway (swanctl --initiate): \(milliseconds(result.initialNegotiation))",
+            "control, same config with only gw2: \(result.nextGatewayWorks ? "up, ping passes" : "FAILED")",
+        ])
+    },
+]
+
+/// The metrics of the table, each a function of one run (nil: not reached within the bound).
+let metrics: [(name: String, value: (FailoverMeasurement) -> Duration?)] = [
+    ("first probe after kill", { $0.sinceKill(.firstProbe) }),
+    ("declared dead after kill", { $0.sinceKill(.declaredDead) }),
+    ("Phase 2 up with next gateway", { $0.sinceKill(.phase2Up) }),
+    ("first ping through after kill", { $0.sinceKill(.firstPingThrough) }),
+    ("ping blackout", { $0.blackout.flatMap { $0.recovered ? $0.duration : nil } }),
+]
+
+/// Median of the reached values; "> bound" and a count when some runs never got there.
+func median(_ values: [Duration?], bound: Duration) -> String {
+    let reached = values.compactMap { $0 }.sorted()
+    let missing = values.count - reached.count
+    if reached.isEmpty { return "> \(Int(seconds(bound))) s (\(missing)/\(values.count) not reached)" }
+    let middle = reached.count / 2
+    let median = reached.count % 2 == 1 ? reached[middle] : (reached[middle - 1] + reached[middle]) / 2
+    return missing == 0 ? milliseconds(median) : milliseconds(median) + " (\(missing)/\(values.count) not reached)"
+}
+
+/// Unbuffered, so progress lines appear as runs finish also when stdout is a file.
+func say(_ line: String) {
+    let trimmed = line.replacingOccurrences(of: " +$", with: "", options: .regularExpression)
+    FileHandle.standardOutput.write(Data((trimmed + "\n").utf8))
 }
 
 func seconds(_ duration: Duration) -> Double {
@@ -61,47 +92,55 @@ func seconds(_ duration: Duration) -> Double {
     return Double(whole) + Double(attoseconds) / 1e18
 }
 
+func milliseconds(_ duration: Duration) -> String { String(format: "%.1f ms", seconds(duration) * 1000) }
+
 let options = Options(CommandLine.arguments)
-var rows: [(String, String)] = []
+let bound = Duration.seconds(options.boundSeconds)
+var cells: [String: String] = [:]  // "row|column"
+var rowNames: [String] = []
+var notes: [String] = []
 for version in options.versions {
-    var dead = Series(), childSA = Series(), blackout = Series()
-    var recoveredVia: [String] = []
-    var initiations: [String] = []
-    for run in 1...options.runs {
-        var configuration = StrongSwanBaseline.Configuration(ikeVersion: version)
-        configuration.recoveryBound = .seconds(options.boundSeconds)
-        // A lab that fails to come up (or loses a namespace mid-run) is retried, never counted.
-        var outcome: StrongSwanBaseline.Result?
-        for attempt in 1...3 where outcome == nil {
-            do {
-                outcome = try StrongSwanBaseline.run(configuration)
-            } catch {
-                FileHandle.standardError.write(Data("IKEv\(version) run \(run) attempt \(attempt) discarded: \(error)\n".utf8))
+    for metric in metrics { rowNames.append("IKEv\(version) \(metric.name)") }
+    rowNames.append("IKEv\(version) recovered via")
+    for implementation in implementations {
+        var measurements: [FailoverMeasurement] = []
+        for run in 1...options.runs {
+            // A lab that fails to come up (or loses a namespace mid-run) is retried, never counted.
+            var outcome: (FailoverMeasurement, notes: [String])?
+            for attempt in 1...3 where outcome == nil {
+                do {
+                    outcome = try implementation.run(version, bound, options.verbose)
+                } catch {
+                    FileHandle.standardError.write(Data("\(implementation.name) IKEv\(version) run \(run) attempt \(attempt) discarded: \(error)\n".utf8))
+                }
             }
+            guard let (measurement, runNotes) = outcome else { exit(1) }
+            measurements.append(measurement)
+            var values = metrics.map { "\($0.name) \($0.value(measurement).map(milliseconds) ?? "not reached")" }
+            if let blackout = measurement.blackout, !blackout.recovered {
+                values.append("silent for \(milliseconds(blackout.duration)) until the run stopped")
+            }
+            say("\(implementation.name) IKEv\(version) run \(run): " + values.joined(separator: "; "))
+            notes += runNotes.map { "\(implementation.name) IKEv\(version) run \(run): \($0)" }
         }
-        guard let result = outcome else { exit(1) }
-        dead.values.append(result.timeToDeclaredDead.map(seconds))
-        childSA.values.append(result.timeToChildSAWithNextGateway.map(seconds))
-        blackout.values.append(result.blackout.flatMap { $0.recovered ? seconds($0.duration) : nil })
-        recoveredVia.append(result.recoveredVia ?? "none")
-        let toDead = result.initiations.filter { $0 == FailoverLab.gatewayAddress(0) }.count
-        initiations.append("\(toDead)/\(result.initiations.count)")
-        print("IKEv\(version) run \(run): \(result.report.split(separator: "\n").dropFirst().filter { $0.hasPrefix("declared") || $0.hasPrefix("Child") || $0.hasPrefix("blackout") || $0.hasPrefix("initiations") }.joined(separator: "; "))")
-        if options.verbose { print(result.report + "\n" + result.logAfterKill + "\n") }
+        for metric in metrics {
+            cells["IKEv\(version) \(metric.name)|\(implementation.name)"] = median(measurements.map(metric.value), bound: bound)
+        }
+        cells["IKEv\(version) recovered via|\(implementation.name)"] = measurements.map { $0.recoveredVia ?? "none" }.joined(separator: ",")
     }
-    let bound = Double(options.boundSeconds)
-    rows.append(("IKEv\(version) declared dead after kill", dead.median(unit: "ms", scale: 1000, bound: bound)))
-    rows.append(("IKEv\(version) Child SA with next gateway", childSA.median(unit: "ms", scale: 1000, bound: bound)))
-    rows.append(("IKEv\(version) ping blackout", blackout.median(unit: "ms", scale: 1000, bound: bound)))
-    rows.append(("IKEv\(version) recovered via", recoveredVia.joined(separator: ",")))
-    rows.append(("IKEv\(version) initiations to dead gw1", initiations.joined(separator: ",")))
 }
 
-print("")
-print("failover after SIGKILL of gateway 1 of 3; host pings 10.2.0.1 every 10 ms; DPD 1 s, retry 200 ms x 3;")
-print("median of \(options.runs) run(s), bound \(options.boundSeconds) s")
-let width = max(40, (rows.map(\.0.count).max() ?? 0) + 2)
-print("metric".padding(toLength: width, withPad: " ", startingAt: 0) + "strongSwan 5.9.8")
-for (name, value) in rows {
-    print(name.padding(toLength: width, withPad: " ", startingAt: 0) + value)
+say("")
+say("failover after SIGKILL of gateway 1 of 3; host pings 10.2.0.1 every 10 ms; DPD periodic 1 s, retry 200 ms x 3")
+say("(strongSwan: dpd_delay 1s, retransmit_timeout 0.2 base 1.0 tries 3, IKEv1 dpd_timeout 2s, keyingtries 0)")
+say("median of \(options.runs) run(s), bound \(options.boundSeconds) s")
+let width = (rowNames.map(\.count).max() ?? 0) + 2
+let columnWidth = max(36, implementations.map(\.name.count).max() ?? 0)
+say("metric".padding(toLength: width, withPad: " ", startingAt: 0)
+    + implementations.map { $0.name.padding(toLength: columnWidth, withPad: " ", startingAt: 0) }.joined())
+for row in rowNames {
+    say(row.padding(toLength: width, withPad: " ", startingAt: 0)
+        + implementations.map { (cells["\(row)|\($0.name)"] ?? "").padding(toLength: columnWidth, withPad: " ", startingAt: 0) }.joined())
 }
+say("")
+for note in notes { say(note) }

@@ -84,3 +84,36 @@ public struct FailoverTimeline: Sendable {
         String(repeating: " ", count: max(0, width - text.count)) + text
     }
 }
+
+/// One failover run of any implementation (strongSwan baseline, vigild) in the failover lab, in the terms the
+/// benchmark compares: times from the kill to each mark, and the blackout the host saw.
+public struct FailoverMeasurement: Sendable {
+    /// Column name, e.g. "strongSwan 5.9.8" or "vigild".
+    public let implementation: String
+    public let ikeVersion: Int
+    /// Must contain `.killed`; the other marks when reached.
+    public let timeline: FailoverTimeline
+    public let ping: PingReport
+    /// How long the run waited for recovery after the kill.
+    public let bound: Duration
+    /// The peer the new Phase 1 came up with, if any.
+    public let recoveredVia: String?
+
+    public init(implementation: String, ikeVersion: Int, timeline: FailoverTimeline, ping: PingReport, bound: Duration, recoveredVia: String?) {
+        precondition(timeline.time(of: .killed) != nil, "a failover measurement starts at the kill")
+        self.implementation = implementation
+        self.ikeVersion = ikeVersion
+        self.timeline = timeline
+        self.ping = ping
+        self.bound = bound
+        self.recoveredVia = recoveredVia
+    }
+
+    public var killedAt: Date { timeline.time(of: .killed)! }
+
+    /// Kill → `event`, when it was marked.
+    public func sinceKill(_ event: FailoverTimeline.Event) -> Duration? { timeline.interval(from: .killed, to: event) }
+
+    /// The silence in progress at the kill; `recovered` false if it lasted to the end of the run.
+    public var blackout: PingGap? { ping.gap(containing: killedAt) }
+}

@@ -9,13 +9,14 @@ import Foundation
 /// Mapping from Vigil's periodic DPD (interval 1 s, retry interval 200 ms, 3 retries: probe, three retries 200 ms
 /// apart, dead 800 ms after the probe) to strongSwan, which has no separate retry interval:
 /// - `dpd_delay = 1s`: charon probes when nothing arrived for 1 s (IKEv2 empty INFORMATIONAL, IKEv1 R-U-THERE).
+///   Its DPD timer counts whole seconds, so the first probe came 0.6-1.6 s after the kill in our runs.
 /// - `retransmit_timeout = 0.2`, `retransmit_base = 1.0`, `retransmit_tries = 3`: an IKEv2 probe is retransmitted
 ///   3 times 200 ms apart and the peer is declared dead 800 ms after the probe, as with Vigil. The schedule is
 ///   charon-global: it also paces IKE_SA_INIT / Main Mode towards the next peer, which Vigil tunes separately.
 /// - IKEv1: charon never retransmits an R-U-THERE; it sends one per `dpd_delay` and schedules a timeout check
 ///   `dpd_timeout - dpd_delay` after each (whole seconds; `dpd_timeout` 0 means "the retransmit schedule's sum",
-///   but 5.9.8 subtracts `dpd_delay` from that in unsigned milliseconds: 800 - 1000 wraps to ~49 days, so with
-///   this schedule an unset `dpd_timeout` never declares the peer dead; observed, no "DPD check timed out" in 8 s).
+///   but strongSwan's task_manager_v1.c subtracts `dpd_delay` from that in unsigned milliseconds: 800 - 1000 wraps
+///   to ~49 days. Consistent with that, 5.9.8 with `dpd_timeout` unset never declared the peer dead in our runs).
 ///   `dpd_timeout = 2s` is the closest honest setting: dead 1 s after the probe (Vigil: 0.8 s); `1s` would
 ///   declare a quiet but healthy peer dead at the very probe.
 public enum StrongSwanBaseline {
@@ -45,22 +46,31 @@ public enum StrongSwanBaseline {
 
     public struct Result: Sendable {
         public let configuration: Configuration
-        public let timeline: FailoverTimeline
-        public let ping: PingReport
-        public let killedAt: Date
-        /// Kill → charon gave up on gateway 1 (IKEv2 "giving up after N retransmits", IKEv1 "DPD check timed out").
-        public let timeToDeclaredDead: Duration?
-        /// Kill → a Child SA installed under an IKE SA with a gateway other than gateway 1.
-        public let timeToChildSAWithNextGateway: Duration?
-        /// The silence the kill caused (the ping gap in progress at the kill); not recovered if it ran to the stop.
-        public let blackout: PingGap?
-        /// The gateway the new Phase 1 came up with, if any.
-        public let recoveredVia: String?
+        /// The implementation-neutral part the benchmark compares (timeline from the kill, ping report).
+        public let measurement: FailoverMeasurement
         /// Where charon sent IKE_SA_INIT / Main Mode after the kill, in order.
         public let initiations: [String]
+        /// Bringing up Phase 1 and Phase 2 with live gateway 1 before the kill (`swanctl --initiate` round trip):
+        /// what any failover must add to the detection time.
+        public let initialNegotiation: Duration
+        /// After the bound, the control: the same configuration with gateway 2 as its only peer comes up and carries
+        /// ping (true when the run recovered by itself).
+        public let nextGatewayWorks: Bool
         /// Charon's log after the kill, each line with its observed offset from the kill (charon's own timestamps
         /// have one-second resolution; the follower reads the log every 5 ms).
         public let logAfterKill: String
+
+        public var timeline: FailoverTimeline { measurement.timeline }
+        public var ping: PingReport { measurement.ping }
+        public var killedAt: Date { measurement.killedAt }
+        /// Kill → charon gave up on gateway 1 (IKEv2 "giving up after N retransmits", IKEv1 "DPD check timed out").
+        public var timeToDeclaredDead: Duration? { measurement.sinceKill(.declaredDead) }
+        /// Kill → a Child SA installed under an IKE SA with a gateway other than gateway 1.
+        public var timeToChildSAWithNextGateway: Duration? { measurement.sinceKill(.phase2Up) }
+        /// The silence the kill caused (the ping gap in progress at the kill); not recovered if it ran to the stop.
+        public var blackout: PingGap? { measurement.blackout }
+        /// The gateway the new Phase 1 came up with, if any.
+        public var recoveredVia: String? { measurement.recoveredVia }
 
         public var recovered: Bool { timeToChildSAWithNextGateway != nil }
 
@@ -74,15 +84,18 @@ public enum StrongSwanBaseline {
             text += recoveredVia.map { " via \($0)" } ?? " (not within \(configuration.recoveryBound))"
             text += "\nblackout: \(blackout.map { PingOutput.milliseconds($0.duration) + ($0.recovered ? "" : " (not recovered)") } ?? "none")\n"
             let counts = Dictionary(grouping: initiations, by: { $0 }).mapValues(\.count)
+            text += "initial Phase 1 + Phase 2 with live gateway 1: \(StrongSwanBaseline.describe(initialNegotiation))\n"
+            text += "control, same configuration with only gateway 2: \(nextGatewayWorks ? "comes up and carries ping" : "FAILED")\n"
             text += "initiations after kill: \(initiations.count) " + counts.keys.sorted().map { "\($0)×\(counts[$0]!)" }.joined(separator: " ") + "\n"
             text += "ping: \(ping.summary)"
             return text
         }
     }
 
-    /// The local gateway's swanctl.conf: one connection, the remote gateways in order, DPD with restart.
-    public static func localConfig(_ configuration: Configuration) -> String {
-        let peers = (0..<configuration.gatewayCount).map(FailoverLab.gatewayAddress).joined(separator: ",")
+    /// The local gateway's swanctl.conf: one connection, the remote gateways in order (all of them unless `peers`
+    /// is given), DPD with restart.
+    public static func localConfig(_ configuration: Configuration, peers: [String]? = nil) -> String {
+        let peers = (peers ?? (0..<configuration.gatewayCount).map(FailoverLab.gatewayAddress)).joined(separator: ",")
         return """
         connections {
             site {
@@ -128,7 +141,9 @@ public enum StrongSwanBaseline {
         let local = try StrongSwan(namespace: lab.vigil, name: "local")
         defer { local.stop(); local.removeFiles() }
         try local.start(swanctlConf: localConfig(configuration), settings: settings)
+        let initiateStarted = Date()
         let initiated = try local.initiate(child: "site")
+        let initialNegotiation = Duration.seconds(Date().timeIntervalSince(initiateStarted))
         guard initiated.succeeded else {
             throw LabError("initial tunnel to gateway 1 failed: \(initiated.stderr)\(initiated.stdout)\nlocal log:\n\(local.log)")
         }
@@ -165,17 +180,28 @@ public enum StrongSwanBaseline {
             throw LabError("the local gateway's WAN interface vanished during the run (\(vanished.text)); discard this run")
         }
 
+        let nextGatewayWorks = recovered(observer) ? true : try controlWithNextGateway(lab: lab, local: local, configuration)
         let blackout = report.gap(containing: killedAt)
         if let blackout, blackout.recovered { timeline.mark(.firstPingThrough, at: blackout.end) }
         let logAfterKill = follower.lines.map { line in
             String(format: "%+8.3f  ", line.observed.timeIntervalSince(killedAt)) + line.text
         }.joined(separator: "\n")
+        let measurement = FailoverMeasurement(
+            implementation: "strongSwan 5.9.8", ikeVersion: configuration.ikeVersion, timeline: timeline, ping: report,
+            bound: configuration.recoveryBound, recoveredVia: observer.recoveredVia)
         return Result(
-            configuration: configuration, timeline: timeline, ping: report, killedAt: killedAt,
-            timeToDeclaredDead: timeline.time(of: .declaredDead).map { .seconds($0.timeIntervalSince(killedAt)) },
-            timeToChildSAWithNextGateway: observer.childSAWithNextGateway.map { .seconds($0.timeIntervalSince(killedAt)) },
-            blackout: blackout, recoveredVia: observer.recoveredVia, initiations: observer.initiations,
-            logAfterKill: logAfterKill)
+            configuration: configuration, measurement: measurement, initiations: observer.initiations,
+            initialNegotiation: initialNegotiation, nextGatewayWorks: nextGatewayWorks, logAfterKill: logAfterKill)
+    }
+
+    static func recovered(_ observer: CharonLogObserver) -> Bool { observer.childSAWithNextGateway != nil }
+
+    /// The control: the same local configuration with gateway 2 as its only peer comes up and carries the host's
+    /// ping, so a baseline that never reached gateway 2 failed by its choice of peer, not because of the lab.
+    static func controlWithNextGateway(lab: FailoverLab, local: StrongSwan, _ configuration: Configuration) throws -> Bool {
+        try local.reconfigure(swanctlConf: localConfig(configuration, peers: [FailoverLab.gatewayAddress(1)]))
+        guard try local.initiate(child: "site").succeeded else { return false }
+        return try lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress]).succeeded
     }
 
     static func waitForReplies(_ ping: PingMonitor, count: Int, timeout: Duration) throws {

@@ -37,6 +37,8 @@ import Testing
         #expect(!blackout.recovered, explain(result))
         #expect(blackout.duration > bound - .seconds(1), explain(result))
         #expect(result.ping.received > 20, "traffic flowed before the kill: \(result.ping.summary)")
+        // The control: gateway 2 was alive and acceptable all along.
+        #expect(result.nextGatewayWorks, explain(result))
     }
 
     @Test func ikev2KeepsRetryingTheDeadFirstGateway() throws {
