@@ -57,8 +57,10 @@ public final class NetworkNamespace: @unchecked Sendable {
         _ a: NetworkNamespace, _ aInterface: String, _ aAddress: String,
         _ b: NetworkNamespace, _ bInterface: String, _ bAddress: String
     ) throws {
-        let tmpA = "vt\(getpid() % 100_000)a\(counter.next())"
-        let tmpB = "vt\(getpid() % 100_000)b\(counter.next())"
+        // Temporary names in the root namespace (15 characters at most): random, so parallel labs never collide.
+        let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
+        let tmpA = "vt\(tag)a"
+        let tmpB = "vt\(tag)b"
         try Command.check(["ip", "link", "add", tmpA, "type", "veth", "peer", "name", tmpB])
         try Command.check(["ip", "link", "set", tmpA, "netns", a.name, "name", aInterface])
         try Command.check(["ip", "link", "set", tmpB, "netns", b.name, "name", bInterface])

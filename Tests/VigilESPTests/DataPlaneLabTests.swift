@@ -181,31 +181,38 @@ final class LabPair {
         #expect(lab.a.plane.engine.counters.released >= 2)
     }
 
-    @Test func rekeyDuringATCPTransferLosesNothing() async throws {
+    @Test func rekeyDuringATCPTransferLosesNothing() throws {
         let lab = try LabPair()
         defer { lab.destroy() }
         let old = try installChildSA(lab.a, lab.b, .aes128cbc, .hmacSHA2_256_128, spiAB: 0xC000_0031, spiBA: 0xC000_0032)
         let size = 16 * 1024 * 1024
         let listener = try lab.nsB.runInside { try tcpListener(IPAddress("10.2.0.1")!, 5002) }
         defer { close(listener) }
-        let receiver = Task.detached { try receiveAll(listener) }
+        // Sender and receiver block in system calls: plain threads, never the cooperative pool.
+        let receiver = ThreadResult { try receiveAll(listener) }
         let sender = try lab.nsA.runInside { try tcpConnect(from: IPAddress("10.1.0.1")!, to: IPAddress("10.2.0.1")!, 5002) }
-        let sending = Task.detached {
+        // The connection spans the rekey whatever the machine's speed: the first half goes under the old SAs, then the
+        // sender waits (its bytes still in flight) while CREATE_CHILD_SA's outcome lands, then sends the rest.
+        let halfway = DispatchSemaphore(value: 0)
+        let rekeyed = DispatchSemaphore(value: 0)
+        let sending = ThreadResult {
             defer { close(sender) }
-            try sendAll(sender, count: size)
+            try sendAll(sender, count: size / 2)
+            halfway.signal()
+            rekeyed.wait()
+            try sendAll(sender, count: size - size / 2, from: size / 2)
         }
-        // Once a quarter has crossed, CREATE_CHILD_SA's outcome lands: the new pair next to the old, then the old goes.
-        for _ in 0..<500 where (lab.b.plane.engine.counters(old.ab)?.bytes ?? 0) < UInt64(size / 4) {
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        halfway.wait()
+        // The new pair next to the old, then the old goes while the second half is in flight.
         let new = try installChildSA(lab.a, lab.b, .aes128cbc, .hmacSHA2_256_128, spiAB: 0xC000_0041, spiBA: 0xC000_0042)
-        try await Task.sleep(for: .milliseconds(100))
+        rekeyed.signal()
+        Thread.sleep(forTimeInterval: 0.02)
         for gateway in [lab.a, lab.b] {
             try gateway.plane.engine.deleteSA(old.ab)
             try gateway.plane.engine.deleteSA(old.ba)
         }
-        try await sending.value
-        let received = try await receiver.value
+        try sending.value()
+        let received = try receiver.value()
         #expect(received.count == size && received.firstMismatch == nil)
         let carriedByNew = try #require(lab.b.plane.engine.counters(new.ab)).bytes
         #expect(carriedByNew > 0 && carriedByNew < UInt64(size))
@@ -264,8 +271,9 @@ func tcpConnect(from source: IPAddress, to destination: IPAddress, _ port: UInt1
     return fd
 }
 
-func sendAll(_ fd: Int32, count: Int) throws {
-    let bytes = (0..<count).map(streamByte)
+/// Writes stream bytes `start..<start + count` (the pattern `receiveAll` checks).
+func sendAll(_ fd: Int32, count: Int, from start: Int = 0) throws {
+    let bytes = (start..<start + count).map(streamByte)
     var offset = 0
     while offset < count {
         let sent = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, count - offset) }
@@ -296,4 +304,22 @@ func ipPacketsFromA(_ namespace: NetworkNamespace) throws -> Int {
     let listing = try namespace.exec(["nft", "list", "table", "ip", "watch"]).stdout
     let counter = try #require(listing.range(of: #"packets (\d+)"#, options: .regularExpression))
     return try #require(Int(listing[counter].dropFirst("packets ".count)))
+}
+
+/// Runs a blocking body on its own thread; `value()` waits for it.
+final class ThreadResult<T>: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<T, any Error>?
+
+    init(_ body: @escaping @Sendable () throws -> T) {
+        Thread { [self] in
+            result = Result { try body() }
+            done.signal()
+        }.start()
+    }
+
+    func value() throws -> T {
+        done.wait()
+        return try result!.get()
+    }
 }
