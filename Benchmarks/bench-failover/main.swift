@@ -1,6 +1,5 @@
 // bench-failover: kills gateway 1 of 3 while a host pings the remote service every 10 ms, N times per IKE version
 // and implementation, and prints the medians: one column per implementation. strongSwan 5.9.8 is the baseline;
-// vigild joins as a second entry in `implementations` once it runs in the same lab.
 //
 //   swift run bench-failover [--runs N] [--ike 1|2|both] [--bound SECONDS] [--verbose]
 import Foundation
@@ -48,6 +47,11 @@ struct Implementation {
 }
 
 let implementations = [
+    Implementation(name: "vigild") { version, bound, verbose in
+        let measurement = try VigildLab.measureFailover(ikeVersion: version, bound: bound)
+        if verbose { say(measurement.timeline.rendered(expected: FailoverTimeline.Event.allCases) + "\n") }
+        return (measurement, ["recovered via: \(measurement.recoveredVia ?? "none")"])
+    },
     Implementation(name: "strongSwan 5.9.8") { version, bound, verbose in
         var configuration = StrongSwanBaseline.Configuration(ikeVersion: version)
         configuration.recoveryBound = bound

@@ -180,3 +180,39 @@ extension VigildLab {
         return timeline
     }
 }
+
+extension VigildLab {
+    /// One failover measured the way `StrongSwanBaseline` measures strongSwan's: three gateways, DPD interval 1 s,
+    /// retry 200 ms, 3 retries, pings every 10 ms from the host, gateway 1 SIGKILLed, wait up to `bound` for the
+    /// tunnel through gateway 2.
+    public static func measureFailover(ikeVersion: Int, bound: Duration) throws -> FailoverMeasurement {
+        var settings = Settings()
+        settings.ikeVersion = ikeVersion
+        let lab = try VigildLab(settings)
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        guard try lab.waitForEvent(timeout: 10, { $0.kind == "dataplane-programmed" }) != nil else {
+            throw LabError("vigild did not bring up the tunnel:\n\(lab.diagnostics)")
+        }
+        let ping = PingMonitor(namespace: lab.lab.host, destination: FailoverLab.remoteServiceAddress)
+        try ping.start()
+        Thread.sleep(forTimeInterval: 1)
+        let killedAt = Date()
+        lab.lab.kill(0)
+        let next = FailoverLab.gatewayAddress(1)
+        let (seconds, attoseconds) = bound.components
+        let recovered = try lab.waitForEvent(timeout: Double(seconds) + Double(attoseconds) / 1e18) {
+            $0.kind == "dataplane-programmed" && $0.peer == next
+        }
+        if recovered != nil {
+            let deadline = Date().addingTimeInterval(3)
+            while Date() < deadline, !ping.repliesSoFar().contains(where: { $0.received > killedAt.addingTimeInterval(0.2) }) { usleep(10_000) }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        let report = ping.stop()
+        let timeline = try lab.failoverTimeline(failedAt: killedAt, failure: "SIGKILL", dead: FailoverLab.gatewayAddress(0), next: next, ping: report)
+        return FailoverMeasurement(implementation: "vigild", ikeVersion: ikeVersion, timeline: timeline, ping: report, bound: bound,
+                                   recoveredVia: recovered == nil ? nil : next)
+    }
+}
