@@ -143,7 +143,7 @@ public final class FailoverLab: @unchecked Sendable {
                         esp_proposals = \(espProposal)
                         dpd_action = \(dpdAction)
                         start_action = \(startAction)
-        \(childRekeyTime.map { "                rekey_time = \($0)" } ?? "")
+        \(childRekeyTime.map { "                rekey_time = \($0)\n                life_time = 60s\n                rand_time = 0s" } ?? "")
                     }
                 }
             }
