@@ -24,6 +24,8 @@ public final class VigildLab: @unchecked Sendable {
         public var gatewayCount = 3
         public var childLifetime: String?
         public var ikeLifetime: String?
+        /// How many of the gateways vigild lists (and has keys for); the rest are strangers to it.
+        public var listedPeers: Int?
         public init() {}
     }
 
@@ -61,7 +63,7 @@ public final class VigildLab: @unchecked Sendable {
     }
 
     public var configYAML: String {
-        let peers = (0..<settings.gatewayCount).map { FailoverLab.gatewayAddress($0) }
+        let peers = (0..<(settings.listedPeers ?? settings.gatewayCount)).map { FailoverLab.gatewayAddress($0) }
         let peerList = peers.enumerated().map { index, peer in
             index == 0 && settings.preferredFirst ? "          - { address: \(peer), default: true }" : "          - \(peer)"
         }.joined(separator: "\n")
@@ -109,7 +111,7 @@ public final class VigildLab: @unchecked Sendable {
         let config = directory.appendingPathComponent("vigil.yaml")
         try configYAML.write(to: config, atomically: true, encoding: .utf8)
         let secrets = directory.appendingPathComponent("vigil.secrets.yaml")
-        let keys = (0..<settings.gatewayCount).map { "  \(FailoverLab.gatewayAddress($0)): \"\(Self.psk)\"" }.joined(separator: "\n")
+        let keys = (0..<(settings.listedPeers ?? settings.gatewayCount)).map { "  \(FailoverLab.gatewayAddress($0)): \"\(Self.psk)\"" }.joined(separator: "\n")
         try "pre-shared-keys:\n\(keys)\n".write(to: secrets, atomically: true, encoding: .utf8)
         chmod(secrets.path, 0o600)
         guard let binary = VigildProcess.productPath("vigild") else { throw LabError("vigild is not built next to the tests") }
