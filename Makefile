@@ -27,9 +27,17 @@ demo: deps secrets-mode
 secrets-mode:
 	chmod 600 config/*.secrets.yaml
 
-bench: deps
+# Benchmarks print numbers (never timed unit tests). bench-failover is I/O bound: a debug build is fine.
+bench: deps secrets-mode
 	$(SWIFT) build -c release --product bench-dpd
+	$(SWIFT) build -c release --product bench-kernel
+	$(SWIFT) build -c release --product bench-esp
+	$(SWIFT) build --product vigild
+	$(SWIFT) build --product bench-failover
 	.build/release/bench-dpd
+	.build/release/bench-kernel 1000
+	.build/release/bench-esp 5 3 aes128gcm16
+	.build/debug/bench-failover --runs 3 --bound 15
 
 clean:
 	rm -rf .build

@@ -138,25 +138,12 @@ final class IKEv2Driver: IKEEngineDriver {
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
-            let mapped: EngineLogLevel = switch level {
-            case .debug: .debug
-            case .info: .info
-            case .notice: .notice
-            case .warning: .warning
-            case .error: .error
-            }
-            output(.log(mapped, "IKEv2: \(text)"))
+            output(.log(EngineLogLevel(level), "IKEv2: \(text)"))
         }
     }
 
     private func child(_ info: ChildSAInfo, _ keys: ChildSAKeys) -> NegotiatedChild {
-        NegotiatedChild(
-            session: key(info.ikeSA), connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
-            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
-            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
-            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
-            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
-            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
+        NegotiatedChild(info, keys, session: key(info.ikeSA))
     }
 
     func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
@@ -242,25 +229,12 @@ final class IKEv1Driver: IKEEngineDriver {
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
-            let mapped: EngineLogLevel = switch level {
-            case .debug: .debug
-            case .info: .info
-            case .notice: .notice
-            case .warning: .warning
-            case .error: .error
-            }
-            output(.log(mapped, "IKEv1: \(text)"))
+            output(.log(EngineLogLevel(level), "IKEv1: \(text)"))
         }
     }
 
     private func child(_ info: IKEv1ChildSAInfo, _ keys: IKEv1ChildSAKeys) -> NegotiatedChild {
-        NegotiatedChild(
-            session: key(info.ikeSA), connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
-            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
-            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
-            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
-            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
-            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
+        NegotiatedChild(info, keys, session: key(info.ikeSA))
     }
 
     func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
@@ -285,4 +259,65 @@ final class IKEv1Driver: IKEEngineDriver {
     }
 
     var counters: [String: UInt64] { endpoint.counters }
+}
+
+/// What both engines' Child SA views share; the daemon builds its `NegotiatedChild` from either.
+protocol EngineChildSA {
+    var connection: String { get }
+    var inboundSPI: UInt32 { get }
+    var outboundSPI: UInt32 { get }
+    var encryption: EncryptionAlgorithm { get }
+    var integrity: IntegrityAlgorithm? { get }
+    var dhGroup: DHGroup? { get }
+    var localTrafficSelectors: [IPPrefix] { get }
+    var remoteTrafficSelectors: [IPPrefix] { get }
+    var localEndpoint: Endpoint { get }
+    var remoteEndpoint: Endpoint { get }
+    var udpEncapsulated: Bool { get }
+}
+
+protocol EngineChildKeys {
+    var encryptionIn: SecureBytes { get }
+    var encryptionOut: SecureBytes { get }
+    var integrityIn: SecureBytes? { get }
+    var integrityOut: SecureBytes? { get }
+}
+
+extension ChildSAInfo: EngineChildSA {}
+extension IKEv1ChildSAInfo: EngineChildSA {}
+extension ChildSAKeys: EngineChildKeys {}
+extension IKEv1ChildSAKeys: EngineChildKeys {}
+
+extension NegotiatedChild {
+    init(_ info: some EngineChildSA, _ keys: some EngineChildKeys, session: SessionKey) {
+        self.init(
+            session: session, connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
+            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
+            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
+            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
+            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
+            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
+    }
+}
+
+extension EngineLogLevel {
+    init(_ level: LogLevel) {
+        switch level {
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        }
+    }
+
+    init(_ level: IKEv1LogLevel) {
+        switch level {
+        case .debug: self = .debug
+        case .info: self = .info
+        case .notice: self = .notice
+        case .warning: self = .warning
+        case .error: self = .error
+        }
+    }
 }
