@@ -174,7 +174,7 @@ extension Daemon {
         case .ikeRekeyed(let old, let new):
             if let session = sessions.removeValue(forKey: old) {
                 let moved = SessionRecord(key: new, entryName: session.entryName, peer: session.peer, peerAddress: session.peerAddress,
-                                          established: session.established, isProbe: session.isProbe)
+                                          established: session.established)
                 moved.detector = session.detector
                 moved.lastProbeSequence = session.lastProbeSequence
                 if let timer = session.detectorTimer { loop.cancel(timer) }
@@ -229,11 +229,13 @@ extension Daemon {
         let peer = entry.peerName(for: address) ?? address.description
         if entry.probing.remove(peer) != nil {
             record("preemption-probe-answered", entry, peer: peer, detail: detail)
+            // Its Child SA (IKE_AUTH brings one) is not installed; the probe IKE SA is deleted at once.
+            probeSessions.insert(key)
             engines[key.version]?.delete(key)
             coordinate(entry, .phase1ProbeAnswered(peer))
             return
         }
-        let session = SessionRecord(key: key, entryName: entry.name, peer: peer, peerAddress: address, established: true, isProbe: false)
+        let session = SessionRecord(key: key, entryName: entry.name, peer: peer, peerAddress: address, established: true)
         var first: UInt32 = 0
         if entry.version == .v1 {
             // RFC 3706 §7: a random starting sequence number with the top bit clear.
@@ -255,7 +257,7 @@ extension Daemon {
     private func childUp(_ child: NegotiatedChild) {
         guard let entry = entries[child.connection] else { return }
         let peer = entry.peerName(for: child.remoteEndpoint.address) ?? child.remoteEndpoint.address.description
-        if let session = sessions[child.session], session.isProbe { return }
+        if probeSessions.contains(child.session) { return }
         var kernelChildren: [KernelChildSA] = []
         for local in child.localTrafficSelectors {
             for remote in child.remoteTrafficSelectors where remote.family == local.family {
@@ -328,6 +330,7 @@ extension Daemon {
     private func ikeDown(_ key: SessionKey, connection: String, address: IPAddress, reason: String, byPeer: Bool) {
         guard let entry = entries[connection] else { return }
         let peer = entry.peerName(for: address) ?? address.description
+        if probeSessions.remove(key) != nil { return }
         let wasEstablished = sessions[key]?.established ?? false
         let tracked = sessions[key] != nil
         forget(key)

@@ -27,6 +27,8 @@ public final class Daemon: @unchecked Sendable {
     var entries: [String: EntryRuntime] = [:]
     var entryOrder: [String] = []
     var sessions: [SessionKey: SessionRecord] = [:]
+    /// Phase 1 probes of a preferred peer (preemption): answered, then deleted; never installed.
+    var probeSessions: Set<SessionKey> = []
     let kernel: DaemonKernel
     var control: ControlServer?
     /// Handles userspace ESP datagrams arriving on port 4500, when the userspace data plane runs.
@@ -227,14 +229,12 @@ final class SessionRecord {
     var detectorTimer: EventLoop.TimerHandle?
     var lastProbeSequence: UInt32 = 0
     var established: Bool
-    var isProbe: Bool
 
-    init(key: SessionKey, entryName: String, peer: String, peerAddress: IPAddress, established: Bool, isProbe: Bool) {
+    init(key: SessionKey, entryName: String, peer: String, peerAddress: IPAddress, established: Bool) {
         self.key = key
         self.entryName = entryName
         self.peer = peer
         self.peerAddress = peerAddress
         self.established = established
-        self.isProbe = isProbe
     }
 }

@@ -24,6 +24,8 @@ public final class VigildLab: @unchecked Sendable {
         public var gatewayCount = 3
         public var childLifetime: String?
         public var ikeLifetime: String?
+        /// Return to the preferred peer once it has answered Phase 1 probes for this long.
+        public var preemptionHoldDown: String?
         /// How many of the gateways vigild lists (and has keys for); the rest are strangers to it.
         public var listedPeers: Int?
         public init() {}
@@ -83,6 +85,7 @@ public final class VigildLab: @unchecked Sendable {
                 backoff: \(settings.backoff)
         """
         if let idle = settings.idleTime { entry += "\n        idle-time: \(idle)" }
+        if let holdDown = settings.preemptionHoldDown { entry += "\n        preemption: { hold-down: \(holdDown) }" }
         if let child = settings.childLifetime { entry += "\n        child-lifetime: \(child)" }
         if let ike = settings.ikeLifetime { entry += "\n        ike-lifetime: \(ike)" }
         return """

@@ -248,6 +248,33 @@ import VigilLab
         #expect(ping.stdout.contains("bytes from"), "no traffic after the return")
     }
 
+    // MARK: Preemption (beyond Cisco)
+
+    @Test func preemptionReturnsToTheRecoveredPreferredPeerMakeBeforeBreak() throws {
+        var settings = VigildLab.Settings()
+        settings.preferredFirst = true
+        settings.preemptionHoldDown = "2s"
+        settings.gatewayCount = 2
+        let lab = try VigildLab(settings)
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        let first = FailoverLab.gatewayAddress(0)
+        let second = FailoverLab.gatewayAddress(1)
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == first } != nil)
+        lab.lab.kill(0)
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == second } != nil, "\(lab.diagnostics)")
+        let ping = try PingMonitorLite.start(in: lab.lab.host)
+        try lab.startGateways([0])
+        let back = try lab.waitForEvent(timeout: 15) { $0.kind == "dataplane-programmed" && $0.peer == first && $0.detail.contains("moved from \(second)") }
+        _ = ping.waitForReplies(20, after: Date(), timeout: 3)
+        let report = ping.stop()
+        let events = try lab.events()
+        #expect(back != nil, "no return to the preferred peer:\n\(Self.timeline(events, failedAt: Date()))")
+        #expect(events.contains { $0.kind == "preemption-probe-answered" && $0.peer == first })
+        #expect(report.blackout < 0.5, "the move back interrupted traffic for \(report.blackout) s")
+    }
+
     // MARK: Helpers
 
     static func date(_ event: DaemonEvent) -> Date {
