@@ -134,11 +134,16 @@ public final class StrongSwan: @unchecked Sendable {
     /// The charon's log so far.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    /// Kills charon with `signal` (SIGKILL to simulate a dead gateway: no DELETE is sent).
+    /// Kills charon with `signal` (SIGKILL to simulate a dead gateway: no DELETE is sent). A charon that has not
+    /// exited 3 s after a gentler signal (its shutdown can stall on a peer, or the signal can be blocked in a mask
+    /// inherited from the test runner) is SIGKILLed, so a test's teardown never hangs.
     public func kill(signal: Int32 = SIGKILL) {
         guard let process, process.isRunning else { return }
         // The process we started is `ip netns exec ... sh -c 'exec charon'`, which became charon itself.
         Foundation.kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(3)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 

@@ -72,6 +72,9 @@ final class PingMonitorLite: @unchecked Sendable {
 
     func stop() -> Report {
         if process.isRunning { process.interrupt() }
+        let deadline = Date().addingTimeInterval(2)
+        while process.isRunning && Date() < deadline { usleep(5_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
         pipe.fileHandleForReading.readabilityHandler = nil
         lock.lock()
