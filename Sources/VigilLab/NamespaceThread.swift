@@ -34,18 +34,27 @@ public struct NamespaceError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-final class ResultBox<T>: @unchecked Sendable {
+/// A result one thread sets and another waits for.
+public final class ResultBox<T>: @unchecked Sendable {
     private let condition = NSCondition()
     private var value: Result<T, any Error>?
 
-    func set(_ result: Result<T, any Error>) {
+    public init() {}
+
+    public var isSet: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return value != nil
+    }
+
+    public func set(_ result: Result<T, any Error>) {
         condition.lock()
         value = result
         condition.signal()
         condition.unlock()
     }
 
-    func wait() -> Result<T, any Error> {
+    public func wait() -> Result<T, any Error> {
         condition.lock()
         defer { condition.unlock() }
         while value == nil { condition.wait() }

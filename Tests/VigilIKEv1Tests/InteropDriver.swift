@@ -188,7 +188,7 @@ final class InteropLab {
 
     /// Runs `swanctl` in the background while the driver loop answers strongSwan.
     func whileRunning<T: Sendable>(_ body: @escaping @Sendable () throws -> T, seconds: Double) throws -> T {
-        let box = Box<T>()
+        let box = ResultBox<T>()
         let thread = Thread { box.set(Result { try body() }) }
         thread.start()
         driver.run(seconds: seconds) { _ in box.isSet }
@@ -207,24 +207,3 @@ final class InteropLab {
     func swanSAs() throws -> String { try swan.listSAs() }
 }
 
-final class Box<T>: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var value: Result<T, any Error>?
-    var isSet: Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        return value != nil
-    }
-    func set(_ result: Result<T, any Error>) {
-        condition.lock()
-        value = result
-        condition.signal()
-        condition.unlock()
-    }
-    func wait() -> Result<T, any Error> {
-        condition.lock()
-        defer { condition.unlock() }
-        while value == nil { condition.wait() }
-        return value!
-    }
-}
