@@ -214,13 +214,7 @@ extension Daemon {
                 coordinate(entry, .attemptFailed(peer, reason: "\(code): \(message)"))
             }
         case .log(let level, let text):
-            switch level {
-            case .debug: logger.debug("\(text)")
-            case .info: logger.info("\(text)")
-            case .notice: logger.notice("\(text)")
-            case .warning: logger.warning("\(text)")
-            case .error: logger.error("\(text)")
-            }
+            engineLog(level, text)
         }
     }
 
@@ -393,6 +387,7 @@ extension Daemon {
         let period = max(Duration.milliseconds(20), min(Duration.seconds(1), bounds.min() ?? .seconds(1)))
         samplerTimer = loop.schedule(at: loop.now + period) { [unowned self] in
             self.sampleTraffic()
+            self.flushLogSummary()
             self.drain()
             if !self.stoppedSampling { self.scheduleSampler() }
         }

@@ -187,7 +187,8 @@ extension DaemonRunner {
                 let local = socket.local
                 do {
                     try dataPlane.start(socket: socket.fd) { message, from in
-                        loop.post { daemon.receivedIKE(message, from: from, to: local) }
+                        // Network input: refused (and counted) rather than queued without bound under a flood.
+                        loop.postDroppable { daemon.receivedIKE(message, from: from, to: local) }
                     }
                 } catch {
                     throw ControlError(.internalError, "cannot start the userspace data plane on \(local): \(error)")
