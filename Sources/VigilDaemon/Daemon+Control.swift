@@ -128,7 +128,7 @@ extension Daemon {
         entry.entry.preferredPeer = request.preferred.flatMap { name in peers.first { $0.description == name } }
         entry.addresses.merge(resolved) { _, new in new }
         engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.map {
-            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey.bytes))
+            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey))
         })
         let list = peers.map(\.description)
         enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: request.preferred)) }

@@ -91,7 +91,11 @@ public final class Daemon: @unchecked Sendable {
                 }
             }
         }
-        control = try ControlServer(path: configuration.global.controlSocket, loop: loop) { [unowned self] request in
+        let controlGroup = try configuration.global.controlGroup.map { name -> gid_t in
+            guard let group = getgrnam(name) else { throw ControlError(.internalError, "control-group: no group named '\(name)'") }
+            return group.pointee.gr_gid
+        }
+        control = try ControlServer(path: configuration.global.controlSocket, loop: loop, group: controlGroup) { [unowned self] request in
             let response = self.handleControl(request)
             self.drain()
             return response

@@ -1,5 +1,6 @@
 import VigilAddressing
 import VigilAlgorithms
+import VigilConfig
 import VigilCrypto
 
 /// IKE version of a crypto-map entry and of the engine that serves it.
@@ -106,4 +107,11 @@ public struct EnginePeer: Sendable {
     public var address: IPAddress
     public var identity: Identity
     public var preSharedKey: SecureBytes
+}
+
+extension SecureBytes {
+    /// A configured key into the engines' wiped storage, copied without an intermediate array.
+    init(_ secret: Secret) {
+        self = secret.withUnsafeBytes { SecureBytes(copying: $0) }
+    }
 }

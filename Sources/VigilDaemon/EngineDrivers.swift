@@ -30,7 +30,7 @@ struct ConnectionSpec {
             for entry in map.entries where entry.ikeVersion == version {
                 let peers = entry.peers.compactMap { peer -> EnginePeer? in
                     guard let address = EntryRuntime.resolve(peer.address) else { return nil }
-                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey.bytes))
+                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
                 }
                 let family = peers.first?.address.family ?? .ipv4
                 let local = configuration.global.listen.first { $0.family == family } ?? configuration.global.listen[0]
