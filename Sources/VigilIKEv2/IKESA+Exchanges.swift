@@ -509,7 +509,7 @@ extension IKESA {
         }
         guard let sa = inner.securityAssociation, let nr = inner.nonce, let ke = inner.keyExchange,
               let algorithms = ProposalNegotiation.accepted(sa, offered: connection.ikeProposals),
-              let spiBytes = sa.proposals.first?.spi, spiBytes.count == IKEv2.Spec.ikeSPISize,
+              let spiBytes = sa.proposals.first?.spi, spiBytes.count == IKEv2.Spec.ikeSPISize, spiBytes.contains(where: { $0 != 0 }),
               ke.group == request.keyExchange.group.rawValue, algorithms.dhGroup == request.keyExchange.group,
               let shared = try? request.keyExchange.sharedSecret(peerPublicValue: ke.data)
         else {
@@ -558,7 +558,7 @@ extension IKESA {
             return
         }
         guard let (chosen, algorithms) = ProposalNegotiation.select(sa, from: connection.ikeProposals),
-              chosen.spi.count == IKEv2.Spec.ikeSPISize
+              chosen.spi.count == IKEv2.Spec.ikeSPISize, chosen.spi.contains(where: { $0 != 0 })  // §3.1: SPIs are nonzero
         else {
             refuse(.noProposalChosen, "no IKE proposal of \(connection.name) matches")
             return

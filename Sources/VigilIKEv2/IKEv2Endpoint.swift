@@ -289,7 +289,6 @@ public struct IKEv2Endpoint: Sendable {
             return actions
         }
         guard ke.group == algorithms.dhGroup.rawValue else {
-            count("unauthenticatedRefusals")
             actions.append(.log(.info, "IKE_SA_INIT from \(from) has KE of group \(ke.group); asking for \(algorithms.dhGroup) (INVALID_KE_PAYLOAD)"))
             actions.append(reply(IKEv2.Notify(type: .invalidKEPayload, data: bigEndianGroup(algorithms.dhGroup))))
             return actions

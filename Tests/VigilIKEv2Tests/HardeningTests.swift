@@ -309,6 +309,26 @@ extension Datagram {
     }
 }
 
+extension OrphanTests {
+    /// Defect 5: INITIAL_CONTACT ends every older IKE SA of that identity, also one its NAT mapping had moved
+    /// elsewhere (before, only SAs at the same address were ended and the others lingered in `ikeSAs`).
+    @Test func initialContactEndsTheOldSAEvenAfterANATMove() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true, forceUDP: true), east: Fixtures.connection(west: false))
+        _ = try LockstepTests.establish(&lockstep)
+        let westID = try #require(lockstep.west.ikeSAs.first?.id)
+        let stale = try #require(lockstep.east.ikeSAs.first?.id)
+        // INFORMATIONAL { } -->  (through a new NAT mapping)
+        var check = try #require(lockstep.westHandles(.sendLivenessCheck(westID)).sent.first)
+        check.from = Endpoint(IPAddress("198.51.100.7")!, 31_000)
+        #expect(lockstep.deliver(check).addressChanges.count == 1)
+        // West restarts and connects again from its own address with INITIAL_CONTACT.
+        lockstep.west = IKEv2Endpoint(configuration: lockstep.west.configuration)
+        let (_, east) = try LockstepTests.establish(&lockstep)
+        #expect(east.deletedIKESAs.map(\.id) == [stale])
+        #expect(lockstep.east.ikeSAs.count == 1 && lockstep.east.ikeSAs.first?.id != stale)
+    }
+}
+
 @Suite struct HalfOpenTests {
     /// Defect 7: the cookie secret rotates on its timer; a cookie made with the previous secret is still accepted,
     /// one made two secrets ago is not.
