@@ -28,6 +28,10 @@ extension IKEv2Endpoint {
         public static let defaultHalfOpenLimitPerSource = 5
         public static let defaultCookieSecretLifetime: Duration = .seconds(120)
         public static let defaultNATKeepaliveInterval: Duration = .seconds(20)
+        /// A shorter configured lifetime is raised to this, so the rotation timer can never spin.
+        public static let minimumCookieSecretLifetime: Duration = .seconds(1)
+
+        var effectiveCookieSecretLifetime: Duration { max(cookieSecretLifetime, Self.minimumCookieSecretLifetime) }
 
         public init(
             connections: [ConnectionConfiguration], retransmission: RetransmissionSchedule = .strongSwanDefault,

@@ -17,6 +17,9 @@ import VigilWire
 /// - Installs `.childSAEstablished` / `.childSARekeyed` keys; removes a Child SA on `.childSADeleted` (after a
 ///   rekey the old one stays until its own `.childSADeleted`, so no packet is lost in between).
 /// - `.ikeSARekeyed` moves everything the daemon keeps per IKE SA (liveness state) to the new id.
+/// - `.peerAddressChanged` (a peer behind a NAT got a new mapping, RFC 7296 §2.23) moves the IKE SA's Child SAs
+///   (their UDP-encapsulated ESP) to the new endpoint as a planned change; Child SA infos handed out afterwards
+///   already carry it.
 public struct IKEv2Endpoint: Sendable {
     /// New negotiations use the configuration as it is then; existing SAs keep the connection they were made with.
     public var configuration: Configuration
@@ -246,7 +249,7 @@ public struct IKEv2Endpoint: Sendable {
         if halfOpen.count >= configuration.cookieThreshold || fromSource.count >= configuration.halfOpenLimitPerSource {
             if cookieSecrets.current.isEmpty {
                 cookieSecrets.rotate(&random)
-                actions.append(.scheduleTimer(.rotateCookieSecret, at: now + configuration.cookieSecretLifetime))
+                actions.append(.scheduleTimer(.rotateCookieSecret, at: now + configuration.effectiveCookieSecretLifetime))
             }
             let offered = payloads.first.flatMap { payload -> [UInt8]? in
                 if case .notify(let n) = payload, n.type == .cookie { n.data } else { nil }
@@ -361,7 +364,7 @@ public struct IKEv2Endpoint: Sendable {
         case .rotateCookieSecret:
             // §2.6: a new secret; cookies made with the one before stay valid until the next rotation.
             cookieSecrets.rotate(&random)
-            return [.scheduleTimer(.rotateCookieSecret, at: now + configuration.cookieSecretLifetime)]
+            return [.scheduleTimer(.rotateCookieSecret, at: now + configuration.effectiveCookieSecretLifetime)]
         case .natKeepalive(let id):
             return withSA(id, now: now, random: &random) { sa, context, effects, random in
                 guard sa.isEstablished, sa.localBehindNAT, !sa.rekeyedAway else { return }

@@ -340,7 +340,7 @@ extension OrphanTests {
         let demand = lockstep.deliver(try #require(start.sent.first))
         let rotation = try #require(demand.timers.first { $0.0 == .rotateCookieSecret })
         for round in 0..<rotations {
-            lockstep.now = rotation.1 + lockstep.east.configuration.cookieSecretLifetime * round
+            lockstep.now = rotation.1 + lockstep.east.configuration.effectiveCookieSecretLifetime * round
             let next = lockstep.eastHandles(.timerFired(.rotateCookieSecret))
             #expect(next.timers.map(\.0) == [.rotateCookieSecret])
         }
