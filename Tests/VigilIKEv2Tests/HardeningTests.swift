@@ -78,6 +78,40 @@ extension Datagram {
     }
 }
 
+extension ProofOfLifeTests {
+    /// Defect 1: flags that do not fit are dropped even when the message decrypts (sealed here with the peer's
+    /// real keys): our own role's I flag, a response to nothing outstanding, a request with a stale message ID.
+    @Test func misflaggedMessagesThatDecryptAreNeverProofOfLife() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try LockstepTests.establish(&lockstep)
+        let westID = try #require(lockstep.west.ikeSAs.first?.id)
+        let eastID = try #require(lockstep.east.ikeSAs.first?.id)
+        let east = try #require(lockstep.east.sas[eastID])
+        let protection = try #require(east.protection)
+        let west = try #require(lockstep.west.sas[westID])
+        func sealed(_ flags: IKEv2.Header.Flags, messageID: UInt32) -> Datagram {
+            let header = IKEv2.Header(initiatorSPI: east.initiatorSPI, responderSPI: east.responderSPI, exchangeType: .informational,
+                                      flags: flags, messageID: messageID)
+            return Datagram(bytes: protection.seal(header: header, payloads: [], random: &lockstep.random),
+                            from: Endpoint(Lockstep.eastAddress, 500), to: Endpoint(Lockstep.westAddress, 500))
+        }
+        // <-- INFORMATIONAL request { } claiming to come from the original initiator (west's own role)
+        let ownRole = lockstep.deliver(sealed(.initiator, messageID: west.nextPeerRequestID))
+        #expect(!ownRole.provesLife && ownRole.sent.isEmpty)
+        #expect(lockstep.west.counters["reflectedMessages"] == 1)
+        // <-- INFORMATIONAL response { } while west has nothing outstanding
+        let stray = lockstep.deliver(sealed(.response, messageID: west.nextPeerRequestID))
+        #expect(!stray.provesLife)
+        #expect(lockstep.west.counters["unexpectedResponses"] == 1)
+        // <-- INFORMATIONAL request { } with a message ID outside the window (not the next expected, not the cached one)
+        let stale = lockstep.deliver(sealed([], messageID: west.nextPeerRequestID &+ 5))
+        #expect(!stale.provesLife && stale.sent.isEmpty)
+        #expect(lockstep.west.counters["invalidMessageIDs"] == 1)
+        // <-- INFORMATIONAL request { } with the next message ID: that one is the peer's word.
+        #expect(lockstep.deliver(sealed([], messageID: west.nextPeerRequestID)).provesLife)
+    }
+}
+
 @Suite struct NATRebindingTests {
     /// Defect 2: without a NAT in front of the peer, an authenticated message from elsewhere does not move the SA; it
     /// is answered where it came from (§2.11) and rekeys keep the old endpoint.
