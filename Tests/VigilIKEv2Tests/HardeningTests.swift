@@ -343,6 +343,33 @@ extension ProofOfLifeTests {
     }
 }
 
+@Suite struct BoundedTablesTests {
+    /// An authenticated peer cannot grow one IKE SA's Child SAs without end: past the cap a CREATE_CHILD_SA for a
+    /// new Child SA is refused with NO_ADDITIONAL_SAS.
+    @Test func childSAsPerIKESAAreBounded() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try LockstepTests.establish(&lockstep)
+        let id = try #require(lockstep.west.ikeSAs.first?.id)
+        var last: [IKEv2Action] = []
+        for index in 0..<IKEv2Tunables.maximumChildSAsPerIKESA {
+            var sa = try #require(lockstep.west.sas[id])
+            var effects = Effects()
+            let offer = ProposalNegotiation.offer(sa.connection.espProposals, dhGroups: { _ in [] }, spi: 0x1000 + UInt32(index))
+            // CREATE_CHILD_SA { SA, Ni, TSi, TSr } -->  (a new Child SA, no REKEY_SA)
+            sa.startRequest(.createChildSA, [.securityAssociation(offer), .nonce(sa.newNonce(&lockstep.random)),
+                                             .trafficSelectorInitiator(sa.connection.localTrafficSelectors.map(IKEv2.TrafficSelector.init)),
+                                             .trafficSelectorResponder(sa.connection.remoteTrafficSelectors.map(IKEv2.TrafficSelector.init))],
+                            kind: .liveness, now: .zero, random: &lockstep.random, effects: &effects)
+            lockstep.west.sas[id] = sa
+            last = lockstep.deliver(try #require(effects.actions.sent.first))
+            // <-- CREATE_CHILD_SA { SA, Nr, TSi, TSr } or { N(NO_ADDITIONAL_SAS) }
+            _ = lockstep.deliver(try #require(last.sent.first))
+        }
+        #expect(lockstep.east.childSAs.count == IKEv2Tunables.maximumChildSAsPerIKESA)
+        #expect(last.logText.contains("NO_ADDITIONAL_SAS"), "\(last.logText)")
+    }
+}
+
 extension OrphanTests {
     /// Defect 5: INITIAL_CONTACT ends every older IKE SA of that identity, also one its NAT mapping had moved
     /// elsewhere (before, only SAs at the same address were ended and the others lingered in `ikeSAs`).
