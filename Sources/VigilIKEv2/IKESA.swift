@@ -436,6 +436,8 @@ enum IKEv2Tunables {
     /// Failed rekeys of one Child SA in a row before the IKE SA is deleted (INFORMATIONAL DELETE) instead of
     /// keeping it on a Child SA that cannot be renewed.
     static let maximumChildRekeyAttempts = 5
+    /// IKE SAs replaced by a rekey but not yet deleted by the peer, kept per peer and connection.
+    static let maximumReplacedIKESAs = 4
     /// Child SAs one IKE SA may carry; a CREATE_CHILD_SA for more is refused with NO_ADDITIONAL_SAS (§1.3).
     static let maximumChildSAsPerIKESA = 16
     /// §3.13: Number of TSs is one octet, so one TS payload holds at most 255 selectors.

@@ -112,6 +112,7 @@ public struct IKEv2Endpoint: Sendable {
         for (name, value) in effects.counters { counterValues[name, default: 0] += value }
         sas[sa.id] = effects.closed ? nil : sa
         for spawned in effects.spawned { sas[spawned.id] = spawned }
+        if !effects.spawned.isEmpty { actions += forgetExcessReplacedSAs(of: sa) }
         if let contact = effects.initialContact {
             // §2.4: INITIAL_CONTACT: every other SA with this identity is stale (the peer kept none of them), wherever
             // its NAT put it.
@@ -142,6 +143,25 @@ public struct IKEv2Endpoint: Sendable {
     }
 
     mutating func count(_ name: String) { counterValues[name, default: 0] += 1 }
+
+    /// IKE SAs replaced by rekeys wait for the peer's DELETE (or their expiry timer). A peer that rekeys again and
+    /// again without deleting cannot grow the table: beyond `IKEv2Tunables.maximumReplacedIKESAs` per peer the
+    /// oldest are forgotten (quietly: their successors speak for the peer).
+    mutating func forgetExcessReplacedSAs(of sa: IKESA) -> [IKEv2Action] {
+        let replaced = sas.values
+            .filter { $0.rekeyedAway && $0.connection.name == sa.connection.name && $0.peer.address == sa.peer.address }
+            .sorted { ($0.establishedAt ?? .zero, $0.id) < ($1.establishedAt ?? .zero, $1.id) }
+        var actions: [IKEv2Action] = []
+        for var excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
+            var effects = Effects()
+            count("replacedIKESAsForgotten")
+            effects.log(.info, "\(excess.label): replaced long ago and never deleted by the peer; forgotten")
+            excess.close(reason: "rekeyed", effects: &effects)
+            sas[excess.id] = nil
+            actions += effects.actions
+        }
+        return actions
+    }
 
     // MARK: - Initiating
 

@@ -368,6 +368,23 @@ extension ProofOfLifeTests {
         #expect(lockstep.east.childSAs.count == IKEv2Tunables.maximumChildSAsPerIKESA)
         #expect(last.logText.contains("NO_ADDITIONAL_SAS"), "\(last.logText)")
     }
+
+    /// A peer that rekeys its IKE SA again and again and never deletes the old ones leaves a bounded number behind.
+    @Test func replacedIKESAsAreBounded() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        _ = try LockstepTests.establish(&lockstep)
+        for _ in 0..<(IKEv2Tunables.maximumReplacedIKESAs + 3) {
+            let current = try #require(lockstep.east.ikeSAs.first { $0.state == .established }?.id)
+            // <-- CREATE_CHILD_SA { SA, Ni, KEi }
+            let request = try #require(lockstep.eastHandles(.rekeyIKESA(current)).sent.first)
+            // CREATE_CHILD_SA { SA, Nr, KEr } -->  (east's INFORMATIONAL { D(IKE) } for the old SA is lost)
+            _ = lockstep.deliver(try #require(lockstep.deliver(request).sent.first))
+        }
+        #expect(lockstep.west.ikeSAs.filter { $0.state == .deleting }.count == IKEv2Tunables.maximumReplacedIKESAs)
+        #expect(lockstep.west.ikeSAs.filter { $0.state == .established }.count == 1)
+        #expect(lockstep.west.counters["replacedIKESAsForgotten"] == 3)
+        #expect(lockstep.west.childSAs.count == 1)
+    }
 }
 
 extension OrphanTests {
