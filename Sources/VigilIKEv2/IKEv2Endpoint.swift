@@ -112,17 +112,13 @@ public struct IKEv2Endpoint: Sendable {
         for (name, value) in effects.counters { counterValues[name, default: 0] += value }
         sas[sa.id] = effects.closed ? nil : sa
         for spawned in effects.spawned { sas[spawned.id] = spawned }
-        if !effects.spawned.isEmpty { actions += forgetExcessReplacedSAs(of: sa) }
+        if !effects.spawned.isEmpty { actions += forgetExcessReplacedSAs(of: sa, random: &random) }
         if let contact = effects.initialContact {
             // §2.4: INITIAL_CONTACT: every other SA with this identity is stale (the peer kept none of them), wherever
             // its NAT put it.
             for stale in sas.values where stale.id != sa.id && stale.remoteIdentity == contact.identity && stale.peer.address == sa.peer.address {
-                var closing = stale
-                var closeEffects = Effects()
-                closeEffects.log(.notice, "\(stale.label): replaced (INITIAL_CONTACT from \(contact.identity) at \(contact.address))")
-                closing.close(reason: "INITIAL_CONTACT from peer", effects: &closeEffects)
-                sas[stale.id] = nil
-                actions += closeEffects.actions
+                actions += end(stale, .notice, "replaced (INITIAL_CONTACT from \(contact.identity) at \(contact.address))",
+                               reason: "INITIAL_CONTACT from peer", random: &random)
             }
         }
         if let superseding = effects.supersedesChildless {
@@ -130,13 +126,8 @@ public struct IKEv2Endpoint: Sendable {
             // kept as orphans at both ends.
             for orphan in sas.values where orphan.id != sa.id && orphan.isEstablished && !orphan.rekeyedAway && orphan.children.isEmpty
                 && orphan.connection.name == superseding.connection && orphan.remoteIdentity == superseding.identity {
-                var closing = orphan
-                var closeEffects = Effects()
-                closeEffects.log(.notice, "\(orphan.label): superseded by \(sa.label) and without a Child SA; deleting it")
-                closing.sendDelete(random: &random, effects: &closeEffects)
-                closing.close(reason: "superseded", effects: &closeEffects)
-                sas[orphan.id] = nil
-                actions += closeEffects.actions
+                actions += end(orphan, .notice, "superseded by \(sa.label) and without a Child SA; deleting it", reason: "superseded",
+                               sendingDelete: true, random: &random)
             }
         }
         return actions
@@ -147,20 +138,29 @@ public struct IKEv2Endpoint: Sendable {
     /// IKE SAs replaced by rekeys wait for the peer's DELETE (or their expiry timer). A peer that rekeys again and
     /// again without deleting cannot grow the table: beyond `IKEv2Tunables.maximumReplacedIKESAs` per peer the
     /// oldest are forgotten (quietly: their successors speak for the peer).
-    mutating func forgetExcessReplacedSAs(of sa: IKESA) -> [IKEv2Action] {
+    mutating func forgetExcessReplacedSAs(of sa: IKESA, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         let replaced = sas.values
             .filter { $0.rekeyedAway && $0.connection.name == sa.connection.name && $0.peer.address == sa.peer.address }
             .sorted { ($0.establishedAt ?? .zero, $0.id) < ($1.establishedAt ?? .zero, $1.id) }
         var actions: [IKEv2Action] = []
-        for var excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
-            var effects = Effects()
+        for excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
             count("replacedIKESAsForgotten")
-            effects.log(.info, "\(excess.label): replaced long ago and never deleted by the peer; forgotten")
-            excess.close(reason: "rekeyed", effects: &effects)
-            sas[excess.id] = nil
-            actions += effects.actions
+            actions += end(excess, .info, "replaced long ago and never deleted by the peer; forgotten", reason: "rekeyed", random: &random)
         }
         return actions
+    }
+
+    /// Ends an SA other than the one an event is for: logs why, sends its DELETE if asked, forgets it.
+    mutating func end(
+        _ sa: IKESA, _ level: LogLevel, _ why: String, reason: String, sendingDelete: Bool = false, random: inout some RandomNumberGenerator
+    ) -> [IKEv2Action] {
+        var closing = sa
+        var effects = Effects()
+        effects.log(level, "\(sa.label): \(why)")
+        if sendingDelete { closing.sendDelete(random: &random, effects: &effects) }
+        closing.close(reason: reason, effects: &effects)
+        sas[sa.id] = nil
+        return effects.actions
     }
 
     // MARK: - Initiating
@@ -282,13 +282,10 @@ public struct IKEv2Endpoint: Sendable {
             // The source proved it receives at its address: its oldest half-open SA makes room.
             let excess = fromSource.count - configuration.halfOpenLimitPerSource + 1
             if excess > 0 {
-                for var evicted in fromSource.sorted(by: { $0.halfOpenSince < $1.halfOpenSince }).prefix(excess) {
-                    var closeEffects = Effects()
+                for evicted in fromSource.sorted(by: { $0.halfOpenSince < $1.halfOpenSince }).prefix(excess) {
                     count("halfOpenEvicted")
-                    closeEffects.log(.info, "\(evicted.label): half-open SA evicted for a new IKE_SA_INIT from \(from) with a valid COOKIE")
-                    evicted.close(reason: "half-open SA evicted", effects: &closeEffects)
-                    sas[evicted.id] = nil
-                    actions += closeEffects.actions
+                    actions += end(evicted, .info, "half-open SA evicted for a new IKE_SA_INIT from \(from) with a valid COOKIE",
+                                   reason: "half-open SA evicted", random: &random)
                 }
             }
         }
