@@ -13,6 +13,7 @@ public final class NetlinkRouteKernel: RouteKernel {
     /// rtnetlink constants (linux/rtnetlink.h, linux/fib_rules.h) that Swift does not import as typed values.
     private enum RT {
         static let scopeNowhere: UInt8 = 255   // RT_SCOPE_NOWHERE: "any scope" when deleting
+        static let scopeUniverse: UInt8 = 0    // RT_SCOPE_UNIVERSE
         static let typeUnicast: UInt8 = 1      // RTN_UNICAST
         static let typeBlackhole: UInt8 = 6    // RTN_BLACKHOLE
         static let actionToTable: UInt8 = 1    // FR_ACT_TO_TBL
@@ -85,7 +86,8 @@ public final class NetlinkRouteKernel: RouteKernel {
             let route = RouteObject(id)
             switch id.type {
             case .blackhole:
-                // No next hop: the kernel drops what the route matches.
+                // No next hop: the kernel drops what the route matches. Universe scope, as `ip route add blackhole`.
+                route.lend { rtnl_route_set_scope($0, RT.scopeUniverse) }
                 try socket.call(operation, "\(id)") { socket in route.lend { rtnl_route_add(socket, $0, flags) } }
                 return
             case .unicast:
