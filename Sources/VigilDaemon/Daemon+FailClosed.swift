@@ -12,7 +12,7 @@ extension Daemon {
         var problems: [String] = []
         for name in entryOrder {
             let entry = entries[name]!
-            for (key, built) in failClosedGuards(entry) {
+            for (key, built) in failClosedGuards(entry, unguardable: &problems) {
                 switch built {
                 case .success(let selectorGuard): guards[key] = guards[key] ?? selectorGuard
                 case .failure(let error): problems.append("\(entry.name) \(key): \(error)")
@@ -25,13 +25,20 @@ extension Daemon {
 
     /// The guards of one entry: its configured local and remote prefixes paired as the IKE engines propose them
     /// (every local with every remote of its family), so a Child SA's policies land on a guard in place.
-    func failClosedGuards(_ entry: EntryRuntime) -> [(String, Result<SelectorGuard, KernelPlanError>)] {
+    func failClosedGuards(_ entry: EntryRuntime, unguardable: inout [String]) -> [(String, Result<SelectorGuard, KernelPlanError>)] {
         let locals = unique(entry.entry.traffic.map(\.local))
         let remotes = unique(entry.entry.traffic.map(\.remote))
-        let firstPeer = entry.entry.peers.lazy.compactMap { entry.addresses[$0.description] }.first
+        let peers = entry.entry.peers.compactMap { entry.addresses[$0.description] }
+        let firstPeer = peers.first
         var result: [(String, Result<SelectorGuard, KernelPlanError>)] = []
         for local in locals {
             for remote in remotes where remote.family == local.family {
+                // Selectors that cover our own tunnel endpoints and a peer's (a full tunnel, 0.0.0.0/0) would block
+                // IKE itself: the IKE sockets carry no per-socket bypass policy yet. Left unguarded, and said so.
+                if configuration.global.listen.contains(where: local.contains), peers.contains(where: remote.contains) {
+                    unguardable.append("\(entry.name) \(local)=\(remote): covers the IKE endpoints (needs IKE socket bypass policies)")
+                    continue
+                }
                 let form: SelectorGuard.Form
                 switch entry.entry.dpd.action {
                 case .hold:

@@ -68,6 +68,26 @@ struct FailClosedKernelTests {
         #expect(try clearPackets(namespace) > 0, "the witness cannot see clear-text traffic")
     }
 
+    /// DPD action `hold`: the guard's templates name the first peer with a reqid no SA carries; the kernel holds
+    /// (drops, raising an acquire) what they match, never sends it in clear.
+    @Test func holdGuardsKeepTrafficBackToo() throws {
+        let lab = try KernelLab(.netlink)
+        defer { lab.destroy() }
+        let namespace = try #require(lab.namespace)
+        try gatewayWithDefaultRoute(namespace)
+        let hold = try SelectorGuard(localSubnet: child.localSubnet, remoteSubnet: child.remoteSubnet,
+                                     form: .hold(localTunnelEndpoint: Lab.local, remoteTunnelEndpoint: Lab.peerA))
+        let (_, report) = try KernelExecutor(ipsec: lab.ipsec, routes: lab.routes)
+            .reconcile(guards: [hold], dropRoutes: [], rules: [], tables: [])
+        #expect(report.succeeded, "\(report)")
+        let policies = try lab.ip("xfrm", "policy")
+        #expect(policies.components(separatedBy: "reqid \(VigilOwnership.holdReqid)").count - 1 == 3, "\(policies)")
+        #expect(policies.contains("tmpl src \(Lab.local) dst \(Lab.peerA)"))
+        #expect(Set(try lab.ipsec.listPolicies().map(\.id)) == Set(hold.policies.map(\.0)))
+        try namespace.sendProbe()
+        #expect(try clearPackets(namespace) == 0, "a held packet left in clear")
+    }
+
     /// A Vigil killed with SIGKILL (the fixture) left three Child SAs' policies, routes and rule; two of those
     /// selector pairs are still configured. Every operation of the next start's reconciliation goes through a
     /// witness that lists the real kernel's policies after it: the guarded selectors are never without a policy.
