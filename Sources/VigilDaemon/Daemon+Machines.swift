@@ -262,13 +262,15 @@ extension Daemon {
         for local in child.localTrafficSelectors {
             for remote in child.remoteTrafficSelectors where remote.family == local.family {
                 let key = "\(local)=\(remote)"
-                guard let reqid = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
-                        ?? entry.reqids.allocate() else {
+                let kept = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
+                guard let reqid = kept ?? entry.reqids.allocate() else {
                     record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
                     continue
                 }
                 if let kernelChild = kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) {
                     kernelChildren.append(kernelChild)
+                } else if kept == nil {
+                    entry.reqids.release(reqid)
                 }
             }
         }
@@ -317,7 +319,10 @@ extension Daemon {
         }
         var renewed: [KernelChildSA] = []
         for previous in old.kernel {
-            guard let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry) else { continue }
+            guard let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry) else {
+                renewed.append(previous)
+                continue
+            }
             if entry.installed[previous.selectorKey]?.reqid == previous.reqid {
                 applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
                 entry.installed[previous.selectorKey] = next
