@@ -111,7 +111,9 @@ struct FailClosedDaemonTests {
         // Control: without the blackhole the same packet follows the default route out of wan0 in clear.
         try run.lab.ip("route", "del", "blackhole", "10.2.1.0/24", "table", table, "metric", String(VigilOwnership.dropRouteMetric))
         try run.namespace.sendProbe()
-        #expect(try kernelTests.clearPackets(run.namespace) > 0, "the witness cannot see clear-text traffic")
+        let leaked = try kernelTests.clearPackets(run.namespace)
+        #expect(leaked > 0, "the witness cannot see clear-text traffic")
+        print("[fail-closed] userspace data plane, vigild SIGKILLed: 0 protected packets left wan0 with the blackhole route, \(leaked) without it (control)")
     }
 
     /// Kernel data plane: the guards stay through SIGKILL, and while the next vigild reconciles, `ip xfrm policy`
@@ -146,6 +148,7 @@ struct FailClosedDaemonTests {
         while !sampler.isFinished { usleep(5_000) }
         let (count, missing) = samples.withLock { ($0.count, $0.missing) }
         #expect(count > 0 && missing == 0, "\(missing) of \(count) samples without the guarded policy")
+        print("[fail-closed] kernel data plane restart after SIGKILL: \(count) samples of `ip xfrm policy` while the next vigild started, \(missing) without the guarded selector's policy")
         #expect(second.log.contains("policies adopted in place"), "\(second.log)")
         #expect(try run.lab.ip("xfrm", "policy").components(separatedBy: "action block").count - 1 == 3)
 
