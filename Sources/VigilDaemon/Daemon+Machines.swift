@@ -183,6 +183,13 @@ extension Daemon {
                 rescheduleDetector(moved)
                 record("phase1-rekeyed", entries[session.entryName], peer: session.peer, detail: "IKE SA \(old) replaced by \(new)")
             }
+        case .peerMoved(let key, let old, let new):
+            if let session = sessions[key], let entry = entries[session.entryName] {
+                record("peer-moved", entry, peer: session.peer, detail: "behind a NAT: \(old) -> \(new) (RFC 7296 §2.23)")
+                // Later Child SAs from the new address still belong to this listed peer.
+                if old.address != new.address { entry.movedAddresses[new.address] = session.peer }
+            }
+            peerAddressChanged(key, from: old, to: new)
         case .proofOfLife(let key):
             detect(key, .authenticatedMessageReceived)
         case .probeAnswered(let key, let sequence):
