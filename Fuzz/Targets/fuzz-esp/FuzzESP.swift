@@ -12,9 +12,11 @@ import VigilKernel
 /// Input layout: octet 0 bit 0 picks the mode.
 /// - raw (0): the rest is a datagram from the peer's NAT-T port, as received (classification, SPI lookup, length
 ///   and padding checks, and for the captured packets the whole path); the engine's replay check is off.
-/// - authenticated (1): bits 1-2 pick the SA; octet 1 is the Next Header, octets 2-5 the sequence number; the
-///   rest is sealed as the inner packet with that SA's keys exactly as a peer would, so the inner-packet parsing,
-///   selector checks, anti-replay window and counters see fuzzed, authentic packets.
+/// - authenticated (1): bits 1-2 pick the SA, bit 3 the engine (0: replay check off, so every input reaches the
+///   inner packet; 1: RFC 4303's window on, its state carried from input to input); octet 1 is the Next Header,
+///   octets 2-5 the sequence number; the rest is sealed as the inner packet with that SA's keys exactly as a peer
+///   would, so the inner-packet parsing, selector checks, anti-replay window and counters see fuzzed, authentic
+///   packets.
 enum FuzzESP {
     static let west = IPAddress("192.0.2.1")!
     static let east = IPAddress("192.0.2.2")!
@@ -69,40 +71,42 @@ enum FuzzESP {
         return engine
     }
 
-    static func run(_ bytes: [UInt8]) {
+    /// Returns the engine's verdict (the replayer prints it).
+    static func run(_ bytes: [UInt8]) -> InboundVerdict? {
         var cursor = FuzzCursor(bytes)
         let select = cursor.byte()
         if select & 1 == 0 {
             let datagram = cursor.remaining
-            guard datagram.count <= capacity else { return }
+            guard datagram.count <= capacity else { return nil }
             UnsafeMutableRawBufferPointer(rebasing: buffer[0..<datagram.count]).copyBytes(from: datagram)
-            _ = raw.decapsulate(buffer: buffer, datagram: 0..<datagram.count, source: Endpoint(west, 4500))
-            return
+            return raw.decapsulate(buffer: buffer, datagram: 0..<datagram.count, source: Endpoint(west, 4500))
         }
         let index = Int(select >> 1) & 0b11
         let nextHeader = cursor.byte()
         let sequenceNumber = cursor.uint32()
         let inner = cursor.remaining
-        guard ESPEngine.headroom + inner.count + ESPEngine.tailroom <= capacity else { return }
+        guard ESPEngine.headroom + inner.count + ESPEngine.tailroom <= capacity else { return nil }
         let payload = ESPEngine.headroom..<ESPEngine.headroom + inner.count
         UnsafeMutableRawBufferPointer(rebasing: buffer[payload]).copyBytes(from: inner)
         guard let packet = try? peers[index].seal(buffer: buffer, payload: payload, spi: known[index].spi,
                                                   sequenceNumber: sequenceNumber, nextHeader: nextHeader) else {
             preconditionFailure("sealing with a known key failed")
         }
-        _ = windowed.decapsulate(buffer: buffer, datagram: packet, source: Endpoint(west, 4500))
-        _ = windowed.counters
+        let engine = select & 0b1000 == 0 ? raw : windowed
+        let verdict = engine.decapsulate(buffer: buffer, datagram: packet, source: Endpoint(west, 4500))
+        _ = engine.counters
+        return verdict
     }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
-    FuzzESP.run(fuzzBytes(data, size))
+    _ = FuzzESP.run(fuzzBytes(data, size))
     return 0
 }
 
 #if !VIGIL_LIBFUZZER
 @main enum Replay {
-    static func main() { replayFiles(Array(CommandLine.arguments.dropFirst())) { FuzzESP.run($0); return "" } }
+    static func main() { replayFiles(Array(CommandLine.arguments.dropFirst())) { FuzzESP.run($0).map { "  \($0)" } ?? "" } }
 }
 #endif
