@@ -144,6 +144,19 @@ public final class VigildLab: @unchecked Sendable {
         return try events().first(where: predicate)
     }
 
+    /// Polls the event list until `condition` holds for the whole list (one control request per poll), or the
+    /// timeout passes; returns the list it held for, or nil.
+    public func waitForEvents(timeout: Double, until condition: ([DaemonEvent]) -> Bool) throws -> [DaemonEvent]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let events = try events()
+            if condition(events) { return events }
+            usleep(20_000)
+        } while Date() < deadline
+        let events = try events()
+        return condition(events) ? events : nil
+    }
+
     public var diagnostics: String {
         "vigild log:\n\(vigild?.log.suffix(6000) ?? "")"
     }
