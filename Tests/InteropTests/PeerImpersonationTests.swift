@@ -63,8 +63,7 @@ import Glibc
         try lab.startVigild()
         let first = FailoverLab.gatewayAddress(0)
         let second = FailoverLab.gatewayAddress(1)
-        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == first } != nil,
-                     "no tunnel with the first peer:\n\(lab.diagnostics)")
+        try lab.requireTunnel(with: first)
         try beforeKill(lab)
 
         let failedAt = Date()
@@ -106,8 +105,7 @@ import Glibc
         // Gateway 2's charon is not running yet: the forger holds its address and port first.
         try lab.startGateways([0, 2])
         try lab.startVigild()
-        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" && $0.peer == first } != nil,
-                     "no tunnel with the first peer:\n\(lab.diagnostics)")
+        try lab.requireTunnel(with: first)
         let forger = try DatagramImpostor.start(in: lab.lab.gateways[1], address: second, mode: .refuseFirstRequest)
         let failedAt = Date()
         lab.lab.kill(0)
