@@ -1,7 +1,7 @@
 # Vigil: the README's two commands are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: deps build test demo bench clean secrets-mode fuzz fuzz-smoke
+.PHONY: deps build test demo bench clean secrets-mode fuzz fuzz-smoke install deb package-test
 
 deps:
 	./deploy/install-deps.sh
@@ -14,6 +14,7 @@ test: deps secrets-mode
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) fuzz-smoke
+	$(MAKE) package-test
 
 # The main job: see README.
 # The main job: vigild fails over from a killed strongSwan gateway to the next listed one, twice, with a timeline.
@@ -50,5 +51,23 @@ fuzz: deps
 fuzz-smoke:
 	FUZZ_SECONDS=30 SWIFT=$(SWIFT) ./Fuzz/run.sh
 
+# Installs vigild, vigil, the systemd unit, /etc/vigil examples (secrets 0600, existing files kept), man pages and
+# completions; PREFIX (default /usr/local) and DESTDIR honoured. Release build, Swift runtime linked statically.
+PREFIX ?= /usr/local
+install: secrets-mode
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-release --product vigild
+	$(SWIFT) build -c release --static-swift-stdlib --scratch-path .build-release --product vigil
+	$(SWIFT) build --scratch-path .build-tools --product generate-manual
+	BINDIR=.build-release/release MANTOOL=.build-tools/debug/generate-manual PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) \
+		./deploy/package/install.sh
+
+# The Debian package (dpkg-deb): .build-package/vigil_VERSION_ARCH.deb.
+deb: secrets-mode
+	SWIFT=$(SWIFT) ./deploy/package/build-deb.sh
+
+# The package installed into a clean Debian 12 root (debootstrap, no Swift there): vigild --check, vigil --version.
+package-test: deps secrets-mode
+	SWIFT=$(SWIFT) ./deploy/package/test-in-clean-root.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-release .build-tools .build-package .build-fuzz

@@ -6,7 +6,9 @@ packages=(
   # build
   pkg-config libssl-dev libnl-3-dev libnl-route-3-dev libnl-xfrm-3-dev
   # lab and kernel tests
-  iproute2 nftables iputils-ping procps psmisc iperf3
+  iproute2 nftables iputils-ping procps psmisc iperf3 tcpdump util-linux python3
+  # packaging: the Debian package, its clean-root test, the systemd unit's checks
+  debootstrap systemd binutils
   # reference IKE peer
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   # openssl (ECP groups, GCM) and curve25519 plugins for the interop proposals

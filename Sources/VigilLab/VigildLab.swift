@@ -117,7 +117,11 @@ public final class VigildLab: @unchecked Sendable {
         let keys = (0..<(settings.listedPeers ?? settings.gatewayCount)).map { "  \(FailoverLab.gatewayAddress($0)): \"\(Self.psk)\"" }.joined(separator: "\n")
         try "pre-shared-keys:\n\(keys)\n".write(to: secrets, atomically: true, encoding: .utf8)
         chmod(secrets.path, 0o600)
-        guard let binary = VigildProcess.productPath("vigild") else { throw LabError("vigild is not built next to the tests") }
+        // VIGIL_VIGILD: another vigild binary, e.g. the one the Debian package installed (package-test).
+        guard let binary = ProcessInfo.processInfo.environment["VIGIL_VIGILD"] ?? VigildProcess.productPath("vigild") else {
+            throw LabError("vigild is not built next to the tests")
+        }
+        guard FileManager.default.isExecutableFile(atPath: binary) else { throw LabError("vigild binary \(binary) is not executable") }
         vigild = VigildProcess(namespace: lab.vigil, binary: binary, configPath: config.path,
                                logPath: directory.appendingPathComponent("vigild.log").path)
         let extra = settings.dataPlane == .kernel ? ["--sa-kernel", "recorded"] : []
