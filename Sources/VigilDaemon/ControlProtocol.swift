@@ -8,6 +8,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case status
         case setPeers = "peers.set"
         case clear
+        case initiate
         case failover
         case events
         case metrics
@@ -24,10 +25,12 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var to: String?
     /// events: keep the connection open and stream new events.
     public var follow: Bool?
+    /// clear: keep the entries down until `initiate` (Cisco's clear renegotiates; this does not).
+    public var hold: Bool?
 
     public init(
         command: Command, map: String? = nil, sequence: Int? = nil, peers: [String]? = nil,
-        preferred: String? = nil, to: String? = nil, follow: Bool? = nil
+        preferred: String? = nil, to: String? = nil, follow: Bool? = nil, hold: Bool? = nil
     ) {
         self.command = command
         self.map = map
@@ -36,6 +39,7 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         self.preferred = preferred
         self.to = to
         self.follow = follow
+        self.hold = hold
     }
 }
 
@@ -47,6 +51,7 @@ public enum ControlErrorCode: String, Codable, Sendable, CaseIterable {
     case invalidPeerList = "invalid-peer-list"
     case unknownPeer = "unknown-peer"
     case notConnected = "not-connected"
+    case alreadyUp = "already-up"
     case permissionDenied = "permission-denied"
     case internalError = "internal-error"
 }

@@ -18,8 +18,29 @@ extension Daemon {
         case .clear:
             return respond {
                 let targets = try selectEntries(map: request.map, sequence: request.sequence)
-                for entry in targets { enqueue { self.coordinate(entry, .operatorClear) } }
-                return "cleared \(targets.map(\.name).joined(separator: ", "))"
+                let hold = request.hold ?? false
+                // Cisco's clear: the SAs go and the entry renegotiates as configured (at once when it starts by
+                // itself, on traffic otherwise); with hold it stays down until `initiate`.
+                for entry in targets {
+                    enqueue {
+                        self.coordinate(entry, .operatorClear)
+                        if !hold && entry.entry.start { self.coordinate(entry, .start) }
+                    }
+                }
+                let names = targets.map(\.name).joined(separator: ", ")
+                return hold ? "cleared \(names); held down until vigil initiate" : "cleared \(names); renegotiating as configured"
+            }
+        case .initiate:
+            return respond {
+                guard let map = request.map, let sequence = request.sequence else {
+                    throw ControlError(.badRequest, "initiate needs a map and a sequence number")
+                }
+                let entry = try selectEntries(map: map, sequence: sequence)[0]
+                guard case .idle = entry.coordinator.state else {
+                    throw ControlError(.alreadyUp, "\(entry.name) is not idle (\(entry.coordinator.activePeer.map { "established with \($0)" } ?? "negotiating or backing off")); clear it first")
+                }
+                enqueue { self.coordinate(entry, .start) }
+                return "initiating \(entry.name) from its first usable peer"
             }
         case .failover:
             return respond {

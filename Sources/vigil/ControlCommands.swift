@@ -88,13 +88,32 @@ struct PeersCommand: ParsableCommand {
 
 /// `vigil clear [MAP [SEQ]]`: delete SAs (Cisco `clear crypto session`).
 struct ClearCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "clear", abstract: "Clear the SAs of an entry, a map, or everything.")
+    static let configuration = CommandConfiguration(
+        commandName: "clear",
+        abstract: "Clear the SAs of an entry, a map, or everything; they renegotiate as configured.",
+        discussion: "As Cisco's `clear crypto session`: the SAs are deleted with the peer and the entry renegotiates "
+            + "from its first usable peer (at once when it starts by itself, on traffic otherwise). With --hold the "
+            + "entries stay down, traffic blocked, until `vigil initiate`.")
     @OptionGroup var daemon: DaemonOptions
     @Argument(help: "Crypto map name (all maps if omitted).") var map: String?
     @Argument(help: "Entry sequence number (all entries of the map if omitted).") var sequence: Int?
+    @Flag(name: .long, help: "Keep the entries down until `vigil initiate`.") var hold = false
 
     func run() throws {
-        let response = try daemon.send(ControlRequest(command: .clear, map: map, sequence: sequence))
+        let response = try daemon.send(ControlRequest(command: .clear, map: map, sequence: sequence, hold: hold ? true : nil))
+        print(response.message ?? "ok")
+    }
+}
+
+/// `vigil initiate MAP SEQ` (swanctl --initiate): bring an idle entry up now, from its first usable peer.
+struct InitiateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "initiate", abstract: "Bring an idle entry up now.")
+    @OptionGroup var daemon: DaemonOptions
+    @Argument(help: "Crypto map name.") var map: String
+    @Argument(help: "Entry sequence number.") var sequence: Int
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .initiate, map: map, sequence: sequence))
         print(response.message ?? "ok")
     }
 }

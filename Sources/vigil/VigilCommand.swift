@@ -10,7 +10,7 @@ struct VigilCommand: ParsableCommand {
         abstract: "Control and inspect Vigil, the IPsec failover controller.",
         version: VigilVersion.current,
         subcommands: [
-            ConfigCommand.self, StatusCommand.self, PeersCommand.self, ClearCommand.self, FailoverCommand.self,
+            ConfigCommand.self, StatusCommand.self, PeersCommand.self, ClearCommand.self, InitiateCommand.self, FailoverCommand.self,
             EventsCommand.self, MetricsCommand.self,
         ]
     )

@@ -88,14 +88,35 @@ import VigilLab
         #expect(metrics.stdout.contains("vigil_phase2_established_total 2"), "\(metrics.stdout)")
         #expect(metrics.stdout.contains("vigil_ike_sas 1"), "\(metrics.stdout)")
 
-        // clear: the SAs go (strongSwan's too) and nothing comes back without traffic or a command.
-        let clear = try Self.vigil(lab, ["clear", "LAB", "10"])
-        #expect(clear.succeeded, "\(clear.stderr)")
+        // clear --hold: the SAs go (strongSwan's too) and nothing comes back until `initiate`.
+        let clear = try Self.vigil(lab, ["clear", "LAB", "10", "--hold"])
+        #expect(clear.succeeded && clear.stdout.contains("held down"), "\(clear.stdout)\(clear.stderr)")
         #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "cleared" } != nil)
         usleep(500_000)
         let after = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
         #expect(after.ikeSAs.isEmpty && after.childSAs.isEmpty, "\(after)")
         #expect(after.state == "idle")
+
+        // initiate brings it up from its first usable peer; a second initiate is refused with its code.
+        let programmed = { try lab.events().filter { $0.kind == "dataplane-programmed" && $0.peer == first }.count }
+        let before = try programmed()
+        let initiate = try Self.vigil(lab, ["initiate", "LAB", "10"])
+        #expect(initiate.succeeded, "\(initiate.stderr)")
+        #expect(try lab.waitForEvents(timeout: 15) { $0.filter { $0.kind == "dataplane-programmed" && $0.peer == first }.count > before } != nil,
+                "initiate did not bring the entry up with the first peer:\n\(lab.diagnostics)")
+        let again = try Self.vigil(lab, ["initiate", "LAB", "10"])
+        #expect(again.status == 1 && again.stderr.contains("already-up"), "\(again.stdout)\(again.stderr)")
+        let missing = try Self.vigil(lab, ["initiate", "LAB", "99"])
+        #expect(missing.status == 1 && missing.stderr.contains("unknown-entry"), "\(missing.stderr)")
+
+        // Cisco's clear: the SAs go and the entry (which starts by itself) renegotiates at once.
+        let up = try programmed()
+        let renegotiate = try Self.vigil(lab, ["clear", "LAB", "10"])
+        #expect(renegotiate.succeeded && renegotiate.stdout.contains("renegotiating"), "\(renegotiate.stdout)\(renegotiate.stderr)")
+        #expect(try lab.waitForEvents(timeout: 15) { $0.filter { $0.kind == "dataplane-programmed" && $0.peer == first }.count > up } != nil,
+                "clear did not renegotiate:\n\(lab.diagnostics)")
+        let ping = try lab.lab.host.run(["ping", "-c", "3", "-i", "0.2", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(ping.succeeded, "no traffic after clear and renegotiation: \(ping.stdout)")
     }
 
     @Test func aBadReloadKeepsTheRunningConfigurationAndAGoodOneAppliesPeers() throws {
