@@ -26,6 +26,11 @@ struct DaemonOptions: ParsableArguments {
         return response
     }
 
+    /// Sends a request that only answers with a message, and prints it.
+    func perform(_ request: ControlRequest) throws {
+        print(try send(request).message ?? "ok")
+    }
+
     func printJSON<T: Encodable>(_ value: T) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -100,8 +105,7 @@ struct ClearCommand: ParsableCommand {
     @Flag(name: .long, help: "Keep the entries down until `vigil initiate`.") var hold = false
 
     func run() throws {
-        let response = try daemon.send(ControlRequest(command: .clear, map: map, sequence: sequence, hold: hold ? true : nil))
-        print(response.message ?? "ok")
+        try daemon.perform(ControlRequest(command: .clear, map: map, sequence: sequence, hold: hold ? true : nil))
     }
 }
 
@@ -109,26 +113,28 @@ struct ClearCommand: ParsableCommand {
 struct InitiateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "initiate", abstract: "Bring an idle entry up now.")
     @OptionGroup var daemon: DaemonOptions
-    @Argument(help: "Crypto map name.") var map: String
-    @Argument(help: "Entry sequence number.") var sequence: Int
+    @OptionGroup var entry: EntryArguments
 
     func run() throws {
-        let response = try daemon.send(ControlRequest(command: .initiate, map: map, sequence: sequence))
-        print(response.message ?? "ok")
+        try daemon.perform(ControlRequest(command: .initiate, map: entry.map, sequence: entry.sequence))
     }
+}
+
+/// MAP SEQ: the crypto-map entry a command addresses.
+struct EntryArguments: ParsableArguments {
+    @Argument(help: "Crypto map name.") var map: String
+    @Argument(help: "Entry sequence number.") var sequence: Int
 }
 
 /// `vigil failover MAP SEQ [--to PEER]`: leave the active peer for the next listed (or a named) peer.
 struct FailoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "failover", abstract: "Force a failover now.")
     @OptionGroup var daemon: DaemonOptions
-    @Argument(help: "Crypto map name.") var map: String
-    @Argument(help: "Entry sequence number.") var sequence: Int
+    @OptionGroup var entry: EntryArguments
     @Option(name: .long, help: "Move to this listed peer instead of the next one.") var to: String?
 
     func run() throws {
-        let response = try daemon.send(ControlRequest(command: .failover, map: map, sequence: sequence, to: to))
-        print(response.message ?? "ok")
+        try daemon.perform(ControlRequest(command: .failover, map: entry.map, sequence: entry.sequence, to: to))
     }
 }
 
