@@ -50,7 +50,10 @@ public enum ControlErrorCode: String, Codable, Sendable, CaseIterable {
     case unknownEntry = "unknown-entry"
     case invalidPeerList = "invalid-peer-list"
     case unknownPeer = "unknown-peer"
+    /// The entry has no active peer (the daemon answered).
     case notConnected = "not-connected"
+    /// The client could not reach vigild, or vigild hung up (never sent by the daemon).
+    case daemonUnreachable = "daemon-unreachable"
     case alreadyUp = "already-up"
     case permissionDenied = "permission-denied"
     case internalError = "internal-error"

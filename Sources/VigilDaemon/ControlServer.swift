@@ -177,7 +177,7 @@ public final class ControlClient {
         guard UnixAddress.connect(fd, path: path) == 0 else {
             let error = String(cString: strerror(errno))
             close(fd)
-            throw ControlError(.notConnected, "cannot connect to vigild at \(path): \(error) (is vigild running?)")
+            throw ControlError(.daemonUnreachable, "cannot connect to vigild at \(path): \(error) (is vigild running?)")
         }
         self.fd = fd
     }
@@ -187,8 +187,8 @@ public final class ControlClient {
     public func send(_ request: ControlRequest) throws -> ControlResponse {
         let bytes = ControlCoding.encode(request)
         let sent = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == bytes.count else { throw ControlError(.notConnected, "vigild closed the control connection") }
-        guard let line = readLine() else { throw ControlError(.notConnected, "vigild closed the control connection") }
+        guard sent == bytes.count else { throw ControlError(.daemonUnreachable, "vigild closed the control connection") }
+        guard let line = readLine() else { throw ControlError(.daemonUnreachable, "vigild closed the control connection") }
         return try ControlCoding.decode(ControlResponse.self, line: line)
     }
 

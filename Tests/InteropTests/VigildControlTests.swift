@@ -10,6 +10,15 @@ import VigilLab
         return try Command.run([binary] + arguments + ["--socket", lab.socketPath])
     }
 
+    /// The two meanings of "not connected" apart: a daemon the CLI cannot reach (exit 3) is not an entry without an
+    /// active peer (exit 1, `not-connected`).
+    @Test func anUnreachableDaemonIsExitThreeWithItsOwnCode() throws {
+        guard let binary = VigildProcess.productPath("vigil") else { throw LabError("vigil is not built next to the tests") }
+        let result = try Command.run([binary, "status", "--socket", "/nonexistent-vigil/vigil.sock"])
+        #expect(result.status == 3, "\(result.stdout)\(result.stderr)")
+        #expect(result.stderr.contains("daemon-unreachable") && !result.stderr.contains("not-connected"), "\(result.stderr)")
+    }
+
     @Test func peerListUpdateRemovingTheActivePeerFailsOverAtOnce() throws {
         let lab = try VigildLab()
         defer { lab.destroy() }

@@ -80,7 +80,7 @@ import VigilAddressing
             _ = try ControlClient(path: "/nonexistent-vigil/vigil.sock")
             Issue.record("connected to nothing")
         } catch let error as ControlError {
-            #expect(error.code == .notConnected)
+            #expect(error.code == .daemonUnreachable)
             #expect(error.message.contains("is vigild running?"))
         } catch {
             Issue.record("unexpected \(error)")
