@@ -226,6 +226,9 @@ final class IKEv1Driver: IKEEngineDriver {
         case .dpdAcknowledged(let id, let sequence): output(.probeAnswered(key(id), sequence: sequence))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))
+        case .peerAddressChanged(let id, let old, let new):
+            // Not wired yet: the kernel SAs keep the old endpoint until the daemon moves them as a planned change.
+            output(.log(.warning, "IKEv1: ISAKMP SA \(id) peer moved \(old) -> \(new); kernel SAs not moved yet"))
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
