@@ -14,6 +14,9 @@ enum IKEv1Limits {
     /// Quick Modes in flight on one ISAKMP SA (ours and the peer's): more are refused, so an authenticated but
     /// misbehaving peer cannot make us hold unbounded Phase 2 state.
     static let quickModesInFlight = 32
+    /// IPsec SAs one ISAKMP SA may carry (a crypto map entry makes one per pair of protected subnets, twice during a
+    /// rekey): a peer's QM1 beyond that is refused.
+    static let ipsecSAsPerISAKMPSA = 512
 }
 
 /// The most recent `capacity` distinct values; inserting into a full set forgets the oldest.
@@ -70,8 +73,30 @@ struct FreshnessLedger: Sendable {
     var outstandingDPD = RecentSet<UInt32>(capacity: IKEv1Limits.outstandingProbesKept)
     /// R-U-THEREs sent, acknowledged or not.
     var sentDPD = RecentSet<UInt32>(capacity: IKEv1Limits.sentProbesRemembered)
+    /// The first and the highest R-U-THERE sequence number we sent: the dead peer detector counts up by one from a
+    /// random start (RFC 3706 §6.2), so every number in between is ours too, however long ago.
+    var ownSequences: (first: UInt32, highest: UInt32)?
     /// RFC 3706 §7: the last R-U-THERE sequence number the peer sent; each new one must be above it.
     var lastPeerSequence: UInt32?
+
+    mutating func rUThereSent(_ sequence: UInt32) {
+        outstandingDPD.insert(sequence)
+        sentDPD.insert(sequence)
+        guard let range = ownSequences else {
+            ownSequences = (sequence, sequence)
+            return
+        }
+        if sequence &- range.first > range.highest &- range.first, sequence &- range.first < Self.halfSequenceSpace {
+            ownSequences = (range.first, sequence)
+        }
+    }
+
+    /// Whether an R-U-THERE with this sequence number could be one of ours.
+    func isOwnSequence(_ sequence: UInt32) -> Bool {
+        if sentDPD.contains(sequence) { return true }
+        guard let range = ownSequences else { return false }
+        return sequence &- range.first <= range.highest &- range.first
+    }
 
     /// Whether a message ID is free for a new exchange of ours (RFC 2408 §3.1: unique per SA, never 0).
     func isUnused(_ messageID: UInt32) -> Bool {

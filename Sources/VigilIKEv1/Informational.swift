@@ -49,8 +49,7 @@ extension IKEv1Endpoint {
         }
         context.log(.info, "sending R-U-THERE seq \(sequence) to \(sa.remote) on ISAKMP SA \(id)")
         sendInformational([.notification(Self.dpdNotification(ISAKMP.NotifyType.rUThere, sa: sa, sequence: sequence))], sa: &sa, &context, &random)
-        sa.freshness.outstandingDPD.insert(sequence)
-        sa.freshness.sentDPD.insert(sequence)
+        sa.freshness.rUThereSent(sequence)
         sas[id] = sa
     }
 
@@ -242,18 +241,18 @@ extension IKEv1Endpoint {
     }
 
     /// RFC 3706 §5: answer with an ACK echoing the sequence number; §7: the peer's sequence numbers increase, so
-    /// only one above the last proves the peer is alive now (a replay carries an old one).
+    /// only one above the last proves the peer is alive now (a replay carries an old one). One of our own sequence
+    /// numbers is our probe reflected (its message ID already forgotten): no proof of life. It is still answered,
+    /// once, because both ends count up from random starts and may meet: refusing the ACK would make a healthy
+    /// peer declare us dead, and an ACK reflected back is dropped, so there is no storm.
     mutating func rUThereReceived(sequence: UInt32, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                   _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard !sa.freshness.sentDPD.contains(sequence) else {
-            // Our own probe, reflected under a message ID we no longer remember: neither life nor worth an ACK.
-            context.count("reflectedDropped")
-            context.log(.debug, "R-U-THERE seq \(sequence) from \(from) is one we sent: reflected, not answered")
-            return
-        }
         context.log(.info, "received R-U-THERE seq \(sequence) from \(sa.remote), sending R-U-THERE-ACK")
         context.count("dpdProbesAnswered")
-        if sa.freshness.isAboveLastPeerSequence(sequence) {
+        if sa.freshness.isOwnSequence(sequence) {
+            context.count("reflectedDropped")
+            context.log(.debug, "R-U-THERE seq \(sequence) from \(from) carries a sequence number we sent: not taken as proof of life")
+        } else if sa.freshness.isAboveLastPeerSequence(sequence) {
             sa.freshness.lastPeerSequence = sequence
             freshMessageReceived(from: from, to: to, sa: &sa, &context)
         } else {
@@ -278,8 +277,10 @@ extension IKEv1Endpoint {
             sas[sa.id] = sa
             // A reauthentication may be under way (strongSwan deletes the old ISAKMP SA after `over_time` even if the
             // new Main Mode is still running and keeps its IPsec SAs for the new one): hand them over if there is one.
-            if let heir = sas.values.first(where: { $0.id != sa.id && !$0.isDead && $0.connection.name == sa.connection.name
-                && $0.peer.address == sa.peer.address }) {
+            // The newest established ISAKMP SA with the peer inherits them, else one still in Main Mode.
+            let candidates = sas.values.filter { $0.id != sa.id && !$0.isDead && $0.connection.name == sa.connection.name
+                && $0.peer.address == sa.peer.address }
+            if let heir = candidates.filter(\.isEstablished).max(by: { $0.serial < $1.serial }) ?? candidates.first {
                 for (id, child) in children where child.info.ikeSA == sa.id {
                     context.log(.info, "IPsec SA \(id) moves from deleted ISAKMP SA \(sa.id) to \(heir.id)")
                     children[id]?.info.ikeSA = heir.id

@@ -31,6 +31,8 @@ extension IKEv1Endpoint {
                           phase: .initiatorSentMM1(offered: suites),
                           initiatorSABody: ISAKMP.Payload.securityAssociation(saPayload).body,
                           initiateChildAfterMainMode: initiateChild, replaces: replaces)
+        serials += 1
+        sa.serial = serials
         let payloads: [ISAKMP.Payload] = [.securityAssociation(saPayload)] + Self.vendorIDs
         let message = ISAKMP.Message(header: .init(initiatorCookie: cookie, responderCookie: 0, nextPayload: 0,
                                                    exchangeType: .identityProtection, flags: [], messageID: 0), payloads: payloads)
@@ -94,7 +96,9 @@ extension IKEv1Endpoint {
         serials += 1
         sa.serial = serials
         noteVendorIDs(payloads, sa: &sa)
-        guard let chosenProposal = offer.proposals.first(where: { $0.transforms.contains(transform) }) else {
+        guard let chosenProposal = offer.proposals.first(where: {
+            $0.protocolID == ISAKMP.ProtocolID.isakmp.rawValue && $0.transforms.contains(transform)
+        }) else {
             preconditionFailure("selectPhase1 chose a transform outside the offer")
         }
         var chosen = chosenProposal
@@ -432,6 +436,17 @@ extension IKEv1Endpoint {
         }
         answered(messageID: 0, sa: &sa, &context)
         mainModeEstablished(sa: &sa, keys: state.keys, &context)
+        if let old = sa.replaces, let partner = sas.values.first(where: { $0.id != old && $0.id != sa.id && !$0.isInitiator && $0.isEstablished
+                                                                           && !$0.isDead && $0.connection.name == sa.connection.name
+                                                                           && $0.peer.address == sa.peer.address }),
+           Self.survives(partner, over: sa) {
+            // Rekey collision, lost: the peer's new ISAKMP SA holds the IPsec SAs; ours is deleted.
+            context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(partner.id) stays, ours \(sa.id) goes")
+            context.actions.append(.exchangeInFlight(old, false))
+            recordSuccessor(of: sa.id, partner.id)
+            sendISAKMPDelete(sa: &sa, reason: "rekey collision, replaced by ISAKMP SA \(partner.id)", &context, &random)
+            return
+        }
         if let old = sa.replaces, sas[old] != nil {
             // Phase 1 rekey, make before break as strongSwan reauthenticates: every IPsec SA of the old ISAKMP SA is
             // rekeyed with a Quick Mode on the new one; once the last is replaced, the old ISAKMP SA is deleted
@@ -506,8 +521,10 @@ extension IKEv1Endpoint {
         mainModeEstablished(sa: &sa, keys: state.keys, &context)
         if initialContact {
             initialContactReceived(sa: sa, &context)
+        } else if let rekey = ownRekey(besides: sa), Self.survives(rekey, over: sa) {
+            context.log(.info, "\(sa.connection.name): rekey collision: our ISAKMP SA \(rekey.id) stays, the peer deletes its \(sa.id)")
         } else {
-            adoptChildren(into: sa, &context)
+            adoptChildren(into: sa, &context, &random)
         }
     }
 
@@ -526,7 +543,7 @@ extension IKEv1Endpoint {
     /// A second Main Mode from the same peer without INITIAL-CONTACT is a reauthentication: the new ISAKMP SA takes
     /// over the IPsec SAs of the older ones (strongSwan does the same, "detected reauth of existing IKE_SA, adopting
     /// children"), so the peer's later DELETEs and rekeys on the new SA find them.
-    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context) {
+    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         let older = Set(sas.values.filter { $0.id != sa.id && $0.isEstablished && $0.connection.name == sa.connection.name
             && $0.peer.address == sa.peer.address }.map(\.id))
         for (id, child) in children where older.contains(child.info.ikeSA) {
@@ -536,15 +553,32 @@ extension IKEv1Endpoint {
         // The replaced ISAKMP SAs end here rather than linger (in `ikeSAs`, in the daemon's status) until their
         // lifetime: reported deleted, no DELETE sent, because the peer that reauthenticated deletes its old SA
         // itself (strongSwan after `over_time`) and a DELETE of ours could race its hand-over of the IPsec SAs.
+        // Our own rekey that lost a collision to this SA is ours to delete, with a DELETE.
         for old in older {
             recordSuccessor(of: old, sa.id)
             guard var retired = sas[old] else { continue }
-            context.log(.info, "ISAKMP SA \(old) replaced by \(sa.id) (reauthentication): forgotten")
-            retired.phase = .dead
-            retired.deathReason = "replaced by ISAKMP SA \(sa.id) (reauthentication)"
+            if retired.isInitiator, retired.replaces != nil {
+                context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(sa.id) stays, ours \(old) goes")
+                sendISAKMPDelete(sa: &retired, reason: "rekey collision, replaced by ISAKMP SA \(sa.id)", &context, &random)
+            } else {
+                context.log(.info, "ISAKMP SA \(old) replaced by \(sa.id) (reauthentication): forgotten")
+                retired.phase = .dead
+                retired.deathReason = "replaced by ISAKMP SA \(sa.id) (reauthentication)"
+            }
             sas[old] = retired
         }
     }
+
+    /// Our Phase 1 rekey with the same peer and connection, still under way or done, other than `sa`.
+    func ownRekey(besides sa: ISAKMPSA) -> ISAKMPSA? {
+        sas.values.first { $0.id != sa.id && $0.isInitiator && $0.replaces != nil && !$0.isDead
+            && $0.connection.name == sa.connection.name && $0.peer.address == sa.peer.address }
+    }
+
+    /// RFC 2409 has no rule for two ISAKMP SAs made at once by both ends (a rekey collision). Vigil keeps, on both
+    /// sides, the one with the lower initiator cookie (as RFC 7296 §2.8.1 keeps the lower nonce); the side that
+    /// initiated the other deletes it with a DELETE, whose arrival hands its IPsec SAs to the survivor.
+    static func survives(_ a: ISAKMPSA, over b: ISAKMPSA) -> Bool { a.initiatorCookie < b.initiatorCookie }
 
     mutating func mainModeEstablished(sa: inout ISAKMPSA, keys: Phase1Keys, _ context: inout Context) {
         sa.phase = .established(keys)

@@ -112,9 +112,11 @@ extension IKEv1Endpoint {
                 context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): message ID already used (replay?)")
                 return
             }
-            guard sa.quickModes.count < IKEv1Limits.quickModesInFlight else {
+            let carried = children.values.count { $0.info.ikeSA == sa.id }
+            guard sa.quickModes.count < IKEv1Limits.quickModesInFlight, carried < IKEv1Limits.ipsecSAsPerISAKMPSA else {
                 context.count("quickModeLimitDropped")
-                context.log(.warning, "dropped QM1 from \(from): \(sa.quickModes.count) Quick Modes already in flight on ISAKMP SA \(sa.id)")
+                context.log(.warning, "dropped QM1 from \(from): ISAKMP SA \(sa.id) has \(sa.quickModes.count) Quick Modes in flight "
+                            + "and \(carried) IPsec SAs")
                 return
             }
         }

@@ -34,6 +34,20 @@ import VigilWire
         #expect(net.wire.isEmpty)
     }
 
+    @Test func ourOwnRUThereReplayedLongAfterIsNoProofOfLife() throws {
+        var net = Self.established(pfs: nil)
+        let westSA = try #require(net.west.ikeSAs.first).id
+        // R-U-THERE seq 1000 --> captured, then so many more probes that its message ID is long forgotten.
+        net.west(.sendDPDProbe(westSA, sequence: 1000))
+        let probeTaken = net.intercept()
+        let probe = try #require(probeTaken)
+        for sequence: UInt32 in 1001...5200 { net.west(.sendDPDProbe(westSA, sequence: sequence)) }
+        net.wire.removeAll()
+        let replayed = net.inject(probe, from: probe.to, to: probe.from)
+        #expect(replayed.proofsOfLife == 0, "our own old probe counted as the peer's proof of life")
+        #expect(net.west.counters["reflectedDropped"] == 1)
+    }
+
     @Test func aReplayedRUThereIsAnsweredButIsNoProofOfLife() throws {
         var net = Self.established()
         let eastSA = try #require(net.east.ikeSAs.first).id
@@ -245,6 +259,30 @@ import VigilWire
         net.settle()
         #expect(net.west.ikeSAs.count == 1 && net.east.ikeSAs.count == 1)
         #expect(net.west.childSAs.count == 1 && net.east.childSAs.count == 1)
+    }
+
+    /// Both ends rekey the same ISAKMP SA at once; whichever new one has the lower initiator cookie (the seed
+    /// decides) survives on both sides, and nothing is left orphaned or lost.
+    @Test(arguments: 1...12 as ClosedRange<UInt64>)
+    func simultaneousPhase1RekeysLeaveNoOrphanedISAKMPSA(seed: UInt64) throws {
+        var net = Self.established(pfs: nil)
+        net.random = SeededGenerator(seed: seed)
+        let westOld = try #require(net.west.ikeSAs.first).id
+        let eastOld = try #require(net.east.ikeSAs.first).id
+        // Both rekey at once: MM1 --> and <-- MM1, each side a responder to the other's Main Mode as well.
+        net.west(.rekeyIKESA(westOld))
+        if seed % 2 == 0 { net.deliver() }   // half the runs let west's MM1 arrive first
+        net.east(.rekeyIKESA(eastOld))
+        net.settle(limit: 200)
+        let west = net.west.ikeSAs.filter { $0.state == .established }
+        let east = net.east.ikeSAs.filter { $0.state == .established }
+        #expect(west.count == 1 && east.count == 1, "west \(west.map(\.id)) east \(east.map(\.id))\n\(net.westActions.logText)\n\(net.eastActions.logText)")
+        #expect(Set(west.map(\.initiatorCookie)) == Set(east.map(\.initiatorCookie)))
+        // Both ends rekeyed the IPsec SA too (IKEv1 has no Phase 2 collision rule): one or two pairs, the same on both.
+        #expect((1...2).contains(net.west.childSAs.count), "\(net.west.childSAs)")
+        #expect(Set(net.west.childSAs.map(\.inboundSPI)) == Set(net.east.childSAs.map(\.outboundSPI)))
+        #expect(Set(net.west.childSAs.map(\.outboundSPI)) == Set(net.east.childSAs.map(\.inboundSPI)))
+        #expect(net.west.childSAs.allSatisfy { $0.ikeSA == west.first?.id } && net.east.childSAs.allSatisfy { $0.ikeSA == east.first?.id })
     }
 
     // MARK: - Half-open state (defect 7)

@@ -73,12 +73,12 @@ import VigilLab
         try lab.establish()
         let child = try #require(lab.driver.endpoint.childSAs.first)
         lab.driver.handle(.deleteChildSA(child.id))
-        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
+        lab.driver.run(seconds: 4) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
         var listing = try lab.swanSAs()
         #expect(!listing.contains("state=INSTALLED") && listing.contains("state=ESTABLISHED"), "\(listing)")
         let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
         lab.driver.handle(.deleteIKESA(sa))
-        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
+        lab.driver.run(seconds: 4) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
         listing = try lab.swanSAs()
         #expect(!listing.contains("state=ESTABLISHED"), "\(listing)\n\(lab.swan.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
