@@ -311,6 +311,37 @@ import VigilWire
         #expect(east.counters["halfOpenLimitDropped"] == nil)
     }
 
+    /// A flood of MM1s spoofed from one listed address (fresh cookies each): the state stays at that source's limit,
+    /// and a genuine initiator from the same address still gets through once the flood pauses.
+    @Test func aFloodOfSpoofedMM1sKeepsStateBounded() throws {
+        var east = Fixture.eastEndpoint()
+        var random = SeededGenerator(seed: 11)
+        var template = Fixture.westEndpoint()
+        let first = template.handle(.initiate(connection: "SITE/10", peer: Fixture.east), now: .zero, random: &random)
+        guard case .send(let bytes, let from, let to)? = first.first(where: { if case .send = $0 { true } else { false } }) else {
+            Issue.record("no MM1")
+            return
+        }
+        let flood = 5_000
+        let clock = ContinuousClock()
+        let started = clock.now
+        for index in 0..<flood {
+            var spoofed = bytes
+            for shift in 0..<8 { spoofed[shift] = UInt8(truncatingIfNeeded: (index + 1) >> (shift * 8)) }
+            _ = east.handle(.datagramReceived(bytes: spoofed, from: from, to: to), now: .zero, random: &random)
+        }
+        let elapsed = clock.now - started
+        print("IKEv1 engine: \(flood) spoofed MM1s from one address in \(elapsed), "
+              + "\(Int(Double(flood) / (Double(elapsed.components.attoseconds) / 1e18 + Double(elapsed.components.seconds)))) per second")
+        #expect(east.ikeSAs.count == IKEv1Endpoint.Configuration.defaultMaximumHalfOpenPerSource)
+        #expect(east.counters["halfOpenEvicted"] == UInt64(flood - IKEv1Endpoint.Configuration.defaultMaximumHalfOpenPerSource))
+        // The genuine west still completes Main Mode and Quick Mode with east.
+        var net = Lockstep(west: Fixture.westEndpoint(), east: east)
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        net.settle()
+        #expect(net.west.childSAs.count == 1 && net.east.childSAs.count == 1)
+    }
+
     @Test func halfOpenLimitsAreConfigurationWithNamedDefaults() {
         let configuration = IKEv1Endpoint.Configuration(connections: [])
         #expect(configuration.halfOpenTimeout == IKEv1Endpoint.Configuration.defaultHalfOpenTimeout)
