@@ -376,6 +376,21 @@ import VigilWire
         #expect(net.east.ikeSAs.first?.remoteEndpoint == moved)
     }
 
+    @Test func withoutNATAnMM5FromANewPortDoesNotMoveTheResponder() throws {
+        var net = Lockstep(west: Fixture.westEndpoint(), east: Fixture.eastEndpoint())
+        net.west(.initiate(connection: "SITE/10", peer: Fixture.east))
+        for _ in 0..<4 { net.deliver() }   // MM1...MM4
+        // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } --> arriving from another port, with no NAT detected
+        let mm5Taken = net.intercept()
+        let mm5 = try #require(mm5Taken)
+        let actions = net.inject(mm5, from: Endpoint(Fixture.west, 40_000))
+        #expect(actions.ikeEstablished.count == 1)
+        #expect(net.east.ikeSAs.first?.remoteEndpoint == Endpoint(Fixture.west, 500))
+        #expect(net.east.counters["addressChangeIgnored"] == 1)
+        net.settle()
+        #expect(net.west.childSAs.count == 1 && net.east.childSAs.count == 1)
+    }
+
     @Test func withoutNATAnAuthenticatedMessageFromANewSourceDoesNotMoveTheSA() throws {
         var net = Self.established()
         let eastSA = try #require(net.east.ikeSAs.first)
