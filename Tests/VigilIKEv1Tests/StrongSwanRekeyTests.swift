@@ -100,7 +100,7 @@ import VigilLab
         let vigilOut = Set(lab.driver.endpoint.childSAs.map { Self.hex($0.outboundSPI) })
         #expect(!vigilOut.isEmpty)
         for spi in Self.installedSPIs(listing) {
-            #expect(vigilOut.contains(spi), "strongSwan's SA \(spi) unknown to Vigil (\(vigilOut)): \(listing)")
+            #expect(vigilOut.contains(spi), "strongSwan's SA \(spi) unknown to Vigil (\(vigilOut)): \(listing)\nstrongSwan:\n\(lab.swan.log)")
         }
     }
 }
