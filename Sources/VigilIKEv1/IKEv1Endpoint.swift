@@ -242,6 +242,14 @@ public struct IKEv1Endpoint: Sendable {
             request.attempts += 1
             if request.attempts > schedule.tries {
                 sa.pending[messageID] = nil
+                if messageID == 0, !sa.isInitiator, !sa.isEstablished {
+                    // Our MM2 or MM4 in the peer's Main Mode: nothing more came (the MM1 may have been spoofed).
+                    // The half-open SA waits out its lifetime as before; the peer's reachability is not in question.
+                    context.count("mainModeResponseUnanswered")
+                    context.log(.info, "\(request.purpose) to \(sa.remote): no next Main Mode message after \(schedule.tries) retransmissions")
+                    sas[id] = sa
+                    return
+                }
                 if let quickMode = sa.quickModes[messageID], quickMode.step == .responderSentQM2 {
                     // The peer's own exchange: it never confirmed our QM2 with QM3 (it may have given up, or its QM3
                     // was lost). That says nothing about whether the peer is reachable, so no `.peerUnreachable`.

@@ -70,8 +70,11 @@ struct ISAKMPSA: Sendable {
     var lastUnauthenticatedReason: IKEv1NegotiationFailure?
     /// Order of creation among the endpoint's SAs: a source over its half-open limit loses its oldest first.
     var serial: UInt64 = 0
-    /// Our requests awaiting a reply, by message ID (0: Main Mode).
+    /// Our requests awaiting a reply, by message ID (0: Main Mode; as responder, our MM2 or MM4 until the next
+    /// message of the peer's Main Mode comes).
     var pending: [UInt32: PendingRequest] = [:]
+    /// The responder's fallback rekey was held once for a Main Mode from the same peer in progress.
+    var fallbackRekeyHeld = false
     /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
     var lastMainModeRequest: [UInt8] = []
     var lastMainModeResponse: [UInt8]?

@@ -111,7 +111,9 @@ extension IKEv1Endpoint {
                                                  exchangeType: .identityProtection, flags: [], messageID: 0), payloads: response).encode()
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
-        context.actions.append(.send(bytes: bytes, from: to, to: from))
+        // Resent until MM3 comes: a lost MM2 would otherwise stall the peer until its own retransmission (4 s for
+        // strongSwan), long enough for a reauthentication to race our fallback rekey.
+        sendRequest(bytes, messageID: 0, purpose: "MM2", sa: &sa, &context)
         context.actions.append(.scheduleTimer(.halfOpenExpired(sa.id), at: context.now + configuration.halfOpenTimeout))
         sas[sa.id] = sa
     }
@@ -471,6 +473,7 @@ extension IKEv1Endpoint {
         let localNonce = Self.randomBytes(Self.nonceLength, &random)
         let authenticating = try authenticating(suite: suite, keyExchange: keyExchange, localNonce: localNonce,
                                                 peerPayloads: payloads, sa: sa, message: "MM3")
+        answered(messageID: 0, sa: &sa, &context)
         detectNAT(payloads, suite: suite, sa: &sa, &context)
         var reply: [ISAKMP.Payload] = [.keyExchange(keyExchange.publicValue), .nonce(localNonce)]
         if sa.peerSupportsNATT, payloads.contains(where: { $0.type == ISAKMP.PayloadType.natDiscovery.rawValue }) {
@@ -482,7 +485,7 @@ extension IKEv1Endpoint {
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
         sa.phase = .responderSentMM4(authenticating)
-        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        sendRequest(bytes, messageID: 0, purpose: "MM4", sa: &sa, &context)
     }
 
     // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->
@@ -494,6 +497,7 @@ extension IKEv1Endpoint {
             failMainMode(sa: &sa, refusal.code, refusal.message, &context)
             return
         }
+        answered(messageID: 0, sa: &sa, &context)
         // The initiator floated to 4500 (RFC 3947 §4): follow it. Another address or port only behind a NAT that
         // NAT-D showed (the mapping for 4500 differs from the one for 500); else the address stays.
         let floated = from.address == sa.remote.address && from.port == Self.natTraversalPort
@@ -604,9 +608,34 @@ extension IKEv1Endpoint {
     }
 
     /// Phase 1 rekey: a fresh Main Mode with the same peer; once it is up, the old ISAKMP SA is deleted.
+    /// The responder's fallback rekey waits, once, while the peer's own Main Mode from the same address is half
+    /// open (most likely its reauthentication, whose MM2 or MM4 we are resending): both together would leave two
+    /// new ISAKMP SAs racing for the IPsec SAs. Bounded so that a spoofed MM1 cannot hold it off: at most once per
+    /// SA, for half the time left before the SA's lifetime ends, and then the rekey goes ahead regardless.
+    func holdsFallbackRekey(_ sa: inout ISAKMPSA, _ context: inout Context) -> Bool {
+        guard !sa.isInitiator, !sa.fallbackRekeyHeld, let establishedAt = sa.establishedAt, let keys = sa.keys else { return false }
+        let peersMainMode = sas.values.contains {
+            !$0.isInitiator && !$0.isDead && $0.establishedAt == nil && $0.remote.address == sa.remote.address
+                && $0.connection.name == sa.connection.name
+        }
+        guard peersMainMode else { return false }
+        let expiry = establishedAt + .seconds(Int64(keys.suite.lifetimeSeconds))
+        guard expiry > context.now else { return false }
+        sa.fallbackRekeyHeld = true
+        let at = context.now + (expiry - context.now) / 2
+        context.count("fallbackRekeyHeld")
+        context.log(.info, "\(sa.connection.name): rekey of ISAKMP SA \(sa.id) held: a Main Mode from \(sa.remote.address) is in progress")
+        context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: at))
+        return true
+    }
+
     mutating func rekeyIKESA(_ id: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let sa = sas[id], sa.isEstablished else { return }
+        guard var sa = sas[id], sa.isEstablished else { return }
         guard !sas.values.contains(where: { $0.replaces == id }) else { return }
+        if holdsFallbackRekey(&sa, &context) {
+            sas[id] = sa
+            return
+        }
         context.log(.info, "\(sa.connection.name): rekeying ISAKMP SA \(id)")
         // The rekey is an exchange in flight for the old SA: the detector must not read its silence as death.
         context.actions.append(.exchangeInFlight(id, true))
