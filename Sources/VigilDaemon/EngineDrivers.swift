@@ -206,7 +206,7 @@ final class IKEv1Driver: IKEEngineDriver {
 
     private func key(_ id: IKEv1SAID) -> SessionKey { SessionKey(version: .v1, spi: id.cookie) }
 
-    private func perform(_ action: IKEv1Action) {
+    func perform(_ action: IKEv1Action) {
         switch action {
         case .send(let bytes, let from, let to): output(.send(bytes: bytes, from: from, to: to))
         case .scheduleTimer(let id, let at): timers.schedule(id, at: at) { [unowned self] in self.run(.timerFired(id)) }
@@ -227,9 +227,7 @@ final class IKEv1Driver: IKEEngineDriver {
         case .dpdAcknowledged(let id, let sequence): output(.probeAnswered(key(id), sequence: sequence))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))
-        case .peerAddressChanged(let id, let old, let new):
-            // Not wired yet: the kernel SAs keep the old endpoint until the daemon moves them as a planned change.
-            output(.log(.warning, "IKEv1: ISAKMP SA \(id) peer moved \(old) -> \(new); kernel SAs not moved yet"))
+        case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
