@@ -94,7 +94,13 @@ final class IKEv2Driver: IKEEngineDriver {
                 ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
                 forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
         }
-        endpoint = IKEv2Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+        let halfOpen = configuration.global.halfOpen
+        typealias Defaults = IKEv2Endpoint.Configuration
+        endpoint = IKEv2Endpoint(configuration: .init(
+            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
+            cookieThreshold: halfOpen.cookieThreshold ?? Defaults.defaultCookieThreshold,
+            halfOpenLimitPerSource: halfOpen.perSource ?? Defaults.defaultHalfOpenLimitPerSource))
     }
 
     private static func schedule(_ retransmit: RetransmitSchedule) -> RetransmissionSchedule {
@@ -193,7 +199,13 @@ final class IKEv1Driver: IKEEngineDriver {
                 rekeyMargin: spec.rekeyMargin ?? .seconds(60),
                 forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
         }
-        endpoint = IKEv1Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+        let halfOpen = configuration.global.halfOpen
+        typealias Defaults = IKEv1Endpoint.Configuration
+        endpoint = IKEv1Endpoint(configuration: .init(
+            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
+            maximumHalfOpen: halfOpen.total ?? Defaults.defaultMaximumHalfOpen,
+            maximumHalfOpenPerSource: halfOpen.perSource ?? Defaults.defaultMaximumHalfOpenPerSource))
     }
 
     private static func schedule(_ retransmit: RetransmitSchedule) -> IKEv1RetransmissionSchedule {
