@@ -53,7 +53,8 @@ struct RetransmitOverride {
 /// Walks the YAML tree of the main file into the model, reporting every problem with its place.
 struct DocumentParser {
     static let topKeys = ["global", "crypto-maps"]
-    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "dpd", "ike-retransmit", "kernel"]
+    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "dpd", "ike-retransmit", "kernel",
+                             "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold"]
     static let dpdKeys = ["mode", "interval", "retry", "retries", "action"]
     static let retransmitKeys = ["timeout", "base", "tries"]
     static let kernelKeys = ["route-table", "install-routes"]
@@ -150,19 +151,41 @@ struct DocumentParser {
         let retransmit = section["ike-retransmit"].map { parseRetransmit($0) } ?? RetransmitOverride()
         globalRetransmit = retransmit.applied(to: .defaults)
         let kernel = section["kernel"].map { parseKernel($0) } ?? KernelSettings.defaults
+        let halfOpen = parseHalfOpen(section)
         let dpdDefaults = DPDSettings(
             mode: globalDPD.mode?.value ?? DPDSettings.defaults.mode, interval: globalDPD.interval?.value,
             retry: globalDPD.retry?.value ?? DPDSettings.defaults.retry,
             retries: globalDPD.retries?.value ?? DPDSettings.defaults.retries,
             action: globalDPD.action?.value ?? DPDSettings.defaults.action)
         guard let identity, let listen, let dataplane, let controlSocket, let kernel, !globalDPD.invalid, !retransmit.invalid,
-              !controlGroupInvalid
+              !controlGroupInvalid, let halfOpen
         else { return nil }
         var settings = GlobalSettings(
             identity: identity, listen: listen, dataplane: dataplane, secretsPath: secretsPath,
             controlSocket: controlSocket, dpd: dpdDefaults, ikeRetransmit: globalRetransmit, kernel: kernel)
         settings.controlGroup = controlGroup
+        settings.halfOpen = halfOpen
         return settings
+    }
+
+    /// The half-open limits; nil when one is given but invalid (each bad key is reported by name).
+    private mutating func parseHalfOpen(_ section: Section) -> HalfOpenSettings? {
+        var settings = HalfOpenSettings()
+        var invalid = false
+        func read<T>(_ key: String, _ parse: (Field) -> T?) -> T? {
+            guard let field = section[key] else { return nil }
+            guard let value = parse(field) else { invalid = true; return nil }
+            return value
+        }
+        settings.perSource = read("half-open-per-source") { $0.integer(&diagnostics, in: ConfigurationLimits.halfOpenPerSource) }
+        settings.total = read("half-open-total") { $0.integer(&diagnostics, in: ConfigurationLimits.halfOpenTotal) }
+        settings.lifetime = read("half-open-lifetime") { $0.duration(&diagnostics, in: ConfigurationLimits.halfOpenLifetime) }
+        settings.cookieThreshold = read("cookie-threshold") { $0.integer(&diagnostics, in: ConfigurationLimits.cookieThreshold) }
+        if let perSource = settings.perSource, let total = settings.total, perSource > total, let field = section["half-open-per-source"] {
+            diagnostics.report(field, "\(perSource) is more than half-open-total (\(total)); allowed: 1 to \(total)")
+            invalid = true
+        }
+        return invalid ? nil : settings
     }
 
     private mutating func parseListen(_ field: Field) -> [IPAddress]? {

@@ -32,4 +32,13 @@ public enum ConfigurationLimits {
     public static let retransmitTries: ClosedRange<Int> = 1 ... 20
 
     public static let defaultControlSocket = "/run/vigil/vigil.sock"
+
+    /// Responder half-open IKE / ISAKMP SAs (issue 13). Unset keys leave each engine's own default (IKEv2: RFC 7296
+    /// §2.6 leaves the numbers to us, strongSwan's where it has one; IKEv1: RFC 2408 has no cookie challenge, so a
+    /// total bounds the state and Diffie-Hellman work a flood of MM1s can cause).
+    public static let halfOpenPerSource: ClosedRange<Int> = 1 ... 1024
+    public static let halfOpenTotal: ClosedRange<Int> = 1 ... 65536
+    public static let halfOpenLifetime: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
+    /// RFC 7296 §2.6: half-open IKE SAs before a COOKIE is demanded.
+    public static let cookieThreshold: ClosedRange<Int> = 1 ... 65536
 }

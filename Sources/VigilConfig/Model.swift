@@ -33,6 +33,8 @@ public struct GlobalSettings: Hashable, Sendable {
     public var dpd: DPDSettings
     public var ikeRetransmit: RetransmitSchedule
     public var kernel: KernelSettings
+    /// Responder half-open limits; unset ones are each engine's default.
+    public var halfOpen = HalfOpenSettings()
 
     public init(
         identity: Identity, listen: [IPAddress], dataplane: DataPlaneChoice, secretsPath: String?,
@@ -46,6 +48,26 @@ public struct GlobalSettings: Hashable, Sendable {
         self.dpd = dpd
         self.ikeRetransmit = ikeRetransmit
         self.kernel = kernel
+    }
+}
+
+/// `global.half-open-per-source`, `half-open-total`, `half-open-lifetime`, `cookie-threshold`: nil is "the
+/// engine's default" (they differ: IKEv2 can demand a COOKIE, IKEv1 cannot).
+public struct HalfOpenSettings: Hashable, Sendable {
+    /// Half-open SAs one source address may hold (both engines).
+    public var perSource: Int?
+    /// Half-open ISAKMP SAs in all (IKEv1; IKEv2 demands a COOKIE instead, see `cookieThreshold`).
+    public var total: Int?
+    /// A half-open SA expires after this (both engines).
+    public var lifetime: Duration?
+    /// Half-open IKE SAs before a COOKIE is demanded (IKEv2, RFC 7296 §2.6).
+    public var cookieThreshold: Int?
+
+    public init(perSource: Int? = nil, total: Int? = nil, lifetime: Duration? = nil, cookieThreshold: Int? = nil) {
+        self.perSource = perSource
+        self.total = total
+        self.lifetime = lifetime
+        self.cookieThreshold = cookieThreshold
     }
 }
 

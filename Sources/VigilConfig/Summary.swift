@@ -13,6 +13,11 @@ extension VigilConfiguration {
         lines.append("  dpd defaults: \(global.dpd.summary)")
         lines.append("  ike-retransmit: \(global.ikeRetransmit.summary)")
         lines.append("  kernel: route-table \(global.kernel.routeTable), install-routes \(global.kernel.installRoutes)")
+        let halfOpen = global.halfOpen
+        if let value = halfOpen.perSource { lines.append("  half-open-per-source: \(value)") }
+        if let value = halfOpen.total { lines.append("  half-open-total: \(value)") }
+        if let value = halfOpen.lifetime { lines.append("  half-open-lifetime: \(value.configurationText)") }
+        if let value = halfOpen.cookieThreshold { lines.append("  cookie-threshold: \(value)") }
         lines.append("crypto-maps:")
         for map in cryptoMaps {
             lines.append("  \(map.name):")

@@ -94,7 +94,13 @@ final class IKEv2Driver: IKEEngineDriver {
                 ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
                 forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
         }
-        endpoint = IKEv2Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+        let halfOpen = configuration.global.halfOpen
+        typealias Defaults = IKEv2Endpoint.Configuration
+        endpoint = IKEv2Endpoint(configuration: .init(
+            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
+            cookieThreshold: halfOpen.cookieThreshold ?? Defaults.defaultCookieThreshold,
+            halfOpenLimitPerSource: halfOpen.perSource ?? Defaults.defaultHalfOpenLimitPerSource))
     }
 
     private static func schedule(_ retransmit: RetransmitSchedule) -> RetransmissionSchedule {
@@ -193,7 +199,13 @@ final class IKEv1Driver: IKEEngineDriver {
                 rekeyMargin: spec.rekeyMargin ?? .seconds(60),
                 forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
         }
-        endpoint = IKEv1Endpoint(configuration: .init(connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit)))
+        let halfOpen = configuration.global.halfOpen
+        typealias Defaults = IKEv1Endpoint.Configuration
+        endpoint = IKEv1Endpoint(configuration: .init(
+            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
+            maximumHalfOpen: halfOpen.total ?? Defaults.defaultMaximumHalfOpen,
+            maximumHalfOpenPerSource: halfOpen.perSource ?? Defaults.defaultMaximumHalfOpenPerSource))
     }
 
     private static func schedule(_ retransmit: RetransmitSchedule) -> IKEv1RetransmissionSchedule {
@@ -206,7 +218,7 @@ final class IKEv1Driver: IKEEngineDriver {
 
     private func key(_ id: IKEv1SAID) -> SessionKey { SessionKey(version: .v1, spi: id.cookie) }
 
-    private func perform(_ action: IKEv1Action) {
+    func perform(_ action: IKEv1Action) {
         switch action {
         case .send(let bytes, let from, let to): output(.send(bytes: bytes, from: from, to: to))
         case .scheduleTimer(let id, let at): timers.schedule(id, at: at) { [unowned self] in self.run(.timerFired(id)) }
@@ -227,6 +239,7 @@ final class IKEv1Driver: IKEEngineDriver {
         case .dpdAcknowledged(let id, let sequence): output(.probeAnswered(key(id), sequence: sequence))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))
+        case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):

@@ -10,8 +10,16 @@ import VigilWire
 /// - `.send` from or to port 4500 gets the 4-byte non-ESP marker prepended; datagrams received on 4500 have it
 ///   stripped before `.datagramReceived` (and datagrams without it are ESP, not for this engine).
 /// - `.scheduleTimer` with an ID already scheduled replaces it; `.cancelTimer` of an unknown ID is a no-op.
-/// - `.exchangeInFlight(sa, true/false)` come in pairs, one pair per exchange (several may overlap): count them.
-/// - DPD: `.sendDPDProbe` always sends a fresh R-U-THERE; an ACK with a sequence we sent becomes `.dpdAcknowledged`.
+/// - `.exchangeInFlight(sa, true/false)` come in pairs, one pair per Phase 1 rekey (several may overlap): count them.
+///   Quick Modes are not reported: DPD keeps probing while one is in flight (IKEv1 informationals run beside it).
+/// - DPD: `.sendDPDProbe` always sends a fresh R-U-THERE; an ACK with a sequence still outstanding (the last
+///   `IKEv1Limits.outstandingProbesKept`) becomes `.dpdAcknowledged`.
+/// - Proof of life (`.authenticatedMessageReceived`) is only the peer's authenticated, fresh word: never our own
+///   message reflected back (recognised by its message ID or R-U-THERE sequence), never a replay (a message ID the
+///   peer already used, an R-U-THERE sequence not above the last).
+/// - Unauthenticated input (plaintext notifies, MM2/MM4/MM6 that do not fit or verify, a refused MM1 or MM3) never
+///   ends a negotiation; an initiator fails when its retransmissions run out, with the last such reason as a hint.
+/// - `.peerAddressChanged`: a peer behind NAT moved; the runtime moves the kernel SAs.
 ///   A probe aimed at an ISAKMP SA that a rekey or reauthentication replaced goes out on its successor, and the
 ///   acknowledgement names the successor.
 /// - `IKEv1SAInfo.localBehindNAT`: the runtime sends RFC 3948 keepalives (one 0xFF byte, no marker) on 4500.
@@ -28,6 +36,8 @@ public struct IKEv1Endpoint: Sendable {
     /// the old SA goes out on the new one instead of vanishing (a probe must never race a rekey into a false death).
     var successors: [IKEv1SAID: IKEv1SAID] = [:]
     static let successorsKept = 256
+    /// Numbers SAs in creation order (`ISAKMPSA.serial`).
+    var serials: UInt64 = 0
     public private(set) var counters: [String: UInt64] = [:]
 
     public init(configuration: Configuration) {
@@ -201,9 +211,9 @@ public struct IKEv1Endpoint: Sendable {
         case .identityProtection:
             mainModeReceived(header: header, body: body, raw: bytes, from: from, to: to, sa: &sa, &context, &random)
         case .quickMode:
-            quickModeReceived(header: header, body: body, raw: bytes, from: from, sa: &sa, &context, &random)
+            quickModeReceived(header: header, body: body, raw: bytes, from: from, to: to, sa: &sa, &context, &random)
         case .informational:
-            informationalReceived(header: header, body: body, from: from, sa: &sa, &context, &random)
+            informationalReceived(header: header, body: body, from: from, to: to, sa: &sa, &context, &random)
         case .base, .authenticationOnly, .aggressive:
             context.count("unsupportedExchangeDropped")
             context.log(.warning, "dropped \(exchange) from \(from): Vigil speaks Main Mode and Quick Mode only")
@@ -232,17 +242,40 @@ public struct IKEv1Endpoint: Sendable {
             request.attempts += 1
             if request.attempts > schedule.tries {
                 sa.pending[messageID] = nil
+                if messageID == 0, !sa.isInitiator, !sa.isEstablished {
+                    // Our MM2 or MM4 in the peer's Main Mode: nothing more came (the MM1 may have been spoofed).
+                    // The half-open SA waits out its lifetime as before; the peer's reachability is not in question.
+                    context.count("mainModeResponseUnanswered")
+                    context.log(.info, "\(request.purpose) to \(sa.remote): no next Main Mode message after \(schedule.tries) retransmissions")
+                    sas[id] = sa
+                    return
+                }
+                if let quickMode = sa.quickModes[messageID], quickMode.step == .responderSentQM2 {
+                    // The peer's own exchange: it never confirmed our QM2 with QM3 (it may have given up, or its QM3
+                    // was lost). That says nothing about whether the peer is reachable, so no `.peerUnreachable`.
+                    sa.quickModes[messageID] = nil
+                    context.count("quickMode3Missing")
+                    context.log(.warning, "\(request.purpose): \(sa.remote) never sent QM3 after \(schedule.tries) "
+                                + "retransmissions; its Quick Mode is dropped")
+                    sas[id] = sa
+                    return
+                }
                 context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
                 context.actions.append(.peerUnreachable(id))
                 if !sa.isEstablished {
-                    let hint = sa.awaitsMainMode6 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
-                    context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
-                                                              reason: .init(.timeout, "\(request.purpose) unanswered\(hint)")))
+                    let reason: IKEv1NegotiationFailure
+                    if let hint = sa.lastUnauthenticatedReason {
+                        reason = .init(hint.code, "\(request.purpose): no valid answer after \(schedule.tries) retransmissions; \(hint.message)")
+                    } else {
+                        let hint = sa.awaitsMainMode6 ? " (a pre-shared key mismatch makes the peer drop MM5)" : ""
+                        reason = .init(.timeout, "\(request.purpose) unanswered\(hint)")
+                    }
+                    context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: reason))
                     sa.phase = .dead
                 } else if let quickMode = sa.quickModes.removeValue(forKey: messageID) {
-                    context.actions.append(.exchangeInFlight(id, false))
                     context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
                                                               reason: .init(.timeout, "Quick Mode \(String(quickMode.messageID, radix: 16)) unanswered")))
+                    quickModeFailed(sa: &sa, reason: "Quick Mode unanswered", &context, &random)
                 }
                 sas[id] = sa
                 return
@@ -257,6 +290,13 @@ public struct IKEv1Endpoint: Sendable {
             guard var sa = sas[id], !sa.isEstablished else { return }
             context.log(.info, "half-open ISAKMP SA \(id) with \(sa.remote) expired")
             context.count("halfOpenExpired")
+            // The peer reached MM5 (it received our cookie at its address twice, so it is no blind spoof) but never
+            // sent one that verified: report it with the reason we saw. Earlier steps anyone could have started.
+            if case .responderSentMM4 = sa.phase, let hint = sa.lastUnauthenticatedReason {
+                context.log(.error, "\(sa.connection.name): Main Mode from \(sa.remote) failed: \(hint.message)")
+                context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
+                                                          reason: .init(hint.code, "no valid MM5 within the half-open lifetime; \(hint.message)")))
+            }
             sa.phase = .dead
             sas[id] = sa
         case .rekeyIKESA(let id):
@@ -282,7 +322,6 @@ public struct IKEv1Endpoint: Sendable {
             context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))
             context.actions.append(.cancelTimer(.expireIKESA(sa.id)))
             context.actions.append(.cancelTimer(.halfOpenExpired(sa.id)))
-            if !sa.quickModes.isEmpty { context.actions.append(.exchangeInFlight(sa.id, false)) }
             if sa.establishedAt != nil {
                 context.actions.append(.ikeSADeleted(sa.info, reason: sa.deathReason))
             }

@@ -36,6 +36,14 @@ private func pow(_ base: Double, _ exponent: Int) -> Double {
 
 extension IKEv1Endpoint {
     public struct Configuration: Sendable {
+        /// A responder's half-open ISAKMP SA (Main Mode not finished) lives this long by default.
+        public static let defaultHalfOpenTimeout: Duration = .seconds(30)
+        /// Responder half-open ISAKMP SAs in all, by default.
+        public static let defaultMaximumHalfOpen = 256
+        /// Responder half-open ISAKMP SAs per source address, by default: a flood of MM1s spoofed from one listed
+        /// address then evicts only that address's own oldest half-open SAs, never another peer's.
+        public static let defaultMaximumHalfOpenPerSource = 8
+
         public var connections: [ConnectionConfiguration]
         public var retransmission: IKEv1RetransmissionSchedule
         /// Responder half-open ISAKMP SAs (Main Mode not finished) expire after this.
@@ -43,13 +51,19 @@ extension IKEv1Endpoint {
         /// At most this many responder half-open ISAKMP SAs; further MM1s are dropped (IKEv1 has no cookie
         /// challenge, so this bounds the state and Diffie-Hellman work a flood can cause).
         public var maximumHalfOpen: Int
+        /// At most this many of them from one source address; a further MM1 from it evicts its own oldest half-open
+        /// SA that has not shown it receives at that address yet (still at MM2), or is dropped.
+        public var maximumHalfOpenPerSource: Int
 
         public init(connections: [ConnectionConfiguration], retransmission: IKEv1RetransmissionSchedule = .init(),
-                    halfOpenTimeout: Duration = .seconds(30), maximumHalfOpen: Int = 256) {
+                    halfOpenTimeout: Duration = Configuration.defaultHalfOpenTimeout,
+                    maximumHalfOpen: Int = Configuration.defaultMaximumHalfOpen,
+                    maximumHalfOpenPerSource: Int = Configuration.defaultMaximumHalfOpenPerSource) {
             self.connections = connections
             self.retransmission = retransmission
             self.halfOpenTimeout = halfOpenTimeout
             self.maximumHalfOpen = maximumHalfOpen
+            self.maximumHalfOpenPerSource = maximumHalfOpenPerSource
         }
     }
 
@@ -147,14 +161,20 @@ public enum IKEv1Action: Sendable {
     case childSARekeyed(old: IKEv1ChildSAID, new: IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
     case childSADeleted(IKEv1ChildSAInfo, reason: String)
     case ikeSADeleted(IKEv1SAInfo, reason: String)
-    /// Any authenticated inbound message: proof of liveness.
+    /// Proof of liveness: an authenticated message from the peer that Vigil has not seen before (a Quick Mode
+    /// message, a DELETE or notify with a fresh message ID, an R-U-THERE whose sequence number is above the last
+    /// one). Never our own message reflected back, never a replay.
     case authenticatedMessageReceived(IKEv1SAID)
     /// An R-U-THERE-ACK echoing a sequence number we sent (RFC 3706 §5).
     case dpdAcknowledged(IKEv1SAID, sequence: UInt32)
-    /// A non-DPD exchange (Quick Mode, rekey) started / finished: the detector must not probe into it.
+    /// A Phase 1 rekey started / finished: the detector must not read its silence as death. (Quick Modes are not
+    /// reported: R-U-THEREs go out beside them.)
     case exchangeInFlight(IKEv1SAID, Bool)
-    /// Retransmissions exhausted.
+    /// Retransmissions of one of our own requests exhausted (never a responder's unconfirmed QM2).
     case peerUnreachable(IKEv1SAID)
+    /// A peer behind NAT (NAT-D) sent an authenticated, fresh message from a new address or port: the ISAKMP SA and
+    /// its IPsec SAs now use `new`. The runtime moves the kernel SAs and policies to it as a planned change.
+    case peerAddressChanged(IKEv1SAID, old: Endpoint, new: Endpoint)
     case negotiationFailed(connection: String, peer: IPAddress, reason: IKEv1NegotiationFailure)
     /// Operator log in the spirit of `debug crypto isakmp`.
     case log(IKEv1LogLevel, String)

@@ -52,6 +52,8 @@ struct ISAKMPSA: Sendable {
     var peerSupportsNATT = false
     var udpEncapsulated = false
     var localBehindNAT = false
+    /// NAT-D showed the peer behind a NAT (or faking one): only then may its address change (RFC 3947 §5).
+    var peerBehindNAT = false
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     /// Start Quick Mode for the connection's proxy identities once Main Mode is done.
@@ -59,9 +61,20 @@ struct ISAKMPSA: Sendable {
     /// A Phase 1 rekey: the SA this one replaces (its Child SAs move here, then it is deleted).
     var replaces: IKEv1SAID?
     var quickModes: [UInt32: QuickMode] = [:]
-    var outstandingDPD: Set<UInt32> = []
-    /// Our requests awaiting a reply, by message ID (0: Main Mode).
+    /// Message IDs and DPD sequence numbers seen and sent: what tells the peer's fresh word from replays and
+    /// reflections of our own messages.
+    var freshness = FreshnessLedger()
+    /// The last reason an unauthenticated message gave for refusing or breaking this negotiation (a plaintext
+    /// notify, an MM6 that does not decrypt...). It changes nothing by itself; when the negotiation finally fails for
+    /// want of a valid answer, the failure carries it so the operator still learns the likely cause.
+    var lastUnauthenticatedReason: IKEv1NegotiationFailure?
+    /// Order of creation among the endpoint's SAs: a source over its half-open limit loses its oldest first.
+    var serial: UInt64 = 0
+    /// Our requests awaiting a reply, by message ID (0: Main Mode; as responder, our MM2 or MM4 until the next
+    /// message of the peer's Main Mode comes).
     var pending: [UInt32: PendingRequest] = [:]
+    /// The responder's fallback rekey was held once for a Main Mode from the same peer in progress.
+    var fallbackRekeyHeld = false
     /// The last Main Mode request we answered and our answer, to resend on a retransmitted request.
     var lastMainModeRequest: [UInt8] = []
     var lastMainModeResponse: [UInt8]?

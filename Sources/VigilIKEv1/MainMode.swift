@@ -31,6 +31,8 @@ extension IKEv1Endpoint {
                           phase: .initiatorSentMM1(offered: suites),
                           initiatorSABody: ISAKMP.Payload.securityAssociation(saPayload).body,
                           initiateChildAfterMainMode: initiateChild, replaces: replaces)
+        serials += 1
+        sa.serial = serials
         let payloads: [ISAKMP.Payload] = [.securityAssociation(saPayload)] + Self.vendorIDs
         let message = ISAKMP.Message(header: .init(initiatorCookie: cookie, responderCookie: 0, nextPayload: 0,
                                                    exchangeType: .identityProtection, flags: [], messageID: 0), payloads: payloads)
@@ -61,12 +63,6 @@ extension IKEv1Endpoint {
             context.log(.warning, "MM1 from \(from) to \(to): no connection has this peer")
             return
         }
-        let halfOpen = sas.values.count { !$0.isInitiator && $0.establishedAt == nil && !$0.isDead }
-        guard halfOpen < configuration.maximumHalfOpen else {
-            context.count("halfOpenLimitDropped")
-            context.log(.warning, "MM1 from \(from) dropped: \(halfOpen) half-open ISAKMP SAs already")
-            return
-        }
         context.log(.debug, "received MM1 \(Self.payloadList(payloads)) from \(from)")
         guard case .securityAssociation(let offer)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }) else {
             context.count("malformedDropped")
@@ -78,8 +74,11 @@ extension IKEv1Endpoint {
             let offered = offer.proposals.flatMap(\.transforms).compactMap(ProposalMapping.phase1Suite).map(\.proposal.description)
             let reason = "no proposal chosen: peer offered \(offered.isEmpty ? "nothing Vigil supports" : offered.joined(separator: ", ")), "
                 + "we allow \(allowed.map(\.proposal.description).joined(separator: ", "))"
-            context.log(.warning, "\(connection.name): MM1 from \(from): \(reason)")
-            context.actions.append(.negotiationFailed(connection: connection.name, peer: from.address, reason: .init(.noProposalChosen, reason)))
+            // Anyone can send an MM1 with this source address: a refusal is not this peer's failure (no
+            // `.negotiationFailed`, which the daemon would count against the peer and which could end our own
+            // attempt with it); it is unauthenticated junk, counted as such.
+            context.count("unauthenticatedRequestsRefused")
+            context.log(.warning, "\(connection.name): MM1 from \(from) (unauthenticated): \(reason)")
             // RFC 2408 §5.4: tell the peer in a plaintext informational exchange.
             let notify = ISAKMP.Message(header: .init(initiatorCookie: header.initiatorCookie, responderCookie: 0, nextPayload: 0,
                                                       exchangeType: .informational, flags: [], messageID: 0),
@@ -87,14 +86,22 @@ extension IKEv1Endpoint {
             context.actions.append(.send(bytes: notify.encode(), from: to, to: from))
             return
         }
+        guard makeRoomForHalfOpen(from: from.address, &context) else { return }
         var cookie: UInt64 = 0
         while cookie == 0 || sas[IKEv1SAID(cookie)] != nil { cookie = random.next() }
         var sa = ISAKMPSA(id: IKEv1SAID(cookie), connection: connection, peer: peer, isInitiator: false,
                           initiatorCookie: header.initiatorCookie, responderCookie: cookie, local: to, remote: from,
                           phase: .responderSentMM2(suite: suite), initiatorSABody: ISAKMP.Payload.securityAssociation(offer).body,
                           initiateChildAfterMainMode: false, replaces: nil)
+        serials += 1
+        sa.serial = serials
         noteVendorIDs(payloads, sa: &sa)
-        var chosen = offer.proposals[0]
+        guard let chosenProposal = offer.proposals.first(where: {
+            $0.protocolID == ISAKMP.ProtocolID.isakmp.rawValue && $0.transforms.contains(transform)
+        }) else {
+            preconditionFailure("selectPhase1 chose a transform outside the offer")
+        }
+        var chosen = chosenProposal
         chosen.transforms = [transform]
         var response: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .vendorID(ISAKMP.VendorID.dpd)]
         if sa.peerSupportsNATT { response.append(.vendorID(ISAKMP.VendorID.natTraversal)) }
@@ -104,9 +111,39 @@ extension IKEv1Endpoint {
                                                  exchangeType: .identityProtection, flags: [], messageID: 0), payloads: response).encode()
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
-        context.actions.append(.send(bytes: bytes, from: to, to: from))
+        // Resent until MM3 comes: a lost MM2 would otherwise stall the peer until its own retransmission (4 s for
+        // strongSwan), long enough for a reauthentication to race our fallback rekey.
+        sendRequest(bytes, messageID: 0, purpose: "MM2", sa: &sa, &context)
         context.actions.append(.scheduleTimer(.halfOpenExpired(sa.id), at: context.now + configuration.halfOpenTimeout))
         sas[sa.id] = sa
+    }
+
+    /// Half-open limits (issue 13): at most `maximumHalfOpenPerSource` from one address, `maximumHalfOpen` in all.
+    /// A source at its limit loses its own oldest half-open SA still at MM2 (one that never showed it receives at that
+    /// address), never another source's; a full table refuses a new source. Returns whether the new one may come.
+    mutating func makeRoomForHalfOpen(from address: IPAddress, _ context: inout Context) -> Bool {
+        let halfOpen = sas.values.filter { !$0.isInitiator && $0.establishedAt == nil && !$0.isDead }
+        let fromSource = halfOpen.filter { $0.remote.address == address }
+        if fromSource.count >= configuration.maximumHalfOpenPerSource {
+            let unproven = fromSource.filter { if case .responderSentMM2 = $0.phase { true } else { false } }
+            guard var victim = unproven.min(by: { $0.serial < $1.serial }) else {
+                context.count("halfOpenPerSourceDropped")
+                context.log(.warning, "MM1 from \(address) dropped: \(fromSource.count) half-open ISAKMP SAs from it already")
+                return false
+            }
+            context.count("halfOpenEvicted")
+            context.log(.info, "MM1 from \(address): its oldest half-open ISAKMP SA \(victim.id) makes room "
+                        + "(\(fromSource.count) from this address already)")
+            victim.phase = .dead
+            sas[victim.id] = victim
+            return true
+        }
+        guard halfOpen.count < configuration.maximumHalfOpen else {
+            context.count("halfOpenLimitDropped")
+            context.log(.warning, "MM1 from \(address) dropped: \(halfOpen.count) half-open ISAKMP SAs already")
+            return false
+        }
+        return true
     }
 
     func noteVendorIDs(_ payloads: [ISAKMP.Payload], sa: inout ISAKMPSA) {
@@ -133,8 +170,8 @@ extension IKEv1Endpoint {
             context.log(.debug, "dropped a Main Mode message from \(from) that does not fit ISAKMP SA \(sa.id)'s step (duplicate?)")
             return
         }
-        sa.lastMainModeMessageReceived = raw
         let plaintext: [UInt8]
+        var nextIV: [UInt8]?
         if encrypted {
             guard let keys = sa.keys else {
                 context.count("malformedDropped")
@@ -142,7 +179,7 @@ extension IKEv1Endpoint {
                 return
             }
             do {
-                plaintext = try keys.decryptPhase1(body)
+                (plaintext, nextIV) = try keys.decryptPhase1(body)
             } catch {
                 context.count("malformedDropped")
                 context.log(.warning, "Main Mode message from \(from) does not decrypt: \(error)")
@@ -156,14 +193,16 @@ extension IKEv1Endpoint {
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: encrypted)
         } catch {
             if encrypted {
-                failMainMode(sa: &sa, .authenticationFailed,
-                             "Main Mode message from \(from) decrypted to garbage (\(error)): pre-shared key mismatch?", &context)
+                mainModeMessageRefused(sa: &sa, .init(.authenticationFailed, "\(sa.isInitiator ? "MM6" : "MM5") from \(from) "
+                                                      + "decrypted to garbage (\(error)): pre-shared key mismatch?"), &context)
             } else {
                 context.count("malformedDropped")
                 context.log(.warning, "dropped malformed Main Mode message from \(from): \(error)")
             }
             return
         }
+        // The IV chain moves on with this message; it moves back if the message turns out not to verify.
+        let previousIV = nextIV.map { sa.keys?.advancePhase1IV($0) } ?? nil
         do {
             switch sa.phase {
             case .initiatorSentMM1(let offered):
@@ -181,7 +220,27 @@ extension IKEv1Endpoint {
                 context.log(.debug, "dropped Main Mode message from \(from): ISAKMP SA \(sa.id) is past Main Mode")
             }
         } catch {
-            failMainMode(sa: &sa, error.code, error.message, &context)
+            if let previousIV { sa.keys?.advancePhase1IV(previousIV) }
+            mainModeMessageRefused(sa: &sa, error, &context)
+            return
+        }
+        sa.lastMainModeMessageReceived = raw
+    }
+
+    /// A Main Mode message that does not fit (no acceptable choice in MM2, a bad KE, an MM5/MM6 that does not
+    /// verify): nothing in it is authenticated, so it changes nothing (issue 13). As initiator we keep
+    /// retransmitting and the reason becomes the hint of the final failure; as responder the half-open SA waits
+    /// for a valid message until it expires, and a bad MM3 is junk from a source that may be spoofed.
+    func mainModeMessageRefused(sa: inout ISAKMPSA, _ failure: IKEv1NegotiationFailure, _ context: inout Context) {
+        if failure.code == .authenticationFailed { context.count("authenticationFailures") }
+        switch sa.phase {
+        case .responderSentMM2:
+            context.count("unauthenticatedRequestsRefused")
+            context.log(.warning, "\(sa.connection.name): MM3 from \(sa.remote) refused (unauthenticated): \(failure.message)")
+        case .initiatorSentMM1, .initiatorSentMM3, .initiatorSentMM5, .responderSentMM4:
+            unauthenticatedReply(sa: &sa, failure.code, failure.message, &context)
+        case .established, .dead:
+            context.count("unexpectedDropped")
         }
     }
 
@@ -255,6 +314,7 @@ extension IKEv1Endpoint {
         let peerIsBehindNAT = !hashes.dropFirst().contains(natHash(sa: sa, suite: suite, sa.remote))
         sa.udpEncapsulated = weAreBehindNAT || peerIsBehindNAT || sa.connection.forceUDPEncapsulation
         sa.localBehindNAT = weAreBehindNAT || sa.connection.forceUDPEncapsulation
+        sa.peerBehindNAT = peerIsBehindNAT
         context.log(.info, "NAT detection with \(sa.remote): local \(weAreBehindNAT ? "behind NAT" : "direct"), "
                     + "peer \(peerIsBehindNAT ? "behind NAT" : "direct")\(sa.connection.forceUDPEncapsulation ? ", encapsulation forced" : "")")
     }
@@ -345,9 +405,10 @@ extension IKEv1Endpoint {
         return keys.prf(keys.skeyid, data)
     }
 
-    /// Checks the peer's ID and HASH in MM5/MM6.
+    /// Checks the peer's ID and HASH in MM5/MM6: throws when the message is not authenticated (anyone could have
+    /// sent it), returns the refusal when it is and names an identity other than the one configured.
     func verifyPeerAuthentication(_ payloads: [ISAKMP.Payload], _ state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
-                                  peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) {
+                                  peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) -> IKEv1NegotiationFailure? {
         var identification: ISAKMP.Identification?
         var hash: [UInt8]?
         for payload in payloads {
@@ -361,18 +422,33 @@ extension IKEv1Endpoint {
         }
         let identity = Identity(idType: identification.idType, data: identification.data)
         guard identity == sa.peer.identity else {
-            throw .init(.authenticationFailed, "peer \(sa.remote) authenticated as \(identity.map(\.description) ?? "an unsupported ID type"), expected \(sa.peer.identity)")
+            return .init(.authenticationFailed, "peer \(sa.remote) authenticated as \(identity.map(\.description) ?? "an unsupported ID type"), expected \(sa.peer.identity)")
         }
         sa.remoteIdentity = identity
+        return nil
     }
 
     // MM6 E{ IDir, HASH_R } <--
     mutating func mainMode6Received(payloads: [ISAKMP.Payload], state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM6 \(Self.payloadList(payloads)) from \(sa.remote)")
-        try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: false)
+        if let refusal = try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: false) {
+            failMainMode(sa: &sa, refusal.code, refusal.message, &context)
+            return
+        }
         answered(messageID: 0, sa: &sa, &context)
         mainModeEstablished(sa: &sa, keys: state.keys, &context)
+        if let old = sa.replaces, let partner = sas.values.first(where: { $0.id != old && $0.id != sa.id && !$0.isInitiator && $0.isEstablished
+                                                                           && !$0.isDead && $0.connection.name == sa.connection.name
+                                                                           && $0.peer.address == sa.peer.address }),
+           Self.survives(partner, over: sa) {
+            // Rekey collision, lost: the peer's new ISAKMP SA holds the IPsec SAs; ours is deleted.
+            context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(partner.id) stays, ours \(sa.id) goes")
+            context.actions.append(.exchangeInFlight(old, false))
+            recordSuccessor(of: sa.id, partner.id)
+            sendISAKMPDelete(sa: &sa, reason: "rekey collision, replaced by ISAKMP SA \(partner.id)", &context, &random)
+            return
+        }
         if let old = sa.replaces, sas[old] != nil {
             // Phase 1 rekey, make before break as strongSwan reauthenticates: every IPsec SA of the old ISAKMP SA is
             // rekeyed with a Quick Mode on the new one; once the last is replaced, the old ISAKMP SA is deleted
@@ -397,6 +473,7 @@ extension IKEv1Endpoint {
         let localNonce = Self.randomBytes(Self.nonceLength, &random)
         let authenticating = try authenticating(suite: suite, keyExchange: keyExchange, localNonce: localNonce,
                                                 peerPayloads: payloads, sa: sa, message: "MM3")
+        answered(messageID: 0, sa: &sa, &context)
         detectNAT(payloads, suite: suite, sa: &sa, &context)
         var reply: [ISAKMP.Payload] = [.keyExchange(keyExchange.publicValue), .nonce(localNonce)]
         if sa.peerSupportsNATT, payloads.contains(where: { $0.type == ISAKMP.PayloadType.natDiscovery.rawValue }) {
@@ -408,7 +485,7 @@ extension IKEv1Endpoint {
         sa.lastMainModeRequest = raw
         sa.lastMainModeResponse = bytes
         sa.phase = .responderSentMM4(authenticating)
-        context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
+        sendRequest(bytes, messageID: 0, purpose: "MM4", sa: &sa, &context)
     }
 
     // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->
@@ -416,11 +493,22 @@ extension IKEv1Endpoint {
                                     to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context,
                                     _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         context.log(.debug, "received MM5 \(Self.payloadList(payloads)) from \(from)")
-        try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: true)
-        // The initiator floated to 4500 (RFC 3947 §4): follow it.
-        sa.local = to
-        sa.remote = from
-        if to.port == Self.natTraversalPort { sa.udpEncapsulated = true }
+        if let refusal = try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: true) {
+            failMainMode(sa: &sa, refusal.code, refusal.message, &context)
+            return
+        }
+        answered(messageID: 0, sa: &sa, &context)
+        // The initiator floated to 4500 (RFC 3947 §4): follow it. Another address or port only behind a NAT that
+        // NAT-D showed (the mapping for 4500 differs from the one for 500); else the address stays.
+        let floated = from.address == sa.remote.address && from.port == Self.natTraversalPort
+        if from == sa.remote || floated || sa.peerBehindNAT {
+            sa.local = to
+            sa.remote = from
+        } else {
+            context.count("addressChangeIgnored")
+            context.log(.warning, "MM5 for ISAKMP SA \(sa.id) came from \(from), not \(sa.remote), with no NAT detected: the address stays")
+        }
+        if sa.local.port == Self.natTraversalPort { sa.udpEncapsulated = true }
         let identity = identificationPayload(sa.connection.localIdentity)
         let hash = authenticationHash(sa: sa, state, ofInitiator: false, identityBody: ISAKMP.Payload.identification(identity).body)
         let reply: [ISAKMP.Payload] = [.identification(identity), .hash(hash)]
@@ -437,8 +525,10 @@ extension IKEv1Endpoint {
         mainModeEstablished(sa: &sa, keys: state.keys, &context)
         if initialContact {
             initialContactReceived(sa: sa, &context)
+        } else if let rekey = ownRekey(besides: sa), Self.survives(rekey, over: sa) {
+            context.log(.info, "\(sa.connection.name): rekey collision: our ISAKMP SA \(rekey.id) stays, the peer deletes its \(sa.id)")
         } else {
-            adoptChildren(into: sa, &context)
+            adoptChildren(into: sa, &context, &random)
         }
     }
 
@@ -448,6 +538,7 @@ extension IKEv1Endpoint {
             context.log(.info, "INITIAL-CONTACT from \(sa.remote): removing stale ISAKMP SA \(old.id)")
             var stale = old
             stale.phase = .dead
+            stale.deathReason = "stale after INITIAL-CONTACT on ISAKMP SA \(sa.id)"
             sas[old.id] = stale
             childrenDeleted(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
         }
@@ -456,15 +547,42 @@ extension IKEv1Endpoint {
     /// A second Main Mode from the same peer without INITIAL-CONTACT is a reauthentication: the new ISAKMP SA takes
     /// over the IPsec SAs of the older ones (strongSwan does the same, "detected reauth of existing IKE_SA, adopting
     /// children"), so the peer's later DELETEs and rekeys on the new SA find them.
-    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context) {
+    mutating func adoptChildren(into sa: ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         let older = Set(sas.values.filter { $0.id != sa.id && $0.isEstablished && $0.connection.name == sa.connection.name
             && $0.peer.address == sa.peer.address }.map(\.id))
         for (id, child) in children where older.contains(child.info.ikeSA) {
             context.log(.info, "reauthentication by \(sa.remote): IPsec SA \(id) moves from ISAKMP SA \(child.info.ikeSA) to \(sa.id)")
             children[id]?.info.ikeSA = sa.id
         }
-        for old in older { recordSuccessor(of: old, sa.id) }
+        // The replaced ISAKMP SAs end here rather than linger (in `ikeSAs`, in the daemon's status) until their
+        // lifetime: reported deleted, no DELETE sent, because the peer that reauthenticated deletes its old SA
+        // itself (strongSwan after `over_time`) and a DELETE of ours could race its hand-over of the IPsec SAs.
+        // Our own rekey that lost a collision to this SA is ours to delete, with a DELETE.
+        for old in older {
+            recordSuccessor(of: old, sa.id)
+            guard var retired = sas[old] else { continue }
+            if retired.isInitiator, retired.replaces != nil {
+                context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(sa.id) stays, ours \(old) goes")
+                sendISAKMPDelete(sa: &retired, reason: "rekey collision, replaced by ISAKMP SA \(sa.id)", &context, &random)
+            } else {
+                context.log(.info, "ISAKMP SA \(old) replaced by \(sa.id) (reauthentication): forgotten")
+                retired.phase = .dead
+                retired.deathReason = "replaced by ISAKMP SA \(sa.id) (reauthentication)"
+            }
+            sas[old] = retired
+        }
     }
+
+    /// Our Phase 1 rekey with the same peer and connection, still under way or done, other than `sa`.
+    func ownRekey(besides sa: ISAKMPSA) -> ISAKMPSA? {
+        sas.values.first { $0.id != sa.id && $0.isInitiator && $0.replaces != nil && !$0.isDead
+            && $0.connection.name == sa.connection.name && $0.peer.address == sa.peer.address }
+    }
+
+    /// RFC 2409 has no rule for two ISAKMP SAs made at once by both ends (a rekey collision). Vigil keeps, on both
+    /// sides, the one with the lower initiator cookie (as RFC 7296 §2.8.1 keeps the lower nonce); the side that
+    /// initiated the other deletes it with a DELETE, whose arrival hands its IPsec SAs to the survivor.
+    static func survives(_ a: ISAKMPSA, over b: ISAKMPSA) -> Bool { a.initiatorCookie < b.initiatorCookie }
 
     mutating func mainModeEstablished(sa: inout ISAKMPSA, keys: Phase1Keys, _ context: inout Context) {
         sa.phase = .established(keys)
@@ -490,9 +608,34 @@ extension IKEv1Endpoint {
     }
 
     /// Phase 1 rekey: a fresh Main Mode with the same peer; once it is up, the old ISAKMP SA is deleted.
+    /// The responder's fallback rekey waits, once, while the peer's own Main Mode from the same address is half
+    /// open (most likely its reauthentication, whose MM2 or MM4 we are resending): both together would leave two
+    /// new ISAKMP SAs racing for the IPsec SAs. Bounded so that a spoofed MM1 cannot hold it off: at most once per
+    /// SA, for half the time left before the SA's lifetime ends, and then the rekey goes ahead regardless.
+    func holdsFallbackRekey(_ sa: inout ISAKMPSA, _ context: inout Context) -> Bool {
+        guard !sa.isInitiator, !sa.fallbackRekeyHeld, let establishedAt = sa.establishedAt, let keys = sa.keys else { return false }
+        let peersMainMode = sas.values.contains {
+            !$0.isInitiator && !$0.isDead && $0.establishedAt == nil && $0.remote.address == sa.remote.address
+                && $0.connection.name == sa.connection.name
+        }
+        guard peersMainMode else { return false }
+        let expiry = establishedAt + .seconds(Int64(keys.suite.lifetimeSeconds))
+        guard expiry > context.now else { return false }
+        sa.fallbackRekeyHeld = true
+        let at = context.now + (expiry - context.now) / 2
+        context.count("fallbackRekeyHeld")
+        context.log(.info, "\(sa.connection.name): rekey of ISAKMP SA \(sa.id) held: a Main Mode from \(sa.remote.address) is in progress")
+        context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: at))
+        return true
+    }
+
     mutating func rekeyIKESA(_ id: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
-        guard let sa = sas[id], sa.isEstablished else { return }
+        guard var sa = sas[id], sa.isEstablished else { return }
         guard !sas.values.contains(where: { $0.replaces == id }) else { return }
+        if holdsFallbackRekey(&sa, &context) {
+            sas[id] = sa
+            return
+        }
         context.log(.info, "\(sa.connection.name): rekeying ISAKMP SA \(id)")
         // The rekey is an exchange in flight for the old SA: the detector must not read its silence as death.
         context.actions.append(.exchangeInFlight(id, true))

@@ -85,10 +85,18 @@ final class Phase1Keys: @unchecked Sendable {
         return ciphertext
     }
 
-    func decryptPhase1(_ ciphertext: [UInt8]) throws(CryptoError) -> [UInt8] {
-        let (plaintext, next) = try decrypt(ciphertext, iv: phase1IV)
-        phase1IV = next
-        return plaintext
+    /// Decrypts a Phase 1 body (Main Mode 5/6) with the running Phase 1 IV without advancing it: the chain moves on
+    /// only once the message is verified (`advancePhase1IV`), so noise or a forgery cannot desynchronise it.
+    func decryptPhase1(_ ciphertext: [UInt8]) throws(CryptoError) -> (plaintext: [UInt8], nextIV: [UInt8]) {
+        try decrypt(ciphertext, iv: phase1IV)
+    }
+
+    /// Moves the Phase 1 IV chain to `iv` (after a verified message), returning the IV it replaced.
+    @discardableResult
+    func advancePhase1IV(_ iv: [UInt8]) -> [UInt8] {
+        let previous = phase1IV
+        phase1IV = iv
+        return previous
     }
 
     /// Pads to the block size with zeros (RFC 2409 Appendix B leaves padding open; receivers parse by payload

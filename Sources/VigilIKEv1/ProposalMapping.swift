@@ -59,10 +59,13 @@ enum ProposalMapping {
         ])
     }
 
+    /// RFC 2408 §3.5: a proposal's transform count and each transform's number are one octet.
+    static let maximumTransformsPerProposal = 255
+
     static func phase1SA(_ suites: [Phase1Suite]) -> ISAKMP.SecurityAssociation {
         ISAKMP.SecurityAssociation(proposals: [ISAKMP.Proposal(
             number: 1, protocolID: .isakmp, spi: [],
-            transforms: suites.enumerated().map { phase1Transform($1, number: UInt8($0 + 1)) })])
+            transforms: suites.prefix(maximumTransformsPerProposal).enumerated().map { phase1Transform($1, number: UInt8($0 + 1)) })])
     }
 
     /// Reads a peer's ISAKMP transform; nil if it names anything Vigil does not do (it is then skipped).
@@ -121,7 +124,7 @@ enum ProposalMapping {
     static func phase2SA(_ suites: [Phase2Suite], spi: UInt32) -> ISAKMP.SecurityAssociation {
         ISAKMP.SecurityAssociation(proposals: [ISAKMP.Proposal(
             number: 1, protocolID: .esp, spi: spiBytes(spi),
-            transforms: suites.enumerated().map { phase2Transform($1, number: UInt8($0 + 1)) })])
+            transforms: suites.prefix(maximumTransformsPerProposal).enumerated().map { phase2Transform($1, number: UInt8($0 + 1)) })])
     }
 
     /// RFC 3947 §5.1 mode 3, and the draft value strongSwan also understands (61443).

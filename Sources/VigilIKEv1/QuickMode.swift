@@ -33,8 +33,12 @@ extension IKEv1Endpoint {
                                  _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys else { return }
         let connection = sa.connection
+        guard sa.quickModes.count < IKEv1Limits.quickModesInFlight else {
+            context.log(.error, "\(connection.name): \(sa.quickModes.count) Quick Modes already in flight on ISAKMP SA \(sa.id), no more")
+            return
+        }
         var messageID: UInt32 = 0
-        while messageID == 0 || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
+        while !sa.freshness.isUnused(messageID) || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
         var spi = Self.nonzero32(&random)
         while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
         let suites = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
@@ -66,14 +70,14 @@ extension IKEv1Endpoint {
             preconditionFailure("AES-CBC with a key we derived failed: \(error)")
         }
         sa.quickModes[messageID] = quickMode
+        sa.freshness.ownMessageIDs.insert(messageID)
         context.log(.info, "\(connection.name): \(rekeyOf == nil ? "" : "rekeying IPsec SA \(rekeyOf!) with a ")Quick Mode \(String(messageID, radix: 16)) "
                     + "for \(local) === \(remote), inbound SPI \(String(spi, radix: 16))")
         context.log(.debug, "sending QM1 \(Self.payloadList(payloads)) to \(sa.remote)")
-        context.actions.append(.exchangeInFlight(sa.id, true))
         sendRequest(bytes, messageID: messageID, purpose: "Quick Mode \(String(messageID, radix: 16))", sa: &sa, &context)
     }
 
-    mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, sa: inout ISAKMPSA,
+    mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys, header.flags.contains(.encryption) else {
             context.count("unexpectedDropped")
@@ -96,6 +100,26 @@ extension IKEv1Endpoint {
             }
             return
         }
+        if quickMode == nil {
+            // A QM1 under a message ID we chose is our own QM1 reflected; one the peer already used is a replay.
+            if sa.freshness.ownMessageIDs.contains(messageID) {
+                context.count("reflectedDropped")
+                context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): our own message ID, reflected")
+                return
+            }
+            if sa.freshness.peerMessageIDs.contains(messageID) {
+                context.count("replayedDropped")
+                context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): message ID already used (replay?)")
+                return
+            }
+            let carried = children.values.count { $0.info.ikeSA == sa.id }
+            guard sa.quickModes.count < IKEv1Limits.quickModesInFlight, carried < IKEv1Limits.ipsecSAsPerISAKMPSA else {
+                context.count("quickModeLimitDropped")
+                context.log(.warning, "dropped QM1 from \(from): ISAKMP SA \(sa.id) has \(sa.quickModes.count) Quick Modes in flight "
+                            + "and \(carried) IPsec SAs")
+                return
+            }
+        }
         let iv = quickMode?.iv ?? keys.exchangeIV(messageID: messageID)
         let payloads: [ISAKMP.Payload]
         let nextIV: [UInt8]
@@ -116,13 +140,13 @@ extension IKEv1Endpoint {
         do throws(IKEv1NegotiationFailure) {
             guard var existing = quickMode else {
                 try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, keys: keys,
-                                       sa: &sa, &context, &random)
+                                       from: from, to: to, sa: &sa, &context, &random)
                 return
             }
             existing.iv = nextIV
             switch existing.step {
             case .initiatorSentQM1:
-                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: existing, keys: keys, sa: &sa, &context, &random)
+                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: existing, keys: keys, from: from, to: to, sa: &sa, &context, &random)
             case .responderSentQM2:
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
                 let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + existing.initiatorNonce + existing.responderNonce)
@@ -131,15 +155,21 @@ extension IKEv1Endpoint {
                 answered(messageID: messageID, sa: &sa, &context)
                 // A late duplicate of QM1 must not start this exchange over.
                 sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: []))
-                context.actions.append(.authenticatedMessageReceived(sa.id))
+                freshMessageReceived(from: from, to: to, sa: &sa, &context)
                 installChildSA(quickMode: existing, keys: keys, sa: &sa, weInitiated: false, &context, &random)
             }
         } catch {
+            if error.code == .authenticationFailed {
+                // The HASH does not verify: anyone could have sent this (our own message reflected, noise, a forgery).
+                // It changes nothing; the exchange waits for the peer's real message.
+                context.count("authenticationFailures")
+                context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error.message)")
+                return
+            }
             context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
-            if error.code == .authenticationFailed { context.count("authenticationFailures") }
+            let ours = quickMode?.step == .initiatorSentQM1
             if sa.quickModes.removeValue(forKey: messageID) != nil {
                 answered(messageID: messageID, sa: &sa, &context)
-                context.actions.append(.exchangeInFlight(sa.id, false))
             }
             context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: error))
             // Tell the initiator why its QM1 was refused, so it stops retransmitting (RFC 2408 §5.5).
@@ -149,19 +179,21 @@ extension IKEv1Endpoint {
             case .authenticationFailed, .invalidKEPayload, .timeout, .peerDeleted, .unknownPeer, .malformed: nil
             }
             if quickMode == nil, let notify {
-                sendInformational([.notification(.init(protocolID: .isakmp, notifyType: notify, spi: sa.cookies))], sa: sa, &context, &random)
+                sendInformational([.notification(.init(protocolID: .isakmp, notifyType: notify, spi: sa.cookies))], sa: &sa, &context, &random)
             }
+            if ours { quickModeFailed(sa: &sa, reason: "Quick Mode failed (\(error.code.rawValue))", &context, &random) }
         }
     }
 
     // QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
     mutating func quickMode1Received(messageID: UInt32, hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], nextIV: [UInt8],
-                                     keys: Phase1Keys, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                     keys: Phase1Keys, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM1 HASH(1) does not verify") }
         context.log(.debug, "received QM1 \(Self.payloadList(payloads)) from \(sa.remote)")
-        context.actions.append(.authenticatedMessageReceived(sa.id))
+        sa.freshness.peerMessageIDs.insert(messageID)
+        freshMessageReceived(from: from, to: to, sa: &sa, &context)
         let parts = try QuickModePayloads(payloads, message: "QM1")
         let connection = sa.connection
         let allowed = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
@@ -221,21 +253,20 @@ extension IKEv1Endpoint {
         context.log(.info, "\(connection.name): Quick Mode \(String(messageID, radix: 16)) from \(sa.remote) accepted: "
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), \(localTS) === \(remoteTS)")
         context.log(.debug, "sending QM2 \(Self.payloadList(reply)) to \(sa.remote)")
-        context.actions.append(.exchangeInFlight(sa.id, true))
         // Retransmitted until QM3 confirms it (RFC 2409 §5.5 leaves the responder waiting for QM3).
         sendRequest(bytes, messageID: messageID, purpose: "Quick Mode 2 \(String(messageID, radix: 16))", sa: &sa, &context)
     }
 
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
     mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, keys: Phase1Keys,
-                                     sa: inout ISAKMPSA,
+                                     from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                      _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
         var quickMode = quickMode
         let messageID = quickMode.messageID
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM2 HASH(2) does not verify") }
         context.log(.debug, "received QM2 \(Self.payloadList(payloads)) from \(sa.remote)")
-        context.actions.append(.authenticatedMessageReceived(sa.id))
+        freshMessageReceived(from: from, to: to, sa: &sa, &context)
         answered(messageID: messageID, sa: &sa, &context)
         let parts = try QuickModePayloads(payloads, message: "QM2")
         guard parts.sa.proposals.count == 1, parts.sa.proposals[0].transforms.count == 1,
@@ -310,7 +341,6 @@ extension IKEv1Endpoint {
             udpEncapsulated: udp, establishedAt: context.now)
         children[info.id] = ChildSA(info: info, weInitiated: weInitiated)
         sa.quickModes[quickMode.messageID] = nil
-        context.actions.append(.exchangeInFlight(sa.id, false))
         context.log(.notice, "\(sa.connection.name): IPsec SA established, SPIs in \(String(info.inboundSPI, radix: 16)) out \(String(info.outboundSPI, radix: 16)), "
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), "
                     + "\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector)\(udp ? ", UDP-encapsulated" : "")")
@@ -332,6 +362,19 @@ extension IKEv1Endpoint {
         } else {
             context.actions.append(.childSAEstablished(info, keys: childKeys))
         }
+    }
+
+    /// A Quick Mode we started failed (refused with an authenticated notify, or unanswered). An ISAKMP SA left
+    /// carrying no IPsec SA and no Quick Mode is deleted with a DELETE rather than kept: the daemon's retry policy
+    /// (back-off, failover to the next peer) starts a fresh Main Mode anyway, and an ISAKMP SA kept for nothing
+    /// would linger on both sides until its lifetime ends (issue 13: orphaned SAs pile up on the peer). Retrying
+    /// Quick Mode here would second-guess that policy, and a refusal (NO_PROPOSAL_CHOSEN, INVALID_ID_INFORMATION)
+    /// repeats identically anyway.
+    mutating func quickModeFailed(sa: inout ISAKMPSA, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+        guard sa.isEstablished, sa.quickModes.isEmpty, !children.values.contains(where: { $0.info.ikeSA == sa.id }),
+              !sas.values.contains(where: { $0.replaces == sa.id && !$0.isDead }) else { return }
+        context.log(.notice, "\(sa.connection.name): ISAKMP SA \(sa.id) carries no IPsec SA after the failed Quick Mode: deleting it")
+        sendISAKMPDelete(sa: &sa, reason: reason, &context, &random)
     }
 
     mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {

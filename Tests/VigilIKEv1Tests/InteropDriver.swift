@@ -52,7 +52,7 @@ final class InteropDriver {
                 timedLog.append("\(Self.clock()) \(text)")
                 if ProcessInfo.processInfo.environment["VIGIL_IKEV1_TRACE"] != nil { print("[vigil \(level)] \(text)") }
             case .ikeSAEstablished, .childSAEstablished, .childSARekeyed, .childSADeleted, .ikeSADeleted,
-                 .authenticatedMessageReceived, .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .negotiationFailed:
+                 .authenticatedMessageReceived, .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .peerAddressChanged, .negotiationFailed:
                 break
             }
         }
@@ -122,6 +122,7 @@ final class InteropLab {
         var vigilIKELifetime: Duration = .seconds(28_800)
         var vigilChildLifetime: Duration = .seconds(3_600)
         var rekeyMargin: Duration = .seconds(60)
+        var halfOpenTimeout: Duration = IKEv1Endpoint.Configuration.defaultHalfOpenTimeout
     }
 
     init(_ options: Options) throws {
@@ -171,7 +172,7 @@ final class InteropLab {
                 forceUDPEncapsulation: options.forceUDPEncapsulation,
                 retransmission: IKEv1RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
             driver = try InteropDriver(namespace: vigilNS, address: Self.vigilAddress,
-                                       configuration: .init(connections: [connection]))
+                                       configuration: .init(connections: [connection], halfOpenTimeout: options.halfOpenTimeout))
         } catch {
             vigilNS.destroy()
             swanNS.destroy()

@@ -58,12 +58,15 @@ struct Lockstep {
     var wire: [Datagram] = []
     var westActions: [IKEv1Action] = []
     var eastActions: [IKEv1Action] = []
+    var westTimers: [IKEv1TimerID: Duration] = [:]
+    var eastTimers: [IKEv1TimerID: Duration] = [:]
 
     @discardableResult
     mutating func west(_ event: IKEv1Event) -> [IKEv1Action] {
         let actions = west.handle(event, now: now, random: &random)
         westActions += actions
         collect(actions)
+        Self.track(actions, &westTimers)
         return actions
     }
 
@@ -72,11 +75,52 @@ struct Lockstep {
         let actions = east.handle(event, now: now, random: &random)
         eastActions += actions
         collect(actions)
+        Self.track(actions, &eastTimers)
         return actions
     }
 
     mutating func collect(_ actions: [IKEv1Action]) {
         for case .send(let bytes, let from, let to) in actions { wire.append(Datagram(bytes: bytes, from: from, to: to)) }
+    }
+
+    static func track(_ actions: [IKEv1Action], _ timers: inout [IKEv1TimerID: Duration]) {
+        for action in actions {
+            if case .scheduleTimer(let id, let at) = action { timers[id] = at }
+            if case .cancelTimer(let id) = action { timers[id] = nil }
+        }
+    }
+
+    /// Moves the clock on, firing each side's timers as they fall due before `horizon` (earliest first) and
+    /// delivering what they send, like a runtime whose wire is quiet otherwise.
+    mutating func advance(to horizon: Duration, deliverSends: Bool = true) {
+        while true {
+            let next = (westTimers.map { ($0.key, $0.value, true) } + eastTimers.map { ($0.key, $0.value, false) })
+                .filter { $0.1 <= horizon }.min { $0.1 < $1.1 }
+            guard let (id, at, isWest) = next else { break }
+            now = max(now, at)
+            if isWest {
+                westTimers[id] = nil
+                west(.timerFired(id))
+            } else {
+                eastTimers[id] = nil
+                east(.timerFired(id))
+            }
+            if deliverSends { settle() } else { wire.removeAll() }
+        }
+        now = max(now, horizon)
+    }
+
+    /// Takes the oldest datagram off the wire without delivering it.
+    mutating func intercept() -> Datagram? {
+        wire.isEmpty ? nil : wire.removeFirst()
+    }
+
+    /// Hands `datagram` to whichever side it is addressed to, as if it came from `from` (a spoofed or reflected copy).
+    @discardableResult
+    mutating func inject(_ datagram: Datagram, from: Endpoint? = nil, to: Endpoint? = nil) -> [IKEv1Action] {
+        let target = to ?? datagram.to
+        let event = IKEv1Event.datagramReceived(bytes: datagram.bytes, from: from ?? datagram.from, to: target)
+        return target.address == Fixture.west ? west(event) : east(event)
     }
 
     /// Delivers the oldest datagram in flight to its addressee; returns what it was (header) and the receiver's actions.
@@ -114,4 +158,8 @@ extension [IKEv1Action] {
         compactMap { if case .log(_, let text) = $0 { text } else { nil } }.joined(separator: "\n")
     }
     var sends: Int { filter { if case .send = $0 { true } else { false } }.count }
+    var proofsOfLife: Int { filter { if case .authenticatedMessageReceived = $0 { true } else { false } }.count }
+    var unreachable: Int { filter { if case .peerUnreachable = $0 { true } else { false } }.count }
+    var acknowledged: [UInt32] { compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
+    var deletedIKESAs: [(IKEv1SAInfo, String)] { compactMap { if case .ikeSADeleted(let info, let reason) = $0 { (info, reason) } else { nil } } }
 }

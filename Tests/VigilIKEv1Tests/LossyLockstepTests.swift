@@ -33,7 +33,7 @@ import VigilWire
                 case .scheduleTimer(let id, let at): side.timers[id] = at
                 case .cancelTimer(let id): side.timers[id] = nil
                 case .ikeSAEstablished, .childSAEstablished, .childSARekeyed, .childSADeleted, .ikeSADeleted, .authenticatedMessageReceived,
-                     .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .negotiationFailed, .log:
+                     .dpdAcknowledged, .exchangeInFlight, .peerUnreachable, .peerAddressChanged, .negotiationFailed, .log:
                     break
                 }
             }

@@ -104,7 +104,11 @@ import VigilLab
         let lab = try InteropLab(options)
         defer { lab.close() }
         lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
-        lab.driver.run(seconds: 8) { !$0.failures.isEmpty }
+        // strongSwan's answer to an MM5 it cannot verify does not decrypt for us: a hint, not the end. The failure
+        // comes when MM5's retransmissions run out (about 8 s on the lab's schedule) and still names the cause.
+        lab.driver.run(seconds: 4) { !$0.failures.isEmpty }
+        #expect(lab.driver.failures.isEmpty, "failed on unauthenticated input: \(lab.driver.failures)")
+        lab.driver.run(seconds: 12) { !$0.failures.isEmpty }
         #expect(lab.driver.established.isEmpty)
         let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)")
         #expect(failure.message.contains("pre-shared key"), "\(failure)")
@@ -114,11 +118,14 @@ import VigilLab
     @Test func wrongKeyWhenStrongSwanInitiates() throws {
         var options = InteropLab.Options()
         options.swanPSK = "not-the-secret"
+        // Vigil's half-open SA waits for a valid MM5 until it expires, then reports why none came.
+        options.halfOpenTimeout = .seconds(4)
         let lab = try InteropLab(options)
         defer { lab.close() }
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
         #expect(!result.succeeded)
+        lab.driver.run(seconds: 6) { !$0.failures.isEmpty }
         let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)")
         #expect(failure.code == .authenticationFailed)
         #expect(failure.message.contains("pre-shared key"), "\(failure)")
@@ -132,15 +139,21 @@ import VigilLab
         let lab = try InteropLab(options)
         defer { lab.close() }
         lab.driver.handle(.initiate(connection: "lab", peer: InteropLab.swanAddress))
-        lab.driver.run(seconds: 6) { !$0.failures.isEmpty }
+        // strongSwan refuses MM1 with a plaintext NO_PROPOSAL_CHOSEN: unauthenticated, so Vigil keeps retransmitting
+        // until its schedule runs out (about 8 s) and then reports that notify as the likely reason.
+        lab.driver.run(seconds: 15) { !$0.failures.isEmpty }
         let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         #expect(failure.code == .noProposalChosen, "\(failure)")
+        #expect(failure.message.contains("NO_PROPOSAL_CHOSEN"), "\(failure)")
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
         #expect(!result.succeeded)
-        let responderFailure = try #require(lab.driver.failures.dropFirst().first, "Vigil:\n\(lab.driver.log)")
-        #expect(responderFailure.code == .noProposalChosen)
-        #expect(responderFailure.message.contains("aes256-sha256"), "\(responderFailure)")
+        // Vigil refuses strongSwan's MM1: anyone could send one from that address, so it is counted as junk (not
+        // the peer's failure) and logged with both sides' algorithms.
+        #expect(lab.driver.failures.count == 1, "\(lab.driver.failures)")
+        #expect(lab.driver.endpoint.counters["unauthenticatedRequestsRefused", default: 0] >= 1)
+        #expect(lab.driver.log.contains("MM1 from 192.0.2.2:500 (unauthenticated): no proposal chosen")
+                && lab.driver.log.contains("aes256-sha256"), "\(lab.driver.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
     }
 
@@ -155,7 +168,10 @@ import VigilLab
         lab.driver.run(seconds: 5) { !$0.failures.isEmpty }
         let failure = try #require(lab.driver.failures.first, "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         #expect(failure.code == .noProposalChosen, "\(failure)")
-        #expect(lab.driver.endpoint.childSAs.isEmpty && lab.driver.endpoint.ikeSAs.count == 1)
+        // The ISAKMP SA, left carrying nothing, is deleted on both sides rather than orphaned.
+        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
+        #expect(lab.driver.endpoint.childSAs.isEmpty && lab.driver.endpoint.ikeSAs.isEmpty)
+        #expect(!(try lab.swanSAs().contains("state=ESTABLISHED")), "strongSwan keeps an orphaned ISAKMP SA")
         // strongSwan initiates its child over the existing ISAKMP SA: Vigil refuses and names both sides' algorithms.
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 3) }, seconds: 5)
