@@ -38,6 +38,8 @@ bench: deps secrets-mode
 	.build/release/bench-kernel 1000
 	.build/release/bench-esp 5 3 aes128gcm16
 	.build/debug/bench-failover --runs 3 --bound 15
+	$(SWIFT) build --product bench-flood
+	.build/debug/bench-flood
 
 clean:
 	rm -rf .build

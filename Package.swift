@@ -81,5 +81,6 @@ let package = Package(
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
         .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+        .executableTarget(name: "bench-flood", dependencies: ["VigilLab", "VigilDaemon", "VigilWire", "VigilAlgorithms", "VigilLiveness"], path: "Benchmarks/bench-flood"),
     ]
 )
