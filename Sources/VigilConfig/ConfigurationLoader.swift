@@ -78,7 +78,8 @@ public enum ConfigurationLoader {
 
     private static func compose(_ yaml: String, file: String, _ diagnostics: inout Diagnostics) -> Node? {
         do {
-            guard let root = try Yams.compose(yaml: yaml) else {
+            // UTF-8 named here: Yams' default encoding reads the process environment on every parse.
+            guard let root = try Yams.compose(yaml: yaml, .default, .default, .utf8) else {
                 diagnostics.report(file, nil, "", "the file is empty; allowed: a mapping with keys global, crypto-maps")
                 return nil
             }

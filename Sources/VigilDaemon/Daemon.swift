@@ -102,7 +102,7 @@ public final class Daemon: @unchecked Sendable {
         }
         events.addSink { [unowned self] event in self.control?.publish(event) }
 
-        let report = kernel.reconcile()
+        let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
         record("kernel-reconciled", detail: report)
         for name in entryOrder {
             let entry = entries[name]!

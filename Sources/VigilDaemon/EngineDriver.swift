@@ -68,6 +68,8 @@ public enum EngineOutput: Sendable {
     case ikeRekeyed(old: SessionKey, new: SessionKey)
     /// Any authenticated inbound message (RFC 7296 §2.4: proof of liveness).
     case proofOfLife(SessionKey)
+    /// RFC 7296 §2.23: an authenticated, fresh message showed the peer (behind a NAT) at a new address or port.
+    case peerMoved(SessionKey, old: Endpoint, new: Endpoint)
     /// A liveness check (IKEv2) or R-U-THERE-ACK (IKEv1, with its echoed sequence) came back.
     case probeAnswered(SessionKey, sequence: UInt32?)
     case exchangeInFlight(SessionKey, Bool)

@@ -132,6 +132,7 @@ final class IKEv2Driver: IKEEngineDriver {
                             byPeer: reason.contains("peer")))
         case .ikeSARekeyed(let old, let new): output(.ikeRekeyed(old: key(old), new: key(new.id)))
         case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
+        case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
         case .livenessCheckAnswered(let id): output(.probeAnswered(key(id), sequence: nil))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))
