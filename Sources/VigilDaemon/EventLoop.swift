@@ -32,6 +32,15 @@ public final class EventLoop: @unchecked Sendable {
         /// Work posted by other threads that may wait at once when it is droppable (network input handed over by
         /// the data plane thread); beyond it such work is refused and counted, never queued without bound.
         public static let droppablePosts = 4_096
+        /// Droppable work that starts something new (an IKE_SA_INIT or Main Mode message 1 from anybody) is refused
+        /// once this many droppable items wait: the rest of the queue is kept for messages of established SAs
+        /// (liveness answers, DPD), which a flood of new exchanges must not crowd out.
+        public static let newExchangePosts = droppablePosts * 3 / 4
+        /// Posted items run in one poll round; the rest run in the next rounds, so posted work, like socket input,
+        /// delays a due timer by at most one bounded round.
+        public static let postsPerRound = 256
+        /// Posted items run between two checks for due timers within a round.
+        public static let postsBetweenTimerChecks = 64
         /// Cancelled timers left in the heap before it is rebuilt without them (and only if they are the majority).
         public static let cancelledTimersBeforeCompaction = 1_024
     }
@@ -49,9 +58,18 @@ public final class EventLoop: @unchecked Sendable {
     private let stopRequested = Atomic<Bool>(false)
 
     private struct PostQueue {
-        var work: [Handler] = []
+        var work: [(handler: Handler, droppable: Bool)] = []
         var droppable = 0
         var refused: UInt64 = 0
+        var shed: UInt64 = 0
+    }
+
+    /// What droppable work is, for shedding under load.
+    public enum PostKind: Sendable {
+        /// Input for something that exists already (a message of an established SA): refused only when full.
+        case established
+        /// Input that starts something new (IKE_SA_INIT, Main Mode message 1): shed first, past `newExchangePosts`.
+        case newExchange
     }
 
     public init(clock: MonotonicClock = MonotonicClock()) {
@@ -104,21 +122,30 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Thread-safe: runs `handler` on the loop thread soon. Work that must never be lost (signals, shutdown).
     public func post(_ handler: @escaping @Sendable () -> Void) {
-        posted.withLock { $0.work.append(handler) }
+        posted.withLock { $0.work.append((handler, false)) }
         wake()
     }
 
     /// Thread-safe: like `post`, for work driven by network input. Refused (returns false, counted in
-    /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue.
+    /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue;
+    /// `.newExchange` work is shed (counted in `shedPosts`) already past `Limits.newExchangePosts`.
     @discardableResult
-    public func postDroppable(_ handler: @escaping @Sendable () -> Void) -> Bool {
+    public func postDroppable(kind: PostKind = .established, _ handler: @escaping @Sendable () -> Void) -> Bool {
         let accepted = posted.withLock { queue -> Bool in
-            guard queue.droppable < Limits.droppablePosts else {
-                queue.refused += 1
-                return false
+            switch kind {
+            case .established:
+                guard queue.droppable < Limits.droppablePosts else {
+                    queue.refused += 1
+                    return false
+                }
+            case .newExchange:
+                guard queue.droppable < Limits.newExchangePosts else {
+                    queue.shed += 1
+                    return false
+                }
             }
             queue.droppable += 1
-            queue.work.append(handler)
+            queue.work.append((handler, true))
             return true
         }
         if accepted { wake() }
@@ -127,6 +154,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Droppable work refused because the queue was full.
     public var refusedPosts: UInt64 { posted.withLock { $0.refused } }
+    /// New-exchange work shed because the queue was near full.
+    public var shedPosts: UInt64 { posted.withLock { $0.shed } }
+    /// Posted work waiting for a round (for tests and metrics).
+    public var pendingPosts: Int { posted.withLock { $0.work.count } }
 
     private func wake() {
         var one: UInt8 = 1
@@ -146,14 +177,16 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// One poll round: waits at most until the next timer (or `maximumWait`), then runs due timers, posted work, ready
-    /// handlers (each reads at most `Limits.readsPerRound`), and due timers again, so input never delays a timer by
-    /// more than one bounded round.
+    /// One poll round: waits at most until the next timer (or `maximumWait`; not at all while posted work waits), then
+    /// runs due timers, at most `Limits.postsPerRound` posted items (due timers again every
+    /// `Limits.postsBetweenTimerChecks`), ready handlers (each reads at most `Limits.readsPerRound`), and due timers
+    /// again, so input never delays a timer by more than one bounded round.
     public func runOnce(maximumWait: Duration) {
         var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         for fd in watches.keys.sorted() { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         var wait = maximumWait
         if let next = heap.peek() { wait = min(wait, max(.zero, next.deadline - clock.now)) }
+        if pendingPosts > 0 { wait = .zero }   // the wake byte was read in the round that left them
         let (seconds, attoseconds) = wait.components
         let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + (attoseconds % 1_000_000_000_000_000 > 0 ? 1 : 0))
         let ready = poll(&fds, nfds_t(fds.count), milliseconds)
@@ -164,18 +197,28 @@ public final class EventLoop: @unchecked Sendable {
             while read(wakeFD, &drain, drain.count) > 0 {}
         }
         runDueTimers()
-        let work = posted.withLock { queue -> [Handler] in
-            defer {
-                queue.work.removeAll()
-                queue.droppable = 0
-            }
-            return queue.work
+        var ran = 0
+        while ran < Limits.postsPerRound {
+            let batch = takePosted(atMost: min(Limits.postsBetweenTimerChecks, Limits.postsPerRound - ran))
+            if batch.isEmpty { break }
+            for handler in batch { handler() }
+            ran += batch.count
+            runDueTimers()
         }
-        for handler in work { handler() }
         for entry in fds.dropFirst() where entry.revents != 0 {
             watches[entry.fd]?.handler()
         }
         runDueTimers()
+    }
+
+    /// The oldest posted items, at most `count`, taken off the queue.
+    private func takePosted(atMost count: Int) -> [Handler] {
+        posted.withLock { queue -> [Handler] in
+            let taken = queue.work.prefix(count)
+            queue.droppable -= taken.count(where: \.droppable)
+            queue.work.removeFirst(taken.count)
+            return taken.map(\.handler)
+        }
     }
 
     private func runDueTimers() {
