@@ -31,7 +31,7 @@
 /// no probe is sent: that exchange's own retransmissions are the probes, and its answer is the proof of life. The
 /// clock keeps running though, so a peer that dies during a rekey is still declared dead at `origin + retries ×
 /// retry`; of the probe slots that fell inside the exchange the exchange stood in for all but the latest, which is
-/// sent as soon as the exchange completes without an answer.
+/// sent as soon as the exchange completes without an answer, and the schedule goes on from that slot.
 ///
 /// ## Probe numbering
 /// IKEv1 (RFC 3706 §6, replay resistance): the first R-U-THERE of an IKE SA carries a random sequence number with the
@@ -244,7 +244,7 @@ public struct DeadPeerDetector: Sendable {
         case .timerFired:
             break
         }
-        return advance(now: now)
+        return advance(now: now, exchangeJustCompleted: event == .exchangeCompleted)
     }
 
     private mutating func proofOfLife(_ now: Duration) {
@@ -264,7 +264,7 @@ public struct DeadPeerDetector: Sendable {
         }
     }
 
-    private mutating func advance(now: Duration) -> Action? {
+    private mutating func advance(now: Duration, exchangeJustCompleted: Bool) -> Action? {
         var run: ProbeRun
         switch phase {
         case .dead:
@@ -306,7 +306,9 @@ public struct DeadPeerDetector: Sendable {
         let attempt = run.nextAttempt
         run.nextAttempt += 1
         run.probesSent += 1
-        run.lastProbeAt = now
+        // A probe whose slot fell inside an exchange is sent when it completes; the exchange's retransmissions waited
+        // for the peer meanwhile, so the schedule goes on from the slot.
+        run.lastProbeAt = exchangeJustCompleted ? configuration.retry * attempt + run.origin : now
         phase = .probing(run)
         return .sendProbe(sequence: sequence, attempt: attempt)
     }

@@ -117,8 +117,8 @@ private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPe
         _ = detector.handle(.exchangeStarted, now: .seconds(9))
         _ = run(&detector, until: .seconds(13))
         #expect(detector.handle(.exchangeCompleted, now: .seconds(13)) == .sendProbe(sequence: 100, attempt: 1))
-        // The probe sent at 13 s gets its full retry interval.
-        #expect(detector.nextWakeup == .seconds(15))
+        // The exchange waited for the peer meanwhile: the schedule goes on from the slot (12 s).
+        #expect(detector.nextWakeup == .seconds(14))
     }
 
     @Test func aLateTimerSendsTheNextProbeInsteadOfDeclaringADeath() {
