@@ -226,7 +226,7 @@ extension DaemonRunner {
                 do {
                     try dataPlane.start(socket: socket.fd) { message, from in
                         // Network input: refused (and counted) rather than queued without bound under a flood; new
-                        // exchanges are shed first, so established SAs' messages (liveness, DPD) still get through.
+                        // exchanges wait behind established SAs' messages (liveness, DPD) and are shed first.
                         loop.postDroppable(kind: postKind(ofIKE: message)) { daemon.receivedIKE(message, from: from, to: local) }
                     }
                 } catch {

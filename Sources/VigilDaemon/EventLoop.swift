@@ -32,10 +32,11 @@ public final class EventLoop: @unchecked Sendable {
         /// Work posted by other threads that may wait at once when it is droppable (network input handed over by
         /// the data plane thread); beyond it such work is refused and counted, never queued without bound.
         public static let droppablePosts = 4_096
-        /// Droppable work that starts something new (an IKE_SA_INIT or Main Mode message 1 from anybody) is refused
-        /// once this many droppable items wait: the rest of the queue is kept for messages of established SAs
-        /// (liveness answers, DPD), which a flood of new exchanges must not crowd out.
-        public static let newExchangePosts = droppablePosts * 3 / 4
+        /// Of those, work that starts something new (an IKE_SA_INIT or Main Mode message 1, which anybody can send)
+        /// waits in its own lane, run after messages of established SAs (liveness answers, DPD) and shed beyond this
+        /// many: a flood of new exchanges neither crowds out nor delays the established SAs, and what it leaves
+        /// waiting is at most a few rounds old.
+        public static let newExchangePosts = 512
         /// Posted items run in one poll round; the rest run in the next rounds, so posted work, like socket input,
         /// delays a due timer by at most one bounded round.
         public static let postsPerRound = 256
@@ -57,11 +58,24 @@ public final class EventLoop: @unchecked Sendable {
     private let posted = Mutex<PostQueue>(PostQueue())
     private let stopRequested = Atomic<Bool>(false)
 
+    /// Three lanes, run in this order: work that must not be lost, established SAs' input, new exchanges.
     private struct PostQueue {
-        var work: [(handler: Handler, droppable: Bool)] = []
-        var droppable = 0
+        var work: [Handler] = []
+        var established: [Handler] = []
+        var newExchanges: [Handler] = []
         var refused: UInt64 = 0
         var shed: UInt64 = 0
+        var count: Int { work.count + established.count + newExchanges.count }
+
+        mutating func take(atMost limit: Int) -> [Handler] {
+            var taken: [Handler] = []
+            for lane in [\PostQueue.work, \.established, \.newExchanges] where taken.count < limit {
+                let part = self[keyPath: lane].prefix(limit - taken.count)
+                taken += part
+                self[keyPath: lane].removeFirst(part.count)
+            }
+            return taken
+        }
     }
 
     /// What droppable work is, for shedding under load.
@@ -122,30 +136,32 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Thread-safe: runs `handler` on the loop thread soon. Work that must never be lost (signals, shutdown).
     public func post(_ handler: @escaping @Sendable () -> Void) {
-        posted.withLock { $0.work.append((handler, false)) }
+        posted.withLock { $0.work.append(handler) }
         wake()
     }
 
     /// Thread-safe: like `post`, for work driven by network input. Refused (returns false, counted in
     /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue;
-    /// `.newExchange` work is shed (counted in `shedPosts`) already past `Limits.newExchangePosts`.
+    /// `.newExchange` work waits in its own lane, run last, and is shed (counted in `shedPosts`) past
+    /// `Limits.newExchangePosts`.
     @discardableResult
     public func postDroppable(kind: PostKind = .established, _ handler: @escaping @Sendable () -> Void) -> Bool {
         let accepted = posted.withLock { queue -> Bool in
             switch kind {
             case .established:
-                guard queue.droppable < Limits.droppablePosts else {
+                guard queue.established.count + queue.newExchanges.count < Limits.droppablePosts else {
                     queue.refused += 1
                     return false
                 }
+                queue.established.append(handler)
             case .newExchange:
-                guard queue.droppable < Limits.newExchangePosts else {
+                guard queue.newExchanges.count < Limits.newExchangePosts,
+                      queue.established.count + queue.newExchanges.count < Limits.droppablePosts else {
                     queue.shed += 1
                     return false
                 }
+                queue.newExchanges.append(handler)
             }
-            queue.droppable += 1
-            queue.work.append((handler, true))
             return true
         }
         if accepted { wake() }
@@ -154,10 +170,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Droppable work refused because the queue was full.
     public var refusedPosts: UInt64 { posted.withLock { $0.refused } }
-    /// New-exchange work shed because the queue was near full.
+    /// New-exchange work shed because its lane was full.
     public var shedPosts: UInt64 { posted.withLock { $0.shed } }
     /// Posted work waiting for a round (for tests and metrics).
-    public var pendingPosts: Int { posted.withLock { $0.work.count } }
+    public var pendingPosts: Int { posted.withLock { $0.count } }
 
     private func wake() {
         var one: UInt8 = 1
@@ -211,14 +227,9 @@ public final class EventLoop: @unchecked Sendable {
         runDueTimers()
     }
 
-    /// The oldest posted items, at most `count`, taken off the queue.
+    /// The next posted items by lane, oldest first in each, at most `count`, taken off the queue.
     private func takePosted(atMost count: Int) -> [Handler] {
-        posted.withLock { queue -> [Handler] in
-            let taken = queue.work.prefix(count)
-            queue.droppable -= taken.count(where: \.droppable)
-            queue.work.removeFirst(taken.count)
-            return taken.map(\.handler)
-        }
+        posted.withLock { $0.take(atMost: count) }
     }
 
     private func runDueTimers() {

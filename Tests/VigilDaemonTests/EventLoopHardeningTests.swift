@@ -84,6 +84,19 @@ import VigilAddressing
         #expect(loop.refusedPosts == UInt64(EventLoop.Limits.newExchangePosts))
     }
 
+    /// bench-flood `--init-port both`: with one queue, liveness answers waited behind thousands of forged IKE_SA_INITs
+    /// and every tunnel died. Established SAs' input runs first.
+    @Test func establishedSAsInputRunsBeforeQueuedNewExchanges() {
+        let loop = EventLoop()
+        let order = LockedLog()
+        for _ in 0..<EventLoop.Limits.newExchangePosts { _ = loop.postDroppable(kind: .newExchange) { order.append("init") } }
+        _ = loop.postDroppable(kind: .established) { order.append("answer") }
+        loop.post { order.append("signal") }
+        loop.runOnce(maximumWait: .zero)
+        #expect(order.lines.prefix(2) == ["signal", "answer"])
+        #expect(order.lines.count == EventLoop.Limits.postsPerRound)
+    }
+
     @Test func aZeroResponderSPIOrCookieIsANewExchange() {
         var header = [UInt8](repeating: 0, count: 28)
         header[0..<8] = [1, 2, 3, 4, 5, 6, 7, 8]
