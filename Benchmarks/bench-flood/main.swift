@@ -324,6 +324,8 @@ rows.append(("log lines written during the flood", String(format: "%d (%.1f/s; %
                                                              Double(floodLines.count) / floodSeconds, Double(quietLines) / quietSeconds), "bounded"))
 rows.append(("log bytes written during the flood", "\(floodEndSize - floodStartSize)", ""))
 rows.append(("cookie responses sent (vigil_ike_cookiesSent)", String(format: "%.0f", series("vigil_ike_cookiesSent")), ""))
+rows.append(("IKE on 4500 shed (new exchanges) / refused (queue full)", String(format: "%.0f / %.0f",
+             series("vigil_dataplane_ike_new_exchanges_shed"), series("vigil_dataplane_ike_refused")), ""))
 rows.append(("forged IKE_SA_INIT sent", String(format: "%d (%.0f/s achieved of %d/s)", counts.forgedInits, Double(counts.forgedInits) / counts.elapsed, options.initRate), ""))
 rows.append(("garbage datagrams sent", String(format: "%d (%.0f/s achieved of %d/s)", counts.garbage, Double(counts.garbage) / counts.elapsed, options.garbageRate), ""))
 rows.append(("  spoofed from a listed peer's address", "\(counts.spoofed)", ""))
