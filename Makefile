@@ -1,7 +1,7 @@
 # Vigil: the README's two commands are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: deps build test demo bench clean secrets-mode fuzz fuzz-smoke install deb package-test
+.PHONY: deps build test demo bench bench-flood clean secrets-mode fuzz fuzz-smoke install deb package-test
 
 deps:
 	./deploy/install-deps.sh
@@ -40,6 +40,15 @@ bench: deps secrets-mode
 	.build/release/bench-kernel 1000
 	.build/release/bench-esp 5 3 aes128gcm16
 	.build/debug/bench-failover --runs 3 --bound 15
+	$(MAKE) bench-flood
+
+# Forged IKE_SA_INIT and garbage floods against vigild holding 50 tunnels (network namespaces, root). Options go in
+# FLOOD_ARGS, e.g. `make bench-flood FLOOD_ARGS="--init-port both --seconds 60"`.
+FLOOD_ARGS ?=
+bench-flood: deps secrets-mode
+	$(SWIFT) build --product vigild
+	$(SWIFT) build --product bench-flood
+	.build/debug/bench-flood $(FLOOD_ARGS)
 
 # libFuzzer targets (Fuzz/): each built with ASan and run FUZZ_SECONDS (default 10 minutes) on a work corpus in
 # Fuzz/work seeded from Fuzz/corpus; prints executions and findings, fails on any finding.

@@ -81,6 +81,7 @@ let package = Package(
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
         .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+        .executableTarget(name: "bench-flood", dependencies: ["VigilLab", "VigilDaemon", "VigilWire", "VigilAlgorithms", "VigilLiveness"], path: "Benchmarks/bench-flood"),
 
         // libFuzzer targets (`make fuzz`, Fuzz/run.sh): one file each, no top-level code; built with
         // `--sanitize=fuzzer --sanitize=address -Xswiftc -DVIGIL_LIBFUZZER`. Without the define each is a replayer

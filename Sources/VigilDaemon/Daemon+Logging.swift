@@ -25,6 +25,8 @@ extension Daemon {
             for (name, value) in engine.counters { all["ike\(version).\(name)"] = value }
         }
         for (name, value) in metrics.all { all[name] = value }
+        all["event_loop.newExchangesShed"] = loop.shedPosts
+        all["event_loop.refusedPosts"] = loop.refusedPosts
         return all
     }
 

@@ -192,7 +192,7 @@ public final class Daemon: @unchecked Sendable {
         let version: IKEVersionTag? = major == 2 ? .v2 : (major == 1 ? .v1 : nil)
         guard let version, let engine = engines[version] else {
             metrics.increment("vigil_unsupported_ike_version_total", help: "IKE datagrams of a version with no engine")
-            logger.info("dropped IKE datagram from \(from): version \(major) not served")
+            engineLog(.info, "dropped IKE datagram from \(from): version \(major) not served")
             return
         }
         engine.received(ike, from: from, to: to)
@@ -207,13 +207,14 @@ public final class Daemon: @unchecked Sendable {
     func send(_ bytes: [UInt8], from: Endpoint, to: Endpoint, marker: Bool) {
         guard let socket = sockets[from] ?? sockets.values.first(where: { $0.local.port == from.port && $0.local.address.family == to.address.family }) else {
             metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
-            logger.error("no socket bound to \(from) for a datagram to \(to)")
+            engineLog(.error, "no socket bound to \(from) for a datagram to \(to)")
             return
         }
         let datagram = marker && from.port == 4500 ? UDPSocket.nonESPMarker + bytes : bytes
         if let failure = socket.send(datagram, to: to) {
             metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
-            logger.warning("send to \(to) failed: \(failure)")
+            // Answers to spoofed sources fail per datagram under a flood (a full buffer, an unreachable net).
+            engineLog(.warning, "send to \(to) failed: \(failure)")
         }
     }
 

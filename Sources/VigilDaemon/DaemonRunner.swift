@@ -189,6 +189,20 @@ extension DaemonRunner {
         return engines
     }
 
+    /// Offset and length of the responder's SPI (IKEv2, RFC 7296 §3.1) or cookie (ISAKMP, RFC 2408 §3.1) in the header.
+    static let responderSPIRange = 8..<16
+    /// The fixed IKE header (RFC 7296 §3.1, RFC 2408 §3.1): shorter is garbage.
+    static let ikeHeaderLength = 28
+
+    /// How an IKE message (non-ESP marker removed) the data plane read is queued for the event loop: a responder
+    /// SPI (cookie) of zero is an IKE_SA_INIT or Main/Aggressive Mode message 1 starting a new exchange, which anybody
+    /// can send and which is shed first under load; a message too short for a header is garbage and sheddable too.
+    /// Read on the data plane thread before any authentication: it only decides an order of dropping.
+    static func postKind(ofIKE message: [UInt8]) -> EventLoop.PostKind {
+        guard message.count >= ikeHeaderLength else { return .newExchange }
+        return message[responderSPIRange].allSatisfy { $0 == 0 } ? .newExchange : .established
+    }
+
     /// The userspace data plane: a TUN device whose packets `ESPEngine` protects, carried in UDP 4500 on the
     /// daemon's NAT-T socket (the data plane reads that socket and hands IKE messages back to the daemon).
     static func makeUserspaceDataPlane(configuration: VigilConfiguration, routes: NetlinkRouteKernel, clock: MonotonicClock,
@@ -211,8 +225,9 @@ extension DaemonRunner {
                 let local = socket.local
                 do {
                     try dataPlane.start(socket: socket.fd) { message, from in
-                        // Network input: refused (and counted) rather than queued without bound under a flood.
-                        loop.postDroppable { daemon.receivedIKE(message, from: from, to: local) }
+                        // Network input: refused (and counted) rather than queued without bound under a flood; new
+                        // exchanges wait behind established SAs' messages (liveness, DPD) and are shed first.
+                        loop.postDroppable(kind: postKind(ofIKE: message)) { daemon.receivedIKE(message, from: from, to: local) }
                     }
                 } catch {
                     throw ControlError(.internalError, "cannot start the userspace data plane on \(local): \(error)")
@@ -225,6 +240,9 @@ extension DaemonRunner {
                 var all: [String: UInt64] = ["nat_keepalives": counters.natKeepalives, "ike_datagrams": counters.ikeDatagrams,
                                              "send_errors": dataPlane.ioCounters.sendErrors, "tun_write_errors": dataPlane.ioCounters.tunWriteErrors]
                 for (drop, value) in counters.drops { all["drops_\(drop.rawValue)"] = value }
+                // IKE messages the data plane read and the event loop shed (new exchanges, near full) or refused (full).
+                all["ike_new_exchanges_shed"] = daemon.loop.shedPosts
+                all["ike_refused"] = daemon.loop.refusedPosts
                 return all
             }
         }

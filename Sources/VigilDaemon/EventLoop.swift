@@ -32,6 +32,16 @@ public final class EventLoop: @unchecked Sendable {
         /// Work posted by other threads that may wait at once when it is droppable (network input handed over by
         /// the data plane thread); beyond it such work is refused and counted, never queued without bound.
         public static let droppablePosts = 4_096
+        /// Of those, work that starts something new (an IKE_SA_INIT or Main Mode message 1, which anybody can send)
+        /// waits in its own lane, run after messages of established SAs (liveness answers, DPD) and shed beyond this
+        /// many: a flood of new exchanges neither crowds out nor delays the established SAs, and what it leaves
+        /// waiting is at most a few rounds old.
+        public static let newExchangePosts = 512
+        /// Posted items run in one poll round; the rest run in the next rounds, so posted work, like socket input,
+        /// delays a due timer by at most one bounded round.
+        public static let postsPerRound = 256
+        /// Posted items run between two checks for due timers within a round.
+        public static let postsBetweenTimerChecks = 64
         /// Cancelled timers left in the heap before it is rebuilt without them (and only if they are the majority).
         public static let cancelledTimersBeforeCompaction = 1_024
     }
@@ -48,10 +58,32 @@ public final class EventLoop: @unchecked Sendable {
     private let posted = Mutex<PostQueue>(PostQueue())
     private let stopRequested = Atomic<Bool>(false)
 
+    /// Three lanes, run in this order: work that must not be lost, established SAs' input, new exchanges.
     private struct PostQueue {
         var work: [Handler] = []
-        var droppable = 0
+        var established: [Handler] = []
+        var newExchanges: [Handler] = []
         var refused: UInt64 = 0
+        var shed: UInt64 = 0
+        var count: Int { work.count + established.count + newExchanges.count }
+
+        mutating func take(atMost limit: Int) -> [Handler] {
+            var taken: [Handler] = []
+            for lane in [\PostQueue.work, \.established, \.newExchanges] where taken.count < limit {
+                let part = self[keyPath: lane].prefix(limit - taken.count)
+                taken += part
+                self[keyPath: lane].removeFirst(part.count)
+            }
+            return taken
+        }
+    }
+
+    /// What droppable work is, for shedding under load.
+    public enum PostKind: Sendable {
+        /// Input for something that exists already (a message of an established SA): refused only when full.
+        case established
+        /// Input that starts something new (IKE_SA_INIT, Main Mode message 1): shed first, past `newExchangePosts`.
+        case newExchange
     }
 
     public init(clock: MonotonicClock = MonotonicClock()) {
@@ -109,16 +141,27 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Thread-safe: like `post`, for work driven by network input. Refused (returns false, counted in
-    /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue.
+    /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue;
+    /// `.newExchange` work waits in its own lane, run last, and is shed (counted in `shedPosts`) past
+    /// `Limits.newExchangePosts`.
     @discardableResult
-    public func postDroppable(_ handler: @escaping @Sendable () -> Void) -> Bool {
+    public func postDroppable(kind: PostKind = .established, _ handler: @escaping @Sendable () -> Void) -> Bool {
         let accepted = posted.withLock { queue -> Bool in
-            guard queue.droppable < Limits.droppablePosts else {
-                queue.refused += 1
-                return false
+            switch kind {
+            case .established:
+                guard queue.established.count + queue.newExchanges.count < Limits.droppablePosts else {
+                    queue.refused += 1
+                    return false
+                }
+                queue.established.append(handler)
+            case .newExchange:
+                guard queue.newExchanges.count < Limits.newExchangePosts,
+                      queue.established.count + queue.newExchanges.count < Limits.droppablePosts else {
+                    queue.shed += 1
+                    return false
+                }
+                queue.newExchanges.append(handler)
             }
-            queue.droppable += 1
-            queue.work.append(handler)
             return true
         }
         if accepted { wake() }
@@ -127,6 +170,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Droppable work refused because the queue was full.
     public var refusedPosts: UInt64 { posted.withLock { $0.refused } }
+    /// New-exchange work shed because its lane was full.
+    public var shedPosts: UInt64 { posted.withLock { $0.shed } }
+    /// Posted work waiting for a round (for tests and metrics).
+    public var pendingPosts: Int { posted.withLock { $0.count } }
 
     private func wake() {
         var one: UInt8 = 1
@@ -146,14 +193,16 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// One poll round: waits at most until the next timer (or `maximumWait`), then runs due timers, posted work, ready
-    /// handlers (each reads at most `Limits.readsPerRound`), and due timers again, so input never delays a timer by
-    /// more than one bounded round.
+    /// One poll round: waits at most until the next timer (or `maximumWait`; not at all while posted work waits), then
+    /// runs due timers, at most `Limits.postsPerRound` posted items (due timers again every
+    /// `Limits.postsBetweenTimerChecks`), ready handlers (each reads at most `Limits.readsPerRound`), and due timers
+    /// again, so input never delays a timer by more than one bounded round.
     public func runOnce(maximumWait: Duration) {
         var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         for fd in watches.keys.sorted() { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
         var wait = maximumWait
         if let next = heap.peek() { wait = min(wait, max(.zero, next.deadline - clock.now)) }
+        if pendingPosts > 0 { wait = .zero }   // the wake byte was read in the round that left them
         let (seconds, attoseconds) = wait.components
         let milliseconds = Int32(clamping: seconds * 1000 + attoseconds / 1_000_000_000_000_000 + (attoseconds % 1_000_000_000_000_000 > 0 ? 1 : 0))
         let ready = poll(&fds, nfds_t(fds.count), milliseconds)
@@ -164,18 +213,23 @@ public final class EventLoop: @unchecked Sendable {
             while read(wakeFD, &drain, drain.count) > 0 {}
         }
         runDueTimers()
-        let work = posted.withLock { queue -> [Handler] in
-            defer {
-                queue.work.removeAll()
-                queue.droppable = 0
-            }
-            return queue.work
+        var ran = 0
+        while ran < Limits.postsPerRound {
+            let batch = takePosted(atMost: min(Limits.postsBetweenTimerChecks, Limits.postsPerRound - ran))
+            if batch.isEmpty { break }
+            for handler in batch { handler() }
+            ran += batch.count
+            runDueTimers()
         }
-        for handler in work { handler() }
         for entry in fds.dropFirst() where entry.revents != 0 {
             watches[entry.fd]?.handler()
         }
         runDueTimers()
+    }
+
+    /// The next posted items by lane, oldest first in each, at most `count`, taken off the queue.
+    private func takePosted(atMost count: Int) -> [Handler] {
+        posted.withLock { $0.take(atMost: count) }
     }
 
     private func runDueTimers() {

@@ -17,6 +17,12 @@
 /// `origin + a × retry` for `a` in `0 ..< retries`, and the peer is declared dead at `origin + retries × retry`
 /// when no proof of life arrived meanwhile: the `retries`-th unanswered probe's own retry slot.
 ///
+/// A death needs its probes: every one of the `retries` probes actually sent (or stood in for by an exchange in
+/// flight, below), each given its full retry interval. A late timer (a loaded loop) therefore sends the next probe
+/// rather than skipping slots or declaring a death nobody was asked about: probe `a` goes out at
+/// `max(origin + a × retry, previous probe + retry)` and the death at `max(origin + retries × retry, last probe +
+/// retry)`. On time, both are the schedule above.
+///
 /// Example, periodic, interval 10 s, retry 2 s, retries 5, last proof at 0 s: probes at 10, 12, 14, 16, 18 s
 /// (attempts 0...4), dead at 10 + 5 × 2 = 20 s after the last proof. Any proof of life cancels the run.
 ///
@@ -24,7 +30,8 @@
 /// While another exchange with the peer is in flight (rekey, delete: `.exchangeStarted` ... `.exchangeCompleted`)
 /// no probe is sent: that exchange's own retransmissions are the probes, and its answer is the proof of life. The
 /// clock keeps running though, so a peer that dies during a rekey is still declared dead at `origin + retries ×
-/// retry`; a probe slot that fell inside the exchange is sent as soon as the exchange completes without an answer.
+/// retry`; of the probe slots that fell inside the exchange the exchange stood in for all but the latest, which is
+/// sent as soon as the exchange completes without an answer, and the schedule goes on from that slot.
 ///
 /// ## Probe numbering
 /// IKEv1 (RFC 3706 §6, replay resistance): the first R-U-THERE of an IKE SA carries a random sequence number with the
@@ -129,11 +136,13 @@ public struct DeadPeerDetector: Sendable {
     /// A probe run in progress.
     struct ProbeRun: Hashable, Sendable {
         var origin: Duration
-        /// The next attempt number to send.
+        /// The next attempt number to send; slots before it were sent or stood in for by an exchange in flight.
         var nextAttempt: Int
         /// Sequence of attempt 0 (IKEv1) or the run's id (IKEv2).
         var firstSequence: UInt32
         var probesSent: Int
+        /// When the latest probe of this run went out: the next probe and the death each wait a retry after it.
+        var lastProbeAt: Duration?
     }
 
     enum Phase: Hashable, Sendable {
@@ -177,10 +186,36 @@ public struct DeadPeerDetector: Sendable {
         case .watching:
             return runOrigin
         case .probing(let run):
-            let death = run.origin + configuration.runLength
-            if exchangesInFlight > 0 || run.nextAttempt >= configuration.retries { return death }
-            return run.origin + configuration.retry * run.nextAttempt
+            if exchangesInFlight > 0 || run.nextAttempt >= configuration.retries { return deathTime(run) }
+            return probeTime(run)
         }
+    }
+
+    /// When the run's next probe may go out: its slot, and a full retry after the previous probe.
+    private func probeTime(_ run: ProbeRun) -> Duration {
+        let slot = run.origin + configuration.retry * run.nextAttempt
+        guard let last = run.lastProbeAt else { return slot }
+        return max(slot, last + configuration.retry)
+    }
+
+    /// When the run ends in a death once all its probes are out: the schedule's end, and a full retry after the last.
+    private func deathTime(_ run: ProbeRun) -> Duration {
+        let end = run.origin + configuration.runLength
+        guard let last = run.lastProbeAt else { return end }
+        return max(end, last + configuration.retry)
+    }
+
+    /// While an exchange is in flight its retransmissions stand in for the probe slots that came: all of them once
+    /// the schedule has run out, otherwise all but the latest (sent when the exchange completes unanswered).
+    private func standIn(_ run: inout ProbeRun, now: Duration) {
+        guard exchangesInFlight > 0 else { return }
+        if now - run.origin >= configuration.runLength {
+            run.nextAttempt = configuration.retries
+            return
+        }
+        var come = run.nextAttempt   // slots whose time has come (exact Duration arithmetic, no division)
+        while come < configuration.retries, run.origin + configuration.retry * come <= now { come += 1 }
+        run.nextAttempt = max(run.nextAttempt, come - 1)
     }
 
     public mutating func handle(_ event: Event, now: Duration) -> Action? {
@@ -201,11 +236,15 @@ public struct DeadPeerDetector: Sendable {
             exchangesInFlight += 1
         case .exchangeCompleted:
             precondition(exchangesInFlight > 0, "exchangeCompleted without exchangeStarted")
+            if case .probing(var run) = phase {
+                standIn(&run, now: now)
+                phase = .probing(run)
+            }
             exchangesInFlight -= 1
         case .timerFired:
             break
         }
-        return advance(now: now)
+        return advance(now: now, exchangeJustCompleted: event == .exchangeCompleted)
     }
 
     private mutating func proofOfLife(_ now: Duration) {
@@ -225,24 +264,28 @@ public struct DeadPeerDetector: Sendable {
         }
     }
 
-    private mutating func advance(now: Duration) -> Action? {
+    private mutating func advance(now: Duration, exchangeJustCompleted: Bool) -> Action? {
         var run: ProbeRun
         switch phase {
         case .dead:
             return nil
         case .watching:
             guard let origin = runOrigin, now >= origin else { return nil }
-            run = ProbeRun(origin: origin, nextAttempt: 0, firstSequence: nextSequence, probesSent: 0)
+            run = ProbeRun(origin: origin, nextAttempt: 0, firstSequence: nextSequence, probesSent: 0, lastProbeAt: nil)
             if case .ikev2 = configuration.flavour { nextSequence &+= 1 }
         case .probing(let current):
             run = current
         }
-        let elapsed = now - run.origin
-        if elapsed >= configuration.runLength {
+        standIn(&run, now: now)
+        if run.nextAttempt >= configuration.retries {
+            guard now >= deathTime(run) else {
+                phase = .probing(run)
+                return nil
+            }
             phase = .dead
             return .peerDead(Death(lastProofOfLife: lastProofOfLife, probesSent: run.probesSent, declaredAt: now))
         }
-        guard exchangesInFlight == 0, configuration.retry * run.nextAttempt <= elapsed else {
+        guard exchangesInFlight == 0, now >= probeTime(run) else {
             phase = .probing(run)
             return nil
         }
@@ -259,12 +302,15 @@ public struct DeadPeerDetector: Sendable {
             acceptableAcks = 0
         }
         if case .ikev1 = configuration.flavour { acceptableAcks += 1 } else { acceptableAcks = 1 }
-        var due = run.nextAttempt   // the latest slot that has come (exact Duration arithmetic, no division)
-        while configuration.retry * (due + 1) <= elapsed { due += 1 }
-        run.nextAttempt = due + 1
+        // A late timer sends the next probe, never skips one: each probe is given its full retry interval.
+        let attempt = run.nextAttempt
+        run.nextAttempt += 1
         run.probesSent += 1
+        // A probe whose slot fell inside an exchange is sent when it completes; the exchange's retransmissions waited
+        // for the peer meanwhile, so the schedule goes on from the slot.
+        run.lastProbeAt = exchangeJustCompleted ? configuration.retry * attempt + run.origin : now
         phase = .probing(run)
-        return .sendProbe(sequence: sequence, attempt: due)
+        return .sendProbe(sequence: sequence, attempt: attempt)
     }
 }
 

@@ -32,12 +32,81 @@ import VigilAddressing
         // Work that must not be lost is never refused.
         let signal = LockedCounter()
         loop.post { signal.increment() }
-        loop.runOnce(maximumWait: .zero)
+        var rounds = 0
+        while loop.pendingPosts > 0 {
+            let before = ran.value + signal.value
+            loop.runOnce(maximumWait: .zero)
+            #expect(ran.value + signal.value - before <= EventLoop.Limits.postsPerRound)
+            rounds += 1
+        }
+        #expect(rounds == (EventLoop.Limits.droppablePosts + 1 + EventLoop.Limits.postsPerRound - 1) / EventLoop.Limits.postsPerRound)
         #expect(ran.value == EventLoop.Limits.droppablePosts)
         #expect(signal.value == 1)
         // Once drained, the queue accepts again.
         let again = loop.postDroppable {}
         #expect(again)
+    }
+
+    /// Defect 6 (bench-flood, `--init-port both`): a round ran every posted item (up to 4,096 forged IKE_SA_INITs
+    /// handed over by the data plane) before any timer, so DPD probes went out late and peers died falsely.
+    @Test func postedWorkIsBoundedPerRoundWithDueTimersBetweenBatches() {
+        let loop = EventLoop()
+        let order = LockedLog()
+        for index in 0..<EventLoop.Limits.droppablePosts {
+            _ = loop.postDroppable {
+                // Stands in for a liveness timer falling due while the flood is being handled.
+                if index == 0 { loop.schedule(at: loop.now) { order.append("timer") } }
+                order.append("post")
+            }
+        }
+        loop.runOnce(maximumWait: .zero)
+        #expect(order.lines.count == EventLoop.Limits.postsPerRound + 1)
+        #expect(order.lines.firstIndex(of: "timer") == EventLoop.Limits.postsBetweenTimerChecks)
+        #expect(loop.pendingPosts == EventLoop.Limits.droppablePosts - EventLoop.Limits.postsPerRound)
+        // The rest waits for the next rounds, which do not sleep while it does (the wake byte is already read).
+        let start = ContinuousClock.now
+        while loop.pendingPosts > 0 { loop.runOnce(maximumWait: .seconds(60)) }
+        #expect(ContinuousClock.now - start < .seconds(30))
+        #expect(order.lines.count == EventLoop.Limits.droppablePosts + 1)
+    }
+
+    @Test func newExchangesAreShedFirstSoEstablishedSAsGetThrough() {
+        let loop = EventLoop()
+        var accepted = 0
+        for _ in 0..<EventLoop.Limits.droppablePosts where loop.postDroppable(kind: .newExchange, {}) { accepted += 1 }
+        #expect(accepted == EventLoop.Limits.newExchangePosts)
+        #expect(loop.shedPosts == UInt64(EventLoop.Limits.droppablePosts - EventLoop.Limits.newExchangePosts))
+        #expect(loop.refusedPosts == 0)
+        // The headroom is kept for messages of established SAs.
+        var established = 0
+        for _ in 0..<EventLoop.Limits.droppablePosts where loop.postDroppable(kind: .established, {}) { established += 1 }
+        #expect(established == EventLoop.Limits.droppablePosts - EventLoop.Limits.newExchangePosts)
+        #expect(loop.refusedPosts == UInt64(EventLoop.Limits.newExchangePosts))
+    }
+
+    /// bench-flood `--init-port both`: with one queue, liveness answers waited behind thousands of forged IKE_SA_INITs
+    /// and every tunnel died. Established SAs' input runs first.
+    @Test func establishedSAsInputRunsBeforeQueuedNewExchanges() {
+        let loop = EventLoop()
+        let order = LockedLog()
+        for _ in 0..<EventLoop.Limits.newExchangePosts { _ = loop.postDroppable(kind: .newExchange) { order.append("init") } }
+        _ = loop.postDroppable(kind: .established) { order.append("answer") }
+        loop.post { order.append("signal") }
+        loop.runOnce(maximumWait: .zero)
+        #expect(order.lines.prefix(2) == ["signal", "answer"])
+        #expect(order.lines.count == EventLoop.Limits.postsPerRound)
+    }
+
+    @Test func aZeroResponderSPIOrCookieIsANewExchange() {
+        var header = [UInt8](repeating: 0, count: 28)
+        header[0..<8] = [1, 2, 3, 4, 5, 6, 7, 8]
+        header[17] = 0x20   // IKEv2 IKE_SA_INIT request: responder SPI zero
+        #expect(DaemonRunner.postKind(ofIKE: header) == .newExchange)
+        header[15] = 9      // any later message of the SA
+        #expect(DaemonRunner.postKind(ofIKE: header) == .established)
+        header[17] = 0x10   // ISAKMP: the responder cookie has the same place
+        #expect(DaemonRunner.postKind(ofIKE: header) == .established)
+        #expect(DaemonRunner.postKind(ofIKE: Array(header.prefix(20))) == .newExchange)
     }
 
     @Test func dueTimersRunBeforeReadableSocketsInARound() throws {
@@ -123,4 +192,11 @@ final class LockedCounter: @unchecked Sendable {
     private var count = 0
     func increment() { lock.withLock { count += 1 } }
     var value: Int { lock.withLock { count } }
+}
+
+final class LockedLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var entries: [String] = []
+    func append(_ line: String) { lock.withLock { entries.append(line) } }
+    var lines: [String] { lock.withLock { entries } }
 }

@@ -117,7 +117,41 @@ private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPe
         _ = detector.handle(.exchangeStarted, now: .seconds(9))
         _ = run(&detector, until: .seconds(13))
         #expect(detector.handle(.exchangeCompleted, now: .seconds(13)) == .sendProbe(sequence: 100, attempt: 1))
+        // The exchange waited for the peer meanwhile: the schedule goes on from the slot (12 s).
         #expect(detector.nextWakeup == .seconds(14))
+    }
+
+    @Test func aLateTimerSendsTheNextProbeInsteadOfDeclaringADeath() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        #expect(detector.nextWakeup == .seconds(10))
+        // The loop was busy: the timer armed for 10 s fires at 25 s, past the whole run (10 + 5 × 2 s). No probe was
+        // sent, so this is no death: the first probe goes out now.
+        #expect(detector.handle(.timerFired, now: .seconds(25)) == .sendProbe(sequence: 100, attempt: 0))
+        #expect(!detector.isDead)
+        #expect(detector.nextWakeup == .seconds(27))
+        // Another late firing still sends one probe, the next one, and the one after waits its retry again.
+        #expect(detector.handle(.timerFired, now: .seconds(40)) == .sendProbe(sequence: 101, attempt: 1))
+        #expect(detector.nextWakeup == .seconds(42))
+        let log = run(&detector, until: .seconds(100))
+        let expected: [(Duration, DeadPeerDetector.Action)] = [
+            (.seconds(42), .sendProbe(sequence: 102, attempt: 2)),
+            (.seconds(44), .sendProbe(sequence: 103, attempt: 3)),
+            (.seconds(46), .sendProbe(sequence: 104, attempt: 4)),
+            (.seconds(48), .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .seconds(48)))),
+        ]
+        #expect(log.map(\.0) == expected.map(\.0))
+        #expect(log.map(\.1) == expected.map(\.1))
+    }
+
+    @Test func aLateTimerAfterTheLastProbeStillGivesItsRetryBeforeTheDeath() {
+        var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
+        _ = run(&detector, until: .seconds(16))   // probes at 10, 12, 14, 16 s
+        // The last probe's slot (18 s) is served late at 19.5 s: the death waits a retry after it, not the schedule.
+        #expect(detector.handle(.timerFired, now: .milliseconds(19_500)) == .sendProbe(sequence: 104, attempt: 4))
+        #expect(detector.handle(.timerFired, now: .seconds(20)) == nil)
+        #expect(detector.nextWakeup == .milliseconds(21_500))
+        #expect(detector.handle(.timerFired, now: .milliseconds(21_500))
+            == .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .milliseconds(21_500))))
     }
 
     @Test func offNeverProbesAndRandomFirstSequencesKeepTheTopBitClear() {
