@@ -111,16 +111,29 @@ extension Daemon {
 
     /// Installs the peer's Child SAs: a move from the peer the policies point at now (make-before-break), or a fresh
     /// establishment; a refused step is reported and never taken as installed.
-    private func programKernel(_ entry: EntryRuntime, peer: String, replacing: String?) {
+    /// Programs `peer`'s Child SAs (`only`: just the one with that inbound SPI, a Child SA that joins those already
+    /// installed; the others must not be replayed over it).
+    private func programKernel(_ entry: EntryRuntime, peer: String, replacing: String?, only: UInt32? = nil) {
         let start = loop.now
         var steps = 0
         var refused: [String] = []
         var previousPeer: String?
-        for record in entry.children.values where record.peer == peer {
+        for record in entry.children.values where record.peer == peer && (only == nil || record.child.inboundSPI == only) {
             for child in record.kernel {
                 let plan: KernelPlan
                 if let old = entry.installed[child.selectorKey] {
                     if old.reqid == child.reqid && old.inbound.spi == child.inbound.spi { continue }
+                    if old.reqid == child.reqid && old.sameTunnel(as: child),
+                       entry.children.values.contains(where: { $0.kernel.contains { $0.inbound.spi == old.inbound.spi } }) {
+                        // A further Child SA with the same peer for the same selectors (an IKEv1 Quick Mode that
+                        // renews a Phase 2): the old one stays until the peer deletes it or it expires.
+                        plan = KernelPlanner.supersede(old, with: child)
+                        let report = applyPlan(plan, entry, what: "program \(peer)")
+                        steps += report.applied.count
+                        refused += report.refused.map(\.description)
+                        entry.installed[child.selectorKey] = child
+                        continue
+                    }
                     if old.remoteTunnelEndpoint != child.remoteTunnelEndpoint {
                         previousPeer = entry.peerName(for: old.remoteTunnelEndpoint) ?? old.remoteTunnelEndpoint.description
                     }
@@ -284,7 +297,7 @@ extension Daemon {
             coordinate(entry, .childEstablished(peer))
         } else if entry.coordinator.activePeer == peer {
             // A further Child SA with the active peer (or one the peer re-created): install it alongside.
-            programKernel(entry, peer: peer, replacing: nil)
+            programKernel(entry, peer: peer, replacing: nil, only: child.inboundSPI)
         } else {
             coordinate(entry, .peerConnected(peer))
         }
@@ -339,9 +352,14 @@ extension Daemon {
 
     private func childDown(connection: String, spi: UInt32, reason: String) {
         guard let entry = entries[connection], let record = entry.children.removeValue(forKey: spi) else { return }
-        for child in record.kernel where entry.installed[child.selectorKey]?.inbound.spi == child.inbound.spi {
-            // Keep the policies (traffic held) until the coordinator decides: another peer or a clear.
-            applyPlan(KernelPlanner.hold(child), entry, what: "Child SA deleted")
+        for child in record.kernel {
+            if entry.installed[child.selectorKey]?.inbound.spi == child.inbound.spi {
+                // Keep the policies (traffic held) until the coordinator decides: another peer or a clear.
+                applyPlan(KernelPlanner.hold(child), entry, what: "Child SA deleted")
+            } else if let current = entry.installed[child.selectorKey], current.reqid == child.reqid {
+                // Superseded by a later Child SA with the same reqid: only its SAs go.
+                applyPlan(KernelPlanner.retire(child), entry, what: "superseded Child SA deleted")
+            }
         }
         self.record("phase2-down", entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")
     }

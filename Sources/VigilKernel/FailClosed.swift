@@ -88,7 +88,7 @@ extension KernelChildSA {
     }
 
     /// Same peer (same reqid, selectors), other outer addresses or UDP encapsulation ports.
-    func sameTunnel(as other: KernelChildSA) -> Bool {
+    public func sameTunnel(as other: KernelChildSA) -> Bool {
         localTunnelEndpoint == other.localTunnelEndpoint && remoteTunnelEndpoint == other.remoteTunnelEndpoint
             && encapsulation == other.encapsulation
     }

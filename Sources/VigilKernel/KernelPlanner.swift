@@ -160,6 +160,22 @@ public enum KernelPlanner {
         return KernelPlan(saSteps(new, install: true) + saSteps(old, install: false))
     }
 
+    /// Superseded (same peer, same reqid, same selectors, a Child SA negotiated beside the installed one, as an
+    /// IKEv1 Quick Mode that renews a Phase 2 is): install the new SAs, inbound then outbound, so outbound traffic
+    /// takes the newest SA, and keep the old ones: the peer may go on sending on them until it deletes them (or they
+    /// expire), and RFC 2409 links nothing between the two. `retire` removes them then.
+    public static func supersede(_ old: KernelChildSA, with new: KernelChildSA) -> KernelPlan {
+        precondition(old.reqid == new.reqid && old.localSubnet == new.localSubnet && old.remoteSubnet == new.remoteSubnet,
+                     "a superseding Child SA keeps the reqid and selectors")
+        return KernelPlan(saSteps(new, install: true))
+    }
+
+    /// A superseded Child SA goes (deleted by the peer, or expired): its SAs only. The policies and route belong to
+    /// the Child SA that superseded it.
+    public static func retire(_ child: KernelChildSA) -> KernelPlan {
+        KernelPlan(saSteps(child, install: false))
+    }
+
     /// Failover, make-before-break: install peer B's SAs, repoint the policies' templates from A to B in place
     /// (update, never delete-then-add: there is no instant without a policy, so nothing leaks in clear), replace the
     /// route, then delete A's SAs. `to` has its own reqid (unique per Child SA) and the same selectors.

@@ -65,6 +65,16 @@ struct PlannerTests {
         ])
     }
 
+    @Test func supersedeAddsOnlyTheNewSAsAndRetireRemovesOnlyTheOld() {
+        var renewed = a
+        renewed.inbound.spi = 0x9000
+        renewed.outbound.spi = 0x9001
+        #expect(KernelPlanner.supersede(a, with: renewed).steps == [
+            .addSA(renewed.inboundSAID, renewed.inboundSARequest), .addSA(renewed.outboundSAID, renewed.outboundSARequest),
+        ])
+        #expect(KernelPlanner.retire(a).steps == [.deleteSA(a.inboundSAID), .deleteSA(a.outboundSAID)])
+    }
+
     @Test func deleteRemovesPoliciesFirstThenRouteThenSAs() throws {
         let kernel = RecordingKernel()
         let executor = KernelExecutor(ipsec: kernel, routes: kernel)
