@@ -36,6 +36,11 @@ public enum DaemonRunner {
         kernel.attach?(daemon)
         try daemon.start()
         logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
+        let notifier = Self.systemdNotifier(logger: logger)
+        if let notifier {
+            Self.report(notifier.ready(status: daemon.status().systemdStatus), logger)
+            Self.keepNotifying(notifier, daemon: daemon, loop: loop, logger: logger)
+        }
 
         let signals = DispatchQueue(label: "vigild.signals")
         var sources: [DispatchSourceSignal] = []
@@ -44,10 +49,15 @@ public enum DaemonRunner {
             let source = DispatchSource.makeSignalSource(signal: number, queue: signals)
             source.setEventHandler {
                 if number == SIGHUP {
-                    loop.post { daemon.reload(path: options.configPath) }
+                    loop.post {
+                        if let notifier { Self.report(notifier.reloading(), logger) }
+                        daemon.reload(path: options.configPath)
+                        if let notifier { Self.report(notifier.ready(status: daemon.status().systemdStatus), logger) }
+                    }
                 } else {
                     loop.post {
                         logger.notice("vigild: signal \(number), shutting down")
+                        if let notifier { Self.report(notifier.stopping(), logger) }
                         daemon.shutdown()
                         loop.stop()
                     }
@@ -60,6 +70,41 @@ public enum DaemonRunner {
         kernel.detach?()
         withExtendedLifetime(sources) {}
     }
+
+    /// systemd's notification socket when vigild runs as a `Type=notify` service; an unusable NOTIFY_SOCKET is
+    /// logged and vigild runs on without it.
+    static func systemdNotifier(logger: Logger) -> SystemdNotifier? {
+        do {
+            return try SystemdNotifier(environment: ProcessInfo.processInfo.environment)
+        } catch {
+            logger.error("systemd notification off: \(error)")
+            return nil
+        }
+    }
+
+    static func report(_ result: Result<Void, SystemdNotifier.Failure>, _ logger: Logger) {
+        if case .failure(let failure) = result { logger.warning("\(failure)") }
+    }
+
+    /// From the event loop itself: WATCHDOG=1 at half of WatchdogSec (a loop that stops turning stops the pings and
+    /// systemd restarts vigild), and STATUS= when an entry's state line changes, checked as often.
+    static func keepNotifying(_ notifier: SystemdNotifier, daemon: Daemon, loop: EventLoop, logger: Logger) {
+        let period = notifier.watchdogInterval.map { min($0, statusCheckInterval) } ?? statusCheckInterval
+        var lastStatus = daemon.status().systemdStatus
+        func tick() {
+            if notifier.watchdogInterval != nil { report(notifier.watchdog(), logger) }
+            let status = daemon.status().systemdStatus
+            if status != lastStatus {
+                lastStatus = status
+                report(notifier.status(status), logger)
+            }
+            _ = loop.schedule(at: loop.now + period) { tick() }
+        }
+        _ = loop.schedule(at: loop.now + period) { tick() }
+    }
+
+    /// How often the STATUS= line is compared with the daemon's state (and at most the watchdog's period).
+    static let statusCheckInterval: Duration = .seconds(1)
 
     struct KernelSetup {
         var daemonKernel: DaemonKernel

@@ -110,7 +110,7 @@ public final class VigildLab: @unchecked Sendable {
     }
 
     /// Writes the configuration and secrets and starts vigild in the Vigil gateway's namespace.
-    public func startVigild() throws {
+    public func startVigild(environment: [String: String] = [:]) throws {
         let config = directory.appendingPathComponent("vigil.yaml")
         try configYAML.write(to: config, atomically: true, encoding: .utf8)
         let secrets = directory.appendingPathComponent("vigil.secrets.yaml")
@@ -125,7 +125,7 @@ public final class VigildLab: @unchecked Sendable {
         vigild = VigildProcess(namespace: lab.vigil, binary: binary, configPath: config.path,
                                logPath: directory.appendingPathComponent("vigild.log").path)
         let extra = settings.dataPlane == .kernel ? ["--sa-kernel", "recorded"] : []
-        try vigild.start(extraArguments: extra + ["--log-level", "debug"])
+        try vigild.start(extraArguments: extra + ["--log-level", "debug"], environment: environment)
         guard vigild.waitForLog(timeout: 10, { $0.contains("vigild running") }) else {
             throw LabError("vigild did not start:\n\(vigild.log)")
         }

@@ -28,12 +28,16 @@ public final class VigildProcess: @unchecked Sendable {
 
     deinit { stop() }
 
-    public func start(extraArguments: [String] = []) throws {
+    /// Starts vigild; `environment` is added to this process's own (e.g. NOTIFY_SOCKET for a systemd stand-in).
+    public func start(extraArguments: [String] = [], environment: [String: String] = [:]) throws {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["ip", "netns", "exec", namespace.name, binary, "--config", configPath] + extraArguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardInput = FileHandle.nullDevice
         process.standardOutput = log
         process.standardError = log

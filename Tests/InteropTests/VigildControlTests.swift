@@ -19,6 +19,31 @@ import VigilLab
         #expect(result.stderr.contains("daemon-unreachable") && !result.stderr.contains("not-connected"), "\(result.stderr)")
     }
 
+    /// vigild as a `Type=notify` service: READY=1 once running, a STATUS= line that follows the entry's state,
+    /// WATCHDOG=1 from the event loop at half of WATCHDOG_USEC, STOPPING=1 on SIGTERM (a path socket: an abstract
+    /// one would belong to the test's network namespace, not vigild's).
+    @Test func underSystemdVigildNotifiesReadyStatusWatchdogAndStopping() throws {
+        let systemd = try NotifySocket(abstract: false)
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild(environment: ["NOTIFY_SOCKET": systemd.name, "WATCHDOG_USEC": "400000"])
+        let first = FailoverLab.gatewayAddress(0)
+        var seen: [[String: String]] = []
+        let deadline = Date().addingTimeInterval(20)
+        func heard(_ condition: ([[String: String]]) -> Bool) -> Bool {
+            while !condition(seen), Date() < deadline { if let message = systemd.receive() { seen.append(message) } }
+            return condition(seen)
+        }
+        #expect(heard { $0.contains { $0["READY"] == "1" } }, "no READY=1: \(seen)\n\(lab.diagnostics)")
+        #expect(seen.first { $0["READY"] == "1" }?["MAINPID"] == lab.vigild.pid.map(String.init), "\(seen)")
+        #expect(heard { $0.contains { $0["STATUS"]?.contains("LAB/10 established with \(first)") == true } },
+                "no STATUS= with the established entry: \(seen)")
+        #expect(heard { $0.filter { $0["WATCHDOG"] == "1" }.count >= 3 }, "the watchdog is not pinged: \(seen)")
+        lab.vigild.stop()
+        #expect(heard { $0.contains { $0["STOPPING"] == "1" } }, "no STOPPING=1 on SIGTERM: \(seen)")
+    }
+
     @Test func peerListUpdateRemovingTheActivePeerFailsOverAtOnce() throws {
         let lab = try VigildLab()
         defer { lab.destroy() }

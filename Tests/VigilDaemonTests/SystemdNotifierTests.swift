@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VigilDaemon
+import VigilLab
 
 #if canImport(Glibc)
 import Glibc
@@ -8,50 +9,9 @@ import Glibc
 
 /// sd_notify(3) as systemd reads it: a datagram socket of the test's own as NOTIFY_SOCKET.
 @Suite struct SystemdNotifierTests {
-    /// A bound AF_UNIX datagram socket standing in for systemd's notification socket.
-    final class FakeSystemd {
-        let descriptor: Int32
-        let name: String
-        private let path: String?
-
-        init(abstract: Bool) throws {
-            descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-            let unique = "vigil-notify-\(getpid())-\(UUID().uuidString.prefix(8))"
-            var address = sockaddr_un()
-            address.sun_family = sa_family_t(AF_UNIX)
-            let bytes: [UInt8] = abstract ? [0] + Array(unique.utf8) : Array((NSTemporaryDirectory() + unique).utf8)
-            path = abstract ? nil : NSTemporaryDirectory() + unique
-            name = abstract ? "@" + unique : path!
-            withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
-            let length = socklen_t(MemoryLayout<sockaddr_un>.offset(of: \.sun_path)! + bytes.count + (abstract ? 0 : 1))
-            let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) } }
-            guard bound == 0 else { throw SystemdNotifier.Failure(description: "bind: \(String(cString: strerror(errno)))") }
-            var timeout = timeval(tv_sec: 10, tv_usec: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        }
-
-        deinit {
-            close(descriptor)
-            if let path { unlink(path) }
-        }
-
-        /// The next datagram (waits up to 10 s), as its assignments.
-        func receive() -> [String: String]? {
-            var buffer = [UInt8](repeating: 0, count: 8192)
-            let count = recv(descriptor, &buffer, buffer.count, 0)
-            guard count > 0 else { return nil }
-            var assignments: [String: String] = [:]
-            for line in String(decoding: buffer[..<count], as: UTF8.self).split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1)
-                assignments[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
-            }
-            return assignments
-        }
-    }
-
     @Test(arguments: [false, true])
     func readyStatusWatchdogAndStoppingReachTheSocket(abstract: Bool) throws {
-        let systemd = try FakeSystemd(abstract: abstract)
+        let systemd = try NotifySocket(abstract: abstract)
         let notifier = try #require(try SystemdNotifier(environment: ["NOTIFY_SOCKET": systemd.name]))
         #expect(try notifier.ready(status: "LAB/10 established with 192.0.2.11\nsecond line").get() == ())
         let ready = try #require(systemd.receive())
