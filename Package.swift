@@ -83,3 +83,7 @@ let package = Package(
         .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
     ]
 )
+
+// Kernel-ESP tests: unit tests of the kernel data plane's NAT-T socket, and the lab cases run in a QEMU guest on a
+// stock kernel with ESP (deploy/guest/run-in-guest.sh).
+package.targets.append(.testTarget(name: "KernelESPTests", dependencies: ["VigilDaemon", "VigilLab"]))
