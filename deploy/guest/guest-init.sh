@@ -1,7 +1,8 @@
 #!/bin/busybox sh
 # PID 1 of the guest (copied into the initramfs by run-in-guest.sh). Loads the modules that reach the host's root,
 # mounts it read-only over virtio-9p under a tmpfs overlay, mounts fresh /proc, /sys, /dev, /run and /tmp in it,
-# and runs /guest-out/run.sh there; the exit status goes to /guest-out/status, then the guest powers off.
+# switches root into it and runs /guest-out/run.sh there; the exit status goes to /guest-out/status, then the
+# guest powers off.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -45,9 +46,18 @@ mkdir -p /root/lib/modules
 rm -rf "/root/lib/modules/$version"
 ln -s "$cache/kernel/lib/modules/$version" "/root/lib/modules/$version"
 
+# PID 1 moves into the overlay root (switch_root), so the kernel's own helpers (request_module's modprobe) run
+# there too, not in this initramfs. The second stage is a busybox script in /run, outside both roots' files.
+mkdir -p /root/run/vigil-guest
+cp /bin/busybox /root/run/vigil-guest/busybox
+cat >/root/run/vigil-guest/init <<'STAGE2'
+#!/run/vigil-guest/busybox sh
+/bin/bash /guest-out/run.sh >>/guest-out/output 2>&1 </dev/null
+echo $? >/guest-out/status
+/run/vigil-guest/busybox sync
+/run/vigil-guest/busybox umount /guest-out
+/run/vigil-guest/busybox reboot -f
+STAGE2
+chmod 755 /root/run/vigil-guest/init
 awk '{ print $1 }' /proc/uptime >/root/guest-out/boot-seconds
-chroot /root /bin/bash /guest-out/run.sh >>/root/guest-out/output 2>&1 </dev/null
-echo $? >/root/guest-out/status
-sync
-umount /root/guest-out
-reboot -f
+exec switch_root /root /run/vigil-guest/init
