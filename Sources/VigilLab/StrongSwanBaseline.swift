@@ -186,7 +186,7 @@ public enum StrongSwanBaseline {
         }
 
         let nextGatewayWorks = recovered(observer) ? true : try controlWithNextGateway(lab: lab, local: local, configuration)
-        let blackout = report.gap(containing: killedAt)
+        let blackout = report.outage(after: killedAt)
         if let blackout, blackout.recovered { timeline.mark(.firstPingThrough, at: blackout.end) }
         let logAfterKill = follower.lines.map { line in
             String(format: "%+8.3f  ", line.observed.timeIntervalSince(killedAt)) + line.text

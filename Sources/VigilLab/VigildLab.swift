@@ -190,7 +190,7 @@ extension VigildLab {
         if let programmed = after.first(where: { $0.kind == "dataplane-programmed" && $0.peer == next }) {
             timeline.mark(.dataPlaneReprogrammed, at: Self.date(of: programmed), detail: programmed.detail)
         }
-        if let ping, let gap = ping.gap(containing: failedAt), gap.recovered {
+        if let ping, let gap = ping.outage(after: failedAt), gap.recovered {
             timeline.mark(.firstPingThrough, at: gap.end, detail: "blackout \(PingOutput.milliseconds(gap.duration))")
         }
         return timeline

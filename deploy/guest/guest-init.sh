@@ -22,7 +22,7 @@ for module in $(cat /modules/order); do
     insmod "/modules/$module" || fail "insmod $module failed"
 done
 
-mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /lower \
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /lower \
     || fail "cannot mount the host's root over 9p"
 mount -t tmpfs -o mode=755 tmpfs /rw || fail "cannot mount the overlay's tmpfs"
 mkdir -p /rw/upper /rw/work
@@ -38,7 +38,7 @@ mount -t tmpfs -o mode=1777 tmpfs /root/dev/shm
 mount -t tmpfs -o mode=1777 tmpfs /root/tmp
 mount -t tmpfs -o mode=755 tmpfs /root/run
 mkdir -p /root/guest-out
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 guestout /root/guest-out \
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 guestout /root/guest-out \
     || fail "cannot mount the results share"
 
 # The guest kernel's modules, where the host's modprobe looks (the kernel's request_module runs /sbin/modprobe).
