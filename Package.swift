@@ -81,6 +81,17 @@ let package = Package(
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
         .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+
+        // libFuzzer targets (`make fuzz`, Fuzz/run.sh): one file each, no top-level code; built with
+        // `--sanitize=fuzzer --sanitize=address -Xswiftc -DVIGIL_LIBFUZZER`. Without the define each is a replayer
+        // of crash files.
+        .target(name: "VigilFuzzSupport", path: "Fuzz/Support"),
+        .executableTarget(name: "fuzz-ikev2-message", dependencies: ["VigilWire", "VigilIKEv2", "VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilLiveness", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-ikev2-message"),
+        .executableTarget(name: "fuzz-isakmp-message", dependencies: ["VigilWire", "VigilIKEv1", "VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilLiveness", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-isakmp-message"),
+        .executableTarget(name: "fuzz-ikev2-sk", dependencies: ["VigilWire", "VigilIKEv2", "VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilLiveness", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-ikev2-sk"),
+        .executableTarget(name: "fuzz-ikev1-encrypted", dependencies: ["VigilWire", "VigilIKEv1", "VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilLiveness", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-ikev1-encrypted"),
+        .executableTarget(name: "fuzz-esp", dependencies: ["VigilESP", "VigilKernel", "VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-esp"),
+        .executableTarget(name: "fuzz-config", dependencies: ["VigilConfig", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-config"),
     ]
 )
 

@@ -34,19 +34,10 @@ public enum ConfigurationLoader {
         func failure(_ message: String) -> ConfigurationErrors {
             ConfigurationErrors([ConfigurationError(file: path, line: 0, column: 0, path: "", message: message)])
         }
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            throw failure("cannot read the secrets file: \(String(cString: strerror(errno)))")
-        }
-        let mode = Int(status.st_mode) & 0o7777
-        guard mode & 0o077 == 0 else {
-            throw failure("the secrets file has mode \(String(format: "%04o", mode)), which lets group or others access it; fix: chmod 600 \(path)")
-        }
         let text: String
-        do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
-        } catch {
-            throw failure("cannot read the secrets file: \(reason(error, path: path))")
+        switch SecretsFileReader.read(path: path) {
+        case .success(let read): text = read
+        case .failure(let refusal): throw failure(refusal.message)
         }
         var diagnostics = Diagnostics()
         guard let root = compose(text, file: path, &diagnostics),
@@ -87,7 +78,8 @@ public enum ConfigurationLoader {
 
     private static func compose(_ yaml: String, file: String, _ diagnostics: inout Diagnostics) -> Node? {
         do {
-            guard let root = try Yams.compose(yaml: yaml) else {
+            // UTF-8 named here: Yams' default encoding reads the process environment on every parse.
+            guard let root = try Yams.compose(yaml: yaml, .default, .default, .utf8) else {
                 diagnostics.report(file, nil, "", "the file is empty; allowed: a mapping with keys global, crypto-maps")
                 return nil
             }
@@ -123,21 +115,10 @@ public enum ConfigurationLoader {
             }
             text = given
         case .disk:
-            // stat(2) follows a symbolic link to the file whose bits matter.
-            var status = stat()
-            guard stat(path, &status) == 0 else {
-                diagnostics.report(field, "cannot read the secrets file '\(path)': \(String(cString: strerror(errno)))")
-                return nil
-            }
-            let mode = Int(status.st_mode) & 0o7777
-            do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                diagnostics.report(field, "cannot read the secrets file '\(path)': \(reason(error, path: path))")
-                return nil
-            }
-            guard mode & 0o077 == 0 else {
-                diagnostics.report(field, "the secrets file '\(path)' has mode \(String(format: "%04o", mode)), which lets group or others access it; allowed: no group or other permission bits; fix: chmod 600 \(path)")
+            switch SecretsFileReader.read(path: path) {
+            case .success(let read): text = read
+            case .failure(let refusal):
+                diagnostics.report(field, refusal.message)
                 return nil
             }
         }

@@ -53,7 +53,7 @@ struct RetransmitOverride {
 /// Walks the YAML tree of the main file into the model, reporting every problem with its place.
 struct DocumentParser {
     static let topKeys = ["global", "crypto-maps"]
-    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "dpd", "ike-retransmit", "kernel"]
+    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "dpd", "ike-retransmit", "kernel"]
     static let dpdKeys = ["mode", "interval", "retry", "retries", "action"]
     static let retransmitKeys = ["timeout", "base", "tries"]
     static let kernelKeys = ["route-table", "install-routes"]
@@ -132,6 +132,20 @@ struct DocumentParser {
                 controlSocket = nil
             }
         }
+        var controlGroup: String?
+        var controlGroupInvalid = false
+        if let value = section["control-group"], let name = value.scalar(&diagnostics, expecting: "a group name") {
+            // useradd(8)'s rule; whether the group exists is checked when vigild starts (it is a fact of the host).
+            let first = name.unicodeScalars.first.map { ("a"..."z").contains($0) || $0 == "_" } ?? false
+            let rest = name.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-" }
+            if !first || !rest || name.count > 32 {
+                diagnostics.report(value, "'\(name)' is not a group name; allowed: lower-case letters, digits, '_' and '-', "
+                                   + "starting with a letter or '_', at most 32 characters (such as vigil)")
+                controlGroupInvalid = true
+            } else {
+                controlGroup = name
+            }
+        }
         globalDPD = section["dpd"].map { parseDPD($0) } ?? DPDOverride()
         let retransmit = section["ike-retransmit"].map { parseRetransmit($0) } ?? RetransmitOverride()
         globalRetransmit = retransmit.applied(to: .defaults)
@@ -141,11 +155,14 @@ struct DocumentParser {
             retry: globalDPD.retry?.value ?? DPDSettings.defaults.retry,
             retries: globalDPD.retries?.value ?? DPDSettings.defaults.retries,
             action: globalDPD.action?.value ?? DPDSettings.defaults.action)
-        guard let identity, let listen, let dataplane, let controlSocket, let kernel, !globalDPD.invalid, !retransmit.invalid
+        guard let identity, let listen, let dataplane, let controlSocket, let kernel, !globalDPD.invalid, !retransmit.invalid,
+              !controlGroupInvalid
         else { return nil }
-        return GlobalSettings(
+        var settings = GlobalSettings(
             identity: identity, listen: listen, dataplane: dataplane, secretsPath: secretsPath,
             controlSocket: controlSocket, dpd: dpdDefaults, ikeRetransmit: globalRetransmit, kernel: kernel)
+        settings.controlGroup = controlGroup
+        return settings
     }
 
     private mutating func parseListen(_ field: Field) -> [IPAddress]? {

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 @_exported import VigilAddressing
 import VigilAlgorithms
 
@@ -23,6 +26,9 @@ public struct GlobalSettings: Hashable, Sendable {
     /// Absolute path of the secrets file (resolved against the main file's directory).
     public var secretsPath: String?
     public var controlSocket: String
+    /// Besides root (and the user vigild runs as), members of this group (by their primary group, as
+    /// SO_PEERCRED reports it) may use the control API; the socket is then mode 0660 and owned by it.
+    public var controlGroup: String? = nil
     /// DPD defaults; each entry may override key by key.
     public var dpd: DPDSettings
     public var ikeRetransmit: RetransmitSchedule
@@ -323,13 +329,46 @@ public struct Peer: Hashable, Sendable, CustomStringConvertible {
     public var description: String { address.description }
 }
 
-/// Key material that never prints: `description`, `debugDescription` and mirrors show `<secret>`.
+/// Key material that never prints: `description`, `debugDescription` and mirrors show `<secret>`. Its storage is
+/// wiped (explicit_bzero) when the last copy is released.
 public struct Secret: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    public let bytes: [UInt8]
+    final class Storage: @unchecked Sendable {  // immutable after init
+        let buffer: UnsafeMutableRawBufferPointer
+        init(_ bytes: [UInt8]) {
+            buffer = .allocate(byteCount: bytes.count, alignment: 16)
+            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+        }
+        deinit {
+            if let base = buffer.baseAddress { explicit_bzero(base, buffer.count) }
+            #if DEBUG
+            Secret.wipeObserver?(Array(buffer))
+            #endif
+            buffer.deallocate()
+        }
+    }
+
+    #if DEBUG
+    /// Tests only: sees each storage's bytes right after the wipe.
+    nonisolated(unsafe) static var wipeObserver: (([UInt8]) -> Void)?
+    #endif
+
+    let storage: Storage
 
     public init(bytes: [UInt8]) {
-        self.bytes = bytes
+        storage = Storage(bytes)
     }
+
+    /// A copy of the key (the caller's copy is not wiped: prefer `withUnsafeBytes`).
+    public var bytes: [UInt8] { Array(storage.buffer) }
+    public var count: Int { storage.buffer.count }
+
+    /// Lends the key without copying it.
+    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try body(UnsafeRawBufferPointer(storage.buffer))
+    }
+
+    public static func == (a: Secret, b: Secret) -> Bool { a.storage.buffer.elementsEqual(b.storage.buffer) }
+    public func hash(into hasher: inout Hasher) { hasher.combine(bytes: UnsafeRawBufferPointer(storage.buffer)) }
 
     public var description: String { "<secret>" }
     public var debugDescription: String { "<secret>" }

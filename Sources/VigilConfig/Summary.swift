@@ -9,6 +9,7 @@ extension VigilConfiguration {
         lines.append("  dataplane: \(global.dataplane)")
         lines.append("  secrets: \(global.secretsPath ?? "none")")
         lines.append("  control-socket: \(global.controlSocket)")
+        if let group = global.controlGroup { lines.append("  control-group: \(group)") }
         lines.append("  dpd defaults: \(global.dpd.summary)")
         lines.append("  ike-retransmit: \(global.ikeRetransmit.summary)")
         lines.append("  kernel: route-table \(global.kernel.routeTable), install-routes \(global.kernel.installRoutes)")

@@ -29,6 +29,12 @@ public struct SecureBytes: Sendable, Hashable, CustomStringConvertible, CustomDe
         bytes.withUnsafeBytes { storage.buffer.copyMemory(from: $0) }
     }
 
+    /// Copies `buffer` into wiped storage, with no intermediate array.
+    public init(copying buffer: UnsafeRawBufferPointer) {
+        storage = Storage(count: buffer.count)
+        storage.buffer.copyMemory(from: buffer)
+    }
+
     /// `count` zero bytes.
     public init(count: Int) {
         storage = Storage(count: count)

@@ -47,6 +47,7 @@ public enum ControlErrorCode: String, Codable, Sendable, CaseIterable {
     case invalidPeerList = "invalid-peer-list"
     case unknownPeer = "unknown-peer"
     case notConnected = "not-connected"
+    case permissionDenied = "permission-denied"
     case internalError = "internal-error"
 }
 

@@ -16,27 +16,58 @@ public final class ControlServer: @unchecked Sendable {
     private var subscribers: Set<Int32> = []
     private let handler: RequestHandler
 
-    public init(path: String, loop: EventLoop, handler: @escaping RequestHandler) throws {
+    /// Who may connect besides root and our own user: members of this group (by the primary group SO_PEERCRED
+    /// reports).
+    private let group: gid_t?
+
+    /// Binds the socket with mode 0600 from the start (umask set around bind(2): no window in which the path is
+    /// more open than it should be), or 0660 owned by `group` when one is given.
+    public init(path: String, loop: EventLoop, group: gid_t? = nil, handler: @escaping RequestHandler) throws {
         self.loop = loop
         self.path = path
         self.handler = handler
+        self.group = group
         let directory = (path as NSString).deletingLastPathComponent
         if !directory.isEmpty {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: group == nil ? 0o700 : 0o750])
         }
         unlink(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw UDPSocket.Failure(operation: "control socket", errno: errno) }
-        guard UnixAddress.bind(fd, path: path) == 0, listen(fd, 16) == 0 else {
-            let error = errno
+        let previousMask = umask(0o177)
+        let bound = UnixAddress.bind(fd, path: path)
+        let bindError = errno
+        umask(previousMask)
+        guard bound == 0, listen(fd, 16) == 0 else {
+            let error = bound == 0 ? errno : bindError
             close(fd)
             throw UDPSocket.Failure(operation: "bind control socket \(path)", errno: error)
         }
-        // Root only: the control API can clear sessions and rewrite peer lists.
-        chmod(path, 0o600)
+        if let group {
+            // Narrowing is safe after bind: 0600 -> 0660 only adds the named group.
+            guard chown(path, geteuid(), group) == 0, chmod(path, 0o660) == 0 else {
+                let error = errno
+                close(fd)
+                throw UDPSocket.Failure(operation: "give control socket \(path) to group \(group)", errno: error)
+            }
+        }
         listenFD = fd
         loop.watch(fd) { [unowned self] in self.accept() }
     }
+
+    /// SO_PEERCRED: root, the user vigild runs as, or (if configured) a member of the control group.
+    static func peerAllowed(fd: Int32, group: gid_t?) -> (allowed: Bool, who: String) {
+        var credentials = PeerCredentials()
+        var length = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) == 0 else { return (false, "unknown peer") }
+        let who = "pid \(credentials.pid) uid \(credentials.uid) gid \(credentials.gid)"
+        let allowed = credentials.uid == 0 || credentials.uid == geteuid() || (group.map { credentials.gid == $0 } ?? false)
+        return (allowed, who)
+    }
+
+    /// Connections refused by the SO_PEERCRED check.
+    public private(set) var refusedConnections: UInt64 = 0
 
     deinit {
         for fd in clients.keys { close(fd) }
@@ -57,6 +88,15 @@ public final class ControlServer: @unchecked Sendable {
             guard fd >= 0 else { return }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            let (allowed, who) = Self.peerAllowed(fd: fd, group: group)
+            guard allowed else {
+                refusedConnections += 1
+                _ = write(ControlCoding.encode(ControlResponse.failure(ControlError(
+                    .permissionDenied, "\(who) may not use the control API: root, uid \(geteuid())"
+                        + (group.map { " or group \($0)" } ?? "") + " only"))), to: fd)
+                close(fd)
+                continue
+            }
             clients[fd] = []
             loop.watch(fd) { [unowned self] in self.readable(fd) }
         }
@@ -117,6 +157,13 @@ public final class ControlServer: @unchecked Sendable {
         subscribers.remove(fd)
         close(fd)
     }
+}
+
+/// `struct ucred` (socket(7), SO_PEERCRED): glibc declares it only under _GNU_SOURCE, which Swift does not import.
+struct PeerCredentials {
+    var pid: pid_t = 0
+    var uid: uid_t = 0
+    var gid: gid_t = 0
 }
 
 /// Client side, used by the `vigil` CLI and tests.

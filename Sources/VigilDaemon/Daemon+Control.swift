@@ -128,7 +128,7 @@ extension Daemon {
         entry.entry.preferredPeer = request.preferred.flatMap { name in peers.first { $0.description == name } }
         entry.addresses.merge(resolved) { _, new in new }
         engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.map {
-            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey.bytes))
+            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey))
         })
         let list = peers.map(\.description)
         enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: request.preferred)) }
@@ -178,6 +178,9 @@ extension Daemon {
             }
         }
         all.set("vigil_ike_sas", UInt64(sessions.count), help: "IKE SAs tracked")
+        all.set("vigil_event_loop_refused_posts_total", loop.refusedPosts,
+                help: "datagrams handed over by the data plane thread and refused because the event loop queue was full")
+        all.set("vigil_event_loop_timer_entries", UInt64(loop.pendingTimerEntries), help: "timers waiting in the event loop's heap")
         for (name, value) in dataPlaneCounters?() ?? [:] { all.set("vigil_dataplane_\(name)", value) }
         return all.text
     }

@@ -44,7 +44,7 @@ extension Daemon {
         case .holdTraffic:
             record("traffic-held", entry, detail: "policies kept without SAs: matching traffic is dropped, never sent in clear")
         case .clearProtection:
-            for child in entry.installed.values { applyPlan(KernelPlanner.delete(child), entry, what: "clear") }
+            for child in entry.installed.values { applyPlan(kernel.releasePlan(child), entry, what: "clear") }
             entry.installed.removeAll()
         case .probePhase1(let peer):
             initiate(entry, peer: peer, probe: true, attempt: 0)
@@ -126,7 +126,7 @@ extension Daemon {
                     }
                     plan = KernelPlanner.failover(from: old, to: child)
                 } else {
-                    plan = KernelPlanner.establish(child)
+                    plan = kernel.establishPlan(child)
                 }
                 let report = applyPlan(plan, entry, what: "program \(peer)")
                 steps += report.applied.count
@@ -183,6 +183,13 @@ extension Daemon {
                 rescheduleDetector(moved)
                 record("phase1-rekeyed", entries[session.entryName], peer: session.peer, detail: "IKE SA \(old) replaced by \(new)")
             }
+        case .peerMoved(let key, let old, let new):
+            if let session = sessions[key], let entry = entries[session.entryName] {
+                record("peer-moved", entry, peer: session.peer, detail: "behind a NAT: \(old) -> \(new) (RFC 7296 §2.23)")
+                // Later Child SAs from the new address still belong to this listed peer.
+                if old.address != new.address { entry.movedAddresses[new.address] = session.peer }
+            }
+            peerAddressChanged(key, from: old, to: new)
         case .proofOfLife(let key):
             detect(key, .authenticatedMessageReceived)
         case .probeAnswered(let key, let sequence):
@@ -214,13 +221,7 @@ extension Daemon {
                 coordinate(entry, .attemptFailed(peer, reason: "\(code): \(message)"))
             }
         case .log(let level, let text):
-            switch level {
-            case .debug: logger.debug("\(text)")
-            case .info: logger.info("\(text)")
-            case .notice: logger.notice("\(text)")
-            case .warning: logger.warning("\(text)")
-            case .error: logger.error("\(text)")
-            }
+            engineLog(level, text)
         }
     }
 
@@ -262,12 +263,16 @@ extension Daemon {
         for local in child.localTrafficSelectors {
             for remote in child.remoteTrafficSelectors where remote.family == local.family {
                 let key = "\(local)=\(remote)"
-                guard let reqid = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
-                        ?? entry.reqids.allocate() else {
+                let kept = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
+                guard let reqid = kept ?? entry.reqids.allocate() else {
                     record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
                     continue
                 }
-                kernelChildren.append(kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry))
+                if let kernelChild = kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) {
+                    kernelChildren.append(kernelChild)
+                } else if kept == nil {
+                    entry.reqids.release(reqid)
+                }
             }
         }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren)
@@ -285,8 +290,18 @@ extension Daemon {
         }
     }
 
-    private func kernelChild(_ child: NegotiatedChild, reqid: UInt32, local: IPPrefix, remote: IPPrefix, entry: EntryRuntime) -> KernelChildSA {
-        KernelChildSA(
+    /// The kernel form of a negotiated Child SA for one selector pair; nil (and recorded) when the negotiated values
+    /// cannot be put in the kernel (they come from the peer: an error value, never a trap).
+    private func kernelChild(_ child: NegotiatedChild, reqid: UInt32, local: IPPrefix, remote: IPPrefix, entry: EntryRuntime) -> KernelChildSA? {
+        do {
+            try KernelChildSA.check(reqid: reqid, localTunnelEndpoint: child.localEndpoint.address,
+                                    remoteTunnelEndpoint: child.remoteEndpoint.address, localSubnet: local, remoteSubnet: remote)
+        } catch {
+            metrics.increment("vigil_child_sa_refusals_total{code=\"\(error.code.rawValue)\"}", help: "negotiated Child SAs the kernel layer refused")
+            record("phase2-refused", entry, peer: child.remoteEndpoint.address.description, detail: error.description)
+            return nil
+        }
+        return KernelChildSA(
             reqid: reqid,
             localTunnelEndpoint: child.localEndpoint.address, remoteTunnelEndpoint: child.remoteEndpoint.address,
             localSubnet: local, remoteSubnet: remote,
@@ -295,6 +310,7 @@ extension Daemon {
             encryption: child.encryption, integrity: child.integrity,
             encapsulation: child.udpEncapsulated ? UDPEncapsulation(sourcePort: child.localEndpoint.port, destinationPort: child.remoteEndpoint.port) : nil,
             replayWindow: 64,
+            lifetime: DaemonKernel.kernelLifetime(childLifetime: entry.entry.childLifetime, ikeVersion: entry.version),
             route: kernel.route(localTunnelEndpoint: child.localEndpoint.address, localSubnet: local))
     }
 
@@ -304,7 +320,10 @@ extension Daemon {
         }
         var renewed: [KernelChildSA] = []
         for previous in old.kernel {
-            let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry)
+            guard let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry) else {
+                renewed.append(previous)
+                continue
+            }
             if entry.installed[previous.selectorKey]?.reqid == previous.reqid {
                 applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
                 entry.installed[previous.selectorKey] = next
@@ -393,6 +412,7 @@ extension Daemon {
         let period = max(Duration.milliseconds(20), min(Duration.seconds(1), bounds.min() ?? .seconds(1)))
         samplerTimer = loop.schedule(at: loop.now + period) { [unowned self] in
             self.sampleTraffic()
+            self.flushLogSummary()
             self.drain()
             if !self.stoppedSampling { self.scheduleSampler() }
         }

@@ -20,6 +20,7 @@ public final class Daemon: @unchecked Sendable {
     public let events: EventLog
     let logger: Logger
     var metrics = Metrics()
+    var logLimiter = LogRateLimiter()
     var random = SystemRandomNumberGenerator()
 
     var engines: [IKEVersionTag: any IKEEngineDriver] = [:]
@@ -94,14 +95,18 @@ public final class Daemon: @unchecked Sendable {
                 }
             }
         }
-        control = try ControlServer(path: configuration.global.controlSocket, loop: loop) { [unowned self] request in
+        let controlGroup = try configuration.global.controlGroup.map { name -> gid_t in
+            guard let group = getgrnam(name) else { throw ControlError(.internalError, "control-group: no group named '\(name)'") }
+            return group.pointee.gr_gid
+        }
+        control = try ControlServer(path: configuration.global.controlSocket, loop: loop, group: controlGroup) { [unowned self] request in
             let response = self.handleControl(request)
             self.drain()
             return response
         }
         events.addSink { [unowned self] event in self.control?.publish(event) }
 
-        let report = kernel.reconcile()
+        let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
         record("kernel-reconciled", detail: report)
         for name in entryOrder {
             let entry = entries[name]!
@@ -154,11 +159,13 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: Sockets
 
+    /// At most `EventLoop.Limits.readsPerRound` datagrams per round (the rest wait one round, level-triggered), each
+    /// handled to the end (drained) before the next, so a flood delays no timer by more than one bounded round.
     private func readable(_ socket: UDPSocket) {
-        while let (bytes, from) = socket.receive() {
+        socket.receive(atMost: EventLoop.Limits.readsPerRound) { bytes, from in
             dispatch(bytes, from: from, to: socket.local)
+            drain()
         }
-        drain()
     }
 
     /// Routes one datagram: on port 4500 the non-ESP marker means IKE (RFC 3948 §2.2), a lone 0xFF is a NAT keepalive

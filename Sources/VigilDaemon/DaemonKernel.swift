@@ -29,32 +29,120 @@ public final class DaemonKernel {
         self.tunnelDevice = tunnelDevice
     }
 
-    /// Start-up: remove what an earlier run of Vigil left (SAs, policies, routes, rules in its bands), then install
-    /// the rule for its table. Returns a line for the event log.
-    func reconcile() -> String {
+    /// Fail-closed guards by selector pair ("local=remote", as `KernelChildSA.selectorKey`) that the kernel
+    /// accepted at start-up: their policies are there, so a Child SA repoints them in place.
+    private(set) var guards: [String: SelectorGuard] = [:]
+    /// The userspace data plane's blackhole routes (one per guarded remote subnet), installed at start-up.
+    private(set) var dropRoutes: [RouteID] = []
+
+    /// Whether blackhole routes back the userspace data plane: its TUN device (and every route through it) vanishes
+    /// with vigild, and then only these keep protected traffic from following another route in clear. The kernel
+    /// data plane needs none: its guard policies stay in the kernel when vigild dies.
+    var installsDropRoutes: Bool { installRoutes && tunnelDevice != nil }
+
+    /// The rules that make Vigil's table count (none for the main table, none when routes are not installed).
+    private var wantedRules: [RoutingRule] {
+        guard installRoutes else { return [] }
+        return KernelPlanner.installRoutingRule(table: table).steps.compactMap { step -> RoutingRule? in
+            if case .addRule(let rule) = step { return rule }
+            return nil
+        }
+    }
+
+    /// Start-up, fail closed: guard every configured selector pair (leftovers of a killed run updated in place into
+    /// the guard, never deleted first), install the blackhole routes and the rule, and only then remove what an
+    /// earlier run left and nobody adopted. Returns a line for the event log.
+    func reconcile(guards wanted: [String: SelectorGuard]) -> String {
+        let keys = wanted.keys.sorted()
+        let ordered = keys.map { wanted[$0]! }
+        let drops = installsDropRoutes
+            ? Array(Set(ordered.map { RouteID(table: table, destination: $0.remoteSubnet, type: .blackhole) }))
+                .sorted { $0.description < $1.description }
+            : []
         var lines: [String] = []
         do {
-            let report = try executor.removeOwnedState(tables: [table])
-            lines.append("removed \(report.applied.count) leftover objects" + (report.refused.isEmpty ? "" : ", \(report.refused.count) refused: \(report.refused.map(\.description).joined(separator: "; "))"))
+            let (plan, report) = try executor.reconcile(guards: ordered, dropRoutes: drops, rules: wantedRules, tables: [table])
+            let refusedPolicies = Set(report.refused.compactMap { refusal -> PolicyID? in
+                switch refusal.step {
+                case .addPolicy(let id, _), .updatePolicy(let id, _): id
+                default: nil
+                }
+            })
+            let foreign = Set(plan.foreign.map(\.id))
+            for key in keys {
+                let candidate = wanted[key]!
+                if candidate.policies.allSatisfy({ !refusedPolicies.contains($0.0) && !foreign.contains($0.0) }) {
+                    guards[key] = candidate
+                }
+            }
+            let refusedRoutes = Set(report.refused.compactMap { refusal -> RouteID? in
+                if case .replaceRoute(let id, _) = refusal.step { return id }
+                return nil
+            })
+            dropRoutes = drops.filter { !refusedRoutes.contains($0) }
+            let blocks = guards.values.filter { $0.form == .block }.count
+            lines.append("fail closed: \(blocks) block and \(guards.count - blocks) hold guards for \(wanted.count) selector pairs"
+                + (installsDropRoutes ? ", \(dropRoutes.count) blackhole routes" : ""))
+            lines.append("leftovers: \(plan.adopted.count) policies adopted in place, \(plan.keptRoutes.count) routes kept, "
+                + "\(plan.removed) objects removed after the guards were in")
+            if !plan.foreign.isEmpty {
+                lines.append("NOT guarded, another daemon's policy holds the selector: \(plan.foreign.map(\.description).joined(separator: "; "))")
+            }
+            if !report.refused.isEmpty {
+                lines.append("\(report.refused.count) refused: \(report.refused.map(\.description).joined(separator: "; "))")
+            }
         } catch {
-            lines.append("could not list the kernel's state: \(error)")
-        }
-        if installRoutes {
-            let rule = executor.apply(KernelPlanner.installRoutingRule(table: table))
-            if !rule.refused.isEmpty { lines.append("routing rule refused: \(rule.refused.map(\.description).joined(separator: "; "))") }
+            // Without a listing nothing can be adopted or removed, but the guards still go in (an add that finds a
+            // leftover becomes an update in place).
+            let report = executor.apply(KernelPlanner.installGuards(ordered))
+            let refused = Set(report.refused.compactMap { refusal -> PolicyID? in
+                if case .addPolicy(let id, _) = refusal.step { return id }
+                return nil
+            })
+            for key in keys where wanted[key]!.policies.allSatisfy({ !refused.contains($0.0) }) { guards[key] = wanted[key]! }
+            lines.append("could not list the kernel's state (\(error)); \(guards.count) of \(wanted.count) selector pairs guarded, "
+                + "leftovers left in place")
         }
         return lines.joined(separator: "; ")
     }
 
+    /// Clean shutdown, after the Child SAs' own removal: the guards, blackhole routes and rule go too. A deliberate
+    /// stop removes protection (the operator stopped the service); a crash keeps it until the next start adopts it.
     func removeRule() -> String {
-        guard installRoutes, table != RoutingTable.main else { return "done" }
-        let steps = KernelPlanner.installRoutingRule(table: table).steps.compactMap { step -> KernelStep? in
-            if case .addRule(let rule) = step { return .deleteRule(rule) }
-            return nil
-        }
+        var steps = KernelPlanner.removeGuards(guards.keys.sorted().map { guards[$0]! }, dropRoutes: dropRoutes).steps
+        steps += wantedRules.map { KernelStep.deleteRule($0) }
+        guards.removeAll()
+        dropRoutes.removeAll()
         let report = executor.apply(KernelPlan(steps))
-        return report.refused.isEmpty ? "kernel state removed" : "rule removal refused: \(report.refused.map(\.description).joined(separator: "; "))"
+        return report.refused.isEmpty ? "kernel state removed" : "removal refused: \(report.refused.map(\.description).joined(separator: "; "))"
     }
+
+    /// The plan that installs a Child SA: over its guard (policies updated in place) when one is installed.
+    func establishPlan(_ child: KernelChildSA) -> KernelPlan {
+        KernelPlanner.establish(child, overGuard: guards[child.selectorKey] != nil)
+    }
+
+    /// The plan that ends a Child SA's protection while vigild runs: back to its guard in place, or (no guard for
+    /// its selectors, e.g. narrowed ones inside a guarded pair) its policies deleted.
+    func releasePlan(_ child: KernelChildSA) -> KernelPlan {
+        guard let selectorGuard = guards[child.selectorKey] else { return KernelPlanner.delete(child) }
+        return KernelPlanner.release(child, to: selectorGuard)
+    }
+
+    /// Kernel lifetimes for a Child SA of an entry: a margin beyond the negotiated lifetime. IKEv2 lifetimes are
+    /// local policy (RFC 7296 §2.8): the configured one is what the engine rekeys by. An IKEv1 responder takes the
+    /// initiator's proposed lifetime and the engine does not report it, so IKEv1 SAs get at least
+    /// `ikev1AcceptedLifetime` (a Cisco peer's 8 h default and the configuration's longest, 1 day).
+    static func kernelLifetime(childLifetime: Duration, ikeVersion: IKEVersionTag) -> SALifetime {
+        switch ikeVersion {
+        case .v2: SALifetime.backstop(negotiated: childLifetime)
+        case .v1: SALifetime.backstop(negotiated: max(childLifetime, ikev1AcceptedLifetime))
+        }
+    }
+
+    /// The longest IKEv1 Phase 2 lifetime taken as possibly negotiated when the engine does not say (Cisco's
+    /// `set security-association lifetime seconds` maximum, 86,400 s).
+    static let ikev1AcceptedLifetime = Duration.seconds(86_400)
 
     /// The route for a Child SA: through the TUN device (userspace) or the interface that holds our tunnel endpoint
     /// (kernel), with a local protected address as source hint when this host has one.

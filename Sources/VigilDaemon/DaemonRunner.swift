@@ -1,3 +1,4 @@
+import VigilCrypto
 import Dispatch
 import Foundation
 import Logging
@@ -123,6 +124,7 @@ extension Daemon {
             return
         }
         var updates: [(name: String, apply: () -> String)] = []
+        var credentialUpdates: Set<String> = []
         var needRestart: [String] = []
         for map in next.cryptoMaps {
             for candidate in map.entries {
@@ -132,7 +134,16 @@ extension Daemon {
                     continue
                 }
                 let peers = candidate.peers.map(\.description)
-                guard peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description else { continue }
+                guard peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description else {
+                    // Same list: a changed key or expected identity is applied to the engine; established SAs stay up
+                    // and the new key authenticates from the next Phase 1 on (as strongSwan's `swanctl --load-creds`).
+                    if candidate.peers.map(\.preSharedKey) != entry.entry.peers.map(\.preSharedKey)
+                        || candidate.peers.map(\.expectedIdentity) != entry.entry.peers.map(\.expectedIdentity) {
+                        updates.append((name, { [self] in self.applyCredentials(candidate.peers, to: entry) }))
+                        credentialUpdates.insert(name)
+                    }
+                    continue
+                }
                 do {
                     let apply = try preparePeerUpdate(ControlRequest(
                         command: .setPeers, map: map.name, sequence: candidate.sequence, peers: peers,
@@ -145,13 +156,26 @@ extension Daemon {
                 }
             }
         }
-        let applied = updates.map { "peers of \($0.name)" }
+        let applied = updates.map { credentialUpdates.contains($0.name) ? "keys of \($0.name)" : "peers of \($0.name)" }
         for update in updates { _ = update.apply() }
         let removed = entryOrder.filter { name in !next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } }.contains(name) }
         needRestart += removed.map { "removed entry \($0)" }
         record("reloaded", detail: "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"
             + (needRestart.isEmpty ? "" : "; needs a restart: \(needRestart.joined(separator: ", "))"))
         drain()
+    }
+}
+
+extension Daemon {
+    /// New keys (or expected identities) for an unchanged peer list.
+    func applyCredentials(_ peers: [Peer], to entry: EntryRuntime) -> String {
+        entry.entry.peers = peers
+        engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.compactMap { peer -> EnginePeer? in
+            guard let address = entry.addresses[peer.description] ?? EntryRuntime.resolve(peer.address) else { return nil }
+            return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
+        })
+        record("credentials-updated", entry, detail: "keys reloaded for \(peers.map(\.description).joined(separator: ", "))")
+        return "\(entry.name): keys"
     }
 }
 
@@ -187,7 +211,8 @@ extension DaemonRunner {
                 let local = socket.local
                 do {
                     try dataPlane.start(socket: socket.fd) { message, from in
-                        loop.post { daemon.receivedIKE(message, from: from, to: local) }
+                        // Network input: refused (and counted) rather than queued without bound under a flood.
+                        loop.postDroppable { daemon.receivedIKE(message, from: from, to: local) }
                     }
                 } catch {
                     throw ControlError(.internalError, "cannot start the userspace data plane on \(local): \(error)")

@@ -1,5 +1,6 @@
 import VigilAddressing
 import VigilAlgorithms
+import VigilConfig
 import VigilCrypto
 
 /// IKE version of a crypto-map entry and of the engine that serves it.
@@ -67,6 +68,8 @@ public enum EngineOutput: Sendable {
     case ikeRekeyed(old: SessionKey, new: SessionKey)
     /// Any authenticated inbound message (RFC 7296 §2.4: proof of liveness).
     case proofOfLife(SessionKey)
+    /// RFC 7296 §2.23: an authenticated, fresh message showed the peer (behind a NAT) at a new address or port.
+    case peerMoved(SessionKey, old: Endpoint, new: Endpoint)
     /// A liveness check (IKEv2) or R-U-THERE-ACK (IKEv1, with its echoed sequence) came back.
     case probeAnswered(SessionKey, sequence: UInt32?)
     case exchangeInFlight(SessionKey, Bool)
@@ -106,4 +109,11 @@ public struct EnginePeer: Sendable {
     public var address: IPAddress
     public var identity: Identity
     public var preSharedKey: SecureBytes
+}
+
+extension SecureBytes {
+    /// A configured key into the engines' wiped storage, copied without an intermediate array.
+    init(_ secret: Secret) {
+        self = secret.withUnsafeBytes { SecureBytes(copying: $0) }
+    }
 }

@@ -30,7 +30,7 @@ struct ConnectionSpec {
             for entry in map.entries where entry.ikeVersion == version {
                 let peers = entry.peers.compactMap { peer -> EnginePeer? in
                     guard let address = EntryRuntime.resolve(peer.address) else { return nil }
-                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey.bytes))
+                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
                 }
                 let family = peers.first?.address.family ?? .ipv4
                 let local = configuration.global.listen.first { $0.family == family } ?? configuration.global.listen[0]
@@ -132,6 +132,7 @@ final class IKEv2Driver: IKEEngineDriver {
                             byPeer: reason.contains("peer")))
         case .ikeSARekeyed(let old, let new): output(.ikeRekeyed(old: key(old), new: key(new.id)))
         case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
+        case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
         case .livenessCheckAnswered(let id): output(.probeAnswered(key(id), sequence: nil))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))

@@ -17,6 +17,11 @@ final class EntryRuntime {
     var coordinatorWakeup: Duration?
     /// Peer name (as configured: address or host name) → resolved address.
     var addresses: [String: IPAddress] = [:]
+    /// Addresses a listed peer was seen at behind a NAT after an authenticated move (RFC 7296 §2.23); the
+    /// configured address stays the one initiated to. Bounded by the number of listed peers.
+    var movedAddresses: [IPAddress: String] = [:] {
+        didSet { if movedAddresses.count > 4 * max(1, addresses.count) { movedAddresses.removeAll() } }
+    }
     /// Peer name → its current IKE SA.
     var sessions: [String: SessionKey] = [:]
     /// Peers probed for preemption (a Phase 1 that is torn down once it answers).
@@ -49,7 +54,7 @@ final class EntryRuntime {
     var peerNames: [String] { entry.peers.map(\.description) }
 
     func peerName(for address: IPAddress) -> String? {
-        addresses.first(where: { $0.value == address })?.key
+        addresses.first(where: { $0.value == address })?.key ?? movedAddresses[address]
     }
 
     var dpdSummary: String {

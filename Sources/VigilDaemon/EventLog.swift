@@ -52,6 +52,9 @@ public struct Metrics: Sendable {
 
     public func value(_ name: String) -> UInt64 { counters[name] ?? 0 }
 
+    /// Every counter by name.
+    public var all: [String: UInt64] { counters }
+
     /// Prometheus exposition text, sorted for stable output.
     public var text: String {
         var lines: [String] = []

@@ -24,16 +24,35 @@ public final class EventLoop: @unchecked Sendable {
 
     public struct TimerHandle: Hashable, Sendable { let raw: UInt64 }
 
+    /// Our tunables (not protocol numbers): how much work one poll round may do before timers run again.
+    public enum Limits {
+        /// Datagrams one socket handler reads per poll round; poll(2) is level-triggered, so the rest waits one
+        /// round while due timers (DPD probes, retransmissions) run on schedule.
+        public static let readsPerRound = 64
+        /// Work posted by other threads that may wait at once when it is droppable (network input handed over by
+        /// the data plane thread); beyond it such work is refused and counted, never queued without bound.
+        public static let droppablePosts = 4_096
+        /// Cancelled timers left in the heap before it is rebuilt without them (and only if they are the majority).
+        public static let cancelledTimersBeforeCompaction = 1_024
+    }
+
     public let clock: MonotonicClock
     private var watches: [Int32: Watch] = [:]
     private var heap = BinaryHeap<Timer>()
     private var timerHandlers: [TimerHandle: Handler] = [:]
+    private var cancelledInHeap = 0
     private var nextSequence: UInt64 = 0
     /// A self-pipe: posts and stop() write a byte to wake poll(2).
     private let wakeFD: Int32
     private let wakeWriteFD: Int32
-    private let posted = Mutex<[Handler]>([])
+    private let posted = Mutex<PostQueue>(PostQueue())
     private let stopRequested = Atomic<Bool>(false)
+
+    private struct PostQueue {
+        var work: [Handler] = []
+        var droppable = 0
+        var refused: UInt64 = 0
+    }
 
     public init(clock: MonotonicClock = MonotonicClock()) {
         self.clock = clock
@@ -71,11 +90,45 @@ public final class EventLoop: @unchecked Sendable {
         return handle
     }
 
-    public func cancel(_ handle: TimerHandle) { timerHandlers[handle] = nil }
+    public func cancel(_ handle: TimerHandle) {
+        guard timerHandlers.removeValue(forKey: handle) != nil else { return }
+        cancelledInHeap += 1
+        if cancelledInHeap >= Limits.cancelledTimersBeforeCompaction, cancelledInHeap * 2 > heap.count {
+            heap = BinaryHeap(heap.elements.filter { timerHandlers[$0.id] != nil })
+            cancelledInHeap = 0
+        }
+    }
 
-    /// Thread-safe: runs `handler` on the loop thread soon.
+    /// Timers waiting in the heap, cancelled ones included (for tests and metrics).
+    public var pendingTimerEntries: Int { heap.count }
+
+    /// Thread-safe: runs `handler` on the loop thread soon. Work that must never be lost (signals, shutdown).
     public func post(_ handler: @escaping @Sendable () -> Void) {
-        posted.withLock { $0.append(handler) }
+        posted.withLock { $0.work.append(handler) }
+        wake()
+    }
+
+    /// Thread-safe: like `post`, for work driven by network input. Refused (returns false, counted in
+    /// `refusedPosts`) while `Limits.droppablePosts` such items already wait, so a flood cannot grow the queue.
+    @discardableResult
+    public func postDroppable(_ handler: @escaping @Sendable () -> Void) -> Bool {
+        let accepted = posted.withLock { queue -> Bool in
+            guard queue.droppable < Limits.droppablePosts else {
+                queue.refused += 1
+                return false
+            }
+            queue.droppable += 1
+            queue.work.append(handler)
+            return true
+        }
+        if accepted { wake() }
+        return accepted
+    }
+
+    /// Droppable work refused because the queue was full.
+    public var refusedPosts: UInt64 { posted.withLock { $0.refused } }
+
+    private func wake() {
         var one: UInt8 = 1
         _ = write(wakeWriteFD, &one, 1)
     }
@@ -83,8 +136,7 @@ public final class EventLoop: @unchecked Sendable {
     /// Thread-safe: makes `run()` return after the current iteration.
     public func stop() {
         stopRequested.store(true, ordering: .sequentiallyConsistent)
-        var one: UInt8 = 1
-        _ = write(wakeWriteFD, &one, 1)
+        wake()
     }
 
     /// Runs until `stop()`.
@@ -94,7 +146,9 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    /// One poll round: waits at most until the next timer (or `maximumWait`), then runs ready handlers and due timers.
+    /// One poll round: waits at most until the next timer (or `maximumWait`), then runs due timers, posted work, ready
+    /// handlers (each reads at most `Limits.readsPerRound`), and due timers again, so input never delays a timer by
+    /// more than one bounded round.
     public func runOnce(maximumWait: Duration) {
         var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
         for fd in watches.keys.sorted() { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
@@ -109,9 +163,13 @@ public final class EventLoop: @unchecked Sendable {
             var drain = [UInt8](repeating: 0, count: 256)
             while read(wakeFD, &drain, drain.count) > 0 {}
         }
+        runDueTimers()
         let work = posted.withLock { queue -> [Handler] in
-            defer { queue.removeAll() }
-            return queue
+            defer {
+                queue.work.removeAll()
+                queue.droppable = 0
+            }
+            return queue.work
         }
         for handler in work { handler() }
         for entry in fds.dropFirst() where entry.revents != 0 {
@@ -124,7 +182,11 @@ public final class EventLoop: @unchecked Sendable {
         let now = clock.now
         while let next = heap.peek(), next.deadline <= now {
             _ = heap.pop()
-            if let handler = timerHandlers.removeValue(forKey: next.id) { handler() }
+            if let handler = timerHandlers.removeValue(forKey: next.id) {
+                handler()
+            } else {
+                cancelledInHeap = max(0, cancelledInHeap - 1)
+            }
         }
     }
 }
@@ -140,6 +202,19 @@ public struct MonotonicClock: Sendable {
 struct BinaryHeap<Element: Comparable> {
     private var storage: [Element] = []
 
+    init() {}
+
+    /// A heap of `elements` in any order (Floyd's bottom-up construction).
+    init(_ elements: [Element]) {
+        storage = elements
+        var index = storage.count / 2
+        while index > 0 {
+            index -= 1
+            siftDown(from: index)
+        }
+    }
+
+    var elements: [Element] { storage }
     var isEmpty: Bool { storage.isEmpty }
     var count: Int { storage.count }
     func peek() -> Element? { storage.first }
@@ -159,7 +234,12 @@ struct BinaryHeap<Element: Comparable> {
         guard !storage.isEmpty else { return nil }
         storage.swapAt(0, storage.count - 1)
         let top = storage.removeLast()
-        var parent = 0
+        siftDown(from: 0)
+        return top
+    }
+
+    private mutating func siftDown(from start: Int) {
+        var parent = start
         while true {
             let left = 2 * parent + 1
             let right = left + 1
@@ -170,6 +250,5 @@ struct BinaryHeap<Element: Comparable> {
             storage.swapAt(parent, smallest)
             parent = smallest
         }
-        return top
     }
 }

@@ -74,21 +74,36 @@ public final class UDPSocket: @unchecked Sendable {
         return sent < 0 ? Failure(operation: "sendto \(remote)", errno: errno) : nil
     }
 
-    /// Receives one datagram if one is waiting.
-    public func receive(maximumSize: Int = 65_536) -> (bytes: [UInt8], from: Endpoint)? {
+    /// RFC 768: the largest UDP payload; the receive buffer is this big once per socket, never per datagram.
+    public static let maximumDatagram = 65_535
+    private var receiveBuffer = [UInt8](repeating: 0, count: UDPSocket.maximumDatagram)
+
+    /// Receives one datagram if one is waiting, copied out at its own size (a queued datagram never pins 64 KiB).
+    /// Datagrams longer than `maximumSize` are truncated by the kernel and dropped here (returns an empty array).
+    public func receive(maximumSize: Int = UDPSocket.maximumDatagram) -> (bytes: [UInt8], from: Endpoint)? {
         var storage = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        var buffer = [UInt8](repeating: 0, count: maximumSize)
-        let count = buffer.withUnsafeMutableBytes { raw in
+        let limit = min(maximumSize, receiveBuffer.count)
+        let count = receiveBuffer.withUnsafeMutableBytes { raw in
             withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    recvfrom(fd, raw.baseAddress, raw.count, 0, $0, &length)
+                    recvfrom(fd, raw.baseAddress, limit, 0, $0, &length)
                 }
             }
         }
         guard count >= 0, let from = SocketAddress.endpoint(from: storage) else { return nil }
-        buffer.removeLast(buffer.count - count)
-        return (buffer, from)
+        return (Array(receiveBuffer[0..<count]), from)
+    }
+
+    /// Receives and hands to `body` at most `limit` waiting datagrams; returns how many it handled.
+    @discardableResult
+    public func receive(atMost limit: Int, _ body: (_ bytes: [UInt8], _ from: Endpoint) -> Void) -> Int {
+        var handled = 0
+        while handled < limit, let (bytes, from) = receive() {
+            body(bytes, from)
+            handled += 1
+        }
+        return handled
     }
 }
 

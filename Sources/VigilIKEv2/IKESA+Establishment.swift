@@ -71,7 +71,8 @@ extension IKESA {
             return
         }
         remoteBehindNAT = !source.contains(Self.natHash(header.initiatorSPI, header.responderSPI, remote))
-        localBehindNAT = !destination.contains(Self.natHash(header.initiatorSPI, header.responderSPI, local))
+        localNATDetected = !destination.contains(Self.natHash(header.initiatorSPI, header.responderSPI, local))
+        localBehindNAT = localNATDetected
         if connection.forceUDPEncapsulation && !localBehindNAT {
             localBehindNAT = true
             effects.log(.info, "\(label): faking a NAT on our side to force UDP encapsulation of ESP")
@@ -81,6 +82,10 @@ extension IKESA {
         }
     }
 
+    /// The IKE_SA_INIT response (§1.2). Nothing in it is authenticated (§2.21.1): an error notify, a COOKIE or
+    /// INVALID_KE_PAYLOAD we will not follow, or an answer we cannot use is logged, counted and remembered, and we
+    /// keep waiting for a valid answer until the retransmissions run out. COOKIE (§2.6, bounded) and
+    /// INVALID_KE_PAYLOAD (§1.2, once, for a group we offered) restart the request.
     mutating func handleInitResponse(
         _ message: IKEv2.Message, datagram: [UInt8], context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
     ) {
@@ -92,14 +97,23 @@ extension IKESA {
         }
         let payloads = message.payloads
         effects.log(.info, "\(label): received \(message.summary) from \(remote)")
+        func ignore(_ code: NegotiationFailure.Code, _ reason: String, counter: String) {
+            effects.count(counter)
+            effects.log(.warning, "\(label): \(reason); unauthenticated, so still waiting for a valid answer (RFC 7296 §2.21.1)")
+            unauthenticatedHint = NegotiationFailure(code, reason)
+        }
         if let cookie = payloads.notifies(.cookie).first {
-            guard state.cookie != cookie.data else {
-                fail(.malformed, "responder \(remote) demanded the same COOKIE twice", effects: &effects)
+            guard IKEv2Tunables.cookieLengths.contains(cookie.data.count), state.cookie != cookie.data,
+                  state.cookieRetries < IKEv2Tunables.maximumCookieRetries
+            else {
+                ignore(.malformed, "responder \(remote) demanded a COOKIE we do not follow (\(cookie.data.count) octets, \(state.cookieRetries) retries so far)",
+                       counter: "unauthenticatedNotifies")
                 return
             }
             effects.log(.info, "\(label): responder demands a COOKIE; retrying IKE_SA_INIT with it")
             finishRequest(&effects)
             state.cookie = cookie.data
+            state.cookieRetries += 1
             sendInitRequest(state, now: context.now, random: &random, effects: &effects)
             return
         }
@@ -107,53 +121,57 @@ extension IKESA {
             let offered = connection.ikeProposals.flatMap(\.dhGroups)
             guard invalidKE.data.count == 2,
                   let group = DHGroup(rawValue: UInt16(invalidKE.data[0]) << 8 | UInt16(invalidKE.data[1])),
-                  offered.contains(group), group != state.keyExchange.group
+                  offered.contains(group), group != state.keyExchange.group, !state.changedGroup
             else {
-                fail(.invalidKEPayload, "responder \(remote) sent INVALID_KE_PAYLOAD asking for a group we did not offer", effects: &effects)
+                ignore(.invalidKEPayload, "responder \(remote) sent INVALID_KE_PAYLOAD asking for a group we did not offer or already tried",
+                       counter: "unauthenticatedNotifies")
                 return
             }
             do {
                 state.keyExchange = try KeyExchange(group: group)
             } catch {
-                fail(.internalError, "key exchange for \(group): \(error)", effects: &effects)
+                ignore(.internalError, "key exchange for \(group), which the responder asked for: \(error)", counter: "unauthenticatedNotifies")
                 return
             }
+            state.changedGroup = true
             effects.log(.info, "\(label): responder wants DH group \(group) (INVALID_KE_PAYLOAD); retrying IKE_SA_INIT")
             finishRequest(&effects)
             sendInitRequest(state, now: context.now, random: &random, effects: &effects)
             return
         }
         if let error = payloads.errorNotify {
-            fail(failureCode(error.type), "responder \(remote) answered IKE_SA_INIT with \(error.type)"
-                 + (error.type == .noProposalChosen ? " (no common IKE proposal; we offered \(connection.ikeProposals.map(\.description).joined(separator: ", ")))" : ""),
-                 effects: &effects)
+            ignore(failureCode(error.type), "responder \(remote) answered IKE_SA_INIT with \(error.type)"
+                   + (error.type == .noProposalChosen ? " (no common IKE proposal; we offered \(connection.ikeProposals.map(\.description).joined(separator: ", ")))" : ""),
+                   counter: "unauthenticatedNotifies")
             return
         }
         guard let sa = payloads.securityAssociation, let ke = payloads.keyExchange, let nr = payloads.nonce,
-              message.header.responderSPI != 0
+              IKEv2.Spec.nonceLengths.contains(nr.count), message.header.responderSPI != 0
         else {
-            fail(.malformed, "IKE_SA_INIT response from \(remote) lacks SA, KE or Nr", effects: &effects)
+            ignore(.malformed, "IKE_SA_INIT response from \(remote) lacks SA, KE or a valid Nr", counter: "unusableInitResponses")
             return
         }
         guard let algorithms = ProposalNegotiation.accepted(sa, offered: connection.ikeProposals) else {
-            fail(.noProposalChosen, "responder \(remote) chose an IKE proposal we did not offer", effects: &effects)
+            ignore(.noProposalChosen, "responder \(remote) chose an IKE proposal we did not offer", counter: "unusableInitResponses")
             return
         }
         guard ke.group == algorithms.dhGroup.rawValue, algorithms.dhGroup == state.keyExchange.group else {
-            fail(.invalidKEPayload, "responder \(remote) sent KE of group \(ke.group) for chosen group \(algorithms.dhGroup)", effects: &effects)
+            ignore(.invalidKEPayload, "responder \(remote) sent KE of group \(ke.group) for chosen group \(algorithms.dhGroup)", counter: "unusableInitResponses")
             return
         }
-        responderSPI = message.header.responderSPI
+        let peerSPI = message.header.responderSPI
         let keys: IKESAKeys
         let protection: MessageProtection
         do {
             let shared = try state.keyExchange.sharedSecret(peerPublicValue: ke.data)
-            keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: state.nonce, nr: nr, spiI: initiatorSPI, spiR: responderSPI)
+            keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: state.nonce, nr: nr, spiI: initiatorSPI, spiR: peerSPI)
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: true)
         } catch {
-            fail(.malformed, "responder \(remote) sent an unusable KE: \(error)", effects: &effects)
+            ignore(.malformed, "responder \(remote) sent an unusable KE: \(error)", counter: "unusableInitResponses")
             return
         }
+        responderSPI = peerSPI
+        unauthenticatedHint = nil
         effects.log(.info, "\(label): selected proposal \(algorithms)")
         finishRequest(&effects)
         evaluateNAT(payloads, header: message.header, effects: &effects)
@@ -204,34 +222,38 @@ extension IKESA {
             return
         }
         remoteIdentity = identity
-        becomeEstablished(keys: state.keys, protection: state.protection, context: context, random: &random, effects: &effects)
 
         if let error = payloads.errorNotify {
-            effects.log(.warning, "\(label): no Child SA: peer answered \(error.type)")
-            effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address,
-                reason: NegotiationFailure(failureCode(error.type), "peer \(remote) refused the Child SA with \(error.type)")))
+            deleteWithoutChild(failureCode(error.type), "peer \(remote) refused the Child SA with \(error.type)", random: &random, effects: &effects)
             return
         }
         guard let sa = payloads.securityAssociation, let tsi = payloads.trafficSelectorsInitiator, let tsr = payloads.trafficSelectorsResponder,
               let accepted = ProposalNegotiation.accepted(sa, offered: connection.espProposals, pfs: { _ in nil })
         else {
-            childFailure(.noProposalChosen, "peer \(remote) chose an ESP proposal we did not offer", effects: &effects)
+            deleteWithoutChild(.noProposalChosen, "peer \(remote) chose an ESP proposal we did not offer", random: &random, effects: &effects)
             return
         }
         guard TrafficSelectorNarrowing.isWithin(tsi, connection.localTrafficSelectors),
               TrafficSelectorNarrowing.isWithin(tsr, connection.remoteTrafficSelectors)
         else {
-            childFailure(.tsUnacceptable, "peer \(remote) answered traffic selectors \(tsi) === \(tsr) outside ours", effects: &effects)
+            deleteWithoutChild(.tsUnacceptable, "peer \(remote) answered traffic selectors \(tsi) === \(tsr) outside ours", random: &random, effects: &effects)
             return
         }
+        becomeEstablished(keys: state.keys, protection: state.protection, context: context, random: &random, effects: &effects)
         let keys = state.keys.childKeys(accepted.algorithms, sharedSecret: nil, ni: state.ni, nr: state.nr, weAreInitiator: true)
         installChild(accepted.algorithms, inbound: state.childSPI, outbound: accepted.peerSPI, localSelectors: tsi, remoteSelectors: tsr,
                      keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
     }
 
-    private mutating func childFailure(_ code: NegotiationFailure.Code, _ message: String, effects: inout Effects) {
-        effects.log(.warning, "\(label): no Child SA: \(message)")
+    /// The IKE SA is authenticated but its first Child SA failed: rather than leave a childless IKE SA at the peer
+    /// (an orphan nothing uses or watches), it is deleted with INFORMATIONAL { D(IKE) } (§1.4.1) and the failure
+    /// reported. The SA was never reported established, so no `ikeSADeleted` follows.
+    private mutating func deleteWithoutChild(_ code: NegotiationFailure.Code, _ message: String, random: inout some RandomNumberGenerator, effects: inout Effects) {
+        effects.count("childlessIKESAsDeleted")
+        effects.log(.warning, "\(label): no Child SA: \(message); deleting the IKE SA")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
+        sendDelete(random: &random, effects: &effects)
+        close(reason: message, effects: &effects)
     }
 
     // MARK: - Responder
@@ -297,21 +319,23 @@ extension IKESA {
         } else if let failure {
             response.append(.notify(IKEv2.Notify(type: failure)))
         }
-        becomeEstablished(keys: state.keys, protection: state.protection, context: context, random: &random, effects: &effects)
-        respond(.ikeAuth, messageID: messageID, response, random: &random, effects: &effects)
         if !payloads.notifies(.initialContact).isEmpty { effects.initialContact = (remote.address, identity) }
-
-        if let chosen {
-            let keys = state.keys.childKeys(chosen.algorithms, sharedSecret: nil, ni: state.ni, nr: state.nr, weAreInitiator: false)
-            installChild(chosen.algorithms, inbound: inboundSPI, outbound: chosen.peerSPI, localSelectors: chosen.tsr, remoteSelectors: chosen.tsi,
-                         keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
-        } else {
+        guard let chosen else {
+            // The initiator learns why from our answer; then the IKE SA goes instead of lingering without a Child SA.
+            respond(.ikeAuth, messageID: messageID, response, random: &random, effects: &effects)
             let type = failure ?? .noProposalChosen
             let detail = type == .tsUnacceptable
                 ? "traffic selectors \(payloads.trafficSelectorsInitiator ?? []) === \(payloads.trafficSelectorsResponder ?? []) do not fit \(connection.name)"
                 : "peer offered ESP \(payloads.securityAssociation.map(ProposalNegotiation.describe) ?? "nothing"), we accept \(connection.espProposals.map(\.description).joined(separator: ", "))"
-            childFailure(failureCode(type), "no Child SA with \(remote): \(type): \(detail)", effects: &effects)
+            deleteWithoutChild(failureCode(type), "no Child SA with \(remote): \(type): \(detail)", random: &random, effects: &effects)
+            return
         }
+        becomeEstablished(keys: state.keys, protection: state.protection, context: context, random: &random, effects: &effects)
+        respond(.ikeAuth, messageID: messageID, response, random: &random, effects: &effects)
+        effects.supersedesChildless = (connection.name, identity)
+        let keys = state.keys.childKeys(chosen.algorithms, sharedSecret: nil, ni: state.ni, nr: state.nr, weAreInitiator: false)
+        installChild(chosen.algorithms, inbound: inboundSPI, outbound: chosen.peerSPI, localSelectors: chosen.tsr, remoteSelectors: chosen.tsi,
+                     keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
     }
 
     private mutating func refuseAuthentication(messageID: UInt32, _ reason: String, random: inout some RandomNumberGenerator, effects: inout Effects) {

@@ -45,15 +45,19 @@ extension IKESA {
                 return
             }
             guard let inner = open() else { return }
+            // Fresh: the answer to the request we have outstanding (§2.2, window of one).
             noteAuthenticated(from: from, to: to, effects: &effects)
             effects.log(.info, "\(label): received \(IKEv2.Message(header: header, payloads: inner).summary) from \(from)")
             dispatchResponse(request.kind, inner, context: context, random: &random, effects: &effects)
         } else {
+            requestPath = (to, from)
+            defer { requestPath = nil }
             if let cached = cachedResponse, cached.messageID == header.messageID {
                 guard open() != nil else { return }
+                // §2.1: answered again from the cache; a replay of an old request is no proof of life.
                 effects.count("retransmittedRequests")
                 effects.log(.info, "\(label): retransmitted \(header.exchangeType) request \(header.messageID); sending the cached response")
-                transmit(cached.datagram, &effects)
+                transmitResponse(cached.datagram, &effects)
                 return
             }
             guard header.messageID == nextPeerRequestID else {
@@ -71,20 +75,40 @@ extension IKESA {
                 return
             }
             nextPeerRequestID &+= 1
+            // Fresh: the next request ID expected from the peer (§2.2), newer than every one seen.
             noteAuthenticated(from: from, to: to, effects: &effects)
             effects.log(.info, "\(label): received \(IKEv2.Message(header: header, payloads: inner).summary) from \(from)")
             dispatchRequest(header.exchangeType, messageID: header.messageID, inner, context: context, random: &random, effects: &effects)
         }
     }
 
-    /// An authenticated message proves the peer alive and tells where it is now (the NAT mapping may move).
+    /// An authenticated, fresh message proves the peer alive. It moves the SA to its source only as §2.23 allows:
+    /// the float to port 4500 once a NAT is detected, or a new mapping of a peer behind a NAT when we are not behind
+    /// one ourselves. Callers pass only fresh messages (a response to our outstanding request or the peer's next
+    /// request), so the message ID is newer than that of any message that moved the SA before.
     private mutating func noteAuthenticated(from: Endpoint, to: Endpoint, effects: inout Effects) {
-        if from != remote || to != local {
-            effects.log(.info, "\(label): peer now at \(from) (was \(remote)), local \(to)")
-            remote = from
-            local = to
-        }
         effects.actions.append(.authenticatedMessageReceived(id))
+        guard from != remote || to.port != local.port else { return }
+        let floats = udpEncapsulated && from.address == remote.address && to.address == local.address
+            && from.port == IKEv2Ports.natTraversal && to.port == IKEv2Ports.natTraversal
+        let peerMayMove = remoteBehindNAT && !localNATDetected && to.address == local.address
+        guard floats || peerMayMove else {
+            effects.count("addressChangesRefused")
+            effects.log(.warning, "\(label): authenticated message from \(from) to \(to), but no NAT was detected in front of the peer; the SA stays with \(remote) (RFC 7296 §2.23)")
+            return
+        }
+        let old = remote
+        remote = from
+        local.port = to.port
+        for index in children.indices {
+            children[index].info.remoteEndpoint = remote
+            children[index].info.localEndpoint = local
+        }
+        effects.log(.notice, "\(label): peer moved from \(old) to \(remote)" + (floats ? " (NAT-T float)" : " (NAT mapping changed)"))
+        if establishedAt != nil, old != remote {
+            effects.count("peerAddressChanges")
+            effects.actions.append(.peerAddressChanged(id, old: old, new: remote))
+        }
     }
 
     private mutating func dispatchResponse(
@@ -174,7 +198,7 @@ extension IKESA {
     }
 
     mutating func drainQueue(context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        while outstanding == nil, !queue.isEmpty, isEstablished, !rekeyedAway {
+        while outstanding == nil, !queue.isEmpty, isEstablished, !rekeyedAway, !isClosed {
             perform(queue.removeFirst(), context: context, random: &random, effects: &effects)
         }
     }
@@ -197,14 +221,7 @@ extension IKESA {
 
     /// `.deleteIKESA`: INFORMATIONAL { D } and forget at once (the peer may be gone).
     mutating func deleteIKESA(context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        if isEstablished, let protection {
-            let messageID = nextRequestID
-            nextRequestID &+= 1
-            let payloads: [IKEv2.Payload] = [.delete(IKEv2.Delete(protocolID: .ike, spis: []))]
-            let message = IKEv2.Message(header: header(.informational, messageID: messageID, response: false), payloads: payloads)
-            effects.log(.info, "\(label): sending \(message.summary) to \(remote)")
-            transmit(protection.seal(header: message.header, payloads: payloads, random: &random), &effects)
-        }
+        if isEstablished { sendDelete(random: &random, effects: &effects) }
         close(reason: "deleted", effects: &effects)
     }
 
@@ -290,6 +307,15 @@ extension IKESA {
         }
         func abandon(_ reason: String) {
             if children[index].state == .rekeying { children[index].state = .installed }
+            children[index].failedRekeys += 1
+            guard children[index].failedRekeys < IKEv2Tunables.maximumChildRekeyAttempts else {
+                // The Child SA cannot be renewed: delete the IKE SA rather than keep it alive around a dying child.
+                effects.count("childRekeysGivenUp")
+                effects.log(.warning, "\(label): rekey of Child SA \(request.old) failed \(IKEv2Tunables.maximumChildRekeyAttempts) times (last: \(reason)); deleting the IKE SA")
+                sendDelete(random: &random, effects: &effects)
+                close(reason: "Child SA rekey failed: \(reason)", effects: &effects)
+                return
+            }
             effects.log(.warning, "\(label): rekey of Child SA \(request.old) failed: \(reason); will retry")
             effects.actions.append(.scheduleTimer(.rekeyChildSA(request.old), at: context.now + IKEv2Tunables.rekeyRetryDelay))
         }
@@ -297,7 +323,9 @@ extension IKESA {
             // §1.3: INVALID_KE_PAYLOAD names the group the peer wants; retry at once if we offered it.
             if error.type == .invalidKEPayload, error.data.count == 2,
                let group = DHGroup(rawValue: UInt16(error.data[0]) << 8 | UInt16(error.data[1])),
-               group != request.keyExchange?.group, connection.espProposals.flatMap(pfsGroups).contains(group) {
+               group != request.keyExchange?.group, connection.espProposals.flatMap(pfsGroups).contains(group),
+               children[index].failedRekeys + 1 < IKEv2Tunables.maximumChildRekeyAttempts {
+                children[index].failedRekeys += 1
                 effects.log(.info, "\(label): peer wants PFS group \(group) for the Child SA rekey; retrying")
                 children[index].state = .installed
                 startChildRekey(request.old, group: group, context: context, random: &random, effects: &effects)
@@ -322,6 +350,12 @@ extension IKESA {
                 return
             }
             shared = secret
+        }
+        guard TrafficSelectorNarrowing.isWithin(tsi, child: children[index].localSelectors),
+              TrafficSelectorNarrowing.isWithin(tsr, child: children[index].remoteSelectors)
+        else {
+            abandon("the answer's traffic selectors \(tsi) === \(tsr) are outside the Child SA's")
+            return
         }
         let keys = establishedKeys.childKeys(accepted.algorithms, sharedSecret: shared, ni: request.nonce, nr: nr, weAreInitiator: true)
         let collision = children[index].collision
@@ -369,6 +403,11 @@ extension IKESA {
         }
         guard let tsi = inner.trafficSelectorsInitiator, let tsr = inner.trafficSelectorsResponder else {
             refuse(.invalidSyntax, "no TSi/TSr")
+            return
+        }
+        // A rekey needs room for the old and the new SA until the old one is deleted.
+        guard children.count < IKEv2Tunables.maximumChildSAsPerIKESA * (index == nil ? 1 : 2) else {
+            refuse(.noAdditionalSAs, "this IKE SA already carries \(children.count) Child SAs")
             return
         }
         guard let selection = ProposalNegotiation.select(sa, from: connection.espProposals, pfs: pfsGroups) else {
@@ -470,7 +509,7 @@ extension IKESA {
         }
         guard let sa = inner.securityAssociation, let nr = inner.nonce, let ke = inner.keyExchange,
               let algorithms = ProposalNegotiation.accepted(sa, offered: connection.ikeProposals),
-              let spiBytes = sa.proposals.first?.spi, spiBytes.count == IKEv2.Spec.ikeSPISize,
+              let spiBytes = sa.proposals.first?.spi, spiBytes.count == IKEv2.Spec.ikeSPISize, spiBytes.contains(where: { $0 != 0 }),
               ke.group == request.keyExchange.group.rawValue, algorithms.dhGroup == request.keyExchange.group,
               let shared = try? request.keyExchange.sharedSecret(peerPublicValue: ke.data)
         else {
@@ -519,7 +558,7 @@ extension IKESA {
             return
         }
         guard let (chosen, algorithms) = ProposalNegotiation.select(sa, from: connection.ikeProposals),
-              chosen.spi.count == IKEv2.Spec.ikeSPISize
+              chosen.spi.count == IKEv2.Spec.ikeSPISize, chosen.spi.contains(where: { $0 != 0 })  // §3.1: SPIs are nonzero
         else {
             refuse(.noProposalChosen, "no IKE proposal of \(connection.name) matches")
             return

@@ -13,6 +13,9 @@ struct Effects {
     var counters: [String: UInt64] = [:]
     /// The peer sent INITIAL_CONTACT in an authenticated IKE_AUTH: other SAs with it are stale (§2.4).
     var initialContact: (address: IPAddress, identity: Identity)?
+    /// The peer authenticated a new IKE SA of this connection: its older IKE SAs without a Child SA are orphans and
+    /// are deleted.
+    var supersedesChildless: (connection: String, identity: Identity)?
 
     mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
     mutating func count(_ name: String) { counters[name, default: 0] += 1 }
@@ -39,6 +42,8 @@ struct ChildSA: Sendable {
     var remoteSelectors: [IKEv2.TrafficSelector]
     /// §2.25.1: the peer rekeyed this SA while our own rekey of it was in flight.
     var collision: Collision?
+    /// Our rekeys of it that failed in a row; bounded by `IKEv2Tunables.maximumChildRekeyAttempts`.
+    var failedRekeys = 0
 
     struct Collision: Sendable {
         var newChild: ChildSAID
@@ -117,6 +122,9 @@ struct IKESA: @unchecked Sendable {
         var keyExchange: KeyExchange
         var nonce: [UInt8]
         var cookie: [UInt8]?
+        /// COOKIE retries so far (bounded, §2.6) and whether INVALID_KE_PAYLOAD already changed the group (once, §1.2).
+        var cookieRetries = 0
+        var changedGroup = false
     }
 
     struct InitiatorAuth {
@@ -137,6 +145,7 @@ struct IKESA: @unchecked Sendable {
         let nr: [UInt8]
         let message1: [UInt8]
         let message2: [UInt8]
+        let startedAt: Duration
         /// Connections that may own this SA (same addresses, an acceptable IKE proposal); chosen in IKE_AUTH.
         let candidates: [IKEv2Endpoint.ConnectionConfiguration]
     }
@@ -156,6 +165,15 @@ struct IKESA: @unchecked Sendable {
     var remote: Endpoint
     var localBehindNAT = false
     var remoteBehindNAT = false
+    /// NAT_DETECTION_DESTINATION_IP showed a real NAT in front of us (not one faked to force UDP encapsulation).
+    var localNATDetected = false
+    /// §2.21.1: the last unauthenticated answer (an error notify in an IKE_SA_INIT response, ...) we ignored while
+    /// waiting for a valid one; the reason given when the retransmissions run out.
+    var unauthenticatedHint: NegotiationFailure?
+    /// While a request is handled: where it came from and arrived; the response goes back there (§2.11).
+    var requestPath: (local: Endpoint, remote: Endpoint)?
+    /// Set by `close`: nothing more is sent for this SA.
+    var isClosed = false
     var phase: Phase
     var children: [ChildSA] = []
     var remoteIdentity: Identity?
@@ -192,6 +210,17 @@ struct IKESA: @unchecked Sendable {
         case .responderHalfOpen(let state): state.keys.algorithms
         case .established(let state): state.keys.algorithms
         }
+    }
+
+    var isHalfOpen: Bool {
+        if case .responderHalfOpen = phase { return true }
+        return false
+    }
+
+    /// When a responder half-open SA answered IKE_SA_INIT (zero in any other phase).
+    var halfOpenSince: Duration {
+        if case .responderHalfOpen(let state) = phase { return state.startedAt }
+        return .zero
     }
 
     var isEstablished: Bool {
@@ -251,6 +280,12 @@ struct IKESA: @unchecked Sendable {
         effects.actions.append(.send(bytes: datagram, from: local, to: remote))
     }
 
+    /// A response goes where its request came from (§2.11), even when the SA's address did not move (§2.23).
+    func transmitResponse(_ datagram: [UInt8], _ effects: inout Effects) {
+        let path = requestPath ?? (local, remote)
+        effects.actions.append(.send(bytes: datagram, from: path.local, to: path.remote))
+    }
+
     /// Starts a protected request; the window must be free.
     mutating func startRequest(
         _ exchange: IKEv2.ExchangeType, _ payloads: [IKEv2.Payload], kind: OutstandingRequest.Kind,
@@ -301,8 +336,8 @@ struct IKESA: @unchecked Sendable {
         let message = IKEv2.Message(header: header(exchange, messageID: messageID, response: true), payloads: payloads)
         let datagram = protection.seal(header: message.header, payloads: payloads, random: &random)
         cachedResponse = (messageID, datagram)
-        effects.log(.info, "\(label): sending \(message.summary) to \(remote)")
-        transmit(datagram, &effects)
+        effects.log(.info, "\(label): sending \(message.summary) to \(requestPath?.remote ?? remote)")
+        transmitResponse(datagram, &effects)
     }
 
     // MARK: - Timers
@@ -319,9 +354,12 @@ struct IKESA: @unchecked Sendable {
             effects.log(.warning, "\(label): giving up after \(schedule.tries) retransmissions of message \(messageID); peer \(remote) unreachable")
             effects.actions.append(.peerUnreachable(id))
             if !isEstablished {
-                effects.actions.append(.negotiationFailed(
-                    connection: connection.name, peer: peer.address,
-                    reason: NegotiationFailure(.timeout, "no answer from \(remote) after \(schedule.tries) retransmissions")))
+                // §2.21.1: an unauthenticated answer did not end the wait, but it is the best diagnosis there is.
+                let reason = unauthenticatedHint.map {
+                    NegotiationFailure($0.code, "no valid answer from \(remote) after \(schedule.tries) retransmissions; last unauthenticated answer: \($0.message)")
+                } ?? NegotiationFailure(.timeout, "no answer from \(remote) after \(schedule.tries) retransmissions")
+                effects.log(.error, "\(label): \(reason.message)")
+                effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: reason))
             }
             if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
             outstanding = nil
@@ -356,7 +394,20 @@ struct IKESA: @unchecked Sendable {
         if establishedAt != nil, !rekeyedAway {
             effects.actions.append(.ikeSADeleted(info, reason: reason))
         }
+        isClosed = true
         effects.closed = true
+    }
+
+    /// INFORMATIONAL { D(IKE) } (§1.4.1), not awaited: the SA is forgotten right after. Needs keys, not an
+    /// established phase (an authenticated SA that could not get its Child SA is deleted this way too).
+    mutating func sendDelete(random: inout some RandomNumberGenerator, effects: inout Effects) {
+        guard let protection else { return }
+        let messageID = nextRequestID
+        nextRequestID &+= 1
+        let payloads: [IKEv2.Payload] = [.delete(IKEv2.Delete(protocolID: .ike, spis: []))]
+        let message = IKEv2.Message(header: header(.informational, messageID: messageID, response: false), payloads: payloads)
+        effects.log(.info, "\(label): sending \(message.summary) to \(remote)")
+        transmit(protection.seal(header: message.header, payloads: payloads, random: &random), &effects)
     }
 
     /// Schedules the rekey of the IKE SA (lifetime minus up to 10 % jitter).
@@ -382,4 +433,20 @@ enum IKEv2Tunables {
     static let nonceLength = 32
     /// After a refused or failed rekey, try again this much later.
     static let rekeyRetryDelay: Duration = .seconds(10)
+    /// Failed rekeys of one Child SA in a row before the IKE SA is deleted (INFORMATIONAL DELETE) instead of
+    /// keeping it on a Child SA that cannot be renewed.
+    static let maximumChildRekeyAttempts = 5
+    /// IKE SAs replaced by a rekey but not yet deleted by the peer, kept per peer and connection.
+    static let maximumReplacedIKESAs = 4
+    /// Child SAs one IKE SA may carry; a CREATE_CHILD_SA for more is refused with NO_ADDITIONAL_SAS (§1.3).
+    static let maximumChildSAsPerIKESA = 16
+    /// §3.13: Number of TSs is one octet, so one TS payload holds at most 255 selectors.
+    static let maximumTrafficSelectorsOnWire = 255
+    /// Selectors we keep per TS payload after narrowing (§2.9 lets the responder narrow to a subset); below the wire
+    /// limit, and more than any crypto map entry needs.
+    static let maximumNarrowedTrafficSelectors = 64
+    /// §3.10.1: COOKIE data is 1 to 64 octets.
+    static let cookieLengths = 1...64
+    /// COOKIE demands we follow for one IKE_SA_INIT (§2.6): a spoofed stream of them cannot keep us restarting.
+    static let maximumCookieRetries = 3
 }

@@ -17,13 +17,16 @@ import VigilWire
 /// - Installs `.childSAEstablished` / `.childSARekeyed` keys; removes a Child SA on `.childSADeleted` (after a
 ///   rekey the old one stays until its own `.childSADeleted`, so no packet is lost in between).
 /// - `.ikeSARekeyed` moves everything the daemon keeps per IKE SA (liveness state) to the new id.
+/// - `.peerAddressChanged` (a peer behind a NAT got a new mapping, RFC 7296 §2.23) moves the IKE SA's Child SAs
+///   (their UDP-encapsulated ESP) to the new endpoint as a planned change; Child SA infos handed out afterwards
+///   already carry it.
 public struct IKEv2Endpoint: Sendable {
     /// New negotiations use the configuration as it is then; existing SAs keep the connection they were made with.
     public var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
     var counterValues: [String: UInt64] = [:]
-    /// §2.6: the secret behind stateless cookies, drawn from `random` when first needed.
-    var cookieSecret: [UInt8] = []
+    /// §2.6: the secrets behind stateless cookies, drawn from `random` when first needed and rotated on a timer.
+    var cookieSecrets = CookieSecrets()
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -45,7 +48,10 @@ public struct IKEv2Endpoint: Sendable {
         }.sorted { $0.id < $1.id }
     }
     /// malformedDatagrams, unknownSPIs, unknownPeers, integrityFailures, authenticationFailures, retransmissions,
-    /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, ...
+    /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, reflectedMessages (our own messages
+    /// sent back to us), unauthenticatedNotifies and unusableInitResponses (IKE_SA_INIT answers ignored, §2.21.1),
+    /// unauthenticatedRefusals (IKE_SA_INIT requests we refused: spoofable, never a peer's failure),
+    /// addressChangesRefused, peerAddressChanges, halfOpenEvicted, childlessIKESAsDeleted, ...
     public var counters: [String: UInt64] { counterValues }
 
     public mutating func handle(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
@@ -57,22 +63,22 @@ public struct IKEv2Endpoint: Sendable {
         case .initiate(let name, let peerAddress):
             return initiate(name, peerAddress, now: now, random: &random)
         case .sendLivenessCheck(let id):
-            return withSA(id, now: now) { sa, context, effects in sa.livenessCheck(context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.livenessCheck(context: context, random: &random, effects: &effects) }
         case .deleteChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
-            return withSA(id, now: now) { sa, context, effects in sa.request(.deleteChild(childID), context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.deleteChild(childID), context: context, random: &random, effects: &effects) }
         case .deleteIKESA(let id):
-            return withSA(id, now: now) { sa, context, effects in sa.deleteIKESA(context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.deleteIKESA(context: context, random: &random, effects: &effects) }
         case .abandonIKESA(let id):
-            return withSA(id, now: now) { sa, _, effects in
+            return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 effects.log(.notice, "\(sa.label): abandoned (peer considered dead); nothing sent")
                 sa.close(reason: "abandoned: peer dead", effects: &effects)
             }
         case .rekeyChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
-            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
         case .rekeyIKESA(let id):
-            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
         }
     }
 
@@ -92,33 +98,70 @@ public struct IKEv2Endpoint: Sendable {
     }
 
     /// Runs `body` on one SA and applies what it produced.
-    mutating func withSA(_ id: IKESAID, now: Duration, _ body: (inout IKESA, SAContext, inout Effects) -> Void) -> [IKEv2Action] {
+    mutating func withSA<Random: RandomNumberGenerator>(
+        _ id: IKESAID, now: Duration, random: inout Random, _ body: (inout IKESA, SAContext, inout Effects, inout Random) -> Void
+    ) -> [IKEv2Action] {
         guard var sa = sas[id] else { return [] }
         var effects = Effects()
-        body(&sa, context(now: now), &effects)
-        return apply(sa, effects, now: now)
+        body(&sa, context(now: now), &effects, &random)
+        return apply(sa, effects, now: now, random: &random)
     }
 
-    mutating func apply(_ sa: IKESA, _ effects: Effects, now: Duration) -> [IKEv2Action] {
+    mutating func apply(_ sa: IKESA, _ effects: Effects, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         var actions = effects.actions
         for (name, value) in effects.counters { counterValues[name, default: 0] += value }
         sas[sa.id] = effects.closed ? nil : sa
         for spawned in effects.spawned { sas[spawned.id] = spawned }
+        if !effects.spawned.isEmpty { actions += forgetExcessReplacedSAs(of: sa, random: &random) }
         if let contact = effects.initialContact {
-            // §2.4: INITIAL_CONTACT: every other SA with this peer is stale.
-            for stale in sas.values where stale.id != sa.id && stale.remote.address == contact.address && stale.remoteIdentity == contact.identity {
-                var closing = stale
-                var closeEffects = Effects()
-                closeEffects.log(.notice, "\(stale.label): replaced (INITIAL_CONTACT from \(contact.identity))")
-                closing.close(reason: "INITIAL_CONTACT from peer", effects: &closeEffects)
-                sas[stale.id] = nil
-                actions += closeEffects.actions
+            // §2.4: INITIAL_CONTACT: every other SA with this identity is stale (the peer kept none of them), wherever
+            // its NAT put it.
+            for stale in sas.values where stale.id != sa.id && stale.remoteIdentity == contact.identity && stale.peer.address == sa.peer.address {
+                actions += end(stale, .notice, "replaced (INITIAL_CONTACT from \(contact.identity) at \(contact.address))",
+                               reason: "INITIAL_CONTACT from peer", random: &random)
+            }
+        }
+        if let superseding = effects.supersedesChildless {
+            // A new IKE SA of the same peer and connection: older ones it left without a Child SA are deleted, not
+            // kept as orphans at both ends.
+            for orphan in sas.values where orphan.id != sa.id && orphan.isEstablished && !orphan.rekeyedAway && orphan.children.isEmpty
+                && orphan.connection.name == superseding.connection && orphan.remoteIdentity == superseding.identity {
+                actions += end(orphan, .notice, "superseded by \(sa.label) and without a Child SA; deleting it", reason: "superseded",
+                               sendingDelete: true, random: &random)
             }
         }
         return actions
     }
 
     mutating func count(_ name: String) { counterValues[name, default: 0] += 1 }
+
+    /// IKE SAs replaced by rekeys wait for the peer's DELETE (or their expiry timer). A peer that rekeys again and
+    /// again without deleting cannot grow the table: beyond `IKEv2Tunables.maximumReplacedIKESAs` per peer the
+    /// oldest are forgotten (quietly: their successors speak for the peer).
+    mutating func forgetExcessReplacedSAs(of sa: IKESA, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        let replaced = sas.values
+            .filter { $0.rekeyedAway && $0.connection.name == sa.connection.name && $0.peer.address == sa.peer.address }
+            .sorted { ($0.establishedAt ?? .zero, $0.id) < ($1.establishedAt ?? .zero, $1.id) }
+        var actions: [IKEv2Action] = []
+        for excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
+            count("replacedIKESAsForgotten")
+            actions += end(excess, .info, "replaced long ago and never deleted by the peer; forgotten", reason: "rekeyed", random: &random)
+        }
+        return actions
+    }
+
+    /// Ends an SA other than the one an event is for: logs why, sends its DELETE if asked, forgets it.
+    mutating func end(
+        _ sa: IKESA, _ level: LogLevel, _ why: String, reason: String, sendingDelete: Bool = false, random: inout some RandomNumberGenerator
+    ) -> [IKEv2Action] {
+        var closing = sa
+        var effects = Effects()
+        effects.log(level, "\(sa.label): \(why)")
+        if sendingDelete { closing.sendDelete(random: &random, effects: &effects) }
+        closing.close(reason: reason, effects: &effects)
+        sas[sa.id] = nil
+        return effects.actions
+    }
 
     // MARK: - Initiating
 
@@ -134,7 +177,7 @@ public struct IKEv2Endpoint: Sendable {
         do {
             let sa = try IKESA.initiator(id: newIKESAID(&random), connection: connection, peer: peer, schedule: schedule,
                                          context: context(now: now), random: &random, effects: &effects)
-            return apply(sa, effects, now: now)
+            return apply(sa, effects, now: now, random: &random)
         } catch {
             let reason = NegotiationFailure(.internalError, "key exchange: \(error)")
             return [.log(.error, reason.message), .negotiationFailed(connection: name, peer: peerAddress, reason: reason)]
@@ -159,6 +202,14 @@ public struct IKEv2Endpoint: Sendable {
             return [.log(.warning, "dropping malformed IKEv2 datagram from \(from): \(error)")]
         }
         let header = message.header
+        // §3.1: the Initiator flag names the original initiator. A message whose sender SPI is ours and whose I flag
+        // is our own role's is one we sent, reflected back (a looping middlebox, an attacker): never life, never a
+        // request to answer.
+        let senderSPI = header.isFromInitiator ? header.initiatorSPI : header.responderSPI
+        if senderSPI != 0, let own = sas[IKESAID(senderSPI)], own.isOriginalInitiator == header.isFromInitiator {
+            count("reflectedMessages")
+            return [.log(.debug, "\(header.exchangeType) \(header.isResponse ? "response" : "request") \(header.messageID) from \(from) is our own (\(own.label)), reflected; dropped")]
+        }
         if header.exchangeType == .ikeSAInit, !header.isResponse, header.isFromInitiator, header.responderSPI == 0 {
             return handleInitRequest(message, datagram: bytes, from: from, to: to, now: now, random: &random)
         }
@@ -174,7 +225,7 @@ public struct IKEv2Endpoint: Sendable {
             count("unknownSPIs")
             return [.log(.debug, "\(header.exchangeType) from \(from) with SPIs not matching \(sa.label); dropped")]
         }
-        return withSA(ours, now: now) { sa, context, effects in
+        return withSA(ours, now: now, random: &random) { sa, context, effects, random in
             sa.receive(message, datagram: bytes, from: from, to: to, context: context, random: &random, effects: &effects)
         }
     }
@@ -211,18 +262,31 @@ public struct IKEv2Endpoint: Sendable {
             return .send(bytes: response.serialize(), from: to, to: from)
         }
 
-        // §2.6: under load, demand proof that the initiator receives at its address.
-        let halfOpen = sas.values.filter { if case .responderHalfOpen = $0.phase { true } else { false } }.count
-        if halfOpen >= configuration.cookieThreshold {
-            if cookieSecret.isEmpty { cookieSecret = randomBytes(32, &random) }
-            let expected = Hash.digest(.sha256, ni + from.address.bytes + bigEndian(header.initiatorSPI) + cookieSecret)
+        // §2.6: under load, or when this source already holds its share of half-open SAs, demand proof that the
+        // initiator receives at its address.
+        let halfOpen = sas.values.filter(\.isHalfOpen)
+        let fromSource = halfOpen.filter { $0.remote.address == from.address }
+        if halfOpen.count >= configuration.cookieThreshold || fromSource.count >= configuration.halfOpenLimitPerSource {
+            if cookieSecrets.current.isEmpty {
+                cookieSecrets.rotate(&random)
+                actions.append(.scheduleTimer(.rotateCookieSecret, at: now + configuration.effectiveCookieSecretLifetime))
+            }
             let offered = payloads.first.flatMap { payload -> [UInt8]? in
                 if case .notify(let n) = payload, n.type == .cookie { n.data } else { nil }
             }
-            guard let offered, constantTimeEquals(offered, expected) else {
+            guard let offered, cookieSecrets.verify(offered, ni: ni, address: from.address, spi: header.initiatorSPI) else {
                 count("cookiesSent")
-                actions.append(reply(IKEv2.Notify(type: .cookie, data: expected)))
+                actions.append(reply(IKEv2.Notify(type: .cookie, data: cookieSecrets.cookie(ni: ni, address: from.address, spi: header.initiatorSPI))))
                 return actions
+            }
+            // The source proved it receives at its address: its oldest half-open SA makes room.
+            let excess = fromSource.count - configuration.halfOpenLimitPerSource + 1
+            if excess > 0 {
+                for evicted in fromSource.sorted(by: { $0.halfOpenSince < $1.halfOpenSince }).prefix(excess) {
+                    count("halfOpenEvicted")
+                    actions += end(evicted, .info, "half-open SA evicted for a new IKE_SA_INIT from \(from) with a valid COOKIE",
+                                   reason: "half-open SA evicted", random: &random)
+                }
             }
         }
 
@@ -236,10 +300,12 @@ public struct IKEv2Endpoint: Sendable {
         guard let (answer, algorithms) = selection, let connection = owners.first,
               let peer = connection.peers.first(where: { $0.address == from.address })
         else {
-            let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", "))"
+            // Anyone can send this from a listed peer's address: it is refused and counted, never reported as that
+            // peer's failure, and it touches none of our own negotiations with the peer.
+            let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", ")) (unauthenticated IKE_SA_INIT; refused)"
+            count("unauthenticatedRefusals")
             actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
-            actions.append(.log(.error, message))
-            actions.append(.negotiationFailed(connection: candidates[0].name, peer: from.address, reason: NegotiationFailure(.noProposalChosen, message)))
+            actions.append(.log(.warning, message))
             return actions
         }
         guard ke.group == algorithms.dhGroup.rawValue else {
@@ -258,7 +324,7 @@ public struct IKEv2Endpoint: Sendable {
             keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: ni, nr: nr, spiI: header.initiatorSPI, spiR: id.spi)
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: false)
         } catch {
-            count("malformedDatagrams")
+            count("unauthenticatedRefusals")
             return actions + [.log(.warning, "IKE_SA_INIT from \(from): unusable KE: \(error)")]
         }
         var effects = Effects()
@@ -278,14 +344,14 @@ public struct IKEv2Endpoint: Sendable {
                 + state.natDetectionPayloads(random: &random))
         let bytes = response.serialize()
         state.phase = .responderHalfOpen(IKESA.ResponderHalfOpen(
-            keys: keys, protection: protection, ni: ni, nr: nr, message1: datagram, message2: bytes, candidates: owners))
+            keys: keys, protection: protection, ni: ni, nr: nr, message1: datagram, message2: bytes, startedAt: now, candidates: owners))
         state.cachedResponse = (0, bytes)
         state.nextPeerRequestID = 1
         effects.log(.info, "\(state.label): selected proposal \(algorithms)")
         effects.log(.info, "\(state.label): sending \(response.summary) to \(from)")
         effects.actions.append(.send(bytes: bytes, from: to, to: from))
         effects.actions.append(.scheduleTimer(.halfOpenExpiry(id), at: now + configuration.halfOpenTimeout))
-        return actions + apply(state, effects, now: now)
+        return actions + apply(state, effects, now: now, random: &random)
     }
 
     // MARK: - Timers
@@ -293,27 +359,31 @@ public struct IKEv2Endpoint: Sendable {
     mutating func timerFired(_ timer: IKEv2TimerID, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         switch timer {
         case .retransmit(let id, let messageID):
-            return withSA(id, now: now) { sa, context, effects in sa.retransmitTimerFired(messageID: messageID, context: context, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.retransmitTimerFired(messageID: messageID, context: context, effects: &effects) }
         case .halfOpenExpiry(let id):
-            return withSA(id, now: now) { sa, _, effects in
+            return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 guard case .responderHalfOpen = sa.phase else { return }
                 effects.count("halfOpenExpired")
                 effects.log(.info, "\(sa.label): half-open SA expired (no IKE_AUTH from \(sa.remote))")
                 sa.close(reason: "half-open timeout", effects: &effects)
             }
         case .rekeyIKESA(let id):
-            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
         case .rekeyChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
-            return withSA(id, now: now) { sa, context, effects in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.rekeyChild(childID), context: context, random: &random, effects: &effects) }
         case .expireReplacedIKESA(let id):
-            return withSA(id, now: now) { sa, _, effects in
+            return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 guard sa.rekeyedAway else { return }
                 effects.log(.info, "\(sa.label): replaced by a rekey and never deleted by the peer; forgotten")
                 sa.close(reason: "rekeyed", effects: &effects)
             }
+        case .rotateCookieSecret:
+            // §2.6: a new secret; cookies made with the one before stay valid until the next rotation.
+            cookieSecrets.rotate(&random)
+            return [.scheduleTimer(.rotateCookieSecret, at: now + configuration.effectiveCookieSecretLifetime)]
         case .natKeepalive(let id):
-            return withSA(id, now: now) { sa, context, effects in
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in
                 guard sa.isEstablished, sa.localBehindNAT, !sa.rekeyedAway else { return }
                 effects.actions.append(.sendNATKeepalive(from: sa.local, to: sa.remote))
                 effects.actions.append(.scheduleTimer(.natKeepalive(id), at: context.now + context.configuration.natKeepaliveInterval))
@@ -328,5 +398,43 @@ extension IKEv2Endpoint {
     public mutating func updatePeers(connection: String, peers: [PeerConfiguration]) {
         guard let index = configuration.connections.firstIndex(where: { $0.name == connection }) else { return }
         configuration.connections[index].peers = peers
+    }
+}
+
+/// The secrets behind stateless cookies (RFC 7296 §2.6): Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>).
+/// A cookie made with the current or the previous secret is accepted.
+struct CookieSecrets: Sendable {
+    var current: [UInt8] = []
+    var previous: [UInt8] = []
+    /// VersionIDofSecret of `current`; `previous` has the one before.
+    var version: UInt8 = 0
+
+    static let secretLength = 32
+
+    mutating func rotate(_ random: inout some RandomNumberGenerator) {
+        previous = current
+        current = randomBytes(Self.secretLength, &random)
+        version &+= 1
+    }
+
+    func cookie(ni: [UInt8], address: IPAddress, spi: UInt64) -> [UInt8] {
+        [version] + Self.hash(ni: ni, address: address, spi: spi, secret: current)
+    }
+
+    func verify(_ cookie: [UInt8], ni: [UInt8], address: IPAddress, spi: UInt64) -> Bool {
+        guard let offeredVersion = cookie.first else { return false }
+        let secret: [UInt8]
+        if offeredVersion == version {
+            secret = current
+        } else if offeredVersion == version &- 1, !previous.isEmpty {
+            secret = previous
+        } else {
+            return false
+        }
+        return constantTimeEquals(Array(cookie.dropFirst()), Self.hash(ni: ni, address: address, spi: spi, secret: secret))
+    }
+
+    private static func hash(ni: [UInt8], address: IPAddress, spi: UInt64, secret: [UInt8]) -> [UInt8] {
+        Hash.digest(.sha256, ni + address.bytes + bigEndian(spi) + secret)
     }
 }

@@ -5,6 +5,8 @@ import VigilWire
 enum ProposalNegotiation {
     /// §3.3.5: ESN transform ID 0 means "no extended sequence numbers".
     static let noESN: UInt16 = 0
+    /// RFC 4303 §2.1: ESP SPI values 0 (local use) to 255 (reserved by IANA) never name an SA on the wire.
+    static let reservedSPIs: ClosedRange<UInt32> = 0...255
 
     static func offer(_ proposals: [IKEProposal], spi: [UInt8] = []) -> IKEv2.SecurityAssociation {
         IKEv2.SecurityAssociation(proposals: proposals.enumerated().map { index, proposal in
@@ -77,7 +79,8 @@ enum ProposalNegotiation {
         _ sa: IKEv2.SecurityAssociation, from configured: [ESPProposal], pfs: (ESPProposal) -> [DHGroup]?
     ) -> (answer: IKEv2.Proposal, algorithms: ChildAlgorithms, peerSPI: UInt32)? {
         for theirs in sa.proposals where theirs.protocolID == .esp {
-            guard let peerSPI = uint32(theirs.spi) else { continue }
+            // RFC 4303 §2.1: SPI 0 is never sent and 1-255 are reserved; such a proposal is not one we can install.
+            guard let peerSPI = uint32(theirs.spi), peerSPI > reservedSPIs.upperBound else { continue }
             for ours in configured {
                 guard let encryption = firstEncryption(ours.encryption, in: theirs) else { continue }
                 var integrity: IntegrityAlgorithm?

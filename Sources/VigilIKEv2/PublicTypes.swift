@@ -32,6 +32,9 @@ public enum IKEv2TimerID: Hashable, Sendable {
     case natKeepalive(IKESAID)
     /// An IKE SA replaced by a rekey that the peer has not deleted yet is forgotten.
     case expireReplacedIKESA(IKESAID)
+    /// Time to replace the secret behind stateless cookies (RFC 7296 §2.6); the previous one stays valid until the
+    /// next rotation.
+    case rotateCookieSecret
 }
 
 /// How requests are retransmitted: after `timeout`, then `timeout * base^n`, `tries` retransmissions in all
@@ -50,11 +53,15 @@ public struct RetransmissionSchedule: Hashable, Sendable {
     /// strongSwan's defaults: 4 s, 1.8, 5 tries.
     public static let strongSwanDefault = RetransmissionSchedule(timeout: .seconds(4), base: 1.8, tries: 5)
 
+    /// The growth of the wait stops here, so that however often a request goes out the delay stays a finite
+    /// Duration (`Duration * Double` traps beyond its range).
+    static let maximumBackoffFactor = 1_000.0
+
     /// The wait after the `attempt`-th transmission (0 = the original).
     func delay(afterAttempt attempt: Int) -> Duration {
         var factor = 1.0
-        for _ in 0..<attempt { factor *= base }
-        return timeout * factor
+        for _ in 0..<max(attempt, 0) where factor < Self.maximumBackoffFactor { factor *= base }
+        return timeout * min(factor, Self.maximumBackoffFactor)
     }
 }
 
@@ -203,8 +210,12 @@ public enum IKEv2Action: Sendable {
     /// The IKE SA was rekeyed (§2.18): its Child SAs now belong to `new`; the old id is gone without an
     /// `ikeSADeleted` (this is not a failure).
     case ikeSARekeyed(old: IKESAID, new: IKESAInfo)
-    /// Any authenticated inbound message: proof of liveness.
+    /// An authenticated, fresh inbound message (a response to our outstanding request, or the peer's next request;
+    /// never a retransmitted old request nor a reflection of our own): proof of liveness.
     case authenticatedMessageReceived(IKESAID)
+    /// The peer behind a NAT moved (RFC 7296 §2.23): IKE now goes to `new`; the SA's Child SAs (ESP in UDP) must be
+    /// moved from `old` to `new` as a planned change. Child SA infos handed out from now on carry `new`.
+    case peerAddressChanged(IKESAID, old: Endpoint, new: Endpoint)
     case livenessCheckAnswered(IKESAID)
     /// A non-liveness exchange we initiated started (true) or finished (false).
     case exchangeInFlight(IKESAID, Bool)

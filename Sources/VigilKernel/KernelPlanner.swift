@@ -116,16 +116,10 @@ public struct KernelChildSA: Hashable, Sendable, CustomStringConvertible, Custom
 
     /// The three policies (out, in, fwd) that send this Child SA's traffic through its SAs.
     public var policies: [(PolicyID, PolicyRequest)] {
-        let outSelector = PolicySelector(source: localSubnet, destination: remoteSubnet)
-        let inSelector = PolicySelector(source: remoteSubnet, destination: localSubnet)
-        let outTemplate = PolicyTemplate(source: localTunnelEndpoint, destination: remoteTunnelEndpoint, reqid: reqid)
-        let inTemplate = PolicyTemplate(source: remoteTunnelEndpoint, destination: localTunnelEndpoint, reqid: reqid)
-        let priority = VigilOwnership.policyPriority(for: outSelector)
-        return [
-            (PolicyID(selector: outSelector, direction: .outbound), PolicyRequest(action: .protect(outTemplate), priority: priority)),
-            (PolicyID(selector: inSelector, direction: .inbound), PolicyRequest(action: .protect(inTemplate), priority: priority)),
-            (PolicyID(selector: inSelector, direction: .forward), PolicyRequest(action: .protect(inTemplate), priority: priority)),
-        ]
+        SelectorPolicies.make(
+            localSubnet: localSubnet, remoteSubnet: remoteSubnet,
+            outbound: .protect(PolicyTemplate(source: localTunnelEndpoint, destination: remoteTunnelEndpoint, reqid: reqid)),
+            inbound: .protect(PolicyTemplate(source: remoteTunnelEndpoint, destination: localTunnelEndpoint, reqid: reqid)))
     }
 
     public var routeID: RouteID? { route.map { RouteID(table: $0.table, destination: remoteSubnet) } }
@@ -154,11 +148,15 @@ public enum KernelPlanner {
     }
 
     /// Rekeyed (same peer, same reqid, same selectors): install the new SAs, leave policies and route alone, delete
-    /// the old SAs last so traffic in flight still finds an SA.
+    /// the old SAs last so traffic in flight still finds an SA. A rekey whose outer addresses or encapsulation ports
+    /// differ (the peer's NAT mapping changed, RFC 7296 §2.23) is an endpoint move as well: `moveEndpoints`, which
+    /// also repoints the policies' templates in place. The peer decides where it speaks from, so that is a planned
+    /// change, never a trap. (The reqid and selectors are Vigil's own choice for the rekeyed Child SA: our bug if
+    /// they differ.)
     public static func rekey(from old: KernelChildSA, to new: KernelChildSA) -> KernelPlan {
         precondition(old.reqid == new.reqid && old.localSubnet == new.localSubnet && old.remoteSubnet == new.remoteSubnet,
                      "a rekey keeps the reqid and selectors")
-        precondition(old.remoteTunnelEndpoint == new.remoteTunnelEndpoint, "a rekey stays with the same peer; use failover")
+        guard old.sameTunnel(as: new) else { return moveEndpoints(from: old, to: new) }
         return KernelPlan(saSteps(new, install: true) + saSteps(old, install: false))
     }
 
@@ -215,7 +213,7 @@ public enum KernelPlanner {
         return KernelPlan(steps)
     }
 
-    private static func saSteps(_ child: KernelChildSA, install: Bool) -> [KernelStep] {
+    static func saSteps(_ child: KernelChildSA, install: Bool) -> [KernelStep] {
         install
             ? [.addSA(child.inboundSAID, child.inboundSARequest), .addSA(child.outboundSAID, child.outboundSARequest)]
             : [.deleteSA(child.inboundSAID), .deleteSA(child.outboundSAID)]

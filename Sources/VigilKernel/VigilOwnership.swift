@@ -19,6 +19,12 @@ public enum VigilOwnership {
     /// Default table for Vigil's routes and the default priority of its `from all lookup` rule.
     public static let defaultRouteTable: UInt32 = 86
     public static let defaultRulePriority: UInt32 = 86
+    /// The reqid of hold-form guard templates (`SelectorGuard.Form.hold`): inside the band, never handed to a Child
+    /// SA (`ReqidAllocator` starts above it), so the kernel never finds an SA for it and drops what it matches.
+    public static let holdReqid: UInt32 = reqids.lowerBound
+    /// Metric of the userspace data plane's fail-closed blackhole routes: far above any tunnel route's, so the TUN
+    /// route to the same prefix wins while vigild runs, and the blackhole remains when the TUN device vanishes.
+    public static let dropRouteMetric: UInt32 = 0x5649_0000
 
     public static func owns(_ sa: SAState) -> Bool { reqids.contains(sa.reqid) }
     /// A policy is Vigil's when its priority is in Vigil's band and, if it protects, its template's reqid is too.

@@ -155,6 +155,28 @@ public final class VigildLab: @unchecked Sendable {
         return try events().first(where: predicate)
     }
 
+    /// Waits until vigild has programmed a data plane with `peer`; throws with vigild's log when it did not.
+    @discardableResult
+    public func requireTunnel(with peer: String, timeout: Double = 10) throws -> DaemonEvent {
+        guard let event = try waitForEvent(timeout: timeout, { $0.kind == "dataplane-programmed" && $0.peer == peer }) else {
+            throw LabError("no tunnel with \(peer) within \(timeout) s:\n\(diagnostics)")
+        }
+        return event
+    }
+
+    /// Polls the event list until `condition` holds for the whole list (one control request per poll), or the
+    /// timeout passes; returns the list it held for, or nil.
+    public func waitForEvents(timeout: Double, until condition: ([DaemonEvent]) -> Bool) throws -> [DaemonEvent]? {
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            let events = try events()
+            if condition(events) { return events }
+            usleep(20_000)
+        } while Date() < deadline
+        let events = try events()
+        return condition(events) ? events : nil
+    }
+
     public var diagnostics: String {
         "vigild log:\n\(vigild?.log.suffix(6000) ?? "")"
     }

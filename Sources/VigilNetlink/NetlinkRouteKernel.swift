@@ -13,7 +13,9 @@ public final class NetlinkRouteKernel: RouteKernel {
     /// rtnetlink constants (linux/rtnetlink.h, linux/fib_rules.h) that Swift does not import as typed values.
     private enum RT {
         static let scopeNowhere: UInt8 = 255   // RT_SCOPE_NOWHERE: "any scope" when deleting
+        static let scopeUniverse: UInt8 = 0    // RT_SCOPE_UNIVERSE
         static let typeUnicast: UInt8 = 1      // RTN_UNICAST
+        static let typeBlackhole: UInt8 = 6    // RTN_BLACKHOLE
         static let actionToTable: UInt8 = 1    // FR_ACT_TO_TBL
     }
 
@@ -45,10 +47,17 @@ public final class NetlinkRouteKernel: RouteKernel {
             var routes: [InstalledRoute] = []
             var names: [Int32: String] = [:]  // one link lookup per interface, not per route
             for route in NetlinkIPsecKernel.objects(in: cache) where rtnl_route_get_table(route) == table {
-                guard rtnl_route_get_type(route) == RT.typeUnicast,
-                      let family = IPAddress.Family(netlinkFamily: Int32(rtnl_route_get_family(route))),
-                      rtnl_route_get_nnexthops(route) >= 1, let nexthop = rtnl_route_nexthop_n(route, 0),
+                guard let family = IPAddress.Family(netlinkFamily: Int32(rtnl_route_get_family(route))),
                       let destination = NetlinkAddress.prefix(rtnl_route_get_dst(route), family: family)
+                else { continue }
+                if rtnl_route_get_type(route) == RT.typeBlackhole {
+                    routes.append(InstalledRoute(
+                        id: RouteID(table: table, destination: destination, type: .blackhole), request: .drop,
+                        routingProtocol: rtnl_route_get_protocol(route)))
+                    continue
+                }
+                guard rtnl_route_get_type(route) == RT.typeUnicast,
+                      rtnl_route_get_nnexthops(route) >= 1, let nexthop = rtnl_route_nexthop_n(route, 0)
                 else { continue }
                 let index = rtnl_route_nh_get_ifindex(nexthop)
                 let device: String
@@ -74,8 +83,17 @@ public final class NetlinkRouteKernel: RouteKernel {
         throws(KernelError)
     {
         try owner.withSocket { (socket: NetlinkSocket) throws(KernelError) in
-            let index = try Self.interfaceIndex(socket, name: request.device, operation: operation)
             let route = RouteObject(id)
+            switch id.type {
+            case .blackhole:
+                // No next hop: the kernel drops what the route matches. Universe scope, as `ip route add blackhole`.
+                route.lend { rtnl_route_set_scope($0, RT.scopeUniverse) }
+                try socket.call(operation, "\(id)") { socket in route.lend { rtnl_route_add(socket, $0, flags) } }
+                return
+            case .unicast:
+                break
+            }
+            let index = try Self.interfaceIndex(socket, name: request.device, operation: operation)
             guard let nexthop = rtnl_route_nh_alloc() else { preconditionFailure("rtnl_route_nh_alloc failed") }
             rtnl_route_nh_set_ifindex(nexthop, index)
             if let gateway = request.gateway {
@@ -153,7 +171,9 @@ private final class RouteObject: OwnedNetlinkObject {
         rtnl_route_set_family(route, UInt8(id.destination.family.netlinkFamily))
         rtnl_route_set_table(route, id.table)
         _ = NetlinkAddress(id.destination).lend { rtnl_route_set_dst(route, $0) }
-        rtnl_route_set_type(route, 1)
+        rtnl_route_set_type(route, id.type.rawValue)
+        // Always explicit, so a delete names this route and never its blackhole twin (or the other way round).
+        rtnl_route_set_priority(route, id.metric)
         rtnl_route_set_protocol(route, VigilOwnership.routeProtocol)
     }
 

@@ -243,3 +243,22 @@ final class PolicyObject {
         return nl_wait_for_ack(socket)
     }
 }
+
+extension SAObject {
+    /// The lifetimes as they stand in the XFRM_MSG_NEWSA message libnl builds from this SA (`xfrm_usersa_info.lft`):
+    /// what the kernel is told, read back for tests on a kernel that refuses the SA itself (no ESP). XFRM_INF limits
+    /// and zero seconds read as nil ("no limit"), as `SALifetime` writes them.
+    func lifetimeInAddRequest() -> SALifetime? {
+        var message: OpaquePointer?
+        guard xfrmnl_sa_build_add_request(pointer, 0, &message) == 0, let message else { return nil }
+        defer { nlmsg_free(message) }
+        guard let data = nlmsg_data(nlmsg_hdr(message)) else { return nil }
+        let lifetime = data.assumingMemoryBound(to: xfrm_usersa_info.self).pointee.lft
+        func limit(_ value: UInt64) -> UInt64? { value == XFRMConstants.infinite ? nil : value }
+        func seconds(_ value: UInt64) -> UInt64? { value == 0 ? nil : value }
+        return SALifetime(
+            softBytes: limit(lifetime.soft_byte_limit), hardBytes: limit(lifetime.hard_byte_limit),
+            softPackets: limit(lifetime.soft_packet_limit), hardPackets: limit(lifetime.hard_packet_limit),
+            softSeconds: seconds(lifetime.soft_add_expires_seconds), hardSeconds: seconds(lifetime.hard_add_expires_seconds))
+    }
+}

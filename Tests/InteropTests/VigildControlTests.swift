@@ -136,6 +136,31 @@ import VigilLab
         #expect(status.activePeer == FailoverLab.gatewayAddress(0))
     }
 
+    /// Issue 13, defect 9: a changed pre-shared key is applied on SIGHUP (not silently kept until a restart), without
+    /// touching the established SAs.
+    @Test func aReloadAppliesAChangedKeyAndKeepsTheSAs() throws {
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" } != nil)
+        let before = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        let secrets = lab.directory.appendingPathComponent("vigil.secrets.yaml")
+        let text = try String(contentsOf: secrets, encoding: .utf8)
+        let changed = text.replacingOccurrences(of: "\(FailoverLab.gatewayAddress(1)): \"\(VigildLab.psk)\"",
+                                                with: "\(FailoverLab.gatewayAddress(1)): \"a-new-key-for-gateway-1\"")
+        try #require(changed != text)
+        try changed.write(to: secrets, atomically: true, encoding: .utf8)
+        chmod(secrets.path, 0o600)
+        lab.vigild.signal(SIGHUP)
+        let reloaded = try lab.waitForEvent(timeout: 10) { $0.kind == "reloaded" }
+        #expect(reloaded?.detail.contains("keys of") == true, "\(reloaded?.detail ?? "no reload") \(lab.diagnostics)")
+        #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "credentials-updated" } != nil)
+        let after = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        #expect(after.childSAs.map(\.inboundSPI) == before.childSAs.map(\.inboundSPI), "a key change tore down established SAs")
+        #expect(after.activePeer == before.activePeer)
+    }
+
     @Test func shutdownRemovesWhatVigilInstalledAndARestartReconciles() throws {
         var settings = VigildLab.Settings()
         settings.dataPlane = .kernel

@@ -38,7 +38,7 @@ import VigilLab
         #expect(sa.peerSupportsDPD)
         for sequence: UInt32 in [1000, 1001, 1002] {
             lab.driver.handle(.sendDPDProbe(sa.id, sequence: sequence))
-            lab.driver.run(seconds: 2) { $0.acknowledged.contains(sequence) }
+            lab.driver.run(seconds: 15) { $0.acknowledged.contains(sequence) }
         }
         #expect(lab.driver.acknowledged == [1000, 1001, 1002], "Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         #expect(lab.swan.log.contains("N(DPD)"), "\(lab.swan.log)")
@@ -50,7 +50,7 @@ import VigilLab
         try lab.establish()
         let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
         lab.driver.handle(.sendDPDProbe(sa, sequence: 5))
-        lab.driver.run(seconds: 2) { $0.acknowledged.contains(5) }
+        lab.driver.run(seconds: 15) { $0.acknowledged.contains(5) }
         #expect(lab.driver.acknowledged == [5])
         lab.swan.kill()
         for sequence: UInt32 in [6, 7, 8] {
@@ -73,12 +73,12 @@ import VigilLab
         try lab.establish()
         let child = try #require(lab.driver.endpoint.childSAs.first)
         lab.driver.handle(.deleteChildSA(child.id))
-        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
+        lab.driver.run(seconds: 15) { _ in (try? lab.swanSAs().contains("state=INSTALLED")) == false }
         var listing = try lab.swanSAs()
         #expect(!listing.contains("state=INSTALLED") && listing.contains("state=ESTABLISHED"), "\(listing)")
         let sa = try #require(lab.driver.endpoint.ikeSAs.first).id
         lab.driver.handle(.deleteIKESA(sa))
-        lab.driver.run(seconds: 1) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
+        lab.driver.run(seconds: 15) { _ in (try? lab.swanSAs().contains("state=ESTABLISHED")) == false }
         listing = try lab.swanSAs()
         #expect(!listing.contains("state=ESTABLISHED"), "\(listing)\n\(lab.swan.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
@@ -91,7 +91,7 @@ import VigilLab
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.swanctl(["--terminate", "--ike", "lab", "--timeout", "5"]) }, seconds: 6)
         #expect(result.succeeded, "\(result.stdout)\(result.stderr)")
-        lab.driver.run(seconds: 1) { $0.endpoint.ikeSAs.isEmpty && $0.endpoint.childSAs.isEmpty }
+        lab.driver.run(seconds: 15) { $0.endpoint.ikeSAs.isEmpty && $0.endpoint.childSAs.isEmpty }
         #expect(lab.driver.endpoint.childSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
         #expect(lab.driver.actions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })

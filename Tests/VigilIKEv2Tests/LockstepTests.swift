@@ -94,28 +94,50 @@ import VigilWire
         #expect(lockstep.west.counters["authenticationFailures"] == 1)
     }
 
-    @Test func noCommonIKEProposalFailsWithNoProposalChosen() throws {
+    /// §2.21.1: NO_PROPOSAL_CHOSEN in an IKE_SA_INIT response is unauthenticated: the initiator keeps retransmitting
+    /// and, when the schedule runs out, fails with the hint; the responder's refusal is junk, not the peer's failure.
+    @Test func noCommonIKEProposalFailsWithNoProposalChosenWhenTheRetransmissionsRunOut() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true, ike: "aes128-sha1-modp2048"), east: Fixtures.connection(west: false))
-        let request = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
-        // IKE_SA_INIT { SA, KE, Ni, N, N } -->
-        let east = lockstep.deliver(try #require(request.sent.first))
-        // <-- IKE_SA_INIT { N(NO_PROPOSAL_CHOSEN) }
-        let west = lockstep.deliver(try #require(east.sent.first))
-        #expect(east.failures.map(\.code) == [.noProposalChosen])
+        var actions = lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress))
+        var west: [IKEv2Action] = actions
+        var east: [IKEv2Action] = []
+        while true {
+            // IKE_SA_INIT { SA, KE, Ni, N, N } -->
+            let refusal = lockstep.deliver(try #require(actions.sent.first))
+            east += refusal
+            // <-- IKE_SA_INIT { N(NO_PROPOSAL_CHOSEN) }
+            west += lockstep.deliver(try #require(refusal.sent.first))
+            #expect(lockstep.west.ikeSAs.count == 1, "an unauthenticated notify ends nothing")
+            let timer = try #require(west.timers.last { if case .retransmit = $0.0 { true } else { false } })
+            lockstep.now = timer.1
+            actions = lockstep.westHandles(.timerFired(timer.0))
+            west += actions
+            if !west.failures.isEmpty { break }
+        }
+        #expect(east.failures.isEmpty, "a spoofable IKE_SA_INIT is never the peer's failure")
         #expect(west.failures.map(\.code) == [.noProposalChosen])
-        #expect(west.logText.contains("NO_PROPOSAL_CHOSEN"))
+        #expect(west.failures.first?.message.contains("NO_PROPOSAL_CHOSEN") == true, "\(west.failures)")
         #expect(east.logText.contains("peer offered aes128-sha1-prfsha1-modp2048, we accept aes256-sha256-prfsha256-modp2048"), "\(east.logText)")
+        #expect(lockstep.west.counters["unauthenticatedNotifies"] == UInt64(1 + RetransmissionSchedule.strongSwanDefault.tries))
+        #expect(lockstep.east.counters["unauthenticatedRefusals"] == UInt64(1 + RetransmissionSchedule.strongSwanDefault.tries))
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
     }
 
-    @Test func noCommonESPProposalKeepsIKESAWithoutChild() throws {
+    /// No orphans: an authenticated IKE SA whose first Child SA failed is deleted (INFORMATIONAL { D(IKE) }) by
+    /// both ends instead of lingering without a Child SA.
+    @Test func noCommonESPProposalDeletesTheChildlessIKESA() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true, esp: "aes128-sha1"), east: Fixtures.connection(west: false))
         let (west, east) = try Self.establish(&lockstep)
         #expect(west.failures.map(\.code) == [.noProposalChosen])
         #expect(east.failures.map(\.code) == [.noProposalChosen])
         #expect(east.logText.contains("peer offered ESP aes128-sha1-noesn, we accept aes256-sha256"), "\(east.logText)")
-        #expect(lockstep.west.childSAs.isEmpty)
-        #expect(lockstep.west.ikeSAs.map(\.state) == [.established])
+        // <-- IKE_AUTH { IDr, AUTH, N(NO_PROPOSAL_CHOSEN) }  <-- INFORMATIONAL { D(IKE) }
+        #expect(east.logText.contains("INFORMATIONAL request 0 { D }"), "\(east.logText)")
+        // INFORMATIONAL { D(IKE) } -->
+        #expect(west.logText.contains("INFORMATIONAL request 2 { D }"), "\(west.logText)")
+        #expect(!west.contains { if case .ikeSAEstablished = $0 { true } else { false } })
+        #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
+        #expect(lockstep.west.counters["childlessIKESAsDeleted"] == 1 && lockstep.east.counters["childlessIKESAsDeleted"] == 1)
     }
 
     @Test func disjointTrafficSelectorsFailWithTSUnacceptable() throws {

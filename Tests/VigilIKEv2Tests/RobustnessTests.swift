@@ -3,8 +3,8 @@ import VigilAddressing
 import VigilWire
 @testable import VigilIKEv2
 
-/// Mutated datagrams from a real conversation: the engine must never crash, and no tampered protected message may
-/// count as authenticated.
+/// Mutated datagrams from a real conversation: the engine must never crash, no tampered protected message may
+/// count as authenticated, and no tampered datagram may end a negotiation.
 @Suite struct RobustnessTests {
     /// Every datagram of IKE_SA_INIT, IKE_AUTH, a liveness check and a Child SA rekey, with the endpoint states
     /// just before each was delivered.
@@ -58,6 +58,8 @@ import VigilWire
                     #expect(!actions.contains { if case .authenticatedMessageReceived = $0 { true } else { false } },
                             "a tampered protected message was accepted")
                 }
+                // Nothing a forger can produce ends a negotiation or counts as a peer's failure (RFC 7296 §2.21.1).
+                #expect(actions.failures.isEmpty, "a tampered datagram ended a negotiation: \(actions.failures)")
                 if actions.sent.isEmpty { rejected += 1 }
             }
         }

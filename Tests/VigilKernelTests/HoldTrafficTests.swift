@@ -13,11 +13,6 @@ struct HoldTrafficTests {
         return try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
-    /// Sends one UDP datagram from the local protected address to a host in the remote protected subnet.
-    func sendProbe(_ namespace: NetworkNamespace) throws {
-        _ = try namespace.run(["ping", "-n", "-q", "-c", "1", "-W", "1", "-I", "10.1.1.1", "10.2.1.5"])
-    }
-
     @Test func heldPacketsNeverLeaveInClear() throws {
         let lab = try KernelLab(.netlink)
         defer { lab.destroy() }
@@ -32,12 +27,12 @@ struct HoldTrafficTests {
         #expect(executor.apply(KernelPlanner.hold(child)).refused.isEmpty)
 
         let before = try transmitted(namespace)
-        try sendProbe(namespace)
+        try namespace.sendProbe()
         #expect(try transmitted(namespace) == before, "a held packet left wan0")
 
         // Control: without the policies the probe is routed out of wan0 in clear.
         #expect(executor.apply(KernelPlan(child.policies.map { .deletePolicy($0.0) })).succeeded)
-        try sendProbe(namespace)
+        try namespace.sendProbe()
         #expect(try transmitted(namespace) > before, "the witness cannot see clear-text traffic")
     }
 }

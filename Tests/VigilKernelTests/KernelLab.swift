@@ -68,3 +68,26 @@ func productPath(_ name: String) -> String? {
     }
     return nil
 }
+
+extension NetworkNamespace {
+    /// Runs the kernel fixture (a "Vigil" that installs `count` Child SAs and waits) in this namespace and kills it
+    /// with SIGKILL once it has installed them, so nothing is cleaned up. Returns its line and how it ended.
+    func installAndKillFixture(_ fixture: String, count: Int) throws -> (line: String, reason: Process.TerminationReason) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["ip", "netns", "exec", name, fixture, "install", String(count), "wan0"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.standardError
+        try process.run()
+        let line = String(decoding: output.fileHandleForReading.availableDataUntilNewline(), as: UTF8.self)
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        return (line, process.terminationReason)
+    }
+
+    /// Sends one ping from the local protected address 10.1.1.1 to a host in the remote protected subnet.
+    func sendProbe() throws {
+        _ = try run(["ping", "-n", "-q", "-c", "1", "-W", "1", "-I", "10.1.1.1", "10.2.1.5"])
+    }
+}

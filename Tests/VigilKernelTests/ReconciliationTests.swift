@@ -29,18 +29,9 @@ struct ReconciliationTests {
         try namespace.ip("xfrm", "policy", "add", "dir", "in", "action", "block", "priority", "1")
 
         // A "Vigil" that installs three Child SAs and is killed without cleaning up.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["ip", "netns", "exec", namespace.name, fixture, "install", "3", "wan0"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.standardError
-        try process.run()
-        let line = String(decoding: output.fileHandleForReading.availableDataUntilNewline(), as: UTF8.self)
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        let (line, reason) = try namespace.installAndKillFixture(fixture, count: 3)
         #expect(line.hasPrefix("installed"), "fixture said: \(line)")
-        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(reason == .uncaughtSignal)
 
         // Its leftovers are still in the kernel.
         let leftover = try lab.ip("xfrm", "policy")

@@ -1,0 +1,128 @@
+import Logging
+import Testing
+import VigilAddressing
+import VigilConfig
+import VigilCrypto
+@testable import VigilDaemon
+import VigilKernel
+
+/// The daemon's fail-closed wiring against the in-memory kernel, with a stub IKE engine feeding it outputs: guards
+/// at start-up, a Child SA repointing them in place, a NAT rebinding and a rekey from the new address as planned
+/// moves, an operator clear returning to the guards.
+@Suite struct FailClosedWiringTests {
+    static let peerA = IPAddress("198.51.100.2")!
+    static let natted = IPAddress("198.51.100.20")!
+    static let local = IPAddress("192.0.2.1")!
+
+    final class StubEngine: IKEEngineDriver {
+        let version = IKEVersionTag.v2
+        var output: (EngineOutput) -> Void = { _ in }
+        var initiated: [IPAddress] = []
+        func initiate(connection: String, peer: IPAddress) { initiated.append(peer) }
+        func probe(_ session: SessionKey, sequence: UInt32) {}
+        func delete(_ session: SessionKey) {}
+        func abandon(_ session: SessionKey) {}
+        func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {}
+        func updatePeers(connection: String, peers: [EnginePeer]) {}
+        var sessions: [SessionView] { [] }
+        var counters: [String: UInt64] { [:] }
+    }
+
+    static let yaml = """
+    global:
+      identity: 192.0.2.1
+      listen: [192.0.2.1]
+      dataplane: kernel
+      secrets: vigil.secrets.yaml
+      kernel: { install-routes: false }
+    crypto-maps:
+      LAB:
+        entries:
+          - sequence: 10
+            ike-version: v2
+            peers: [198.51.100.2, 203.0.113.2]
+            traffic:
+              - local: 10.1.1.0/24
+                remote: 10.2.1.0/24
+            ike-proposals: [aes256-sha256-x25519]
+            esp-proposals: [aes256-sha256]
+            dpd: { mode: periodic, interval: 1s, retry: 200ms, retries: 3 }
+    """
+
+    func child(_ session: SessionKey, spi: UInt32, remote: Endpoint) -> NegotiatedChild {
+        NegotiatedChild(
+            session: session, connection: "LAB/10", inboundSPI: spi, outboundSPI: spi + 1,
+            encryption: .aes256cbc, integrity: .hmacSHA2_256_128, dhGroup: nil,
+            localTrafficSelectors: [try! IPPrefix.parse("10.1.1.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.2.1.0/24")],
+            localEndpoint: Endpoint(Self.local, 4500), remoteEndpoint: remote, udpEncapsulated: true,
+            encryptionIn: SecureBytes(Array(repeating: 1, count: 32)), encryptionOut: SecureBytes(Array(repeating: 2, count: 32)),
+            integrityIn: SecureBytes(Array(repeating: 3, count: 32)), integrityOut: SecureBytes(Array(repeating: 4, count: 32)))
+    }
+
+    @Test func guardsRepointedMovedAndRestoredInPlace() throws {
+        let configuration = try ConfigurationLoader.load(
+            yaml: Self.yaml, fileName: "/nonexistent/vigil.yaml",
+            secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
+        let kernel = RecordingKernel()
+        let daemonKernel = DaemonKernel(ipsec: kernel, routes: kernel, dataplaneDescription: "recorded",
+                                        settings: configuration.global.kernel, tunnelDevice: nil)
+        let daemon = Daemon(configuration: configuration, loop: EventLoop(), kernel: daemonKernel, logger: Logger(label: "test"))
+        let engine = StubEngine()
+        daemon.register(engine)
+
+        // Start-up: three block policies before any negotiation.
+        let line = daemon.reconcileFailClosed()
+        #expect(line.contains("1 block and 0 hold guards"), "\(line)")
+        #expect(try kernel.listPolicies().count == 3)
+        #expect(try kernel.listPolicies().allSatisfy { $0.request.action == .block })
+
+        let entry = try #require(daemon.entries["LAB/10"])
+        daemon.coordinate(entry, .start)
+        daemon.drain()
+        #expect(engine.initiated == [Self.peerA])
+        let session = SessionKey(version: .v2, spi: 1)
+        engine.output(.ikeUp(session, connection: "LAB/10", peer: Self.peerA, detail: "test", peerSupportsDPD: true))
+        daemon.drain()
+
+        // The Child SA repoints the guards in place; its SAs carry the kernel backstop lifetime.
+        kernel.clearRecordedSteps()
+        engine.output(.childUp(child(session, spi: 0x1000, remote: Endpoint(Self.peerA, 4500))))
+        daemon.drain()
+        #expect(kernel.recordedSteps.map(\.operation) == [.addSA, .addSA, .updatePolicy, .updatePolicy, .updatePolicy])
+        let lifetimes = kernel.recordedSteps.compactMap { step -> SALifetime? in
+            if case .addSA(_, let request) = step { return request.lifetime }
+            return nil
+        }
+        #expect(lifetimes == Array(repeating: SALifetime.backstop(negotiated: entry.entry.childLifetime), count: 2))
+
+        // NAT rebinding (RFC 7296 §2.23): a planned move, make-before-break, no policy deleted.
+        kernel.clearRecordedSteps()
+        daemon.peerAddressChanged(session, from: Endpoint(Self.peerA, 4500), to: Endpoint(Self.natted, 31_000))
+        #expect(kernel.recordedSteps.map(\.operation)
+                == [.updateSA, .addSA, .updatePolicy, .updatePolicy, .updatePolicy, .deleteSA])
+        #expect(try kernel.listPolicies().allSatisfy {
+            guard case .protect(let template) = $0.request.action else { return false }
+            return [template.source, template.destination].contains(Self.natted)
+        })
+
+        // The next rekey from the new address used to hit a precondition in the planner; now SAs only.
+        kernel.clearRecordedSteps()
+        engine.output(.childRekeyed(oldInboundSPI: 0x1000, child(session, spi: 0x2000, remote: Endpoint(Self.natted, 31_000))))
+        daemon.drain()
+        #expect(kernel.recordedSteps.map(\.operation) == [.addSA, .addSA, .deleteSA, .deleteSA])
+        #expect(Set(try kernel.listSAs().map(\.id.spi)) == [0x2000, 0x2001])
+
+        // Operator clear: the policies return to the guard in place; nothing is deleted first.
+        kernel.clearRecordedSteps()
+        daemon.coordinate(entry, .operatorClear)
+        daemon.drain()
+        #expect(!kernel.recordedSteps.contains { $0.operation == .deletePolicy })
+        #expect(try kernel.listPolicies().count == 3)
+        #expect(try kernel.listPolicies().allSatisfy { $0.request.action == .block })
+        #expect(try kernel.listSAs().isEmpty)
+
+        // Clean shutdown removes the guards (a deliberate stop removes protection).
+        daemon.shutdown()
+        #expect(try kernel.listPolicies().isEmpty)
+    }
+}
