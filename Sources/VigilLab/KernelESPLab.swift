@@ -1,5 +1,6 @@
 import Foundation
 import VigilDaemon
+import VigilKernel
 
 /// The kernel-ESP lab cases, run inside the QEMU guest (a stock kernel with ESP): vigild with `dataplane: kernel`
 /// and its SAs in XFRM through libnl, strongSwan gateways with kernel-netlink, so both ends carry real kernel ESP.
@@ -23,7 +24,7 @@ public struct KernelESPCaseResult: Codable, Sendable {
 public enum KernelESPLab {
     public static let caseNames = [
         "tunnel-ikev2-esp", "tunnel-ikev2-udp", "tunnel-ikev1-esp", "tunnel-ikev1-udp",
-        "failover-no-clear-text", "no-peer-up-hold", "rekey-under-traffic", "restart-reconciles", "failover-figures",
+        "failover-no-clear-text", "no-peer-up-hold", "no-peer-up-restart", "rekey-under-traffic", "restart-reconciles", "failover-figures",
     ]
 
     /// Runs one case by name; a case that throws is a failure carrying the error and the daemon's log.
@@ -38,6 +39,7 @@ public enum KernelESPLab {
             case "tunnel-ikev1-udp": try tunnel(ikeVersion: 1, encapsulated: true, &result)
             case "failover-no-clear-text": try failover(&result)
             case "no-peer-up-hold": try noPeerUp(action: "hold", &result)
+            case "no-peer-up-restart": try noPeerUp(action: "restart", &result)
             case "rekey-under-traffic": try rekey(&result)
             case "restart-reconciles": try restart(&result)
             case "failover-figures": try figures(&result)
@@ -88,6 +90,10 @@ public enum KernelESPLab {
         return parts.dropFirst().first.flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
     }
 
+    /// How long a TCP transfer may take to start and to finish, emulated CPU included.
+    static let tcpDeadlineSeconds = 60.0
+    static let tcpConnectTimeoutMilliseconds = 3000
+
     /// TCP from the host to an iperf3 server on the gateway: bytes the client reports sent, 0 when it failed.
     static func tcp(_ lab: VigildLab, gateway: Int = 0, bytes: Int) throws -> (sent: Bool, output: String) {
         let server = Process()
@@ -101,8 +107,13 @@ public enum KernelESPLab {
             server.waitUntilExit()
         }
         var last = ""
-        for _ in 0..<50 {
-            let client = try lab.lab.host.run(["iperf3", "-c", FailoverLab.remoteServiceAddress, "-n", "\(bytes)", "-4"])
+        // Bounded: a tunnel that carries nothing fails the transfer within seconds instead of hanging the guest
+        // (iperf3 otherwise waits for the kernel's TCP connect timeout, minutes, on every try).
+        let deadline = Date().addingTimeInterval(tcpDeadlineSeconds)
+        while Date() < deadline {
+            let left = max(1, Int(deadline.timeIntervalSinceNow.rounded(.up)))
+            let client = try lab.lab.host.run(["timeout", "-s", "KILL", "\(left)", "iperf3", "-c", FailoverLab.remoteServiceAddress,
+                                               "-n", "\(bytes)", "-4", "--connect-timeout", "\(tcpConnectTimeoutMilliseconds)"])
             if client.succeeded { return (true, client.stdout) }
             last = client.stdout + client.stderr
             usleep(100_000)
@@ -182,6 +193,8 @@ public enum KernelESPLab {
         // AEAD for IKEv2's plain ESP; encrypt-then-MAC otherwise (Vigil's IKEv1 offers no AEAD ESP).
         let aead = ikeVersion == 2 && !encapsulated
         settings.espProposal = aead ? "aes256gcm16" : "aes256-sha256"
+        let childLifetime: UInt64 = 3600
+        settings.childLifetime = "\(childLifetime)s"
         let started = Date()
         let lab = try VigildLab(settings)
         defer { lab.destroy() }
@@ -219,6 +232,12 @@ public enum KernelESPLab {
                 result.expect(expected.allSatisfy { state.algorithms.contains($0) }, "SA \(state.spi) algorithms \(state.algorithms), expected \(expected)")
                 result.expect((state.encapsulation != nil) == encapsulated, "SA \(state.spi) encapsulation \(state.encapsulation ?? "none"), expected \(encapsulated ? "espinudp 4500" : "none")")
                 if encapsulated { result.expect(state.encapsulation?.hasPrefix("espinudp sport 4500 dport 4500") == true, "SA encap \(state.encapsulation ?? "")") }
+                // The kernel's own expiry: a margin past the negotiated lifetime (IKEv1: past the longest a
+                // responder may have accepted), a backstop for when vigild is gone.
+                let negotiated = ikeVersion == 2 ? childLifetime : max(childLifetime, 86_400)
+                let soft = negotiated + KernelLifetimeMargin.softSeconds, hard = negotiated + KernelLifetimeMargin.hardSeconds
+                result.expect(state.softAddExpiry == soft && state.hardAddExpiry == hard,
+                              "SA \(state.spi) kernel expiry soft \(state.softAddExpiry.map(String.init) ?? "?") s, hard \(state.hardAddExpiry.map(String.init) ?? "?") s; expected \(soft) s and \(hard) s")
             }
             // The gateway's kernel holds the same two SPIs (strongSwan installed them through kernel-netlink).
             let peerSPIs = Set(try XFRMStateListing.read(lab.lab.gateways[0]).states.map(\.spi))

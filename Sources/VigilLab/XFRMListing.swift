@@ -14,6 +14,10 @@ public struct XFRMStateListing: Sendable {
         public var encapsulation: String?
         public var bytes: UInt64 = 0
         public var packets: UInt64 = 0
+        /// `expire add: soft N(sec), hard M(sec)`: seconds after installation of the kernel's soft and hard expiry
+        /// (0 is none).
+        public var softAddExpiry: UInt64?
+        public var hardAddExpiry: UInt64?
         public var description: String {
             "\(source)->\(destination) spi \(String(format: "%08x", spi)) reqid \(reqid) \(algorithms.joined(separator: "; "))"
                 + (encapsulation.map { "; encap \($0)" } ?? "") + "; \(bytes) bytes \(packets) packets"
@@ -51,6 +55,14 @@ public struct XFRMStateListing: Sendable {
                 state.algorithms.append(words.filter { !$0.hasPrefix("0x") }.joined(separator: " "))
             } else if line.hasPrefix("encap type ") {
                 state.encapsulation = words.dropFirst(2).prefix(5).joined(separator: " ")
+            } else if line.hasPrefix("expire add:") {
+                // "expire add: soft 3630(sec), hard 3660(sec)"
+                func seconds(after word: String) -> UInt64? {
+                    guard let index = words.firstIndex(of: word), index + 1 < words.count else { return nil }
+                    return UInt64(words[index + 1].split(separator: "(").first ?? "")
+                }
+                state.softAddExpiry = seconds(after: "soft")
+                state.hardAddExpiry = seconds(after: "hard")
             } else if line.hasPrefix("lifetime current:") {
                 lifetimeCurrent = true
             } else if lifetimeCurrent, line.contains("(bytes)") {
