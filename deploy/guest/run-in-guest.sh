@@ -62,8 +62,14 @@ prepare_kernel() {
   mkdir -p "$cache/download"
   local package=${VIGIL_GUEST_KERNEL_PACKAGE:-}
   if [ -z "$package" ]; then
-    package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
-    [ -n "$package" ] || die "cannot tell which kernel package linux-image-amd64 stands for (apt-get update?)"
+    kernel_package() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ { print $2; exit }'; }
+    package=$(kernel_package)
+    if [ -z "$package" ]; then
+      # A fresh machine may have no package lists yet (install-deps.sh updates them only when it installs).
+      apt-get update -qq >"$cache/apt-update.log" 2>&1 || die "apt-get update failed: $(tail -5 "$cache/apt-update.log")"
+      package=$(kernel_package)
+    fi
+    [ -n "$package" ] || die "cannot tell which kernel package linux-image-amd64 stands for (apt-cache knows none)"
   fi
   echo "run-in-guest: fetching $package (once; cached in $cache)" >&2
   (cd "$cache/download" && apt-get download -q "$package" >/dev/null 2>"$cache/download/apt.log") \
