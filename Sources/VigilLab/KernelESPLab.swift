@@ -206,6 +206,9 @@ public enum KernelESPLab {
         result.note(String(format: "tunnel up %.1f s after the start (lab and gateways %.1f s, vigild start %.1f s); events: ",
                            Date().timeIntervalSince(started), gatewaysUp.timeIntervalSince(started), vigildUp.timeIntervalSince(gatewaysUp))
             + (try lab.events()).prefix(14).map { String(format: "%.2f %@", $0.time, $0.kind) }.joined(separator: ", "))
+        for failed in try lab.events().filter({ $0.kind == "negotiation-failed" }).prefix(3) {
+            result.note(String(format: "negotiation failed at %.2f s: %@", failed.time, failed.detail))
+        }
         let gateway = FailoverLab.gatewayAddress(0)
 
         let status = try status(lab)
@@ -448,6 +451,10 @@ public enum KernelESPLab {
         baseline.ikeProposal = settings.ikeProposal
         baseline.recoveryBound = .seconds(60)
         let strongSwan = try StrongSwanBaseline.run(baseline)
+        if strongSwan.recoveredVia == nil {
+            result.note("strongSwan after the kill: initiations \(strongSwan.initiations), gateway 2 alone works: \(strongSwan.nextGatewayWorks); "
+                + "charon's log:\n\(strongSwan.logAfterKill.suffix(4000))")
+        }
         for measurement in [vigil, strongSwan.measurement] {
             let dead = measurement.sinceKill(.declaredDead)
             let phase2 = measurement.sinceKill(.phase2Up)
