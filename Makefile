@@ -1,7 +1,7 @@
 # Vigil: the README's two commands are `make demo` and `make test`.
 SWIFT ?= swift
 
-.PHONY: deps build test demo bench bench-flood clean secrets-mode fuzz fuzz-smoke install deb package-test
+.PHONY: deps build test demo bench bench-flood bench-kernel-esp clean secrets-mode fuzz fuzz-smoke install deb package-test
 
 deps:
 	./deploy/install-deps.sh
@@ -49,6 +49,11 @@ bench-flood: deps secrets-mode
 	$(SWIFT) build --product vigild
 	$(SWIFT) build --product bench-flood
 	.build/debug/bench-flood $(FLOOD_ARGS)
+
+# Kernel-mode failover, Vigil beside strongSwan, in the QEMU guest on a kernel with ESP (prints the figures).
+bench-kernel-esp: deps secrets-mode
+	$(SWIFT) build --build-tests
+	./deploy/guest/run-in-guest.sh .build/debug/vigil-kernel-esp-lab failover-figures
 
 # libFuzzer targets (Fuzz/): each built with ASan and run FUZZ_SECONDS (default 10 minutes) on a work corpus in
 # Fuzz/work seeded from Fuzz/corpus; prints executions and findings, fails on any finding.

@@ -95,3 +95,9 @@ let package = Package(
         .executableTarget(name: "fuzz-config", dependencies: ["VigilConfig", "VigilFuzzSupport"], path: "Fuzz/Targets/fuzz-config"),
     ]
 )
+
+// Kernel-ESP tests: unit tests of the kernel data plane's NAT-T socket, and the lab cases run in a QEMU guest on a
+// stock kernel with ESP (deploy/guest/run-in-guest.sh).
+package.targets.append(.testTarget(name: "KernelESPTests", dependencies: ["VigilDaemon", "VigilLab"]))
+// The guest side of the kernel-ESP tests: the lab cases, run inside the guest by KernelESPTests.
+package.targets.append(.executableTarget(name: "vigil-kernel-esp-lab", dependencies: ["VigilLab"], path: "deploy/guest/lab"))

@@ -13,6 +13,9 @@ packages=(
   strongswan-charon strongswan-swanctl libcharon-extra-plugins
   # openssl (ECP groups, GCM) and curve25519 plugins for the interop proposals
   libstrongswan-standard-plugins libstrongswan-extra-plugins
+  # kernel-ESP tests: a QEMU guest on Debian's stock kernel (deploy/guest/run-in-guest.sh), a static busybox for
+  # its initramfs, kmod for its modules, tcpdump to watch its WAN link
+  qemu-system-x86 busybox-static kmod tcpdump
 )
 
 missing=()

@@ -102,6 +102,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var localTS: [String]
         public var remoteTS: [String]
         public var encapsulated: Bool
+        /// Set when this Child SA's inbound traffic cannot be delivered (ESP the kernel should have decapsulated
+        /// reached vigild).
+        public var inboundError: String? = nil
     }
 
     public var uptime: Double

@@ -172,7 +172,7 @@ extension Daemon {
             let ikeSAs = views.filter { $0.connection == name }.map { view in
                 StatusReport.IKESAStatus(
                     id: view.key.description, peer: entry.peerName(for: view.peer) ?? view.peer.description, state: view.state,
-                    localSPI: String(view.localSPI, radix: 16), remoteSPI: String(view.remoteSPI, radix: 16),
+                    localSPI: hex(view.localSPI), remoteSPI: hex(view.remoteSPI),
                     algorithms: view.algorithms, established: view.establishedAt?.seconds)
             }
             let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
@@ -181,7 +181,7 @@ extension Daemon {
                     algorithms: record.child.algorithms,
                     localTS: record.child.localTrafficSelectors.map(\.description),
                     remoteTS: record.child.remoteTrafficSelectors.map(\.description),
-                    encapsulated: record.child.udpEncapsulated)
+                    encapsulated: record.child.udpEncapsulated, inboundError: inboundError(record.child.inboundSPI))
             }
             reports.append(StatusReport.Entry(
                 map: entry.map, sequence: entry.entry.sequence, ikeVersion: entry.version.rawValue, peers: entry.peerNames,

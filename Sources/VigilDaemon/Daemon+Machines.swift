@@ -471,7 +471,8 @@ extension Daemon {
     }
 }
 
-func hex(_ value: UInt32) -> String {
+/// An SPI in hex with its leading zeros: 8 digits for an ESP SPI (UInt32), 16 for an IKE SPI or cookie (UInt64).
+func hex<Value: FixedWidthInteger & UnsignedInteger>(_ value: Value) -> String {
     let digits = String(value, radix: 16)
-    return String(repeating: "0", count: 8 - digits.count) + digits
+    return String(repeating: "0", count: Value.bitWidth / 4 - digits.count) + digits
 }

@@ -42,6 +42,8 @@ public final class Daemon: @unchecked Sendable {
     /// "interesting traffic"), which restarts an idle entry.
     var heldPackets: (() -> UInt64)?
     var lastHeldPackets: UInt64 = 0
+    /// ESP that reached vigild although the kernel carries it: reported once per Child SA (KernelESPInUDP.swift).
+    var undeliveredESP = UndeliveredESP()
 
     private var queue: [() -> Void] = []
     private var draining = false
@@ -79,6 +81,7 @@ public final class Daemon: @unchecked Sendable {
     /// Binds the IKE sockets, serves the control API, reconciles the kernel, and starts the entries marked `start`.
     public func start() throws {
         var natTraversalReader = self.natTraversalReader
+        let kernelCarriesESP = natTraversalReader == nil && espReceiver == nil
         for address in configuration.global.listen {
             for port: UInt16 in [500, 4500] {
                 let socket = try UDPSocket(bindTo: Endpoint(address, port))
@@ -87,6 +90,7 @@ public final class Daemon: @unchecked Sendable {
                     try reader(socket)
                     natTraversalReader = nil
                 } else {
+                    if port == 4500, kernelCarriesESP { try socket.enableKernelESPDecapsulation() }
                     loop.watch(socket.fd) { [unowned self] in self.readable(socket) }
                 }
             }
@@ -177,7 +181,7 @@ public final class Daemon: @unchecked Sendable {
                 if let espReceiver {
                     espReceiver(bytes, from, to)
                 } else {
-                    metrics.increment("vigil_esp_without_dataplane_total", help: "ESP datagrams on 4500 with no userspace data plane")
+                    undeliverableESP(bytes, from: from)
                 }
                 return
             }

@@ -14,7 +14,7 @@ public enum IKEVersionTag: String, Hashable, Sendable, CustomStringConvertible {
 public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     public var version: IKEVersionTag
     public var spi: UInt64
-    public var description: String { "\(version)/\(String(spi, radix: 16))" }
+    public var description: String { "\(version)/\(hex(spi))" }
 }
 
 /// A negotiated Child SA (Phase 2) in one vocabulary for both IKE versions, with its keys.

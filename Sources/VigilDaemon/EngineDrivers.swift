@@ -127,7 +127,7 @@ final class IKEv2Driver: IKEEngineDriver {
         case .ikeSAEstablished(let info):
             output(.ikeUp(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address,
                           detail: "\(info.proposal?.description ?? "?") \(info.localEndpoint) <=> \(info.remoteEndpoint) "
-                            + "SPIs \(String(info.initiatorSPI, radix: 16))/\(String(info.responderSPI, radix: 16))"
+                            + "SPIs \(hex(info.initiatorSPI))/\(hex(info.responderSPI))"
                             + (info.isInitiator ? " (initiator)" : " (responder)"),
                           peerSupportsDPD: true))
         case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
@@ -226,7 +226,7 @@ final class IKEv1Driver: IKEEngineDriver {
         case .ikeSAEstablished(let info):
             output(.ikeUp(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address,
                           detail: "\(info.proposal?.description ?? "?") \(info.localEndpoint) <=> \(info.remoteEndpoint) cookies "
-                            + "\(String(info.initiatorCookie, radix: 16))/\(String(info.responderCookie, radix: 16))"
+                            + "\(hex(info.initiatorCookie))/\(hex(info.responderCookie))"
                             + (info.isInitiator ? " (initiator)" : " (responder)") + (info.peerSupportsDPD ? ", peer supports DPD" : ""),
                           peerSupportsDPD: info.peerSupportsDPD))
         case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))

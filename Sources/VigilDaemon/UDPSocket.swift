@@ -38,6 +38,33 @@ public final class UDPSocket: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Linux `<linux/udp.h>`: the socket option that turns a UDP socket into an RFC 3948 encapsulation socket
+    /// (level SOL_UDP = IPPROTO_UDP = 17, option UDP_ENCAP = 100, type UDP_ENCAP_ESPINUDP = 2).
+    public static let udpEncapsulationOption: Int32 = 100
+    public static let espInUDPEncapsulation: Int32 = 2
+
+    /// Hands ESP-in-UDP (RFC 3948 §2.1: a datagram that does not start with the non-ESP marker) arriving on this
+    /// socket to the kernel's XFRM input, which decapsulates it with the SA installed for it; IKE messages (after the
+    /// marker) and NAT keepalives still reach the socket. Needed on port 4500 whenever the kernel carries ESP:
+    /// without it the kernel delivers the peer's ESP to this socket and the inbound half of every UDP-encapsulated
+    /// Child SA is lost.
+    public func enableKernelESPDecapsulation() throws {
+        var type = Self.espInUDPEncapsulation
+        guard setsockopt(fd, Int32(IPPROTO_UDP), Self.udpEncapsulationOption, &type, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            throw Failure(operation: "setsockopt UDP_ENCAP_ESPINUDP on \(local)", errno: errno)
+        }
+    }
+
+    /// The socket's UDP encapsulation type (0 when none), read back from the kernel.
+    public func encapsulationType() throws -> Int32 {
+        var type: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, Int32(IPPROTO_UDP), Self.udpEncapsulationOption, &type, &length) == 0 else {
+            throw Failure(operation: "getsockopt UDP_ENCAP on \(local)", errno: errno)
+        }
+        return type
+    }
+
     /// Sends one datagram; returns the error instead of throwing so the caller can log and count it.
     @discardableResult
     public func send(_ bytes: [UInt8], to remote: Endpoint) -> Failure? {

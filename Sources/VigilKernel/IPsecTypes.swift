@@ -27,8 +27,14 @@ public struct SAID: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String {
-        "SA \(ipsecProtocol) spi 0x\(String(spi, radix: 16)) dst \(destination)"
+        "SA \(ipsecProtocol) spi 0x\(spiHex(spi)) dst \(destination)"
     }
+}
+
+/// An SPI in hex with its leading zeros (8 digits).
+func spiHex(_ spi: UInt32) -> String {
+    let digits = String(spi, radix: 16)
+    return String(repeating: "0", count: 8 - digits.count) + digits
 }
 
 /// ESP in UDP (RFC 3948): the kernel's UDP_ENCAP_ESPINUDP with the outer ports.

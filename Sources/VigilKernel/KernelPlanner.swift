@@ -13,7 +13,7 @@ public struct SAKeys: Hashable, Sendable, CustomStringConvertible, CustomDebugSt
         self.integrityKey = integrityKey
     }
 
-    public var description: String { "spi 0x\(String(spi, radix: 16)) (keys redacted)" }
+    public var description: String { "spi 0x\(spiHex(spi)) (keys redacted)" }
     public var debugDescription: String { description }
 }
 

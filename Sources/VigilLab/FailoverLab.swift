@@ -71,9 +71,15 @@ public final class FailoverLab: @unchecked Sendable {
         return instance
     }
 
-    /// SIGKILLs gateway `index`'s charon: a dead peer that sends no DELETE.
+    /// SIGKILLs gateway `index`'s charon: a dead peer that sends no DELETE. A charon that left ESP to the kernel
+    /// leaves its SAs and policies there; they are flushed too, so the gateway is dead as a crashed box is.
     public func kill(_ index: Int) {
-        strongSwans[index]?.kill(signal: SIGKILL)
+        guard let instance = strongSwans[index] else { return }
+        instance.kill(signal: SIGKILL)
+        if instance.kernelESP {
+            _ = try? gateways[index].run(["ip", "xfrm", "state", "flush"])
+            _ = try? gateways[index].run(["ip", "xfrm", "policy", "flush"])
+        }
     }
 
     /// Drops every packet to and from gateway `index` on the WAN bridge (nftables), leaving its charon running.
@@ -116,7 +122,7 @@ public final class FailoverLab: @unchecked Sendable {
     public static func remoteGatewayConfig(
         index: Int, ikeVersion: Int, ikeProposal: String, espProposal: String, psk: String,
         vigilIdentity: String = vigilWANAddress, dpdDelay: String? = nil, dpdAction: String = "clear",
-        rekeyTime: String? = nil, childRekeyTime: String? = nil, startAction: String = "none"
+        rekeyTime: String? = nil, childRekeyTime: String? = nil, startAction: String = "none", forceEncapsulation: Bool = true
     ) -> String {
         let gatewayID = gatewayAddress(index)
         var ike = """
@@ -124,7 +130,7 @@ public final class FailoverLab: @unchecked Sendable {
                 local_addrs = \(gatewayID)
                 remote_addrs = \(vigilWANAddress)
                 proposals = \(ikeProposal)
-                encap = yes
+                encap = \(forceEncapsulation ? "yes" : "no")
         """
         if let dpdDelay { ike += "\n        dpd_delay = \(dpdDelay)" }
         if let rekeyTime { ike += "\n        rekey_time = \(rekeyTime)" }

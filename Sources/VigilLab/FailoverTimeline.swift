@@ -115,5 +115,5 @@ public struct FailoverMeasurement: Sendable {
     public func sinceKill(_ event: FailoverTimeline.Event) -> Duration? { timeline.interval(from: .killed, to: event) }
 
     /// The silence in progress at the kill; `recovered` false if it lasted to the end of the run.
-    public var blackout: PingGap? { ping.gap(containing: killedAt) }
+    public var blackout: PingGap? { ping.outage(after: killedAt) }
 }

@@ -94,6 +94,16 @@ public struct PingReport: Sendable {
         allGaps.first { $0.start <= date && date < $0.end }
     }
 
+    /// The outage a failure at `date` caused: the silence in progress then, or else the longest one beginning within
+    /// `lag` after it (a gateway whose kernel still answers for a moment after its daemon is killed).
+    public func outage(after date: Date, lag: Duration = .seconds(1)) -> PingGap? {
+        if let gap = gap(containing: date), gap.duration > threshold { return gap }
+        let (seconds, attoseconds) = lag.components
+        let latest = date.addingTimeInterval(Double(seconds) + Double(attoseconds) / 1e18)
+        return allGaps.filter { $0.start >= date && $0.start <= latest }.max { $0.duration < $1.duration }
+            ?? gap(containing: date)
+    }
+
     /// One line: `sent 812, received 601, lost 211, blackout 2101.4 ms (seq 93 -> seq 304)`.
     public var summary: String {
         var text = "sent \(sent), received \(received), lost \(lost)"

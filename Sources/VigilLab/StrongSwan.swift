@@ -9,6 +9,8 @@ public final class StrongSwan: @unchecked Sendable {
     public var viciSocket: String { directory.appendingPathComponent("charon.vici").path }
     public var logPath: String { directory.appendingPathComponent("charon.log").path }
     private var process: Process?
+    /// Whether this charon leaves ESP to the kernel (its SAs stay in XFRM when it is SIGKILLed).
+    public private(set) var kernelESP = false
 
     /// Plugins for PSK IKEv1/IKEv2 with the proposals Vigil's tests use. `kdf` is required by 5.9.8's prf+;
     /// kernel-libipsec must come before kernel-netlink or SAs go to XFRM and fail on a kernel without ESP.
@@ -40,6 +42,7 @@ public final class StrongSwan: @unchecked Sendable {
     /// Writes strongswan.conf and swanctl.conf and starts charon; returns once the VICI socket answers.
     public func start(swanctlConf: String, settings: Settings = Settings()) throws {
         let plugins = settings.userspaceESP ? Self.plugins : Self.plugins.filter { $0 != "kernel-libipsec" }
+        kernelESP = !settings.userspaceESP
         let conf = """
         charon {
             load_modular = no

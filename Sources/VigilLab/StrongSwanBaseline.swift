@@ -37,6 +37,8 @@ public enum StrongSwanBaseline {
         public var ikeProposal = "aes256-sha256-modp2048"
         public var espProposal = "aes256-sha256"
         public var psk = "lab-baseline-secret-42"
+        /// Every charon leaves ESP to the kernel (kernel-netlink; a kernel with ESP) instead of kernel-libipsec.
+        public var kernelESP = false
 
         public init(ikeVersion: Int) {
             precondition(ikeVersion == 1 || ikeVersion == 2, "IKE version is 1 or 2")
@@ -129,12 +131,15 @@ public enum StrongSwanBaseline {
     public static func run(_ configuration: Configuration) throws -> Result {
         let lab = try FailoverLab(gatewayCount: configuration.gatewayCount)
         defer { lab.destroy() }
+        var gatewaySettings = StrongSwan.Settings()
+        gatewaySettings.userspaceESP = !configuration.kernelESP
         for index in 0..<configuration.gatewayCount {
             try lab.startStrongSwan(index, swanctlConf: FailoverLab.remoteGatewayConfig(
                 index: index, ikeVersion: configuration.ikeVersion, ikeProposal: configuration.ikeProposal,
-                espProposal: configuration.espProposal, psk: configuration.psk))
+                espProposal: configuration.espProposal, psk: configuration.psk), settings: gatewaySettings)
         }
         var settings = StrongSwan.Settings()
+        settings.userspaceESP = !configuration.kernelESP
         settings.retransmitTimeout = configuration.retransmitTimeout
         settings.retransmitBase = configuration.retransmitBase
         settings.retransmitTries = configuration.retransmitTries
@@ -181,7 +186,7 @@ public enum StrongSwanBaseline {
         }
 
         let nextGatewayWorks = recovered(observer) ? true : try controlWithNextGateway(lab: lab, local: local, configuration)
-        let blackout = report.gap(containing: killedAt)
+        let blackout = report.outage(after: killedAt)
         if let blackout, blackout.recovered { timeline.mark(.firstPingThrough, at: blackout.end) }
         let logAfterKill = follower.lines.map { line in
             String(format: "%+8.3f  ", line.observed.timeIntervalSince(killedAt)) + line.text

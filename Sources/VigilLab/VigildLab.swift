@@ -28,6 +28,13 @@ public final class VigildLab: @unchecked Sendable {
         public var preemptionHoldDown: String?
         /// How many of the gateways vigild lists (and has keys for); the rest are strangers to it.
         public var listedPeers: Int?
+        /// Kernel data plane only: SAs to XFRM through libnl (a kernel with ESP, e.g. the QEMU guest) instead of the
+        /// recording fake this host's kernel needs.
+        public var kernelSAs = false
+        /// vigild's `encapsulation` (`force` or `auto`) and strongSwan's `encap` (yes / no) on the gateways.
+        public var encapsulation = "force"
+        /// strongSwan gateways leave ESP to the kernel (kernel-netlink) instead of kernel-libipsec.
+        public var gatewayKernelESP = false
         public init() {}
     }
 
@@ -54,14 +61,18 @@ public final class VigildLab: @unchecked Sendable {
     /// Starts strongSwan on the gateways (responders for Vigil's entry), with strongSwan's own DPD when asked.
     public func startGateways(_ indices: [Int]? = nil, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) throws {
         for index in indices ?? Array(0..<settings.gatewayCount) {
-            try lab.startStrongSwan(index, swanctlConf: gatewayConfig(index, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime))
+            var strongSwan = StrongSwan.Settings()
+            strongSwan.userspaceESP = !settings.gatewayKernelESP
+            try lab.startStrongSwan(index, swanctlConf: gatewayConfig(index, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime),
+                                    settings: strongSwan)
         }
     }
 
     public func gatewayConfig(_ index: Int, dpdDelay: String? = nil, rekeyTime: String? = nil, childRekeyTime: String? = nil) -> String {
         FailoverLab.remoteGatewayConfig(
             index: index, ikeVersion: settings.ikeVersion, ikeProposal: settings.ikeProposal, espProposal: settings.espProposal,
-            psk: Self.psk, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime)
+            psk: Self.psk, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime,
+            forceEncapsulation: settings.encapsulation == "force")
     }
 
     public var configYAML: String {
@@ -80,7 +91,7 @@ public final class VigildLab: @unchecked Sendable {
                     remote: \(FailoverLab.remoteSubnet)
                 ike-proposals: [\(settings.ikeProposal)]
                 esp-proposals: [\(settings.espProposal)]
-                encapsulation: force
+                encapsulation: \(settings.encapsulation)
                 connect-timeout: \(settings.connectTimeout)
                 backoff: \(settings.backoff)
         """
@@ -124,7 +135,7 @@ public final class VigildLab: @unchecked Sendable {
         guard FileManager.default.isExecutableFile(atPath: binary) else { throw LabError("vigild binary \(binary) is not executable") }
         vigild = VigildProcess(namespace: lab.vigil, binary: binary, configPath: config.path,
                                logPath: directory.appendingPathComponent("vigild.log").path)
-        let extra = settings.dataPlane == .kernel ? ["--sa-kernel", "recorded"] : []
+        let extra = settings.dataPlane == .kernel && !settings.kernelSAs ? ["--sa-kernel", "recorded"] : []
         try vigild.start(extraArguments: extra + ["--log-level", "debug"], environment: environment)
         guard vigild.waitForLog(timeout: 10, { $0.contains("vigild running") }) else {
             throw LabError("vigild did not start:\n\(vigild.log)")
@@ -205,7 +216,7 @@ extension VigildLab {
         if let programmed = after.first(where: { $0.kind == "dataplane-programmed" && $0.peer == next }) {
             timeline.mark(.dataPlaneReprogrammed, at: Self.date(of: programmed), detail: programmed.detail)
         }
-        if let ping, let gap = ping.gap(containing: failedAt), gap.recovered {
+        if let ping, let gap = ping.outage(after: failedAt), gap.recovered {
             timeline.mark(.firstPingThrough, at: gap.end, detail: "blackout \(PingOutput.milliseconds(gap.duration))")
         }
         return timeline
@@ -216,8 +227,8 @@ extension VigildLab {
     /// One failover measured the way `StrongSwanBaseline` measures strongSwan's: three gateways, DPD interval 1 s,
     /// retry 200 ms, 3 retries, pings every 10 ms from the host, gateway 1 SIGKILLed, wait up to `bound` for the
     /// tunnel through gateway 2.
-    public static func measureFailover(ikeVersion: Int, bound: Duration) throws -> FailoverMeasurement {
-        var settings = Settings()
+    public static func measureFailover(ikeVersion: Int, bound: Duration, settings: Settings = Settings()) throws -> FailoverMeasurement {
+        var settings = settings
         settings.ikeVersion = ikeVersion
         let lab = try VigildLab(settings)
         defer { lab.destroy() }

@@ -63,6 +63,7 @@ struct StatusCommand: ParsableCommand {
                 print("  Child SA with \(child.peer): in \(child.inboundSPI) out \(child.outboundSPI), \(child.algorithms), "
                     + "\(child.localTS.joined(separator: ",")) === \(child.remoteTS.joined(separator: ","))"
                     + (child.encapsulated ? ", UDP-encapsulated" : ""))
+                if let error = child.inboundError { print("    ERROR: \(error)") }
             }
         }
     }
