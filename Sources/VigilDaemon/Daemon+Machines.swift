@@ -327,22 +327,32 @@ extension Daemon {
             route: kernel.route(localTunnelEndpoint: child.localEndpoint.address, localSubnet: local))
     }
 
+    /// The engines' contract: after a rekey the old Child SA stays until its own `childDown` (the peer may send on
+    /// it until it has switched; IKEv2 deletes it in a later INFORMATIONAL). So the new SAs go in beside the old ones
+    /// (`supersede`), and `childDown` retires the old ones; only an endpoint move replaces them at once.
     private func childRekeyed(oldSPI: UInt32, _ child: NegotiatedChild) {
-        guard let entry = entries[child.connection], let old = entry.children.removeValue(forKey: oldSPI) else {
+        guard let entry = entries[child.connection], let old = entry.children[oldSPI] else {
             return childUp(child)
         }
         var renewed: [KernelChildSA] = []
+        var moved = false
         for previous in old.kernel {
             guard let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry) else {
                 renewed.append(previous)
                 continue
             }
             if entry.installed[previous.selectorKey]?.reqid == previous.reqid {
-                applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
+                if previous.sameTunnel(as: next) {
+                    applyPlan(KernelPlanner.supersede(previous, with: next), entry, what: "rekey")
+                } else {
+                    applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
+                    moved = true
+                }
                 entry.installed[previous.selectorKey] = next
             }
             renewed.append(next)
         }
+        if moved { entry.children[oldSPI] = nil }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: old.peer, kernel: renewed)
         entry.lastInboundPackets[oldSPI] = nil
         entry.lastOutboundPackets[oldSPI] = nil
