@@ -35,7 +35,17 @@ mount -t devtmpfs devtmpfs /root/dev
 mkdir -p /root/dev/pts /root/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /root/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /root/dev/shm
+# A fresh /tmp for the guest, but a repository that lives under /tmp (a CI clone) stays visible at its path.
+repository=$(cat /repository-path)
+case "$repository" in
+    /tmp/*) mkdir -p /rw/repository && mount --bind "/root$repository" /rw/repository \
+                || fail "cannot keep the repository $repository over the guest's /tmp" ;;
+esac
 mount -t tmpfs -o mode=1777 tmpfs /root/tmp
+case "$repository" in
+    /tmp/*) mkdir -p "/root$repository" && mount --move /rw/repository "/root$repository" \
+                || fail "cannot put the repository back at $repository" ;;
+esac
 mount -t tmpfs -o mode=755 tmpfs /root/run
 mkdir -p /root/guest-out
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 guestout /root/guest-out \

@@ -111,6 +111,8 @@ prepare_initramfs() {
   chmod 755 "$root/init"
   echo "$version" >"$root/kernel-version"
   echo "$cache" >"$root/cache-path"
+  # The guest mounts a fresh /tmp; a repository under /tmp (a CI clone) is carried over it.
+  echo "$repo" >"$root/repository-path"
   (cd "$root" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1 >"$cache/initramfs.cpio.gz") \
     || die "could not build the initramfs"
   touch "$cache/initramfs-ready"
