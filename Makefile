@@ -56,7 +56,7 @@ bench-kernel-esp: deps secrets-mode
 	./deploy/guest/run-in-guest.sh .build/debug/vigil-kernel-esp-lab failover-figures
 
 # libFuzzer targets (Fuzz/): each built with ASan and run FUZZ_SECONDS (default 10 minutes) on a work corpus in
-# Fuzz/work seeded from Fuzz/corpus; prints executions and findings, fails on any finding.
+# Fuzz/runs seeded from Fuzz/corpus; prints executions and findings, fails on any finding.
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) SWIFT=$(SWIFT) ./Fuzz/run.sh

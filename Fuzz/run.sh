@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds every libFuzzer target with AddressSanitizer, runs each for FUZZ_SECONDS on a work corpus seeded from
 # Fuzz/corpus/<target>, and prints per target: executions, executions per second, corpus size, findings.
-# Exits non-zero when any target has a finding (a crash, timeout or out-of-memory input in Fuzz/work/<target>/findings).
+# Exits non-zero when any target has a finding (a crash, timeout or out-of-memory input in Fuzz/runs/<target>/findings).
 #
 #   FUZZ_SECONDS   seconds per target (default 600; `make fuzz-smoke` uses 30)
 #   FUZZ_TARGETS   space-separated subset (default: all six)
@@ -20,7 +20,7 @@ if [ -n "${FUZZ_RUNS:-}" ]; then budget="$FUZZ_RUNS runs or $SECONDS_PER_TARGET 
 TARGETS=${FUZZ_TARGETS:-"fuzz-ikev2-message fuzz-isakmp-message fuzz-ikev2-sk fuzz-ikev1-encrypted fuzz-esp fuzz-config"}
 SWIFT=${SWIFT:-swift}
 SCRATCH=.build-fuzz
-WORK=Fuzz/work
+WORK=Fuzz/runs
 
 # Longest input per target: a datagram fits a 1500-octet MTU with room to spare; the SK and encrypted-message
 # targets take the inner chain; a configuration is a page or two.
