@@ -25,8 +25,8 @@ done
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache=loose hostroot /lower \
     || fail "cannot mount the host's root over 9p"
 mount -t tmpfs -o mode=755 tmpfs /rw || fail "cannot mount the overlay's tmpfs"
-mkdir -p /rw/upper /rw/work
-mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/work /root \
+mkdir -p /rw/upper /rw/overlay-scratch
+mount -t overlay overlay -o lowerdir=/lower,upperdir=/rw/upper,workdir=/rw/overlay-scratch /root \
     || fail "cannot mount the overlay root"
 
 mount -t proc proc /root/proc || fail "cannot mount /proc"
