@@ -59,7 +59,8 @@ import VigilKernel
             integrityIn: SecureBytes(Array(repeating: 3, count: 32)), integrityOut: SecureBytes(Array(repeating: 4, count: 32)))
     }
 
-    @Test func guardsRepointedMovedAndRestoredInPlace() throws {
+    /// The daemon over the in-memory kernel with the stub engine registered (nothing started yet).
+    static func daemonWithStubEngine() throws -> (Daemon, RecordingKernel, StubEngine) {
         let configuration = try ConfigurationLoader.load(
             yaml: Self.yaml, fileName: "/nonexistent/vigil.yaml",
             secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
@@ -69,6 +70,11 @@ import VigilKernel
         let daemon = Daemon(configuration: configuration, loop: EventLoop(), kernel: daemonKernel, logger: Logger(label: "test"))
         let engine = StubEngine()
         daemon.register(engine)
+        return (daemon, kernel, engine)
+    }
+
+    @Test func guardsRepointedMovedAndRestoredInPlace() throws {
+        let (daemon, kernel, engine) = try Self.daemonWithStubEngine()
 
         // Start-up: three block policies before any negotiation.
         let line = daemon.reconcileFailClosed()

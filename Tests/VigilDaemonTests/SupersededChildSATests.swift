@@ -12,15 +12,7 @@ import VigilKernel
 @Suite struct SupersededChildSATests {
     @Test func aRenewingChildSAKeepsTheOldSAsUntilThePeerDeletesThem() throws {
         let harness = FailClosedWiringTests()
-        let configuration = try ConfigurationLoader.load(
-            yaml: FailClosedWiringTests.yaml, fileName: "/nonexistent/vigil.yaml",
-            secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
-        let kernel = RecordingKernel()
-        let daemonKernel = DaemonKernel(ipsec: kernel, routes: kernel, dataplaneDescription: "recorded",
-                                        settings: configuration.global.kernel, tunnelDevice: nil)
-        let daemon = Daemon(configuration: configuration, loop: EventLoop(), kernel: daemonKernel, logger: Logger(label: "test"))
-        let engine = FailClosedWiringTests.StubEngine()
-        daemon.register(engine)
+        let (daemon, kernel, engine) = try FailClosedWiringTests.daemonWithStubEngine()
         _ = daemon.reconcileFailClosed()
         let entry = try #require(daemon.entries["LAB/10"])
         daemon.coordinate(entry, .start)
