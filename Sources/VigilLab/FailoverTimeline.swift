@@ -98,6 +98,9 @@ public struct FailoverMeasurement: Sendable {
     public let bound: Duration
     /// The peer the new Phase 1 came up with, if any.
     public let recoveredVia: String?
+    /// What the implementation reported after the kill (vigild's events, charon's log), for a run whose marks
+    /// are missing.
+    public var evidence = ""
 
     public init(implementation: String, ikeVersion: Int, timeline: FailoverTimeline, ping: PingReport, bound: Duration, recoveredVia: String?) {
         precondition(timeline.time(of: .killed) != nil, "a failover measurement starts at the kill")

@@ -26,8 +26,10 @@ public enum KernelESPLab {
     public static let caseNames = [
         "tunnel-ikev2-esp", "tunnel-ikev2-udp", "tunnel-ikev1-esp", "tunnel-ikev1-udp",
         "failover-no-clear-text", "no-peer-up-hold", "no-peer-up-restart", "rekey-under-traffic", "restart-reconciles",
+        "failover-figures",
     ]
-    /// Benchmarks that print figures (`make bench-kernel-esp`): Vigil's kernel-mode failover beside strongSwan's.
+    /// The case `make bench-kernel-esp` runs alone to print figures: Vigil's kernel-mode failover beside strongSwan's
+    /// (tested for order and correctness; its times under emulation are reported, never asserted).
     public static let benchmarkNames = ["failover-figures"]
 
     /// Runs one case by name; a case that throws is a failure carrying the error and the daemon's log.
@@ -453,7 +455,12 @@ public enum KernelESPLab {
         baseline.kernelESP = true
         baseline.ikeProposal = settings.ikeProposal
         baseline.recoveryBound = .seconds(60)
+        baseline.handover = .updownHook
         let strongSwan = try StrongSwanBaseline.run(baseline)
+        result.note("strongSwan's handover: \(baseline.handover.rawValue) (two connections, the second initiated by an updown hook)")
+        if vigil.sinceKill(.declaredDead) == nil || vigil.sinceKill(.phase2Up) == nil {
+            result.note("vigild after the kill: \(vigil.evidence.suffix(6000))")
+        }
         if strongSwan.recoveredVia == nil {
             result.note("strongSwan after the kill: initiations \(strongSwan.initiations), gateway 2 alone works: \(strongSwan.nextGatewayWorks); "
                 + "charon's log:\n\(strongSwan.logAfterKill.suffix(4000))")
@@ -464,12 +471,13 @@ public enum KernelESPLab {
             result.note("\(measurement.implementation): declared dead \(StrongSwanBaseline.describe(dead)), Child SA with the next gateway "
                 + "\(StrongSwanBaseline.describe(phase2)), blackout \(measurement.blackout.map { PingOutput.milliseconds($0.duration) } ?? "none")")
             result.expect(measurement.recoveredVia != nil, "\(measurement.implementation) did not recover within its bound")
+            result.expect(dead != nil, "\(measurement.implementation): the peer was never declared dead")
+            result.expect(phase2 != nil, "\(measurement.implementation): no Child SA with the next gateway")
             if let dead, let phase2 { result.expect(dead <= phase2, "\(measurement.implementation): Child SA before the peer was declared dead") }
         }
         if let ours = vigil.sinceKill(.phase2Up), let theirs = strongSwan.timeToChildSAWithNextGateway {
             let ratio = StrongSwanBaseline.seconds(theirs) / max(StrongSwanBaseline.seconds(ours), 0.001)
             result.note(String(format: "strongSwan / Vigil time to a Child SA with the next gateway: %.1fx", ratio))
-            result.expect(ours < theirs, "Vigil (\(ours)) was not faster than strongSwan (\(theirs))")
         }
     }
 }

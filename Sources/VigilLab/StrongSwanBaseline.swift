@@ -39,11 +39,25 @@ public enum StrongSwanBaseline {
         public var psk = "lab-baseline-secret-42"
         /// Every charon leaves ESP to the kernel (kernel-netlink; a kernel with ESP) instead of kernel-libipsec.
         public var kernelESP = false
+        /// How the local charon moves to the next gateway.
+        public var handover: Handover = .remoteAddresses
 
         public init(ikeVersion: Int) {
             precondition(ikeVersion == 1 || ikeVersion == 2, "IKE version is 1 or 2")
             self.ikeVersion = ikeVersion
         }
+    }
+
+    /// Two ways an operator makes charon move to another gateway.
+    public enum Handover: String, Sendable {
+        /// One connection, `remote_addrs = gw1,gw2,gw3`, `dpd_action = restart`, `keyingtries = 0`: charon's own
+        /// retry. With kernel-netlink in the guest charon re-initiated to gateway 1 about 70 times in 60 s and
+        /// never tried gateway 2 (swanctl.conf: "the first non-range/non-subnet is used to initiate").
+        case remoteAddresses
+        /// One connection per gateway (`site1` to gateway 1 with `dpd_action = clear`, `site2` to gateway 2 with
+        /// `dpd_action = restart`) and an updown script that initiates `site2` when `site1`'s Child SA goes down
+        /// (`down-client`): the usual way strongSwan fails over to a second peer.
+        case updownHook
     }
 
     public struct Result: Sendable {
@@ -95,12 +109,21 @@ public enum StrongSwanBaseline {
     }
 
     /// The local gateway's swanctl.conf: one connection, the remote gateways in order (all of them unless `peers`
-    /// is given), DPD with restart.
-    public static func localConfig(_ configuration: Configuration, peers: [String]? = nil) -> String {
+    /// is given), DPD with restart; with `.updownHook` (and no `peers`), one connection per first two gateways and
+    /// the hook at `updown`.
+    public static func localConfig(_ configuration: Configuration, peers: [String]? = nil, updown: String? = nil) -> String {
+        if peers == nil, configuration.handover == .updownHook, let updown {
+            let first = connection("site1", configuration, peers: FailoverLab.gatewayAddress(0), dpdAction: "clear", updown: updown)
+            let second = connection("site2", configuration, peers: FailoverLab.gatewayAddress(1), dpdAction: "restart", updown: nil)
+            return "connections {\n\(first)\n\(second)\n}\n" + secrets(configuration)
+        }
         let peers = (peers ?? (0..<configuration.gatewayCount).map(FailoverLab.gatewayAddress)).joined(separator: ",")
-        return """
-        connections {
-            site {
+        return "connections {\n\(connection("site", configuration, peers: peers, dpdAction: "restart", updown: nil))\n}\n" + secrets(configuration)
+    }
+
+    static func connection(_ name: String, _ configuration: Configuration, peers: String, dpdAction: String, updown: String?) -> String {
+        """
+            \(name) {
                 version = \(configuration.ikeVersion)
                 local_addrs = \(FailoverLab.vigilWANAddress)
                 remote_addrs = \(peers)
@@ -112,18 +135,36 @@ public enum StrongSwanBaseline {
                         id = \(FailoverLab.vigilWANAddress) }
                 remote { auth = psk }
                 children {
-                    site {
+                    \(name) {
                         local_ts = \(FailoverLab.localSubnet)
                         remote_ts = \(FailoverLab.remoteSubnet)
                         esp_proposals = \(configuration.espProposal)
-                        dpd_action = restart
+                        dpd_action = \(dpdAction)\(updown.map { "\n                updown = \($0)" } ?? "")
                     }
                 }
             }
-        }
+        """
+    }
+
+    static func secrets(_ configuration: Configuration) -> String {
+        """
         secrets {
             ike-any { secret = "\(configuration.psk)" }
         }
+        """
+    }
+
+    /// The updown hook of `.updownHook`: when `site1`'s Child SA goes down, initiate `site2` in the background
+    /// (the hook runs in a charon thread; swanctl waits for charon, so it must not block the hook).
+    static func updownScript(_ local: StrongSwan) -> String {
+        let conf = local.directory.appendingPathComponent("strongswan.conf").path
+        return """
+        #!/bin/sh
+        if [ "$PLUTO_VERB" = down-client ] && [ "$PLUTO_CONNECTION" = site1 ]; then
+            STRONGSWAN_CONF='\(conf)' swanctl --initiate --child site2 --timeout 60 --uri 'unix://\(local.viciSocket)' >/dev/null 2>&1 &
+        fi
+        exit 0
+
         """
     }
 
@@ -145,9 +186,12 @@ public enum StrongSwanBaseline {
         settings.retransmitTries = configuration.retransmitTries
         let local = try StrongSwan(namespace: lab.vigil, name: "local")
         defer { local.stop(); local.removeFiles() }
-        try local.start(swanctlConf: localConfig(configuration), settings: settings)
+        let updown = local.directory.appendingPathComponent("updown.sh").path
+        try updownScript(local).write(toFile: updown, atomically: true, encoding: .utf8)
+        chmod(updown, 0o755)
+        try local.start(swanctlConf: localConfig(configuration, updown: updown), settings: settings)
         let initiateStarted = Date()
-        let initiated = try local.initiate(child: "site")
+        let initiated = try local.initiate(child: configuration.handover == .updownHook ? "site1" : "site")
         let initialNegotiation = Duration.seconds(Date().timeIntervalSince(initiateStarted))
         guard initiated.succeeded else {
             throw LabError("initial tunnel to gateway 1 failed: \(initiated.stderr)\(initiated.stdout)\nlocal log:\n\(local.log)")

@@ -254,7 +254,12 @@ extension VigildLab {
         }
         let report = ping.stop()
         let timeline = try lab.failoverTimeline(failedAt: killedAt, failure: "SIGKILL", dead: FailoverLab.gatewayAddress(0), next: next, ping: report)
-        return FailoverMeasurement(implementation: "vigild", ikeVersion: ikeVersion, timeline: timeline, ping: report, bound: bound,
-                                   recoveredVia: recovered == nil ? nil : next)
+        var measurement = FailoverMeasurement(implementation: "vigild", ikeVersion: ikeVersion, timeline: timeline, ping: report, bound: bound,
+                                              recoveredVia: recovered == nil ? nil : next)
+        let killedStamp = ISO8601DateFormatter.string(from: killedAt, timeZone: TimeZone(identifier: "UTC")!,
+                                                      formatOptions: [.withInternetDateTime, .withFractionalSeconds])
+        measurement.evidence = "killed at \(killedStamp); ping \(report.summary); events:\n"
+            + (try lab.events()).map { "  \($0.wallClock) \($0.kind) \($0.peer ?? "-") \($0.detail)" }.joined(separator: "\n")
+        return measurement
     }
 }

@@ -61,6 +61,32 @@ import Testing
         #expect(v1.contains("dpd_timeout = 2s"))
     }
 
+    /// The handover that works: a connection per gateway, the first cleared on DPD and its updown hook initiating
+    /// the second in the background; the control run (`peers`) stays one connection.
+    @Test func updownHandoverIsTwoConnectionsAndAHook() throws {
+        var configuration = StrongSwanBaseline.Configuration(ikeVersion: 2)
+        configuration.handover = .updownHook
+        let text = StrongSwanBaseline.localConfig(configuration, updown: "/lab/updown.sh")
+        let site1 = try #require(text.range(of: "site1 {")), site2 = try #require(text.range(of: "site2 {"))
+        let first = String(text[site1.lowerBound..<site2.lowerBound]), second = String(text[site2.lowerBound...])
+        #expect(first.contains("remote_addrs = 192.0.2.11\n"))
+        #expect(first.contains("dpd_action = clear"))
+        #expect(first.contains("updown = /lab/updown.sh"))
+        #expect(second.contains("remote_addrs = 192.0.2.12\n"))
+        #expect(second.contains("dpd_action = restart"))
+        #expect(!second.contains("updown"))
+        let control = StrongSwanBaseline.localConfig(configuration, peers: ["192.0.2.12"], updown: "/lab/updown.sh")
+        #expect(control.contains("site {") && !control.contains("site1") && !control.contains("updown"))
+        let namespace = try NetworkNamespace(prefix: "hook")
+        defer { namespace.destroy() }
+        let local = try StrongSwan(namespace: namespace, name: "hook")
+        defer { local.removeFiles() }
+        let script = StrongSwanBaseline.updownScript(local)
+        #expect(script.hasPrefix("#!/bin/sh\n"))
+        #expect(script.contains("[ \"$PLUTO_VERB\" = down-client ] && [ \"$PLUTO_CONNECTION\" = site1 ]"))
+        #expect(script.contains("swanctl --initiate --child site2") && script.contains("&\n"), "initiates in the background")
+    }
+
     /// The log observer on charon 5.9.8 wording: a failover that does reach gateway 2 (lines as charon prints them).
     @Test func observerMarksAFailoverFromCharonLogLines() throws {
         let origin = Date(timeIntervalSince1970: 1_800_000_000)

@@ -1,5 +1,5 @@
-// vigil-kernel-esp-lab [CASE...]: the kernel-ESP lab cases (the tested ones by default; `failover-figures` is the
-// benchmark), meant to run inside the QEMU
+// vigil-kernel-esp-lab [CASE...]: the kernel-ESP lab cases (all by default; `failover-figures` also prints the
+// failover figures beside strongSwan's), meant to run inside the QEMU
 // guest (deploy/guest/run-in-guest.sh) on a kernel with ESP. Prints each case as it ends and writes every result
 // as JSON to $VIGIL_KERNEL_ESP_RESULTS (default /guest-out/kernel-esp-results.json). Exits 1 when a case failed.
 import Foundation
