@@ -336,13 +336,17 @@ extension Daemon {
         }
         var renewed: [KernelChildSA] = []
         var moved = false
+        var outboundWaits = false
         for previous in old.kernel {
             guard let next = kernelChild(child, reqid: previous.reqid, local: previous.localSubnet, remote: previous.remoteSubnet, entry: entry) else {
                 renewed.append(previous)
                 continue
             }
             if entry.installed[previous.selectorKey]?.reqid == previous.reqid {
-                if previous.sameTunnel(as: next) {
+                if previous.sameTunnel(as: next), child.outboundAwaitsOldDeletion {
+                    applyPlan(KernelPlanner.supersedeInbound(previous, with: next), entry, what: "rekey (inbound; outbound when the old Child SA is deleted)")
+                    outboundWaits = true
+                } else if previous.sameTunnel(as: next) {
                     applyPlan(KernelPlanner.supersede(previous, with: next), entry, what: "rekey")
                 } else {
                     applyPlan(KernelPlanner.rekey(from: previous, to: next), entry, what: "rekey")
@@ -353,22 +357,38 @@ extension Daemon {
             renewed.append(next)
         }
         if moved { entry.children[oldSPI] = nil }
-        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: old.peer, kernel: renewed)
+        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(
+            child: child, peer: old.peer, kernel: renewed, outboundAfterDeletionOf: outboundWaits ? oldSPI : nil)
         entry.lastInboundPackets[oldSPI] = nil
         entry.lastOutboundPackets[oldSPI] = nil
         metrics.increment("vigil_phase2_rekeyed_total", help: "Child SAs rekeyed")
         record("phase2-rekeyed", entry, peer: old.peer, detail: "Child SA \(hex(oldSPI)) replaced by in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI))")
     }
 
+    /// `plan` without the deletion of `child`'s outbound SA when that was never installed (a rekey we answered,
+    /// deleted before the old Child SA was).
+    static func only(_ plan: KernelPlan, outbound installed: Bool, of child: KernelChildSA) -> KernelPlan {
+        installed ? plan : KernelPlan(plan.steps.filter { $0 != .deleteSA(child.outboundSAID) })
+    }
+
     private func childDown(connection: String, spi: UInt32, reason: String) {
         guard let entry = entries[connection], let record = entry.children.removeValue(forKey: spi) else { return }
+        // A rekey we answered waited for this deletion: its outbound SAs go in before the old ones go.
+        for (successor, waiting) in entry.children where waiting.outboundAfterDeletionOf == spi {
+            for child in waiting.kernel where entry.installed[child.selectorKey]?.inbound.spi == child.inbound.spi {
+                applyPlan(KernelPlanner.activateOutbound(child), entry, what: "rekey (outbound, the old Child SA deleted)")
+            }
+            entry.children[successor]?.outboundAfterDeletionOf = nil
+        }
+        // Its own outbound SAs never went in while it waited.
+        let outboundInstalled = record.outboundAfterDeletionOf == nil
         for child in record.kernel {
             if entry.installed[child.selectorKey]?.inbound.spi == child.inbound.spi {
                 // Keep the policies (traffic held) until the coordinator decides: another peer or a clear.
-                applyPlan(KernelPlanner.hold(child), entry, what: "Child SA deleted")
+                applyPlan(Self.only(KernelPlanner.hold(child), outbound: outboundInstalled, of: child), entry, what: "Child SA deleted")
             } else if let current = entry.installed[child.selectorKey], current.reqid == child.reqid {
                 // Superseded by a later Child SA with the same reqid: only its SAs go.
-                applyPlan(KernelPlanner.retire(child), entry, what: "superseded Child SA deleted")
+                applyPlan(Self.only(KernelPlanner.retire(child), outbound: outboundInstalled, of: child), entry, what: "superseded Child SA deleted")
             }
         }
         self.record("phase2-down", entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")

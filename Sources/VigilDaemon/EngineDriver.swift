@@ -35,6 +35,10 @@ public struct NegotiatedChild: Sendable {
     public var encryptionOut: SecureBytes
     public var integrityIn: SecureBytes?
     public var integrityOut: SecureBytes?
+    /// A rekey we answered (IKEv2 CREATE_CHILD_SA as responder): the peer installs its new inbound SA only when our
+    /// response arrives, so the new outbound SA goes in when the peer deletes the old Child SA (RFC 7296 §2.8: the
+    /// rekey's initiator deletes the old one once the new is in), and until then traffic leaves on the old one.
+    public var outboundAwaitsOldDeletion = false
 
     public var algorithms: String {
         ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + (dhGroup.map { [$0.keyword] } ?? []))

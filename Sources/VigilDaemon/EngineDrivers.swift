@@ -131,7 +131,10 @@ final class IKEv2Driver: IKEEngineDriver {
                             + (info.isInitiator ? " (initiator)" : " (responder)"),
                           peerSupportsDPD: true))
         case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
-        case .childSARekeyed(let old, let info, let keys): output(.childRekeyed(oldInboundSPI: old.inboundSPI, child(info, keys)))
+        case .childSARekeyed(let old, let info, let keys):
+            var rekeyed = child(info, keys)
+            rekeyed.outboundAwaitsOldDeletion = info.negotiatedAsResponder
+            output(.childRekeyed(oldInboundSPI: old.inboundSPI, rekeyed))
         case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
         case .ikeSADeleted(let info, let reason):
             output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason,

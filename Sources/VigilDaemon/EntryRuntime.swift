@@ -39,6 +39,8 @@ final class EntryRuntime {
         var child: NegotiatedChild
         var peer: String
         var kernel: [KernelChildSA]
+        /// The old Child SA (its inbound SPI) whose deletion installs this one's outbound SAs; nil once they are in.
+        var outboundAfterDeletionOf: UInt32? = nil
     }
 
     init(map: String, entry: CryptoMapEntry, global: GlobalSettings) {

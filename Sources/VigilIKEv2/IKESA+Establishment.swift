@@ -242,7 +242,7 @@ extension IKESA {
         becomeEstablished(keys: state.keys, protection: state.protection, context: context, random: &random, effects: &effects)
         let keys = state.keys.childKeys(accepted.algorithms, sharedSecret: nil, ni: state.ni, nr: state.nr, weAreInitiator: true)
         installChild(accepted.algorithms, inbound: state.childSPI, outbound: accepted.peerSPI, localSelectors: tsi, remoteSelectors: tsr,
-                     keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
+                     keys: keys, rekeyOf: nil, asResponder: false, now: context.now, random: &random, effects: &effects)
     }
 
     /// The IKE SA is authenticated but its first Child SA failed: rather than leave a childless IKE SA at the peer
@@ -335,7 +335,7 @@ extension IKESA {
         effects.supersedesChildless = (connection.name, identity)
         let keys = state.keys.childKeys(chosen.algorithms, sharedSecret: nil, ni: state.ni, nr: state.nr, weAreInitiator: false)
         installChild(chosen.algorithms, inbound: inboundSPI, outbound: chosen.peerSPI, localSelectors: chosen.tsr, remoteSelectors: chosen.tsi,
-                     keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
+                     keys: keys, rekeyOf: nil, asResponder: true, now: context.now, random: &random, effects: &effects)
     }
 
     private mutating func refuseAuthentication(messageID: UInt32, _ reason: String, random: inout some RandomNumberGenerator, effects: inout Effects) {
@@ -361,16 +361,17 @@ extension IKESA {
     /// Records a Child SA and hands its keys to the daemon.
     mutating func installChild(
         _ algorithms: ChildAlgorithms, inbound: UInt32, outbound: UInt32, localSelectors: [IKEv2.TrafficSelector],
-        remoteSelectors: [IKEv2.TrafficSelector], keys: ChildSAKeys, rekeyOf old: ChildSAID?, now: Duration,
-        random: inout some RandomNumberGenerator, effects: inout Effects
+        remoteSelectors: [IKEv2.TrafficSelector], keys: ChildSAKeys, rekeyOf old: ChildSAID?, asResponder: Bool,
+        now: Duration, random: inout some RandomNumberGenerator, effects: inout Effects
     ) {
-        let info = ChildSAInfo(
+        var info = ChildSAInfo(
             id: ChildSAID(inbound), ikeSA: id, connection: connection.name, inboundSPI: inbound, outboundSPI: outbound,
             encryption: algorithms.encryption, integrity: algorithms.integrity, dhGroup: algorithms.dhGroup,
             localTrafficSelectors: TrafficSelectorNarrowing.prefixes(localSelectors),
             remoteTrafficSelectors: TrafficSelectorNarrowing.prefixes(remoteSelectors),
             localEndpoint: local, remoteEndpoint: remote, udpEncapsulated: udpEncapsulated, establishedAt: now
         )
+        info.negotiatedAsResponder = asResponder
         children.append(ChildSA(info: info, state: .installed, localSelectors: localSelectors, remoteSelectors: remoteSelectors))
         effects.log(.notice, "\(label): Child SA \(connection.name){\(hex32(inbound))_i \(hex32(outbound))_o} \(old == nil ? "established" : "rekeyed") with \(algorithms), TS \(localSelectors.map(\.description).joined(separator: " ")) === \(remoteSelectors.map(\.description).joined(separator: " "))\(udpEncapsulated ? ", ESP in UDP" : "")")
         if let old {

@@ -362,7 +362,7 @@ extension IKESA {
         children[index].state = .rekeyed
         effects.actions.append(.cancelTimer(.rekeyChildSA(request.old)))
         installChild(accepted.algorithms, inbound: request.newInboundSPI, outbound: accepted.peerSPI, localSelectors: tsi, remoteSelectors: tsr,
-                     keys: keys, rekeyOf: request.old, now: context.now, random: &random, effects: &effects)
+                     keys: keys, rekeyOf: request.old, asResponder: false, now: context.now, random: &random, effects: &effects)
         // §2.25.1: both ends rekeyed the same Child SA. The new SA created with the lowest of the four nonces is
         // redundant and its creator deletes it; the creator of the surviving one deletes the old SA.
         if let collision {
@@ -447,7 +447,7 @@ extension IKESA {
         let keys = establishedKeys.childKeys(selection.algorithms, sharedSecret: shared, ni: ni, nr: nr, weAreInitiator: false)
         guard let index else {
             installChild(selection.algorithms, inbound: inbound, outbound: selection.peerSPI, localSelectors: narrowedR, remoteSelectors: narrowedI,
-                         keys: keys, rekeyOf: nil, now: context.now, random: &random, effects: &effects)
+                         keys: keys, rekeyOf: nil, asResponder: true, now: context.now, random: &random, effects: &effects)
             return
         }
         let old = children[index].info.id
@@ -459,7 +459,7 @@ extension IKESA {
             effects.actions.append(.cancelTimer(.rekeyChildSA(old)))
         }
         installChild(selection.algorithms, inbound: inbound, outbound: selection.peerSPI, localSelectors: narrowedR, remoteSelectors: narrowedI,
-                     keys: keys, rekeyOf: old, now: context.now, random: &random, effects: &effects)
+                     keys: keys, rekeyOf: old, asResponder: true, now: context.now, random: &random, effects: &effects)
     }
 
     // MARK: - CREATE_CHILD_SA: IKE SA rekey (§1.3.2, §2.18)

@@ -168,6 +168,10 @@ public struct ChildSAInfo: Sendable, Hashable {
     public var udpEncapsulated: Bool
     public var establishedAt: Duration
     public var state: State = .installed
+    /// We answered the exchange that created it (IKE_AUTH or CREATE_CHILD_SA as responder). After a rekey the
+    /// initiator installs its new inbound SA only when our response arrives, so until it deletes the old Child SA
+    /// (which it does once the new one is in) the responder keeps sending on the old outbound SA.
+    public var negotiatedAsResponder = false
 }
 
 /// Keys of one Child SA, per direction (RFC 7296 §2.17). GCM keys include the 4-byte salt.

@@ -170,6 +170,21 @@ public enum KernelPlanner {
         return KernelPlan(saSteps(new, install: true))
     }
 
+    /// Superseded, but the new outbound SA waits (a rekey we answered: the peer installs its new inbound SA when our
+    /// response arrives, and deletes the old Child SA once it has): only the new inbound SA now, so the peer's
+    /// traffic on the new SA is received while ours still leaves on the old one. `activateOutbound` follows.
+    public static func supersedeInbound(_ old: KernelChildSA, with new: KernelChildSA) -> KernelPlan {
+        precondition(old.reqid == new.reqid && old.localSubnet == new.localSubnet && old.remoteSubnet == new.remoteSubnet,
+                     "a superseding Child SA keeps the reqid and selectors")
+        return KernelPlan([.addSA(new.inboundSAID, new.inboundSARequest)])
+    }
+
+    /// The waiting outbound SA of `supersedeInbound` goes in (before the old one is retired): outbound traffic takes
+    /// the newest SA.
+    public static func activateOutbound(_ child: KernelChildSA) -> KernelPlan {
+        KernelPlan([.addSA(child.outboundSAID, child.outboundSARequest)])
+    }
+
     /// A superseded Child SA goes (deleted by the peer, or expired): its SAs only. The policies and route belong to
     /// the Child SA that superseded it.
     public static func retire(_ child: KernelChildSA) -> KernelPlan {

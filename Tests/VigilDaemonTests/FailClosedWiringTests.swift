@@ -137,4 +137,48 @@ import VigilKernel
         daemon.shutdown()
         #expect(try kernel.listPolicies().isEmpty)
     }
+
+    /// A rekey we answered (IKEv2 CREATE_CHILD_SA as responder): the new inbound SA at once, the new outbound only
+    /// when the peer deletes the old Child SA, and before the old SAs go. Sent on the new outbound at once, traffic
+    /// reached a peer that had not installed its new inbound SA yet (one ping in 300 lost per rekey in the lab).
+    @Test(arguments: [false, true])
+    func aRekeyWeAnsweredSwitchesOutboundWhenThePeerDeletesTheOld(newDeletedFirst: Bool) throws {
+        let (daemon, kernel, engine) = try Self.daemonWithStubEngine()
+        _ = daemon.reconcileFailClosed()
+        let entry = try #require(daemon.entries["LAB/10"])
+        daemon.coordinate(entry, .start)
+        daemon.drain()
+        let session = SessionKey(version: .v2, spi: 1)
+        engine.output(.ikeUp(session, connection: "LAB/10", peer: Self.peerA, detail: "test", peerSupportsDPD: true))
+        engine.output(.childUp(child(session, spi: 0x1000, remote: Endpoint(Self.peerA, 4500))))
+        daemon.drain()
+
+        kernel.clearRecordedSteps()
+        var answered = child(session, spi: 0x2000, remote: Endpoint(Self.peerA, 4500))
+        answered.outboundAwaitsOldDeletion = true
+        engine.output(.childRekeyed(oldInboundSPI: 0x1000, answered))
+        daemon.drain()
+        #expect(kernel.recordedSteps.map(\.operation) == [.addSA])
+        #expect(Set(try kernel.listSAs().map(\.id.spi)) == [0x1000, 0x1001, 0x2000], "the new outbound SA went in at once")
+
+        kernel.clearRecordedSteps()
+        if newDeletedFirst {
+            // The new one goes before the old (the peer deleted it): its outbound SA never went in, so none is deleted.
+            engine.output(.childDown(connection: "LAB/10", inboundSPI: 0x2000, reason: "deleted by the peer"))
+            daemon.drain()
+            #expect(!kernel.recordedSteps.contains { $0 == .deleteSA(SAID(destination: Self.peerA, spi: 0x2001)) })
+            #expect(!kernel.recordedSteps.contains { $0.operation == .addSA })
+            return
+        }
+        engine.output(.childDown(connection: "LAB/10", inboundSPI: 0x1000, reason: "deleted by the peer"))
+        daemon.drain()
+        #expect(kernel.recordedSteps.map(\.operation) == [.addSA, .deleteSA, .deleteSA], "outbound in before the old SAs go")
+        #expect(Set(try kernel.listSAs().map(\.id.spi)) == [0x2000, 0x2001])
+
+        // Its own deletion later is a whole Child SA's.
+        kernel.clearRecordedSteps()
+        engine.output(.childDown(connection: "LAB/10", inboundSPI: 0x2000, reason: "deleted"))
+        daemon.drain()
+        #expect(kernel.recordedSteps.filter { $0.operation == .deleteSA }.count == 2)
+    }
 }
