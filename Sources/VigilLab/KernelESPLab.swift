@@ -191,6 +191,18 @@ public enum KernelESPLab {
         try XFRMStateListing.read(lab.lab.vigil).states.filter { (0x5649_0000...0x5649_FFFF).contains($0.reqid) }
     }
 
+    /// Gateway 1's kernel state and charon's log, for a case whose traffic did not come back.
+    static func gatewayEvidence(_ lab: VigildLab) throws -> String {
+        let gateway = lab.lab.gateways[0]
+        var text = "gateway 1's kernel and charon:\n"
+        for command in [["ip", "-s", "xfrm", "state"], ["ip", "-s", "xfrm", "policy"], ["ip", "route"], ["nstat", "-az", "Xfrm*"]] {
+            let output = try gateway.run(command)
+            text += "$ \(command.joined(separator: " "))\n\(output.stdout)\(output.stderr)\n"
+        }
+        let log = lab.lab.strongSwans[0]?.log ?? ""
+        return text + "charon's log (end):\n" + String(log.suffix(5000))
+    }
+
     // MARK: Case 1: tunnels up, traffic through kernel ESP, SAs as negotiated
 
     static func tunnel(ikeVersion: Int, encapsulated: Bool, _ result: inout KernelESPCaseResult) throws {
@@ -255,6 +267,7 @@ public enum KernelESPLab {
         let pings = 40
         let received = try ping(lab, count: pings)
         result.expect(received >= pings - 1, "\(received) of \(pings) pings through the tunnel")
+        if received < pings - 1 { result.note(try gatewayEvidence(lab)) }
         let afterPing = try vigilStates(lab)
         for (name, spi) in [("inbound", inbound?.spi), ("outbound", outbound?.spi)] {
             guard let spi, let old = before.first(where: { $0.spi == spi }), let new = afterPing.first(where: { $0.spi == spi }) else { continue }

@@ -128,6 +128,17 @@ public final class StrongSwan: @unchecked Sendable {
     /// `swanctl --list-sas --raw`: machine-readable view of charon's IKE and Child SAs.
     public func listSAs() throws -> String { try check(["--list-sas", "--raw"]).stdout }
 
+    /// `condition` on the SA listing, read at most every `interval` (a driver loop asks far more often); false
+    /// between reads and when swanctl fails.
+    public func listingCondition(every interval: Double = 0.1, _ condition: @escaping (String) -> Bool) -> () -> Bool {
+        var read = Date.distantPast
+        return { [self] in
+            guard Date().timeIntervalSince(read) >= interval else { return false }
+            read = Date()
+            return condition((try? self.listSAs()) ?? "")
+        }
+    }
+
     public func initiate(child: String, timeoutSeconds: Int = 10) throws -> Command.Result {
         try swanctl(["--initiate", "--child", child, "--timeout", "\(timeoutSeconds)"])
     }

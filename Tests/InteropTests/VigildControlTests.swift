@@ -10,6 +10,31 @@ import VigilLab
         return try Command.run([binary] + arguments + ["--socket", lab.socketPath])
     }
 
+    /// Polls the first entry's status until `predicate` holds (deadline `timeout`); returns the last status read.
+    static func waitForEntry(_ lab: VigildLab, timeout: Double = 10, _ predicate: (StatusReport.Entry) -> Bool) throws -> StatusReport.Entry? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var entry = try lab.request(ControlRequest(command: .status)).status?.entries.first
+        while Date() < deadline, !(entry.map(predicate) ?? false) {
+            usleep(20_000)
+            entry = try lab.request(ControlRequest(command: .status)).status?.entries.first
+        }
+        return entry
+    }
+
+    /// Reads what `pipe` delivers until `text` holds for everything read so far (deadline `timeout`).
+    static func read(_ pipe: Pipe, into text: inout String, timeout: Double = 10, until done: (String) -> Bool) {
+        let fd = pipe.fileHandleForReading.fileDescriptor
+        let deadline = Date().addingTimeInterval(timeout)
+        while !done(text), Date() < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) > 0 else { continue }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            let count = Foundation.read(fd, &buffer, buffer.count)
+            guard count > 0 else { return }
+            text += String(decoding: buffer[..<count], as: UTF8.self)
+        }
+    }
+
     /// The two meanings of "not connected" apart: a daemon the CLI cannot reach (exit 3) is not an entry without an
     /// active peer (exit 1, `not-connected`).
     @Test func anUnreachableDaemonIsExitThreeWithItsOwnCode() throws {
@@ -67,8 +92,7 @@ import VigilLab
         // Keeping the active peer keeps its SAs.
         let keep = try Self.vigil(lab, ["peers", "set", "LAB", "10", third, first])
         #expect(keep.succeeded, "\(keep.stderr)")
-        usleep(300_000)
-        var status = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        var status = try #require(try Self.waitForEntry(lab) { $0.peers == [third, first] })
         #expect(status.peers == [third, first])
         #expect(status.activePeer == first)
 
@@ -101,17 +125,19 @@ import VigilLab
         let stream = Pipe()
         follower.standardOutput = stream
         try follower.run()
-        usleep(200_000)
+        // Following once it has printed what happened so far (the tunnel with the first peer).
+        var streamed = ""
+        Self.read(stream, into: &streamed) { $0.contains("\"kind\":\"dataplane-programmed\"") }
 
         let unknownPeer = try Self.vigil(lab, ["failover", "LAB", "10", "--to", "203.0.113.99"])
         #expect(unknownPeer.status == 1 && unknownPeer.stderr.contains("unknown-peer"), "\(unknownPeer.stderr)")
         let failover = try Self.vigil(lab, ["failover", "LAB", "10", "--to", third])
         #expect(failover.succeeded, "\(failover.stderr)")
         #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "dataplane-programmed" && $0.peer == third } != nil, "\(lab.diagnostics)")
-        usleep(200_000)
+        Self.read(stream, into: &streamed) { $0.contains("\"kind\":\"dataplane-programmed\"") && $0.contains(third) }
         kill(follower.processIdentifier, SIGKILL)
         follower.waitUntilExit()
-        let streamed = String(decoding: stream.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        streamed += String(decoding: stream.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         #expect(streamed.contains("\"kind\":\"dataplane-programmed\"") && streamed.contains(third), "stream: \(streamed)")
 
         let status = try Self.vigil(lab, ["status"])
@@ -126,8 +152,7 @@ import VigilLab
         let clear = try Self.vigil(lab, ["clear", "LAB", "10", "--hold"])
         #expect(clear.succeeded && clear.stdout.contains("held down"), "\(clear.stdout)\(clear.stderr)")
         #expect(try lab.waitForEvent(timeout: 5) { $0.kind == "cleared" } != nil)
-        usleep(500_000)
-        let after = try #require(try lab.request(ControlRequest(command: .status)).status?.entries.first)
+        let after = try #require(try Self.waitForEntry(lab) { $0.ikeSAs.isEmpty && $0.childSAs.isEmpty && $0.state == "idle" })
         #expect(after.ikeSAs.isEmpty && after.childSAs.isEmpty, "\(after)")
         #expect(after.state == "idle")
 
@@ -231,7 +256,9 @@ import VigilLab
 
         // SIGKILL leaves state behind; the next start removes exactly Vigil's.
         lab.vigild.signal(SIGKILL)
-        usleep(200_000)
+        let deadline = Date().addingTimeInterval(10)
+        while lab.vigild.isRunning, Date() < deadline { usleep(10_000) }
+        #expect(!lab.vigild.isRunning)
         #expect(try lab.lab.vigil.ip("xfrm", "policy").stdout.contains("dst \(FailoverLab.gatewayAddress(0))"))
         lab.vigild.stop()
         lab.lab.strongSwans[0]?.kill()

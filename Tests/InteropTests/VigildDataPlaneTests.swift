@@ -38,7 +38,9 @@ import VigilLab
                 if server.isRunning { kill(server.processIdentifier, SIGKILL) }
                 server.waitUntilExit()
             }
-            usleep(300_000)
+            // The server listens before the client connects.
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline, !(try lab.lab.gateways[0].run(["ss", "-Hltn", "sport = :5201"]).stdout.contains("5201")) { usleep(20_000) }
             let run = try lab.lab.host.run(["timeout", "-s", "KILL", "30", "iperf3", "-c", FailoverLab.remoteServiceAddress, "-p", "5201",
                                             "-n", "8M", "-J", "--connect-timeout", "3000"] + (reverse ? ["-R"] : []))
             #expect(run.succeeded, "iperf3 \(reverse ? "-R " : "")failed: \(run.stdout.suffix(800))\(run.stderr)")

@@ -189,15 +189,19 @@ import VigilLab
         try lab.startVigild()
         let first = FailoverLab.gatewayAddress(0)
         try #require(try lab.waitForEvent(timeout: 10) { $0.kind == "dataplane-programmed" } != nil, "\(lab.diagnostics)")
-        // Idle in both directions for four intervals.
-        usleep(4_500_000)
+        // Idle in both directions while strongSwan probes us three times (its dpd_delay is 1 s).
+        let probes = { (log: String) in
+            ikeVersion == 2
+                ? log.components(separatedBy: "generating INFORMATIONAL request").count - 1
+                : log.components(separatedBy: "N(DPD) ]").count - 1
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while probes(lab.lab.strongSwans[0]!.log) < 3, Date() < deadline { usleep(50_000) }
         var events = try lab.events()
         #expect(!events.contains { $0.kind == "liveness-check" || $0.kind == "r-u-there" }, "Vigil probed an idle tunnel")
         let theirLog = lab.lab.strongSwans[0]!.log
         // strongSwan probed us (its own DPD) and kept its SA because Vigil answered.
-        let theirProbes = ikeVersion == 2
-            ? theirLog.components(separatedBy: "generating INFORMATIONAL request").count - 1
-            : theirLog.components(separatedBy: "N(DPD) ]").count - 1
+        let theirProbes = probes(theirLog)
         #expect(theirProbes >= 3, "strongSwan sent \(theirProbes) DPD probes; log:\n\(theirLog.suffix(3000))")
         #expect(try lab.lab.strongSwans[0]!.listSAs().contains("state=INSTALLED"))
         // ... and strongSwan agrees that nothing came from Vigil: no request parsed from it.

@@ -206,7 +206,9 @@ final class LabPair {
         // The new pair next to the old, then the old goes while the second half is in flight.
         let new = try installChildSA(lab.a, lab.b, .aes128cbc, .hmacSHA2_256_128, spiAB: 0xC000_0041, spiBA: 0xC000_0042)
         rekeyed.signal()
-        Thread.sleep(forTimeInterval: 0.02)
+        // The second half is in flight on the new pair before the old one goes.
+        let deadline = Date().addingTimeInterval(10)
+        while (lab.b.plane.engine.counters(new.ab)?.bytes ?? 0) == 0, Date() < deadline { Thread.sleep(forTimeInterval: 0.001) }
         for gateway in [lab.a, lab.b] {
             try gateway.plane.engine.deleteSA(old.ab)
             try gateway.plane.engine.deleteSA(old.ba)
@@ -228,8 +230,9 @@ final class LabPair {
         let message: [UInt8] = Array(repeating: 0x2B, count: 28)
         try lab.a.plane.sendIKE(message, to: Endpoint(lab.b.outer, 4500))
         try lab.a.plane.sendNATKeepalive(to: Endpoint(lab.b.outer, 4500))
-        for _ in 0..<50 where lab.b.ikeReceived.all.isEmpty || lab.b.plane.engine.counters.natKeepalives == 0 {
-            Thread.sleep(forTimeInterval: 0.02)
+        let deadline = Date().addingTimeInterval(10)
+        while lab.b.ikeReceived.all.isEmpty || lab.b.plane.engine.counters.natKeepalives == 0, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.01)
         }
         let received = lab.b.ikeReceived.all
         #expect(received.count == 1)

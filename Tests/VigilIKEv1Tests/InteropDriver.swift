@@ -204,9 +204,21 @@ final class InteropLab {
         }
         // Quick Mode ends with Vigil's QM3 and no answer: strongSwan installs its IPsec SA when it has processed it.
         // Until then a DELETE can overtake QM3 inside charon (two jobs on one IKE SA) and delete nothing.
-        guard driver.run(seconds: 15, until: { _ in (try? self.swanSAs().contains("state=INSTALLED")) == true }) else {
+        try awaitStrongSwanInstalled()
+    }
+
+    /// Runs Vigil until strongSwan lists an installed IPsec SA.
+    func awaitStrongSwanInstalled() throws {
+        guard runUntilStrongSwan({ $0.contains("state=INSTALLED") }) else {
             throw LabError("strongSwan never installed the IPsec SA; strongSwan:\n\(swan.log)")
         }
+    }
+
+    /// Runs Vigil until strongSwan's SA listing (polled every 100 ms) satisfies `condition`, at most `seconds`.
+    @discardableResult
+    func runUntilStrongSwan(seconds: Double = 15, _ condition: @escaping (String) -> Bool) -> Bool {
+        let holds = swan.listingCondition(condition)
+        return driver.run(seconds: seconds) { _ in holds() }
     }
 
     /// strongSwan's raw SA listing, one field per `key=value` word.

@@ -13,7 +13,11 @@ import VigilLab
         let lab = try InteropLab(options)
         defer { lab.close() }
         try lab.establish()
-        lab.driver.run(seconds: 5)
+        // Three R-U-THEREs answered, and strongSwan has parsed the ACKs.
+        lab.driver.run(seconds: 15) { _ in
+            lab.driver.endpoint.counters["dpdProbesAnswered", default: 0] >= 3
+                && lab.swan.log.components(separatedBy: "N(DPD_ACK)").count > 3
+        }
         let answered = lab.driver.endpoint.counters["dpdProbesAnswered", default: 0]
         #expect(answered >= 3, "Vigil answered \(answered) R-U-THERE; strongSwan:\n\(lab.swan.log)")
         // The sequence numbers Vigil echoed are strongSwan's: consecutive, and strongSwan accepted every ACK.

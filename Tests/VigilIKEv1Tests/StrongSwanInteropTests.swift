@@ -45,7 +45,7 @@ extension String {
         let done = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
         #expect(done, "no IPsec SA; Vigil:\n\(lab.driver.log)\nstrongSwan:\n\(lab.swan.log)")
         guard done else { return }
-        lab.driver.run(seconds: 0.3)
+        try lab.awaitStrongSwanInstalled()
         try Self.expectSameSAs(lab, encryption: "AES_CBC", keySize: keySize, integrity: integrity)
     }
 
@@ -60,7 +60,7 @@ extension String {
         let swan = lab.swan
         let result = try lab.whileRunning({ try swan.initiate(child: "net", timeoutSeconds: 8) }, seconds: 10)
         #expect(result.succeeded, "swanctl --initiate: \(result.stdout)\(result.stderr)\nVigil:\n\(lab.driver.log)")
-        lab.driver.run(seconds: 0.3)
+        lab.driver.run(seconds: 10) { !$0.established.isEmpty }
         #expect(lab.driver.established.count == 1, "Vigil:\n\(lab.driver.log)")
         guard lab.driver.established.count == 1 else { return }
         try Self.expectSameSAs(lab, encryption: "AES_CBC", keySize: keySize, integrity: integrity)
@@ -74,7 +74,6 @@ extension String {
         let lab = try InteropLab(options)
         defer { lab.close() }
         try lab.establish()
-        lab.driver.run(seconds: 0.3)
         try Self.expectSameSAs(lab, encryption: "AES_CBC", keySize: 256, integrity: "HMAC_SHA2_256_128")
         #expect(lab.swan.log.contains("remote host is behind NAT"), "\(lab.swan.log)")
         let listing = try lab.swanSAs()

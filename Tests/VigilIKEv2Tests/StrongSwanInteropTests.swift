@@ -124,6 +124,13 @@ final class SwanLab {
 
     var swanSAs: String { (try? swan.listSAs()) ?? "" }
 
+    /// Runs Vigil until `condition` holds for strongSwan's SA listing (polled every 100 ms), at most `seconds`.
+    @discardableResult
+    func runUntilStrongSwan(seconds: Double = 15, _ condition: @escaping (String) -> Bool) -> Bool {
+        let holds = swan.listingCondition(condition)
+        return driver.run(seconds: seconds) { _ in holds() }
+    }
+
     /// strongSwan's view agrees with ours: same SPIs (mirrored) and an installed Child SA.
     func expectSameSAs(_ child: ChildSAInfo, sourceLocation: SourceLocation = #_sourceLocation) {
         let sas = swanSAs
@@ -285,7 +292,7 @@ final class SwanLab {
         #expect(lab.driver.run(seconds: 15) { $0.livenessAnswers >= 1 })
         // strongSwan asks (dpd_delay = 1s, and only when idle): <-- INFORMATIONAL { }  INFORMATIONAL { } -->
         let before = lab.driver.actions.logText.components(separatedBy: "received INFORMATIONAL request").count
-        lab.driver.run(seconds: 3.5)
+        lab.driver.run(seconds: 15) { $0.logText.components(separatedBy: "received INFORMATIONAL request").count > before }
         let after = lab.driver.actions.logText.components(separatedBy: "received INFORMATIONAL request").count
         #expect(after > before, "strongSwan sent no liveness check: \(lab.swan.log)")
         #expect(lab.swanSAs.contains("state=ESTABLISHED"))
@@ -303,7 +310,7 @@ final class SwanLab {
         #expect(lab.swanSAs.contains("state=ESTABLISHED"))
         let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
         lab.driver.handle(.deleteIKESA(id))
-        lab.driver.run(seconds: 0.5)
+        lab.runUntilStrongSwan { lab.driver.endpoint.ikeSAs.isEmpty && !$0.contains("state=ESTABLISHED") }
         #expect(!lab.swanSAs.contains("state=ESTABLISHED"), "\(lab.swanSAs)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
     }
@@ -393,7 +400,14 @@ final class SwanLab {
         let rekey = try lab.swanctlInBackground(["--rekey", kind == "ike" ? "--ike" : "--child", kind == "ike" ? "vigil" : "net"])
         let crossed = lab.driver.run(seconds: 15) { $0.logText.contains("received CREATE_CHILD_SA request") }
         lab.driver.release()
-        lab.driver.run(seconds: 3)
+        // Both rekeys and the collision's DELETE settle: one IKE SA and one Child SA on each side.
+        lab.runUntilStrongSwan { sas in
+            !rekey.isRunning
+                && lab.driver.endpoint.ikeSAs.filter { $0.state == .established }.count == 1
+                && lab.driver.endpoint.childSAs.count == 1
+                && sas.components(separatedBy: "state=ESTABLISHED").count == 2
+                && sas.components(separatedBy: "state=INSTALLED").count == 2
+        }
         rekey.waitUntilExit()
         #expect(crossed, "strongSwan's rekey request never came: \(lab.swan.log)")
         let log = lab.driver.actions.logText
@@ -443,7 +457,7 @@ final class SwanLab {
         // Vigil sends KE for x25519 first; strongSwan accepts only modp2048 and asks for it.
         let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
         lab.driver.handle(.deleteIKESA(id))
-        lab.driver.run(seconds: 0.5)
+        lab.driver.run(seconds: 15) { _ in lab.driver.endpoint.ikeSAs.isEmpty }
         try lab.swan.reconfigure(swanctlConf: SwanLab.swanctl(.init(ike: "aes256-sha256-modp2048")))
         var configuration = lab.driver.endpoint.configuration
         configuration.connections[0].ikeProposals = [try IKEProposal.parse("aes256-sha256-x25519-modp2048")]
@@ -463,6 +477,8 @@ final class SwanLab {
         try lab.vigilInitiates()
         let id = try #require(lab.driver.endpoint.ikeSAs.first?.id)
         lab.swan.kill()
+        // The detector asks three times (a request, then two retransmissions of it); a dead peer answers none, in
+        // the half second it is given each time.
         for _ in 0..<3 {
             lab.driver.handle(.sendLivenessCheck(id))
             lab.driver.run(seconds: 0.5)
