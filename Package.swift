@@ -31,8 +31,10 @@ let package = Package(
         // The only importer of OpenSSL.
         .target(name: "VigilCrypto", dependencies: ["COpenSSL", "VigilAlgorithms"]),
         // IKE engines (pure state machines over the codec and crypto).
-        .target(name: "VigilIKEv2", dependencies: ["VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
-        .target(name: "VigilIKEv1", dependencies: ["VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
+        // The vocabulary both IKE engines and the daemon share.
+        .target(name: "VigilIKE"),
+        .target(name: "VigilIKEv2", dependencies: ["VigilIKE", "VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
+        .target(name: "VigilIKEv1", dependencies: ["VigilIKE", "VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
         // The only importer of libnl.
         .target(name: "VigilNetlink", dependencies: ["VigilKernel", "CNetlink"]),
         // Userspace ESP data plane over TUN (RFC 4303 / RFC 3948).
@@ -41,7 +43,7 @@ let package = Package(
         // The event loop: sockets, timers, running what the machines return, control API.
         .target(name: "VigilDaemon", dependencies: [
             "VigilAddressing", "VigilAlgorithms", "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
-            "VigilWire", "VigilCrypto", "VigilIKEv2", "VigilIKEv1", "VigilESP",
+            "VigilWire", "VigilCrypto", "VigilIKE", "VigilIKEv2", "VigilIKEv1", "VigilESP",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vigild", dependencies: [
@@ -75,8 +77,8 @@ let package = Package(
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
         .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),
         .testTarget(name: "VigilCryptoTests", dependencies: ["VigilCrypto"]),
-        .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKEv2", "VigilWire", "VigilCrypto", "VigilLab"]),
-        .testTarget(name: "VigilIKEv1Tests", dependencies: ["VigilIKEv1", "VigilWire", "VigilCrypto", "VigilLab"]),
+        .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKE", "VigilIKEv2", "VigilWire", "VigilCrypto", "VigilLab"]),
+        .testTarget(name: "VigilIKEv1Tests", dependencies: ["VigilIKE", "VigilIKEv1", "VigilWire", "VigilCrypto", "VigilLab"]),
         .testTarget(name: "VigilKernelTests", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"]),
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
         .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),

@@ -1,9 +1,10 @@
 import Logging
+import VigilIKE
 
 /// Engine log lines go through one rate limiter: the engines log what a peer (or anybody spoofing one) makes them
 /// drop, and a flood must not become a flood of log lines.
 extension Daemon {
-    func engineLog(_ level: EngineLogLevel, _ text: String) {
+    func engineLog(_ level: LogLevel, _ text: String) {
         let swiftLevel = Self.loggerLevel(level)
         guard swiftLevel >= logger.logLevel else { return }
         let (write, summary) = logLimiter.admit(now: loop.now, isError: level == .error, counters: { self.dropCounters() })
@@ -30,7 +31,7 @@ extension Daemon {
         return all
     }
 
-    static func loggerLevel(_ level: EngineLogLevel) -> Logger.Level {
+    static func loggerLevel(_ level: LogLevel) -> Logger.Level {
         switch level {
         case .debug: .debug
         case .info: .info

@@ -2,6 +2,7 @@ import VigilAddressing
 import VigilAlgorithms
 import VigilConfig
 import VigilCrypto
+import VigilIKE
 
 /// IKE version of a crypto-map entry and of the engine that serves it.
 public enum IKEVersionTag: String, Hashable, Sendable, CustomStringConvertible {
@@ -80,13 +81,9 @@ public enum EngineOutput: Sendable {
     /// Retransmissions of a request ran out.
     case unreachable(SessionKey)
     case negotiationFailed(connection: String, peer: IPAddress, code: String, message: String)
-    case log(EngineLogLevel, String)
+    case log(LogLevel, String)
 }
 
-public enum EngineLogLevel: Int, Sendable, Comparable {
-    case debug, info, notice, warning, error
-    public static func < (a: EngineLogLevel, b: EngineLogLevel) -> Bool { a.rawValue < b.rawValue }
-}
 
 /// What the daemon asks of an IKE engine. Each driver owns its engine (a pure value) and the engine's timers; it
 /// hands everything the engine returns to `output`, on the event loop thread.

@@ -2,6 +2,7 @@ import VigilAddressing
 import VigilAlgorithms
 import VigilConfig
 import VigilCrypto
+import VigilIKE
 import VigilIKEv1
 import VigilIKEv2
 
@@ -137,8 +138,8 @@ final class IKEv2Driver: IKEEngineDriver {
             output(.childRekeyed(oldInboundSPI: old.inboundSPI, rekeyed))
         case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
         case .ikeSADeleted(let info, let reason):
-            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason,
-                            byPeer: reason.contains("peer")))
+            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason.description,
+                            byPeer: reason.endedByPeer))
         case .ikeSARekeyed(let old, let new): output(.ikeRekeyed(old: key(old), new: key(new.id)))
         case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
         case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
@@ -148,7 +149,7 @@ final class IKEv2Driver: IKEEngineDriver {
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
-            output(.log(EngineLogLevel(level), "IKEv2: \(text)"))
+            output(.log(level, "IKEv2: \(text)"))
         }
     }
 
@@ -236,8 +237,8 @@ final class IKEv1Driver: IKEEngineDriver {
         case .childSARekeyed(let old, let info, let keys): output(.childRekeyed(oldInboundSPI: old.inboundSPI, child(info, keys)))
         case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
         case .ikeSADeleted(let info, let reason):
-            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason,
-                            byPeer: reason.contains("peer")))
+            output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason.description,
+                            byPeer: reason.endedByPeer))
         case .authenticatedMessageReceived(let id): output(.proofOfLife(key(id)))
         case .dpdAcknowledged(let id, let sequence): output(.probeAnswered(key(id), sequence: sequence))
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
@@ -246,7 +247,7 @@ final class IKEv1Driver: IKEEngineDriver {
         case .negotiationFailed(let connection, let peer, let reason):
             output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
         case .log(let level, let text):
-            output(.log(EngineLogLevel(level), "IKEv1: \(text)"))
+            output(.log(level, "IKEv1: \(text)"))
         }
     }
 
@@ -317,24 +318,3 @@ extension NegotiatedChild {
     }
 }
 
-extension EngineLogLevel {
-    init(_ level: LogLevel) {
-        switch level {
-        case .debug: self = .debug
-        case .info: self = .info
-        case .notice: self = .notice
-        case .warning: self = .warning
-        case .error: self = .error
-        }
-    }
-
-    init(_ level: IKEv1LogLevel) {
-        switch level {
-        case .debug: self = .debug
-        case .info: self = .info
-        case .notice: self = .notice
-        case .warning: self = .warning
-        case .error: self = .error
-        }
-    }
-}

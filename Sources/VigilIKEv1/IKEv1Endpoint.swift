@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// Every IKEv1 (ISAKMP) SA of the daemon: a pure multiplexer over Main Mode, Quick Mode and informational exchanges.
@@ -98,7 +99,7 @@ public struct IKEv1Endpoint: Sendable {
         var actions: [IKEv1Action] = []
         var counters: [String: UInt64] = [:]
 
-        mutating func log(_ level: IKEv1LogLevel, _ text: String) { actions.append(.log(level, text)) }
+        mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
         mutating func count(_ name: String) { counters[name, default: 0] += 1 }
     }
 
@@ -316,7 +317,7 @@ public struct IKEv1Endpoint: Sendable {
     /// Forgets SAs marked dead during this event, cancelling their timers and reporting them.
     mutating func removeDeadSAs(_ context: inout Context) {
         for sa in sas.values where sa.isDead {
-            childrenDeleted(by: sa.id, reason: sa.deathReason, &context)
+            childrenDeleted(by: sa.id, reason: sa.deathReason.description, &context)
             if let old = sa.replaces, sa.establishedAt == nil { context.actions.append(.exchangeInFlight(old, false)) }
             for messageID in sa.pending.keys { context.actions.append(.cancelTimer(.retransmit(sa.id, messageID: messageID))) }
             context.actions.append(.cancelTimer(.rekeyIKESA(sa.id)))

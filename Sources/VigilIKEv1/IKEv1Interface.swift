@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 
 /// Our ISAKMP SA's identity: our own cookie (initiator cookie when we initiated, responder cookie otherwise).
 public struct IKEv1SAID: Hashable, Sendable, CustomStringConvertible {
@@ -149,7 +150,6 @@ public enum IKEv1Event: Sendable {
     case rekeyIKESA(IKEv1SAID)
 }
 
-public enum IKEv1LogLevel: Sendable, Hashable { case debug, info, notice, warning, error }
 
 public enum IKEv1Action: Sendable {
     /// The runtime prepends the non-ESP marker on port 4500.
@@ -160,7 +160,7 @@ public enum IKEv1Action: Sendable {
     case childSAEstablished(IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
     case childSARekeyed(old: IKEv1ChildSAID, new: IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
     case childSADeleted(IKEv1ChildSAInfo, reason: String)
-    case ikeSADeleted(IKEv1SAInfo, reason: String)
+    case ikeSADeleted(IKEv1SAInfo, reason: IKESAEnd)
     /// Proof of liveness: an authenticated message from the peer that Vigil has not seen before (a Quick Mode
     /// message, a DELETE or notify with a fresh message ID, an R-U-THERE whose sequence number is above the last
     /// one). Never our own message reflected back, never a replay.
@@ -177,7 +177,7 @@ public enum IKEv1Action: Sendable {
     case peerAddressChanged(IKEv1SAID, old: Endpoint, new: Endpoint)
     case negotiationFailed(connection: String, peer: IPAddress, reason: IKEv1NegotiationFailure)
     /// Operator log in the spirit of `debug crypto isakmp`.
-    case log(IKEv1LogLevel, String)
+    case log(LogLevel, String)
 }
 
 public struct IKEv1NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {

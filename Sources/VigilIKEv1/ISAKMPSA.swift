@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// One ISAKMP SA (Phase 1) and the Phase 2 exchanges running over it.
@@ -90,7 +91,7 @@ struct ISAKMPSA: Sendable {
         if finishedQuickModes.count > Self.finishedQuickModesKept { finishedQuickModes.removeFirst() }
     }
     /// Why the SA is going away (reported in `.ikeSADeleted`).
-    var deathReason = "ISAKMP SA removed"
+    var deathReason: IKESAEnd = .local("ISAKMP SA removed")
 
     var localCookie: UInt64 { isInitiator ? initiatorCookie : responderCookie }
 

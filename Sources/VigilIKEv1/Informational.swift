@@ -1,5 +1,6 @@
 import VigilAddressing
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// Informational exchanges (RFC 2408 §4.8, RFC 2409 §5.7): E{ HASH(1), N/D } with
@@ -81,11 +82,11 @@ extension IKEv1Endpoint {
     /// DELETE for the ISAKMP SA alone (RFC 2408 §3.15: SPI = both cookies), then forget it.
     mutating func sendISAKMPDelete(_ id: IKEv1SAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard var sa = sas[id] else { return }
-        sendISAKMPDelete(sa: &sa, reason: "deleted locally", &context, &random)
+        sendISAKMPDelete(sa: &sa, reason: .local("deleted locally"), &context, &random)
         sas[id] = sa
     }
 
-    mutating func sendISAKMPDelete(sa: inout ISAKMPSA, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+    mutating func sendISAKMPDelete(sa: inout ISAKMPSA, reason: IKESAEnd, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         context.log(.info, "sending DELETE for ISAKMP SA \(sa.id) to \(sa.remote)")
         sendInformational([.delete(ISAKMP.Delete(protocolID: .isakmp, spiSize: 16, spis: [sa.cookies]))], sa: &sa, &context, &random)
         sa.phase = .dead
@@ -273,7 +274,7 @@ extension IKEv1Endpoint {
             context.log(.notice, "\(sa.connection.name): peer \(sa.remote) deleted ISAKMP SA \(sa.id)")
             sas[sa.id] = sa
             sa.phase = .dead
-            sa.deathReason = "deleted by peer"
+            sa.deathReason = .deletedByPeer
             sas[sa.id] = sa
             // A reauthentication may be under way (strongSwan deletes the old ISAKMP SA after `over_time` even if the
             // new Main Mode is still running and keeps its IPsec SAs for the new one): hand them over if there is one.

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// RFC 2409 §5 Main Mode with pre-shared keys:
@@ -446,7 +447,7 @@ extension IKEv1Endpoint {
             context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(partner.id) stays, ours \(sa.id) goes")
             context.actions.append(.exchangeInFlight(old, false))
             recordSuccessor(of: sa.id, partner.id)
-            sendISAKMPDelete(sa: &sa, reason: "rekey collision, replaced by ISAKMP SA \(partner.id)", &context, &random)
+            sendISAKMPDelete(sa: &sa, reason: .replaced("rekey collision, replaced by ISAKMP SA \(partner.id)"), &context, &random)
             return
         }
         if let old = sa.replaces, sas[old] != nil {
@@ -538,7 +539,7 @@ extension IKEv1Endpoint {
             context.log(.info, "INITIAL-CONTACT from \(sa.remote): removing stale ISAKMP SA \(old.id)")
             var stale = old
             stale.phase = .dead
-            stale.deathReason = "stale after INITIAL-CONTACT on ISAKMP SA \(sa.id)"
+            stale.deathReason = .peerRestarted
             sas[old.id] = stale
             childrenDeleted(by: old.id, reason: "peer sent INITIAL-CONTACT", &context)
         }
@@ -563,11 +564,11 @@ extension IKEv1Endpoint {
             guard var retired = sas[old] else { continue }
             if retired.isInitiator, retired.replaces != nil {
                 context.log(.info, "\(sa.connection.name): rekey collision: the peer's ISAKMP SA \(sa.id) stays, ours \(old) goes")
-                sendISAKMPDelete(sa: &retired, reason: "rekey collision, replaced by ISAKMP SA \(sa.id)", &context, &random)
+                sendISAKMPDelete(sa: &retired, reason: .replaced("rekey collision, replaced by ISAKMP SA \(sa.id)"), &context, &random)
             } else {
                 context.log(.info, "ISAKMP SA \(old) replaced by \(sa.id) (reauthentication): forgotten")
                 retired.phase = .dead
-                retired.deathReason = "replaced by ISAKMP SA \(sa.id) (reauthentication)"
+                retired.deathReason = .replaced("replaced by ISAKMP SA \(sa.id) (reauthentication)")
             }
             sas[old] = retired
         }

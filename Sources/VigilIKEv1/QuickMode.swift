@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// RFC 2409 §5.5 Quick Mode:
@@ -374,7 +375,7 @@ extension IKEv1Endpoint {
         guard sa.isEstablished, sa.quickModes.isEmpty, !children.values.contains(where: { $0.info.ikeSA == sa.id }),
               !sas.values.contains(where: { $0.replaces == sa.id && !$0.isDead }) else { return }
         context.log(.notice, "\(sa.connection.name): ISAKMP SA \(sa.id) carries no IPsec SA after the failed Quick Mode: deleting it")
-        sendISAKMPDelete(sa: &sa, reason: reason, &context, &random)
+        sendISAKMPDelete(sa: &sa, reason: .local(reason), &context, &random)
     }
 
     mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// IKE_SA_INIT and IKE_AUTH with the first Child SA (RFC 7296 §1.2, §2.15, §2.23).
@@ -253,7 +254,7 @@ extension IKESA {
         effects.log(.warning, "\(label): no Child SA: \(message); deleting the IKE SA")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
         sendDelete(random: &random, effects: &effects)
-        close(reason: message, effects: &effects)
+        close(reason: .local(message), effects: &effects)
     }
 
     // MARK: - Responder
@@ -387,7 +388,7 @@ extension IKESA {
         if code == .authenticationFailed { effects.count("authenticationFailures") }
         effects.log(.error, "\(label): \(message)")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
-        close(reason: message, effects: &effects)
+        close(reason: .local(message), effects: &effects)
     }
 }
 

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// Protected exchanges after IKE_SA_INIT: message-ID window, INFORMATIONAL, CREATE_CHILD_SA (RFC 7296 §1.3-1.5, §2.25).
@@ -132,7 +133,7 @@ extension IKESA {
             }
         case .deleteIKE:
             finishRequest(&effects)
-            close(reason: rekeyedAway ? "rekeyed" : "deleted", effects: &effects)
+            close(reason: rekeyedAway ? .replaced("rekeyed") : .local("deleted"), effects: &effects)
             return
         case .rekeyChild(let request):
             handleRekeyChildResponse(request, inner, context: context, random: &random, effects: &effects)
@@ -222,7 +223,7 @@ extension IKESA {
     /// `.deleteIKESA`: INFORMATIONAL { D } and forget at once (the peer may be gone).
     mutating func deleteIKESA(context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
         if isEstablished { sendDelete(random: &random, effects: &effects) }
-        close(reason: "deleted", effects: &effects)
+        close(reason: .local("deleted"), effects: &effects)
     }
 
     // MARK: - INFORMATIONAL requests from the peer
@@ -253,7 +254,7 @@ extension IKESA {
         respond(.informational, messageID: messageID, deleteIKE ? [] : response, random: &random, effects: &effects)
         if deleteIKE {
             effects.log(.notice, "\(label): deleted by peer")
-            close(reason: rekeyedAway ? "rekeyed" : "deleted by peer", effects: &effects)
+            close(reason: rekeyedAway ? .replaced("rekeyed") : .deletedByPeer, effects: &effects)
         }
     }
 
@@ -313,7 +314,7 @@ extension IKESA {
                 effects.count("childRekeysGivenUp")
                 effects.log(.warning, "\(label): rekey of Child SA \(request.old) failed \(IKEv2Tunables.maximumChildRekeyAttempts) times (last: \(reason)); deleting the IKE SA")
                 sendDelete(random: &random, effects: &effects)
-                close(reason: "Child SA rekey failed: \(reason)", effects: &effects)
+                close(reason: .local("Child SA rekey failed: \(reason)"), effects: &effects)
                 return
             }
             effects.log(.warning, "\(label): rekey of Child SA \(request.old) failed: \(reason); will retry")

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// What handling one event produced, besides the SA's own new state.
@@ -348,7 +349,7 @@ struct IKESA: @unchecked Sendable {
             if rekeyedAway {
                 // A replaced SA whose DELETE goes unanswered: its successor speaks for the peer.
                 outstanding = nil
-                close(reason: "rekeyed", effects: &effects)
+                close(reason: .replaced("rekeyed"), effects: &effects)
                 return
             }
             effects.log(.warning, "\(label): giving up after \(schedule.tries) retransmissions of message \(messageID); peer \(remote) unreachable")
@@ -363,7 +364,7 @@ struct IKESA: @unchecked Sendable {
             }
             if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
             outstanding = nil
-            close(reason: "peer unreachable", effects: &effects)
+            close(reason: .peerUnreachable, effects: &effects)
             return
         }
         effects.count("retransmissions")
@@ -375,7 +376,7 @@ struct IKESA: @unchecked Sendable {
     }
 
     /// Forgets the SA: its Child SAs and itself are reported deleted, its timers cancelled.
-    mutating func close(reason: String, effects: inout Effects) {
+    mutating func close(reason: IKESAEnd, effects: inout Effects) {
         if let request = outstanding {
             if request.onSchedule { effects.actions.append(.cancelTimer(.retransmit(id, messageID: request.messageID))) }
             if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
@@ -383,7 +384,7 @@ struct IKESA: @unchecked Sendable {
         outstanding = nil
         for child in children {
             effects.actions.append(.cancelTimer(.rekeyChildSA(child.info.id)))
-            effects.actions.append(.childSADeleted(child.info, reason: reason))
+            effects.actions.append(.childSADeleted(child.info, reason: reason.description))
         }
         children = []
         effects.actions.append(.cancelTimer(.rekeyIKESA(id)))

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// Every IKEv2 SA of the daemon, as one pure value: feed events, perform the returned actions in order.
@@ -72,7 +73,7 @@ public struct IKEv2Endpoint: Sendable {
         case .abandonIKESA(let id):
             return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 effects.log(.notice, "\(sa.label): abandoned (peer considered dead); nothing sent")
-                sa.close(reason: "abandoned: peer dead", effects: &effects)
+                sa.close(reason: .abandonedAsDead, effects: &effects)
             }
         case .rekeyChildSA(let childID):
             guard let id = owner(of: childID) else { return [] }
@@ -118,7 +119,7 @@ public struct IKEv2Endpoint: Sendable {
             // its NAT put it.
             for stale in sas.values where stale.id != sa.id && stale.remoteIdentity == contact.identity && stale.peer.address == sa.peer.address {
                 actions += end(stale, .notice, "replaced (INITIAL_CONTACT from \(contact.identity) at \(contact.address))",
-                               reason: "INITIAL_CONTACT from peer", random: &random)
+                               reason: .peerRestarted, random: &random)
             }
         }
         if let superseding = effects.supersedesChildless {
@@ -126,7 +127,7 @@ public struct IKEv2Endpoint: Sendable {
             // kept as orphans at both ends.
             for orphan in sas.values where orphan.id != sa.id && orphan.isEstablished && !orphan.rekeyedAway && orphan.children.isEmpty
                 && orphan.connection.name == superseding.connection && orphan.remoteIdentity == superseding.identity {
-                actions += end(orphan, .notice, "superseded by \(sa.label) and without a Child SA; deleting it", reason: "superseded",
+                actions += end(orphan, .notice, "superseded by \(sa.label) and without a Child SA; deleting it", reason: .replaced("superseded"),
                                sendingDelete: true, random: &random)
             }
         }
@@ -145,14 +146,14 @@ public struct IKEv2Endpoint: Sendable {
         var actions: [IKEv2Action] = []
         for excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
             count("replacedIKESAsForgotten")
-            actions += end(excess, .info, "replaced long ago and never deleted by the peer; forgotten", reason: "rekeyed", random: &random)
+            actions += end(excess, .info, "replaced long ago and never deleted by the peer; forgotten", reason: .replaced("rekeyed"), random: &random)
         }
         return actions
     }
 
     /// Ends an SA other than the one an event is for: logs why, sends its DELETE if asked, forgets it.
     mutating func end(
-        _ sa: IKESA, _ level: LogLevel, _ why: String, reason: String, sendingDelete: Bool = false, random: inout some RandomNumberGenerator
+        _ sa: IKESA, _ level: LogLevel, _ why: String, reason: IKESAEnd, sendingDelete: Bool = false, random: inout some RandomNumberGenerator
     ) -> [IKEv2Action] {
         var closing = sa
         var effects = Effects()
@@ -285,7 +286,7 @@ public struct IKEv2Endpoint: Sendable {
                 for evicted in fromSource.sorted(by: { $0.halfOpenSince < $1.halfOpenSince }).prefix(excess) {
                     count("halfOpenEvicted")
                     actions += end(evicted, .info, "half-open SA evicted for a new IKE_SA_INIT from \(from) with a valid COOKIE",
-                                   reason: "half-open SA evicted", random: &random)
+                                   reason: .local("half-open SA evicted"), random: &random)
                 }
             }
         }
@@ -365,7 +366,7 @@ public struct IKEv2Endpoint: Sendable {
                 guard case .responderHalfOpen = sa.phase else { return }
                 effects.count("halfOpenExpired")
                 effects.log(.info, "\(sa.label): half-open SA expired (no IKE_AUTH from \(sa.remote))")
-                sa.close(reason: "half-open timeout", effects: &effects)
+                sa.close(reason: .local("half-open timeout"), effects: &effects)
             }
         case .rekeyIKESA(let id):
             return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.request(.rekeyIKE, context: context, random: &random, effects: &effects) }
@@ -376,7 +377,7 @@ public struct IKEv2Endpoint: Sendable {
             return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 guard sa.rekeyedAway else { return }
                 effects.log(.info, "\(sa.label): replaced by a rekey and never deleted by the peer; forgotten")
-                sa.close(reason: "rekeyed", effects: &effects)
+                sa.close(reason: .replaced("rekeyed"), effects: &effects)
             }
         case .rotateCookieSecret:
             // §2.6: a new secret; cookies made with the one before stay valid until the next rotation.

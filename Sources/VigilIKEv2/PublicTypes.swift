@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// An IKE SA's id: our own SPI for it (initiator SPI if we initiated, responder SPI otherwise).
@@ -63,11 +64,6 @@ public struct RetransmissionSchedule: Hashable, Sendable {
         for _ in 0..<max(attempt, 0) where factor < Self.maximumBackoffFactor { factor *= base }
         return timeout * min(factor, Self.maximumBackoffFactor)
     }
-}
-
-public enum LogLevel: Int, Hashable, Sendable, Comparable {
-    case debug, info, notice, warning, error
-    public static func < (a: LogLevel, b: LogLevel) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Why a negotiation failed, with a stable code a script can act on.
@@ -210,7 +206,7 @@ public enum IKEv2Action: Sendable {
     case childSAEstablished(ChildSAInfo, keys: ChildSAKeys)
     case childSARekeyed(old: ChildSAID, new: ChildSAInfo, keys: ChildSAKeys)
     case childSADeleted(ChildSAInfo, reason: String)
-    case ikeSADeleted(IKESAInfo, reason: String)
+    case ikeSADeleted(IKESAInfo, reason: IKESAEnd)
     /// The IKE SA was rekeyed (§2.18): its Child SAs now belong to `new`; the old id is gone without an
     /// `ikeSADeleted` (this is not a failure).
     case ikeSARekeyed(old: IKESAID, new: IKESAInfo)

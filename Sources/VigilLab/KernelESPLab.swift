@@ -199,6 +199,8 @@ public enum KernelESPLab {
             let output = try gateway.run(command)
             text += "$ \(command.joined(separator: " "))\n\(output.stdout)\(output.stderr)\n"
         }
+        let ours = try lab.lab.vigil.run(["nstat", "-az", "Xfrm*"])
+        text += "vigild's side: $ nstat -az Xfrm*\n\(ours.stdout)\(ours.stderr)\n"
         let log = lab.lab.strongSwans[0]?.log ?? ""
         return text + "charon's log (end):\n" + String(log.suffix(5000))
     }

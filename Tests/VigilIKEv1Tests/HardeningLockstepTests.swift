@@ -2,6 +2,7 @@ import Testing
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilIKEv1
 import VigilWire
 
@@ -240,7 +241,7 @@ import VigilWire
         #expect(net.westActions.unreachable == 1)
         #expect(net.westActions.failures.map(\.code) == [.timeout])
         #expect(net.west.ikeSAs.isEmpty)
-        #expect(net.westActions.deletedIKESAs.map(\.1) == ["Quick Mode unanswered"])
+        #expect(net.westActions.deletedIKESAs.map(\.1) == [.local("Quick Mode unanswered")])
     }
 
     @Test func aReauthenticationRetiresTheOldISAKMPSAAtOnce() throws {
@@ -255,7 +256,7 @@ import VigilWire
         #expect(net.east.childSAs.first?.ikeSA == net.east.ikeSAs.first?.id)
         let deleted = net.eastActions.deletedIKESAs
         #expect(deleted.map(\.0.id) == [eastOld])
-        #expect(deleted.allSatisfy { !$0.1.contains("peer") }, "the daemon would read a peer's doing into \(deleted.map(\.1))")
+        #expect(deleted.allSatisfy { !$0.1.endedByPeer }, "the daemon would read a peer's doing into \(deleted.map(\.1))")
         net.settle()
         #expect(net.west.ikeSAs.count == 1 && net.east.ikeSAs.count == 1)
         #expect(net.west.childSAs.count == 1 && net.east.childSAs.count == 1)

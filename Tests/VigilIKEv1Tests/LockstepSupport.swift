@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilIKEv1
 import VigilWire
 
@@ -161,5 +162,5 @@ extension [IKEv1Action] {
     var proofsOfLife: Int { filter { if case .authenticatedMessageReceived = $0 { true } else { false } }.count }
     var unreachable: Int { filter { if case .peerUnreachable = $0 { true } else { false } }.count }
     var acknowledged: [UInt32] { compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
-    var deletedIKESAs: [(IKEv1SAInfo, String)] { compactMap { if case .ikeSADeleted(let info, let reason) = $0 { (info, reason) } else { nil } } }
+    var deletedIKESAs: [(IKEv1SAInfo, IKESAEnd)] { compactMap { if case .ikeSADeleted(let info, let reason) = $0 { (info, reason) } else { nil } } }
 }

@@ -2,6 +2,7 @@ import Testing
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilIKEv1
 import VigilWire
 
@@ -159,7 +160,7 @@ import VigilWire
         net.east(.deleteIKESA(eastSA))
         let ikeDeleteStep = net.deliver()
         let ikeDelete = try #require(ikeDeleteStep)
-        #expect(ikeDelete.actions.contains { if case .ikeSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })
+        #expect(ikeDelete.actions.contains { if case .ikeSADeleted(_, let reason) = $0 { reason == .deletedByPeer } else { false } })
         #expect(net.west.ikeSAs.isEmpty && net.east.ikeSAs.isEmpty)
     }
 

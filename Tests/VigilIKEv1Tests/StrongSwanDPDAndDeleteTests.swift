@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import VigilAddressing
+import VigilIKE
 import VigilIKEv1
 import VigilLab
 
@@ -99,7 +100,7 @@ import VigilLab
         #expect(lab.driver.endpoint.childSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty, "Vigil:\n\(lab.driver.log)")
         #expect(lab.driver.actions.contains { if case .childSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })
-        #expect(lab.driver.actions.contains { if case .ikeSADeleted(_, let reason) = $0 { reason == "deleted by peer" } else { false } })
+        #expect(lab.driver.actions.contains { if case .ikeSADeleted(_, let reason) = $0 { reason == .deletedByPeer } else { false } })
     }
 
     @Test func wrongKeyWhenVigilInitiates() throws {

@@ -3,6 +3,7 @@ import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
 import VigilWire
+import VigilIKE
 @testable import VigilIKEv2
 
 /// A Vigil initiator against a Vigil responder, message by message, no sockets.
@@ -264,6 +265,9 @@ import VigilWire
         let eastID = try #require(lockstep.east.ikeSAs.first?.id)
         let gone = lockstep.pump(lockstep.eastHandles(.deleteIKESA(eastID)))
         #expect(gone.deletedIKESAs.count == 2)
+        // Typed for the daemon: the side that deleted says so, the other was told by its peer.
+        #expect(Set(gone.ikeSAEnds) == [.local("deleted"), .deletedByPeer], "\(gone.ikeSAEnds)")
+        #expect(gone.ikeSAEnds.filter(\.endedByPeer) == [.deletedByPeer])
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
     }
 
@@ -275,6 +279,7 @@ import VigilWire
         lockstep.west = IKEv2Endpoint(configuration: lockstep.west.configuration)
         let (_, east) = try Self.establish(&lockstep)
         #expect(east.deletedIKESAs.map(\.id) == [stale])
+        #expect(east.ikeSAEnds == [.peerRestarted])
         #expect(east.deletedChildren.count == 1)
         #expect(lockstep.east.ikeSAs.count == 1 && lockstep.east.childSAs.count == 1)
     }

@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 @testable import VigilIKEv2
 
 /// SplitMix64: a seeded generator so every run replays.
@@ -48,6 +49,9 @@ extension [IKEv2Action] {
     }
     var deletedIKESAs: [IKESAInfo] {
         compactMap { if case .ikeSADeleted(let info, _) = $0 { info } else { nil } }
+    }
+    var ikeSAEnds: [IKESAEnd] {
+        compactMap { if case .ikeSADeleted(_, let end) = $0 { end } else { nil } }
     }
     var timers: [(IKEv2TimerID, Duration)] {
         compactMap { if case .scheduleTimer(let id, let at) = $0 { (id, at) } else { nil } }
