@@ -1,5 +1,6 @@
 import VigilAddressing
 import VigilAlgorithms
+import VigilIKE
 import Yams
 
 /// A value and the field it was read from, so later checks can point at it.
@@ -45,8 +46,8 @@ struct RetransmitOverride {
     var tries: Int?
     var invalid = false
 
-    func applied(to schedule: RetransmitSchedule) -> RetransmitSchedule {
-        RetransmitSchedule(timeout: timeout ?? schedule.timeout, base: base ?? schedule.base, tries: tries ?? schedule.tries)
+    func applied(to schedule: RetransmissionSchedule) -> RetransmissionSchedule {
+        RetransmissionSchedule(timeout: timeout ?? schedule.timeout, base: base ?? schedule.base, tries: tries ?? schedule.tries)
     }
 }
 
@@ -72,7 +73,7 @@ struct DocumentParser {
     let file: String
     var diagnostics = Diagnostics()
     private var globalDPD = DPDOverride()
-    private var globalRetransmit = RetransmitSchedule.defaults
+    private var globalRetransmit = RetransmissionSchedule.vigilDefault
     private var allPeers: [Setting<Peer>] = []
 
     init(file: String) {
@@ -149,7 +150,7 @@ struct DocumentParser {
         }
         globalDPD = section["dpd"].map { parseDPD($0) } ?? DPDOverride()
         let retransmit = section["ike-retransmit"].map { parseRetransmit($0) } ?? RetransmitOverride()
-        globalRetransmit = retransmit.applied(to: .defaults)
+        globalRetransmit = retransmit.applied(to: .vigilDefault)
         let kernel = section["kernel"].map { parseKernel($0) } ?? KernelSettings.defaults
         let halfOpen = parseHalfOpen(section)
         let dpdDefaults = DPDSettings(

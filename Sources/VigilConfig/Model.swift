@@ -3,6 +3,7 @@ import Glibc
 #endif
 @_exported import VigilAddressing
 import VigilAlgorithms
+import VigilIKE
 
 /// The whole configuration: what the rest of the daemon uses. Values only; built by `ConfigurationLoader`.
 public struct VigilConfiguration: Hashable, Sendable {
@@ -31,14 +32,14 @@ public struct GlobalSettings: Hashable, Sendable {
     public var controlGroup: String? = nil
     /// DPD defaults; each entry may override key by key.
     public var dpd: DPDSettings
-    public var ikeRetransmit: RetransmitSchedule
+    public var ikeRetransmit: RetransmissionSchedule
     public var kernel: KernelSettings
     /// Responder half-open limits; unset ones are each engine's default.
     public var halfOpen = HalfOpenSettings()
 
     public init(
         identity: Identity, listen: [IPAddress], dataplane: DataPlaneChoice, secretsPath: String?,
-        controlSocket: String, dpd: DPDSettings, ikeRetransmit: RetransmitSchedule, kernel: KernelSettings
+        controlSocket: String, dpd: DPDSettings, ikeRetransmit: RetransmissionSchedule, kernel: KernelSettings
     ) {
         self.identity = identity
         self.listen = listen
@@ -131,19 +132,10 @@ public struct DPDSettings: Hashable, Sendable {
         retries: ConfigurationLimits.defaultDPDRetries, action: .restart)
 }
 
-/// IKE request retransmission: the n-th retransmission waits `timeout * base^n`; after `tries` the exchange fails.
-public struct RetransmitSchedule: Hashable, Sendable {
-    public var timeout: Duration
-    public var base: Double
-    public var tries: Int
-
-    public init(timeout: Duration, base: Double, tries: Int) {
-        self.timeout = timeout
-        self.base = base
-        self.tries = tries
-    }
-
-    public static let defaults = RetransmitSchedule(timeout: .seconds(1), base: 1.8, tries: 4)
+extension RetransmissionSchedule {
+    /// Vigil's default when the configuration names none: 1 s, 1.8, 4 tries (a failover controller gives up on an
+    /// unanswered peer sooner than strongSwan's 4 s, 1.8, 5).
+    public static let vigilDefault = RetransmissionSchedule(timeout: .seconds(1), base: 1.8, tries: 4)
 }
 
 /// How routes to protected subnets are installed.
@@ -280,14 +272,14 @@ public struct CryptoMapEntry: Hashable, Sendable {
     /// Overrides `global.identity` for this entry.
     public var localIdentity: Identity?
     /// Global schedule merged with this entry's overrides.
-    public var retransmit: RetransmitSchedule
+    public var retransmit: RetransmissionSchedule
 
     public init(
         sequence: Int, ikeVersion: IKEVersion, peers: [Peer], preferredPeer: Peer?, idleTime: Duration?,
         preemption: Preemption?, traffic: [TrafficSelectorPair], ikeProposals: [IKEProposal],
         espProposals: [ESPProposal], pfsGroup: DHGroup?, ikeLifetime: Duration, childLifetime: Duration,
         rekeyMargin: Duration?, dpd: DPDSettings, start: Bool, encapsulation: Encapsulation,
-        connectTimeout: Duration, backoff: Backoff, localIdentity: Identity?, retransmit: RetransmitSchedule
+        connectTimeout: Duration, backoff: Backoff, localIdentity: Identity?, retransmit: RetransmissionSchedule
     ) {
         self.sequence = sequence
         self.ikeVersion = ikeVersion

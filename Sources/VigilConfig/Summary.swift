@@ -1,3 +1,5 @@
+import VigilIKE
+
 extension VigilConfiguration {
     /// A deterministic, human-readable account of what was understood: maps in name order, entries by sequence,
     /// peer lists in order, durations with units. Secrets never appear.
@@ -66,6 +68,6 @@ extension DPDSettings {
     }
 }
 
-extension RetransmitSchedule {
+extension RetransmissionSchedule {
     var summary: String { "timeout \(timeout.configurationText), base \(base), tries \(tries)" }
 }

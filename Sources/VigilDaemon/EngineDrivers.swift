@@ -21,7 +21,7 @@ struct ConnectionSpec {
     var childLifetime: Duration
     var rekeyMargin: Duration?
     var forceUDPEncapsulation: Bool
-    var retransmit: RetransmitSchedule
+    var retransmit: RetransmissionSchedule
 
     /// The connections of one IKE version. `forceEncapsulation` is set for the userspace data plane, which carries
     /// ESP in UDP 4500 only.
@@ -93,24 +93,20 @@ final class IKEv2Driver: IKEEngineDriver {
                 ikeProposals: spec.ikeProposals, espProposals: spec.espProposals, pfsGroup: spec.pfsGroup,
                 localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
                 ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
-                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
+                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: spec.retransmit)
         }
         let halfOpen = configuration.global.halfOpen
         typealias Defaults = IKEv2Endpoint.Configuration
         endpoint = IKEv2Endpoint(configuration: .init(
-            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            connections: connections, retransmission: configuration.global.ikeRetransmit,
             halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
             cookieThreshold: halfOpen.cookieThreshold ?? Defaults.defaultCookieThreshold,
             halfOpenLimitPerSource: halfOpen.perSource ?? Defaults.defaultHalfOpenLimitPerSource))
     }
 
-    private static func schedule(_ retransmit: RetransmitSchedule) -> RetransmissionSchedule {
-        RetransmissionSchedule(timeout: retransmit.timeout, base: retransmit.base, tries: retransmit.tries)
-    }
-
-    private static func peer(_ peer: EnginePeer, _ retransmit: RetransmitSchedule) -> IKEv2Endpoint.PeerConfiguration {
+    private static func peer(_ peer: EnginePeer, _ retransmit: RetransmissionSchedule) -> IKEv2Endpoint.PeerConfiguration {
         IKEv2Endpoint.PeerConfiguration(address: peer.address, identity: peer.identity, preSharedKey: peer.preSharedKey,
-                                        retransmission: schedule(retransmit))
+                                        retransmission: retransmit)
     }
 
     private func run(_ event: IKEv2Event) {
@@ -201,19 +197,15 @@ final class IKEv1Driver: IKEEngineDriver {
                 localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
                 ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
                 rekeyMargin: spec.rekeyMargin ?? .seconds(60),
-                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: Self.schedule(spec.retransmit))
+                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: spec.retransmit)
         }
         let halfOpen = configuration.global.halfOpen
         typealias Defaults = IKEv1Endpoint.Configuration
         endpoint = IKEv1Endpoint(configuration: .init(
-            connections: connections, retransmission: Self.schedule(configuration.global.ikeRetransmit),
+            connections: connections, retransmission: configuration.global.ikeRetransmit,
             halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
             maximumHalfOpen: halfOpen.total ?? Defaults.defaultMaximumHalfOpen,
             maximumHalfOpenPerSource: halfOpen.perSource ?? Defaults.defaultMaximumHalfOpenPerSource))
-    }
-
-    private static func schedule(_ retransmit: RetransmitSchedule) -> IKEv1RetransmissionSchedule {
-        IKEv1RetransmissionSchedule(timeout: retransmit.timeout, base: retransmit.base, tries: retransmit.tries)
     }
 
     private func run(_ event: IKEv1Event) {

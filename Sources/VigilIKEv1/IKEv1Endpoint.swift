@@ -103,7 +103,7 @@ public struct IKEv1Endpoint: Sendable {
         mutating func count(_ name: String) { counters[name, default: 0] += 1 }
     }
 
-    func schedule(for sa: ISAKMPSA) -> IKEv1RetransmissionSchedule {
+    func schedule(for sa: ISAKMPSA) -> RetransmissionSchedule {
         sa.retransmission ?? configuration.retransmission
     }
 
@@ -112,7 +112,7 @@ public struct IKEv1Endpoint: Sendable {
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
         sa.pending[messageID] = PendingRequest(bytes: bytes, attempts: 0, purpose: purpose)
         context.actions.append(.scheduleTimer(.retransmit(sa.id, messageID: messageID),
-                                              at: context.now + schedule(for: sa).delay(attempt: 0)))
+                                              at: context.now + schedule(for: sa).delay(afterAttempt: 0)))
     }
 
     func answered(messageID: UInt32, sa: inout ISAKMPSA, _ context: inout Context) {
@@ -284,7 +284,7 @@ public struct IKEv1Endpoint: Sendable {
             context.count("retransmissions")
             context.log(.info, "retransmit \(request.attempts) of \(request.purpose) to \(sa.remote)")
             context.actions.append(.send(bytes: request.bytes, from: sa.local, to: sa.remote))
-            context.actions.append(.scheduleTimer(timer, at: context.now + schedule.delay(attempt: request.attempts)))
+            context.actions.append(.scheduleTimer(timer, at: context.now + schedule.delay(afterAttempt: request.attempts)))
             sa.pending[messageID] = request
             sas[id] = sa
         case .halfOpenExpired(let id):

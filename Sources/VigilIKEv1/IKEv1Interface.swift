@@ -17,24 +17,6 @@ public struct IKEv1ChildSAID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { String(inboundSPI, radix: 16).leftPadded(to: 8) }
 }
 
-public struct IKEv1RetransmissionSchedule: Sendable, Hashable {
-    public var timeout: Duration
-    public var base: Double
-    public var tries: Int
-    public init(timeout: Duration = .seconds(4), base: Double = 1.8, tries: Int = 5) {
-        self.timeout = timeout
-        self.base = base
-        self.tries = tries
-    }
-
-    /// Delay before retransmission number `attempt` (0 = the first send's wait).
-    func delay(attempt: Int) -> Duration { timeout * pow(base, attempt) }
-}
-
-private func pow(_ base: Double, _ exponent: Int) -> Double {
-    (0..<exponent).reduce(1.0) { value, _ in value * base }
-}
-
 extension IKEv1Endpoint {
     public struct Configuration: Sendable {
         /// A responder's half-open ISAKMP SA (Main Mode not finished) lives this long by default.
@@ -46,7 +28,7 @@ extension IKEv1Endpoint {
         public static let defaultMaximumHalfOpenPerSource = 8
 
         public var connections: [ConnectionConfiguration]
-        public var retransmission: IKEv1RetransmissionSchedule
+        public var retransmission: RetransmissionSchedule
         /// Responder half-open ISAKMP SAs (Main Mode not finished) expire after this.
         public var halfOpenTimeout: Duration
         /// At most this many responder half-open ISAKMP SAs; further MM1s are dropped (IKEv1 has no cookie
@@ -56,7 +38,7 @@ extension IKEv1Endpoint {
         /// SA that has not shown it receives at that address yet (still at MM2), or is dropped.
         public var maximumHalfOpenPerSource: Int
 
-        public init(connections: [ConnectionConfiguration], retransmission: IKEv1RetransmissionSchedule = .init(),
+        public init(connections: [ConnectionConfiguration], retransmission: RetransmissionSchedule = .strongSwanDefault,
                     halfOpenTimeout: Duration = Configuration.defaultHalfOpenTimeout,
                     maximumHalfOpen: Int = Configuration.defaultMaximumHalfOpen,
                     maximumHalfOpenPerSource: Int = Configuration.defaultMaximumHalfOpenPerSource) {
@@ -86,14 +68,14 @@ extension IKEv1Endpoint {
         /// Send a false NAT-D for our own address so the peer believes we are behind NAT and both sides carry ESP in
         /// UDP 4500 (RFC 3948); strongSwan with kernel-libipsec does the same on its side.
         public var forceUDPEncapsulation: Bool
-        public var retransmission: IKEv1RetransmissionSchedule?
+        public var retransmission: RetransmissionSchedule?
 
         public init(name: String, localAddress: IPAddress, localIdentity: Identity, peers: [PeerConfiguration],
                     ikeProposals: [IKEProposal], espProposals: [ESPProposal], pfsGroup: DHGroup?,
                     localTrafficSelectors: [IPPrefix], remoteTrafficSelectors: [IPPrefix],
                     ikeLifetime: Duration = .seconds(28_800), childLifetime: Duration = .seconds(3_600),
                     rekeyMargin: Duration = .seconds(60),
-                    forceUDPEncapsulation: Bool = false, retransmission: IKEv1RetransmissionSchedule? = nil) {
+                    forceUDPEncapsulation: Bool = false, retransmission: RetransmissionSchedule? = nil) {
             self.name = name
             self.localAddress = localAddress
             self.localIdentity = localIdentity

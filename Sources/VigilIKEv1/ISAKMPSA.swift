@@ -151,7 +151,7 @@ struct ISAKMPSA: Sendable {
             udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 
-    var retransmission: IKEv1RetransmissionSchedule? { connection.retransmission }
+    var retransmission: RetransmissionSchedule? { connection.retransmission }
 }
 
 struct PendingRequest: Sendable {

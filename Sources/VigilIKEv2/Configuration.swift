@@ -1,6 +1,7 @@
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 
 extension IKEv2Endpoint {
     public struct Configuration: Sendable {

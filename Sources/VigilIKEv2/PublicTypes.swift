@@ -38,34 +38,6 @@ public enum IKEv2TimerID: Hashable, Sendable {
     case rotateCookieSecret
 }
 
-/// How requests are retransmitted: after `timeout`, then `timeout * base^n`, `tries` retransmissions in all
-/// (strongSwan's retransmit_timeout / retransmit_base / retransmit_tries).
-public struct RetransmissionSchedule: Hashable, Sendable {
-    public var timeout: Duration
-    public var base: Double
-    public var tries: Int
-
-    public init(timeout: Duration, base: Double, tries: Int) {
-        self.timeout = timeout
-        self.base = base
-        self.tries = tries
-    }
-
-    /// strongSwan's defaults: 4 s, 1.8, 5 tries.
-    public static let strongSwanDefault = RetransmissionSchedule(timeout: .seconds(4), base: 1.8, tries: 5)
-
-    /// The growth of the wait stops here, so that however often a request goes out the delay stays a finite
-    /// Duration (`Duration * Double` traps beyond its range).
-    static let maximumBackoffFactor = 1_000.0
-
-    /// The wait after the `attempt`-th transmission (0 = the original).
-    func delay(afterAttempt attempt: Int) -> Duration {
-        var factor = 1.0
-        for _ in 0..<max(attempt, 0) where factor < Self.maximumBackoffFactor { factor *= base }
-        return timeout * min(factor, Self.maximumBackoffFactor)
-    }
-}
-
 /// Why a negotiation failed, with a stable code a script can act on.
 public struct NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {
     public enum Code: String, Hashable, Sendable {

@@ -1,6 +1,7 @@
 import Testing
 import VigilAddressing
 @testable import VigilConfig
+import VigilIKE
 
 @Suite struct ModelTests {
     @Test func durationsParseWithUnits() throws {
@@ -51,7 +52,7 @@ import VigilAddressing
         #expect(entry.encapsulation == .auto)
         #expect(entry.connectTimeout == .seconds(10))
         #expect(entry.backoff == Backoff(initial: .seconds(1), maximum: .seconds(60)))
-        #expect(entry.retransmit == RetransmitSchedule(timeout: .seconds(1), base: 1.8, tries: 4))
+        #expect(entry.retransmit == RetransmissionSchedule(timeout: .seconds(1), base: 1.8, tries: 4))
         #expect(entry.pfsGroup == nil)
         #expect(configuration.global.controlSocket == "/run/vigil/vigil.sock")
         #expect(configuration.global.dataplane == .auto)
@@ -100,8 +101,8 @@ import VigilAddressing
         var yaml = changing("  secrets: secrets.yaml", to: "  secrets: secrets.yaml\n  ike-retransmit: {timeout: 500ms, tries: 6}")
         yaml = changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16]\n        retransmit: {base: 2}", in: yaml)
         let configuration = try ConfigurationLoader.load(yaml: yaml, fileName: "test.yaml", secrets: validSecrets)
-        #expect(configuration.global.ikeRetransmit == RetransmitSchedule(timeout: .milliseconds(500), base: 1.8, tries: 6))
-        #expect(configuration.cryptoMaps[0].entries[0].retransmit == RetransmitSchedule(timeout: .milliseconds(500), base: 2, tries: 6))
+        #expect(configuration.global.ikeRetransmit == RetransmissionSchedule(timeout: .milliseconds(500), base: 1.8, tries: 6))
+        #expect(configuration.cryptoMaps[0].entries[0].retransmit == RetransmissionSchedule(timeout: .milliseconds(500), base: 2, tries: 6))
     }
 
     @Test func retransmitBaseOutOfRange() throws {

@@ -6,6 +6,7 @@ import VigilIKEv1
 import VigilLab
 #if canImport(Glibc)
 import Glibc
+import VigilIKE
 #endif
 
 /// A tiny synchronous runtime around `IKEv1Endpoint` for interop tests: UDP 500 and 4500 in the Vigil namespace,
@@ -170,7 +171,7 @@ final class InteropLab {
                 pfsGroup: options.pfs, localTrafficSelectors: [Self.vigilNet], remoteTrafficSelectors: [Self.swanNet],
                 ikeLifetime: options.vigilIKELifetime, childLifetime: options.vigilChildLifetime, rekeyMargin: options.rekeyMargin,
                 forceUDPEncapsulation: options.forceUDPEncapsulation,
-                retransmission: IKEv1RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
+                retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
             driver = try InteropDriver(namespace: vigilNS, address: Self.vigilAddress,
                                        configuration: .init(connections: [connection], halfOpenTimeout: options.halfOpenTimeout))
         } catch {

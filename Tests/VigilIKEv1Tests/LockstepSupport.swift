@@ -33,7 +33,7 @@ enum Fixture {
             peers: [.init(address: remote, identity: .address(remote), preSharedKey: SecureBytes(Array(psk.utf8)))],
             ikeProposals: [try! IKEProposal.parse(ike)], espProposals: [try! ESPProposal.parse(esp)], pfsGroup: pfs,
             localTrafficSelectors: [localNet], remoteTrafficSelectors: [remoteNet], forceUDPEncapsulation: force,
-            retransmission: IKEv1RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
+            retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
     }
 
     static func westEndpoint(psk: String = "lab-secret-123", ike: String = "aes256-sha256-modp2048", esp: String = "aes256-sha256",

@@ -3,6 +3,7 @@ import Testing
 import VigilAddressing
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilLab
 @testable import VigilIKEv2
 
