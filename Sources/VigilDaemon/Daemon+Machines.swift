@@ -2,6 +2,7 @@ import VigilAddressing
 import VigilConfig
 import VigilCrypto
 import VigilFailover
+import VigilIKE
 import VigilKernel
 import VigilLiveness
 
@@ -222,16 +223,16 @@ extension Daemon {
                 forget(key)
                 coordinate(entry, .attemptFailed(session.peer, reason: "no answer"))
             }
-        case .negotiationFailed(let connection, let address, let code, let message):
+        case .negotiationFailed(let connection, let address, let failure):
             guard let entry = entries[connection] else { return }
             let peer = entry.peerName(for: address) ?? address.description
-            metrics.increment("vigil_negotiation_failures_total{code=\"\(code)\"}", help: "failed negotiations by reason")
-            record("negotiation-failed", entry, peer: peer, detail: "\(code): \(message)")
+            metrics.increment("vigil_negotiation_failures_total{code=\"\(failure.code.rawValue)\"}", help: "failed negotiations by reason")
+            record("negotiation-failed", entry, peer: peer, detail: failure.description)
             if let key = entry.sessions[peer], sessions[key]?.established == false { forget(key) }
             if entry.probing.remove(peer) != nil {
                 coordinate(entry, .phase1ProbeFailed(peer, probeSentAt: loop.now))
             } else {
-                coordinate(entry, .attemptFailed(peer, reason: "\(code): \(message)"))
+                coordinate(entry, .attemptFailed(peer, reason: failure.description))
             }
         case .log(let level, let text):
             engineLog(level, text)

@@ -80,7 +80,7 @@ public enum EngineOutput: Sendable {
     case exchangeInFlight(SessionKey, Bool)
     /// Retransmissions of a request ran out.
     case unreachable(SessionKey)
-    case negotiationFailed(connection: String, peer: IPAddress, code: String, message: String)
+    case negotiationFailed(connection: String, peer: IPAddress, NegotiationFailure)
     case log(LogLevel, String)
 }
 

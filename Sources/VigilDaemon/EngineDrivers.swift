@@ -143,7 +143,7 @@ final class IKEv2Driver: IKEEngineDriver {
         case .exchangeInFlight(let id, let inFlight): output(.exchangeInFlight(key(id), inFlight))
         case .peerUnreachable(let id): output(.unreachable(key(id)))
         case .negotiationFailed(let connection, let peer, let reason):
-            output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
+            output(.negotiationFailed(connection: connection, peer: peer, reason))
         case .log(let level, let text):
             output(.log(level, "IKEv2: \(text)"))
         }
@@ -237,7 +237,7 @@ final class IKEv1Driver: IKEEngineDriver {
         case .peerUnreachable(let id): output(.unreachable(key(id)))
         case .peerAddressChanged(let id, let old, let new): output(.peerMoved(key(id), old: old, new: new))
         case .negotiationFailed(let connection, let peer, let reason):
-            output(.negotiationFailed(connection: connection, peer: peer, code: reason.code.rawValue, message: reason.message))
+            output(.negotiationFailed(connection: connection, peer: peer, reason))
         case .log(let level, let text):
             output(.log(level, "IKEv1: \(text)"))
         }

@@ -264,7 +264,7 @@ public struct IKEv1Endpoint: Sendable {
                 context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
                 context.actions.append(.peerUnreachable(id))
                 if !sa.isEstablished {
-                    let reason: IKEv1NegotiationFailure
+                    let reason: NegotiationFailure
                     if let hint = sa.lastUnauthenticatedReason {
                         reason = .init(hint.code, "\(request.purpose): no valid answer after \(schedule.tries) retransmissions; \(hint.message)")
                     } else {

@@ -157,23 +157,9 @@ public enum IKEv1Action: Sendable {
     /// A peer behind NAT (NAT-D) sent an authenticated, fresh message from a new address or port: the ISAKMP SA and
     /// its IPsec SAs now use `new`. The runtime moves the kernel SAs and policies to it as a planned change.
     case peerAddressChanged(IKEv1SAID, old: Endpoint, new: Endpoint)
-    case negotiationFailed(connection: String, peer: IPAddress, reason: IKEv1NegotiationFailure)
+    case negotiationFailed(connection: String, peer: IPAddress, reason: NegotiationFailure)
     /// Operator log in the spirit of `debug crypto isakmp`.
     case log(LogLevel, String)
-}
-
-public struct IKEv1NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Code: String, Sendable, Hashable {
-        case noProposalChosen, authenticationFailed, invalidIDInformation, invalidKEPayload, timeout, peerDeleted,
-             unknownPeer, malformed
-    }
-    public var code: Code
-    public var message: String
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-    public var description: String { "\(code.rawValue): \(message)" }
 }
 
 public struct IKEv1SAInfo: Sendable, Hashable {

@@ -68,7 +68,7 @@ struct ISAKMPSA: Sendable {
     /// The last reason an unauthenticated message gave for refusing or breaking this negotiation (a plaintext
     /// notify, an MM6 that does not decrypt...). It changes nothing by itself; when the negotiation finally fails for
     /// want of a valid answer, the failure carries it so the operator still learns the likely cause.
-    var lastUnauthenticatedReason: IKEv1NegotiationFailure?
+    var lastUnauthenticatedReason: NegotiationFailure?
     /// Order of creation among the endpoint's SAs: a source over its half-open limit loses its oldest first.
     var serial: UInt64 = 0
     /// Our requests awaiting a reply, by message ID (0: Main Mode; as responder, our MM2 or MM4 until the next

@@ -229,7 +229,7 @@ extension IKEv1Endpoint {
             guard notification.notifyType < Self.firstStatusNotifyType else { return }
             let refused = sa.quickModes.filter { $0.value.step == .initiatorSentQM1 }.keys.sorted()
             guard !refused.isEmpty else { return }
-            let code: IKEv1NegotiationFailure.Code = notification.notifyType == ISAKMP.NotifyType.noProposalChosen ? .noProposalChosen
+            let code: NegotiationFailure.Code = notification.notifyType == ISAKMP.NotifyType.noProposalChosen ? .noProposalChosen
                 : notification.notifyType == ISAKMP.NotifyType.invalidIDInformation ? .invalidIDInformation : .malformed
             for messageID in refused {
                 sa.quickModes[messageID] = nil
@@ -325,7 +325,7 @@ extension IKEv1Endpoint {
         context.count("unauthenticatedDropped")
     }
 
-    static func mainModeFailureCode(_ notifyType: UInt16) -> IKEv1NegotiationFailure.Code {
+    static func mainModeFailureCode(_ notifyType: UInt16) -> NegotiationFailure.Code {
         switch notifyType {
         case ISAKMP.NotifyType.noProposalChosen: .noProposalChosen
         case ISAKMP.NotifyType.authenticationFailed, ISAKMP.NotifyType.invalidHashInformation: .authenticationFailed
@@ -336,7 +336,7 @@ extension IKEv1Endpoint {
 
     /// An unauthenticated message refused or broke a negotiation of ours: counted, logged, kept as a hint; the
     /// negotiation goes on until its retransmissions (or, as responder, its half-open lifetime) run out.
-    func unauthenticatedReply(sa: inout ISAKMPSA, _ code: IKEv1NegotiationFailure.Code, _ message: String, _ context: inout Context) {
+    func unauthenticatedReply(sa: inout ISAKMPSA, _ code: NegotiationFailure.Code, _ message: String, _ context: inout Context) {
         context.count("unauthenticatedDropped")
         context.log(.warning, "\(sa.connection.name): \(message); still waiting for a valid answer")
         sa.lastUnauthenticatedReason = .init(code, message)

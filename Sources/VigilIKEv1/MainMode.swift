@@ -232,7 +232,7 @@ extension IKEv1Endpoint {
     /// verify): nothing in it is authenticated, so it changes nothing (issue 13). As initiator we keep
     /// retransmitting and the reason becomes the hint of the final failure; as responder the half-open SA waits
     /// for a valid message until it expires, and a bad MM3 is junk from a source that may be spoofed.
-    func mainModeMessageRefused(sa: inout ISAKMPSA, _ failure: IKEv1NegotiationFailure, _ context: inout Context) {
+    func mainModeMessageRefused(sa: inout ISAKMPSA, _ failure: NegotiationFailure, _ context: inout Context) {
         if failure.code == .authenticationFailed { context.count("authenticationFailures") }
         switch sa.phase {
         case .responderSentMM2:
@@ -245,7 +245,7 @@ extension IKEv1Endpoint {
         }
     }
 
-    func failMainMode(sa: inout ISAKMPSA, _ code: IKEv1NegotiationFailure.Code, _ message: String, _ context: inout Context) {
+    func failMainMode(sa: inout ISAKMPSA, _ code: NegotiationFailure.Code, _ message: String, _ context: inout Context) {
         context.log(.error, "\(sa.connection.name): Main Mode with \(sa.remote) failed: \(message)")
         if code == .authenticationFailed { context.count("authenticationFailures") }
         context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: .init(code, message)))
@@ -254,7 +254,7 @@ extension IKEv1Endpoint {
 
     // MM2 { SA, V... } <--
     mutating func mainMode2Received(header: ISAKMP.Header, payloads: [ISAKMP.Payload], offered: [Phase1Suite], sa: inout ISAKMPSA,
-                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         context.log(.debug, "received MM2 \(Self.payloadList(payloads)) from \(sa.remote)")
         guard case .securityAssociation(let chosen)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }),
               chosen.proposals.count == 1, chosen.proposals[0].transforms.count == 1,
@@ -276,7 +276,7 @@ extension IKEv1Endpoint {
         sendRequest(bytes, messageID: 0, purpose: "Main Mode 3", sa: &sa, &context)
     }
 
-    static func keyExchange(_ group: DHGroup) throws(IKEv1NegotiationFailure) -> KeyExchange {
+    static func keyExchange(_ group: DHGroup) throws(NegotiationFailure) -> KeyExchange {
         do {
             return try KeyExchange(group: group)
         } catch {
@@ -322,7 +322,7 @@ extension IKEv1Endpoint {
 
     /// Derives the Phase 1 keys from our exchange and nonce and the peer's KE and nonce (MM3 or MM4).
     func authenticating(suite: Phase1Suite, keyExchange: KeyExchange, localNonce: [UInt8], peerPayloads: [ISAKMP.Payload],
-                        sa: ISAKMPSA, message: String) throws(IKEv1NegotiationFailure) -> ISAKMPSA.Authenticating {
+                        sa: ISAKMPSA, message: String) throws(NegotiationFailure) -> ISAKMPSA.Authenticating {
         var peerPublic: [UInt8]?
         var peerNonce: [UInt8]?
         for payload in peerPayloads {
@@ -357,7 +357,7 @@ extension IKEv1Endpoint {
 
     // MM4 { KE, Nr, NAT-D, NAT-D } <--
     mutating func mainMode4Received(payloads: [ISAKMP.Payload], state: ISAKMPSA.KeyExchangeSent, sa: inout ISAKMPSA,
-                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         context.log(.debug, "received MM4 \(Self.payloadList(payloads)) from \(sa.remote)")
         let authenticating = try authenticating(suite: state.suite, keyExchange: state.keyExchange, localNonce: state.localNonce,
                                                 peerPayloads: payloads, sa: sa, message: "MM4")
@@ -409,7 +409,7 @@ extension IKEv1Endpoint {
     /// Checks the peer's ID and HASH in MM5/MM6: throws when the message is not authenticated (anyone could have
     /// sent it), returns the refusal when it is and names an identity other than the one configured.
     func verifyPeerAuthentication(_ payloads: [ISAKMP.Payload], _ state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
-                                  peerIsInitiator: Bool) throws(IKEv1NegotiationFailure) -> IKEv1NegotiationFailure? {
+                                  peerIsInitiator: Bool) throws(NegotiationFailure) -> NegotiationFailure? {
         var identification: ISAKMP.Identification?
         var hash: [UInt8]?
         for payload in payloads {
@@ -431,7 +431,7 @@ extension IKEv1Endpoint {
 
     // MM6 E{ IDir, HASH_R } <--
     mutating func mainMode6Received(payloads: [ISAKMP.Payload], state: ISAKMPSA.Authenticating, sa: inout ISAKMPSA,
-                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         context.log(.debug, "received MM6 \(Self.payloadList(payloads)) from \(sa.remote)")
         if let refusal = try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: false) {
             failMainMode(sa: &sa, refusal.code, refusal.message, &context)
@@ -468,7 +468,7 @@ extension IKEv1Endpoint {
 
     // MM3 { KE, Ni, NAT-D, NAT-D } -->
     mutating func mainMode3Received(raw: [UInt8], payloads: [ISAKMP.Payload], suite: Phase1Suite, sa: inout ISAKMPSA,
-                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                    _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         context.log(.debug, "received MM3 \(Self.payloadList(payloads)) from \(sa.remote)")
         let keyExchange = try Self.keyExchange(suite.group)
         let localNonce = Self.randomBytes(Self.nonceLength, &random)
@@ -492,7 +492,7 @@ extension IKEv1Endpoint {
     // MM5 E{ IDii, HASH_I, N(INITIAL-CONTACT) } -->
     mutating func mainMode5Received(raw: [UInt8], payloads: [ISAKMP.Payload], state: ISAKMPSA.Authenticating, from: Endpoint,
                                     to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context,
-                                    _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                    _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         context.log(.debug, "received MM5 \(Self.payloadList(payloads)) from \(from)")
         if let refusal = try verifyPeerAuthentication(payloads, state, sa: &sa, peerIsInitiator: true) {
             failMainMode(sa: &sa, refusal.code, refusal.message, &context)

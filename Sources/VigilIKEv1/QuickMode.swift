@@ -138,7 +138,7 @@ extension IKEv1Endpoint {
             context.log(.warning, "dropped Quick Mode from \(from): HASH is not the first payload")
             return
         }
-        do throws(IKEv1NegotiationFailure) {
+        do throws(NegotiationFailure) {
             guard var existing = quickMode else {
                 try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, keys: keys,
                                        from: from, to: to, sa: &sa, &context, &random)
@@ -151,7 +151,7 @@ extension IKEv1Endpoint {
             case .responderSentQM2:
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
                 let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + existing.initiatorNonce + existing.responderNonce)
-                guard constantTimeEquals(expected, hash) else { throw IKEv1NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
+                guard constantTimeEquals(expected, hash) else { throw NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
                 answered(messageID: messageID, sa: &sa, &context)
                 // A late duplicate of QM1 must not start this exchange over.
@@ -177,7 +177,7 @@ extension IKEv1Endpoint {
             let notify: UInt16? = switch error.code {
             case .noProposalChosen: ISAKMP.NotifyType.noProposalChosen
             case .invalidIDInformation: ISAKMP.NotifyType.invalidIDInformation
-            case .authenticationFailed, .invalidKEPayload, .timeout, .peerDeleted, .unknownPeer, .malformed: nil
+            case .authenticationFailed, .invalidKEPayload, .timeout, .peerDeleted, .unknownPeer, .malformed, .tsUnacceptable, .internalError: nil
             }
             if quickMode == nil, let notify {
                 sendInformational([.notification(.init(protocolID: .isakmp, notifyType: notify, spi: sa.cookies))], sa: &sa, &context, &random)
@@ -188,7 +188,7 @@ extension IKEv1Endpoint {
 
     // QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } -->
     mutating func quickMode1Received(messageID: UInt32, hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], nextIV: [UInt8],
-                                     keys: Phase1Keys, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                     keys: Phase1Keys, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         // HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM1 HASH(1) does not verify") }
@@ -261,7 +261,7 @@ extension IKEv1Endpoint {
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
     mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, keys: Phase1Keys,
                                      from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
-                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(IKEv1NegotiationFailure) {
+                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
         var quickMode = quickMode
         let messageID = quickMode.messageID
         let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
@@ -310,7 +310,7 @@ extension IKEv1Endpoint {
         installChildSA(quickMode: quickMode, keys: keys, sa: &sa, weInitiated: true, &context, &random)
     }
 
-    static func prefixOrThrow(_ id: ISAKMP.Identification) throws(IKEv1NegotiationFailure) -> IPPrefix {
+    static func prefixOrThrow(_ id: ISAKMP.Identification) throws(NegotiationFailure) -> IPPrefix {
         guard let prefix = ProposalMapping.prefix(id) else {
             throw .init(.invalidIDInformation, "proxy identity of type \(id.idType) is not a subnet or address")
         }
@@ -394,7 +394,7 @@ struct QuickModePayloads {
     var initiatorID: ISAKMP.Identification?
     var responderID: ISAKMP.Identification?
 
-    init(_ payloads: [ISAKMP.Payload], message: String) throws(IKEv1NegotiationFailure) {
+    init(_ payloads: [ISAKMP.Payload], message: String) throws(NegotiationFailure) {
         var sa: ISAKMP.SecurityAssociation?
         var nonce: [UInt8]?
         var ids: [ISAKMP.Identification] = []

@@ -38,31 +38,6 @@ public enum IKEv2TimerID: Hashable, Sendable {
     case rotateCookieSecret
 }
 
-/// Why a negotiation failed, with a stable code a script can act on.
-public struct NegotiationFailure: Error, Sendable, Hashable, CustomStringConvertible {
-    public enum Code: String, Hashable, Sendable {
-        case noProposalChosen
-        case authenticationFailed
-        case tsUnacceptable
-        case invalidKEPayload
-        case timeout
-        case peerDeleted
-        case unknownPeer
-        case malformed
-        case internalError
-    }
-
-    public var code: Code
-    public var message: String
-
-    public init(_ code: Code, _ message: String) {
-        self.code = code
-        self.message = message
-    }
-
-    public var description: String { "\(code.rawValue): \(message)" }
-}
-
 /// The algorithms chosen for an IKE SA.
 public struct IKEAlgorithms: Hashable, Sendable, CustomStringConvertible {
     public var encryption: EncryptionAlgorithm

@@ -88,7 +88,7 @@ final class InteropDriver {
     }
 
     var established: [IKEv1ChildSAInfo] { actions.compactMap { if case .childSAEstablished(let info, _) = $0 { info } else { nil } } }
-    var failures: [IKEv1NegotiationFailure] { actions.compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } } }
+    var failures: [NegotiationFailure] { actions.compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } } }
     var acknowledged: [UInt32] { actions.compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
     var log: String { actions.compactMap { if case .log(_, let text) = $0 { text } else { nil } }.joined(separator: "\n") }
     /// The log with wall-clock times, to line up with strongSwan's.

@@ -152,7 +152,7 @@ extension [IKEv1Action] {
     var ikeEstablished: [IKEv1SAInfo] {
         compactMap { if case .ikeSAEstablished(let info) = $0 { info } else { nil } }
     }
-    var failures: [IKEv1NegotiationFailure] {
+    var failures: [NegotiationFailure] {
         compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } }
     }
     var logText: String {
