@@ -38,6 +38,21 @@ extension Daemon {
         }
     }
 
+    /// A reload's hooks take the place of the running ones (global and per entry; an entry a reload adds needs a
+    /// restart anyway). True when any changed.
+    func applyHooks(of next: VigilConfiguration) -> Bool {
+        var changed = hooks.global != next.global.hooks
+        hooks.global = next.global.hooks
+        for map in next.cryptoMaps {
+            for candidate in map.entries {
+                guard let entry = entries["\(map.name)/\(candidate.sequence)"], entry.entry.hooks != candidate.hooks else { continue }
+                entry.entry.hooks = candidate.hooks
+                changed = true
+            }
+        }
+        return changed
+    }
+
     /// True when the kernel's policies point at this Child SA (it carries the traffic; not one superseded by a rekey).
     func isActive(_ record: EntryRuntime.ChildRecord, _ entry: EntryRuntime) -> Bool {
         record.kernel.contains { entry.installed[$0.selectorKey]?.inbound.spi == $0.inbound.spi }
