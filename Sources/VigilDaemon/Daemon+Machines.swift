@@ -120,7 +120,7 @@ extension Daemon {
         var steps = 0
         var refused: [String] = []
         var previousPeer: String?
-        let fresh = entry.children.values.filter { $0.peer == peer && (only == nil || $0.child.inboundSPI == only) && !isActive($0, entry) }
+        let fresh = entry.children.values.filter { $0.peer == peer && (only == nil || $0.child.inboundSPI == only) && bringsUp($0, entry) }
         for record in entry.children.values where record.peer == peer && (only == nil || record.child.inboundSPI == only) {
             for child in record.kernel {
                 let plan: KernelPlan
@@ -154,7 +154,7 @@ extension Daemon {
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
-        if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from) }
+        if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
     }
 

@@ -58,6 +58,18 @@ extension Daemon {
         record.kernel.contains { entry.installed[$0.selectorKey]?.inbound.spi == $0.inbound.spi }
     }
 
+    /// True when programming this Child SA brings a tunnel up (`established`): its selectors carry nothing yet,
+    /// or carry another tunnel (a failover), or a Child SA that is gone. Not a renewal beside a live Child SA of
+    /// the same tunnel (an IKEv1 Quick Mode renewing a Phase 2: a rekey), nor one already installed.
+    func bringsUp(_ record: EntryRuntime.ChildRecord, _ entry: EntryRuntime) -> Bool {
+        record.kernel.contains { child in
+            guard let current = entry.installed[child.selectorKey] else { return true }
+            guard current.inbound.spi != child.inbound.spi else { return false }
+            let currentLives = entry.children.values.contains { $0.kernel.contains { $0.inbound.spi == current.inbound.spi } }
+            return !(current.sameTunnel(as: child) && currentLives)
+        }
+    }
+
     /// The Child SA that carries `peer`'s traffic, if any.
     func activeChild(of peer: String, _ entry: EntryRuntime) -> NegotiatedChild? {
         entry.children.values.first { $0.peer == peer && isActive($0, entry) }?.child

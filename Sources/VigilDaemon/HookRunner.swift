@@ -15,6 +15,9 @@ final class HookRunner: Sendable {
     static let captureLimit = 4096
     /// How often the waiting thread looks at the process between reads of its output (and at its deadline).
     static let pollInterval: Duration = .milliseconds(20)
+    /// Spawns tried while the executable is busy (ETXTBSY), `busyDelay` apart.
+    static let busyAttempts = 5
+    static let busyDelay: Duration = .milliseconds(50)
 
     private let admission = Mutex(HookAdmission())
     /// Held while a pipe is made and a run spawned (see `execute`).
@@ -38,21 +41,18 @@ final class HookRunner: Sendable {
 
     /// Spawns, captures, waits; on the calling thread (never the event loop's).
     static func execute(path: String, environment: [String], timeout: Duration) -> (HookOutcome, String) {
-        // pipe(2) then FD_CLOEXEC is not atomic (Swift does not see pipe2): pipes are made and spawned under one lock
-        // so no other run's child inherits this pipe and holds it open.
-        let (reader, spawned): (Int32, Result<pid_t, SpawnError>) = spawning.withLock { _ in
-            var fds: [Int32] = [-1, -1]
-            guard pipe(&fds) == 0 else { return (-1, .failure(SpawnError(code: errno))) }
-            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-            _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
-            let spawned = spawn(path: path, environment: environment, output: fds[1])
-            close(fds[1])
-            return (fds[0], spawned)
+        var attempt = 1
+        var (reader, spawned) = pipeAndSpawn(path: path, environment: environment)
+        // ETXTBSY: the file is open for writing somewhere (being replaced, or a descriptor a forked process of
+        // ours inherited while it was written): a moment later it runs.
+        while case .failure(let error) = spawned, error.code == ETXTBSY, attempt < busyAttempts {
+            usleep(UInt32(busyDelay / .microseconds(1)))
+            attempt += 1
+            (reader, spawned) = pipeAndSpawn(path: path, environment: environment)
         }
         let pid: pid_t
         switch spawned {
         case .failure(let error):
-            if reader >= 0 { close(reader) }
             return (.spawnFailed(error.code), "")
         case .success(let child):
             pid = child
@@ -99,6 +99,24 @@ final class HookRunner: Sendable {
         // <sys/wait.h> macros: WIFEXITED / WEXITSTATUS / WTERMSIG, written out (Swift does not import them).
         let signal = status & 0x7F
         return (signal == 0 ? .exited((status >> 8) & 0xFF) : .signalled(signal), text)
+    }
+
+    /// The pipe's read end (-1 when the spawn failed) and the child. pipe(2) then FD_CLOEXEC is not atomic (Swift
+    /// does not see pipe2): pipes are made and spawned under one lock so no other run's child inherits this pipe.
+    static func pipeAndSpawn(path: String, environment: [String]) -> (Int32, Result<pid_t, SpawnError>) {
+        spawning.withLock { _ in
+            var fds: [Int32] = [-1, -1]
+            guard pipe(&fds) == 0 else { return (-1, .failure(SpawnError(code: errno))) }
+            for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            _ = fcntl(fds[0], F_SETFL, fcntl(fds[0], F_GETFL) | O_NONBLOCK)
+            let spawned = spawn(path: path, environment: environment, output: fds[1])
+            close(fds[1])
+            guard case .success = spawned else {
+                close(fds[0])
+                return (-1, spawned)
+            }
+            return (fds[0], spawned)
+        }
     }
 
     struct SpawnError: Error {
