@@ -64,4 +64,19 @@ import VigilKernel
         #expect(upAgain["VIGIL_PEER"] == "203.0.113.2" && upAgain["VIGIL_SPI_OUT"] == "00005001")
         daemon.shutdown()
     }
+
+    @Test func aReloadPutsChangedHooksInPlace() throws {
+        let (path, _) = try HookRunnerTests.script("exit 0")
+        let (daemon, _, _) = try FailClosedWiringTests.daemonWithStubEngine()
+        #expect(daemon.hooks.global.isEmpty)
+        let withHooks = FailClosedWiringTests.yaml
+            .replacingOccurrences(of: "  kernel: { install-routes: false }\n", with: "  kernel: { install-routes: false }\n  hooks: [{ path: \(path) }]\n")
+            .replacingOccurrences(of: "        esp-proposals: [aes256-sha256]\n", with: "        esp-proposals: [aes256-sha256]\n        hooks: [{ path: \(path), events: down }]\n")
+        let next = try ConfigurationLoader.load(yaml: withHooks, fileName: "/nonexistent/vigil.yaml",
+                                                secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
+        #expect(daemon.applyHooks(of: next))
+        #expect(daemon.hooks.global == [Hook(path: path)])
+        #expect(daemon.entries["LAB/10"]?.entry.hooks == [Hook(path: path, events: [.down])])
+        #expect(!daemon.applyHooks(of: next))
+    }
 }
