@@ -279,12 +279,12 @@ public struct CryptoMapEntry: Hashable, Sendable {
     /// Time one negotiation attempt with one peer may take before the next peer is tried.
     public var connectTimeout: Duration
     public var backoff: Backoff
+    /// This entry's own updown hooks, run after `global.hooks`.
+    public var hooks: [Hook] = []
     /// Overrides `global.identity` for this entry.
     public var localIdentity: Identity?
     /// Global schedule merged with this entry's overrides.
     public var retransmit: RetransmitSchedule
-    /// This entry's own updown hooks, run after `global.hooks`.
-    public var hooks: [Hook] = []
 
     public init(
         sequence: Int, ikeVersion: IKEVersion, peers: [Peer], preferredPeer: Peer?, idleTime: Duration?,
