@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import VigilAddressing
 import VigilAlgorithms
 import VigilIKE
@@ -55,7 +58,7 @@ struct RetransmitOverride {
 struct DocumentParser {
     static let topKeys = ["global", "crypto-maps"]
     static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "dpd", "ike-retransmit", "kernel",
-                             "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold"]
+                             "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold", "hooks"]
     static let dpdKeys = ["mode", "interval", "retry", "retries", "action"]
     static let retransmitKeys = ["timeout", "base", "tries"]
     static let kernelKeys = ["route-table", "install-routes"]
@@ -63,12 +66,13 @@ struct DocumentParser {
     static let entryKeys = [
         "sequence", "ike-version", "peers", "idle-time", "preemption", "traffic", "ike-proposals", "esp-proposals",
         "pfs-group", "ike-lifetime", "child-lifetime", "rekey-margin", "dpd", "start", "encapsulation",
-        "connect-timeout", "backoff", "local-identity", "retransmit",
+        "connect-timeout", "backoff", "local-identity", "retransmit", "hooks",
     ]
     static let peerKeys = ["address", "identity", "default"]
     static let trafficKeys = ["local", "remote"]
     static let preemptionKeys = ["hold-down", "max-flaps", "flap-window"]
     static let backoffKeys = ["initial", "maximum"]
+    static let hookKeys = ["path", "events", "timeout"]
 
     let file: String
     var diagnostics = Diagnostics()
@@ -153,19 +157,21 @@ struct DocumentParser {
         globalRetransmit = retransmit.applied(to: .vigilDefault)
         let kernel = section["kernel"].map { parseKernel($0) } ?? KernelSettings.defaults
         let halfOpen = parseHalfOpen(section)
+        let hooks = section["hooks"].map { parseHooks($0) } ?? []
         let dpdDefaults = DPDSettings(
             mode: globalDPD.mode?.value ?? DPDSettings.defaults.mode, interval: globalDPD.interval?.value,
             retry: globalDPD.retry?.value ?? DPDSettings.defaults.retry,
             retries: globalDPD.retries?.value ?? DPDSettings.defaults.retries,
             action: globalDPD.action?.value ?? DPDSettings.defaults.action)
         guard let identity, let listen, let dataplane, let controlSocket, let kernel, !globalDPD.invalid, !retransmit.invalid,
-              !controlGroupInvalid, let halfOpen
+              !controlGroupInvalid, let halfOpen, let hooks
         else { return nil }
         var settings = GlobalSettings(
             identity: identity, listen: listen, dataplane: dataplane, secretsPath: secretsPath,
             controlSocket: controlSocket, dpd: dpdDefaults, ikeRetransmit: globalRetransmit, kernel: kernel)
         settings.controlGroup = controlGroup
         settings.halfOpen = halfOpen
+        settings.hooks = hooks
         return settings
     }
 
@@ -391,17 +397,19 @@ struct DocumentParser {
         let localIdentity = section["local-identity"].map { need(parseIdentity($0)) }
         let retransmitOverride = section["retransmit"].map { parseRetransmit($0) } ?? RetransmitOverride()
         if retransmitOverride.invalid { ok = false }
+        let hooks = need(section["hooks"].map { parseHooks($0) } ?? [])
 
         guard ok, let sequence, let version, let peerList, let traffic, let ikeProposals, let espProposals,
-              let ikeLifetime, let childLifetime, let dpd, let start, let encapsulation, let connectTimeout, let backoff
+              let ikeLifetime, let childLifetime, let dpd, let start, let encapsulation, let connectTimeout, let backoff, let hooks
         else { return nil }
-        let entry = CryptoMapEntry(
+        var entry = CryptoMapEntry(
             sequence: sequence, ikeVersion: version, peers: peerList.peers.map(\.value), preferredPeer: peerList.preferred,
             idleTime: idleTime ?? nil, preemption: preemption ?? nil, traffic: traffic.map(\.value),
             ikeProposals: ikeProposals, espProposals: espProposals, pfsGroup: pfsGroup, ikeLifetime: ikeLifetime,
             childLifetime: childLifetime, rekeyMargin: rekeyMargin, dpd: dpd, start: start, encapsulation: encapsulation,
             connectTimeout: connectTimeout, backoff: backoff, localIdentity: localIdentity ?? nil,
             retransmit: retransmitOverride.applied(to: globalRetransmit))
+        entry.hooks = hooks
         let site = EntrySite(
             mapName: field.path, field: field, trafficFields: traffic.map(\.field), peerFields: peerList.peers.map(\.field))
         return (entry, site)
@@ -470,6 +478,65 @@ struct DocumentParser {
         guard let value = parse(field, &diagnostics) else { return false }
         target = value
         return true
+    }
+
+    // MARK: hooks
+
+    /// `hooks: [{path, events, timeout}]` at one level; nil when any hook is wrong (each problem reported).
+    private mutating func parseHooks(_ field: Field) -> [Hook]? {
+        guard let items = field.list(&diagnostics, expecting: "hooks, each {path, events, timeout}") else { return nil }
+        let bound = ConfigurationLimits.hooksPerLevel
+        guard bound.contains(items.count) else {
+            diagnostics.report(field, "\(items.count) hooks; allowed: at most \(bound.upperBound)")
+            return nil
+        }
+        var hooks: [Hook] = []
+        var ok = true
+        for item in items {
+            guard let section = Section(item, allowed: Self.hookKeys, &diagnostics) else { ok = false; continue }
+            var path: String?
+            if let value = section.required("path", &diagnostics, allowed: "the absolute path of an executable"),
+               let text = value.scalar(&diagnostics, expecting: "the absolute path of an executable") {
+                if !text.hasPrefix("/") {
+                    diagnostics.report(value, "'\(text)' is not an absolute path; allowed: the absolute path of an executable such as /etc/vigil/updown")
+                } else if let refusal = HookExecutable.refusal(path: text) {
+                    diagnostics.report(value, refusal)
+                } else {
+                    path = text
+                }
+            }
+            var events: [Hook.Event]? = Hook.Event.allCases
+            if let value = section["events"] {
+                events = parseHookEvents(value)
+            }
+            var timeout: Duration? = ConfigurationLimits.defaultHookTimeout
+            if let value = section["timeout"] {
+                timeout = value.duration(&diagnostics, in: ConfigurationLimits.hookTimeout)
+            }
+            guard let path, let events, let timeout else { ok = false; continue }
+            hooks.append(Hook(path: path, events: events, timeout: timeout))
+        }
+        return ok ? hooks : nil
+    }
+
+    private mutating func parseHookEvents(_ field: Field) -> [Hook.Event]? {
+        let names = Field.names(Hook.Event.self)
+        guard let items = field.list(&diagnostics, expecting: "events (\(names))", scalarAllowed: true) else { return nil }
+        guard !items.isEmpty else {
+            diagnostics.report(field, "the list is empty; allowed: one or more of \(names), or leave the key out for all of them")
+            return nil
+        }
+        var events: [Hook.Event] = []
+        var ok = true
+        for item in items {
+            guard let event = item.choice(&diagnostics, of: Hook.Event.self) else { ok = false; continue }
+            if events.contains(event) {
+                diagnostics.report(item, "event \(event) is listed twice; allowed: each event once")
+                ok = false
+            }
+            events.append(event)
+        }
+        return ok ? events : nil
     }
 
     // MARK: peers, traffic, proposals
@@ -588,5 +655,36 @@ extension Diagnostics {
     var discarding: Diagnostics {
         get { Diagnostics() }
         set {}
+    }
+}
+
+/// The check a hook's executable passes at load time (stat(2), following a symbolic link to the file that runs):
+/// a regular file, executable, owned by root or by the user vigild runs as, and writable by nobody else, so that
+/// only whoever could replace vigild itself decides what runs as it.
+enum HookExecutable {
+    /// Nil when the file may be run; else what is wrong, with the fix.
+    static func refusal(path: String) -> String? {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            return "cannot use the hook '\(path)': \(String(cString: strerror(errno))); allowed: an existing executable file"
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            return "the hook '\(path)' is not a regular file; allowed: an executable file"
+        }
+        let mode = Int(status.st_mode) & 0o7777
+        guard mode & 0o111 != 0, access(path, X_OK) == 0 else {
+            return "the hook '\(path)' is not executable (mode \(SecretsFileReader.octal(mode))); allowed: an executable file; fix: chmod 755 \(path)"
+        }
+        let owner = status.st_uid
+        let us = geteuid()
+        guard owner == 0 || owner == us else {
+            return "the hook '\(path)' is owned by uid \(owner), not by root or by the user vigild runs as (uid \(us)); "
+                + "allowed: owned by root or uid \(us); fix: chown \(us == 0 ? "root" : String(us)) \(path)"
+        }
+        guard mode & 0o022 == 0 else {
+            return "the hook '\(path)' has mode \(SecretsFileReader.octal(mode)), which lets group or others change it; "
+                + "allowed: writable by its owner only; fix: chmod go-w \(path)"
+        }
+        return nil
     }
 }

@@ -41,4 +41,10 @@ public enum ConfigurationLimits {
     public static let halfOpenLifetime: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
     /// RFC 7296 §2.6: half-open IKE SAs before a COOKIE is demanded.
     public static let cookieThreshold: ClosedRange<Int> = 1 ... 65536
+
+    /// Updown hooks: a run is killed (its process group) after its timeout, so a stuck hook cannot pile up.
+    public static let hookTimeout: ClosedRange<Duration> = .seconds(1) ... .seconds(300)
+    public static let defaultHookTimeout: Duration = .seconds(10)
+    /// Hooks listed at one level (global or one entry).
+    public static let hooksPerLevel: ClosedRange<Int> = 0 ... 16
 }

@@ -36,6 +36,8 @@ public struct GlobalSettings: Hashable, Sendable {
     public var kernel: KernelSettings
     /// Responder half-open limits; unset ones are each engine's default.
     public var halfOpen = HalfOpenSettings()
+    /// Updown hooks run for every entry (each entry's own `hooks` run after these).
+    public var hooks: [Hook] = []
 
     public init(
         identity: Identity, listen: [IPAddress], dataplane: DataPlaneChoice, secretsPath: String?,
@@ -269,6 +271,8 @@ public struct CryptoMapEntry: Hashable, Sendable {
     /// Time one negotiation attempt with one peer may take before the next peer is tried.
     public var connectTimeout: Duration
     public var backoff: Backoff
+    /// This entry's own updown hooks, run after `global.hooks`.
+    public var hooks: [Hook] = []
     /// Overrides `global.identity` for this entry.
     public var localIdentity: Identity?
     /// Global schedule merged with this entry's overrides.
@@ -301,6 +305,36 @@ public struct CryptoMapEntry: Hashable, Sendable {
         self.backoff = backoff
         self.localIdentity = localIdentity
         self.retransmit = retransmit
+    }
+}
+
+/// An updown hook (strongSwan's `updown`): an executable run, off the event loop, when one of `events` happens to
+/// an entry, with the details in `VIGIL_*` environment variables.
+public struct Hook: Hashable, Sendable {
+    /// What a hook can be run for.
+    public enum Event: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
+        /// A Child SA with a peer is up and its data plane programmed.
+        case established
+        /// A Child SA (the tunnel with a peer) went down.
+        case down
+        /// A peer was declared dead (DPD, or retransmissions exhausted on an established IKE SA).
+        case deadPeer = "dead-peer"
+        /// The entry's traffic moved from one peer to another.
+        case failover
+        public var description: String { rawValue }
+    }
+
+    /// Absolute path of the executable (checked at load: owner root or vigild's user, not group/world-writable).
+    public var path: String
+    /// In `Event.allCases` order, each once.
+    public var events: [Event]
+    /// The process group is killed (SIGKILL) when a run lasts longer.
+    public var timeout: Duration
+
+    public init(path: String, events: [Event] = Event.allCases, timeout: Duration = ConfigurationLimits.defaultHookTimeout) {
+        self.path = path
+        self.events = Event.allCases.filter(events.contains)
+        self.timeout = timeout
     }
 }
 

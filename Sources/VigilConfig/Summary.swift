@@ -20,6 +20,7 @@ extension VigilConfiguration {
         if let value = halfOpen.total { lines.append("  half-open-total: \(value)") }
         if let value = halfOpen.lifetime { lines.append("  half-open-lifetime: \(value.configurationText)") }
         if let value = halfOpen.cookieThreshold { lines.append("  cookie-threshold: \(value)") }
+        for hook in global.hooks { lines.append("  hook: \(hook.summary)") }
         lines.append("crypto-maps:")
         for map in cryptoMaps {
             lines.append("  \(map.name):")
@@ -51,6 +52,7 @@ extension VigilConfiguration {
                 lines.append("      local-identity: \(entry.localIdentity ?? global.identity)")
                 lines.append("      start: \(entry.start), encapsulation: \(entry.encapsulation), connect-timeout: \(entry.connectTimeout.configurationText), backoff: \(entry.backoff.initial.configurationText) to \(entry.backoff.maximum.configurationText)")
                 lines.append("      retransmit: \(entry.retransmit.summary)")
+                for hook in entry.hooks { lines.append("      hook: \(hook.summary)") }
             }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -70,4 +72,10 @@ extension DPDSettings {
 
 extension RetransmissionSchedule {
     var summary: String { "timeout \(timeout.configurationText), base \(base), tries \(tries)" }
+}
+
+extension Hook {
+    var summary: String {
+        "\(path) on \(events.map(\.rawValue).joined(separator: ", ")), timeout \(timeout.configurationText)"
+    }
 }

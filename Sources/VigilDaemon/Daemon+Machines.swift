@@ -81,10 +81,12 @@ extension Daemon {
             endSession(key, entry, politely: !dead)
         }
         for (spi, record) in entry.children where record.peer == peer {
+            let active = isActive(record, entry)
             for child in record.kernel where entry.installed[child.selectorKey]?.reqid == child.reqid {
                 applyPlan(KernelPlanner.hold(child), entry, what: "remove SAs of \(peer)")
             }
             entry.children[spi] = nil
+            if active { runHooks(.down, entry, peer: peer, child: record.child, reason: "SAs of \(peer) deleted by the failover coordinator") }
         }
     }
 
@@ -119,6 +121,7 @@ extension Daemon {
         var steps = 0
         var refused: [String] = []
         var previousPeer: String?
+        let fresh = entry.children.values.filter { $0.peer == peer && (only == nil || $0.child.inboundSPI == only) && bringsUp($0, entry) }
         for record in entry.children.values where record.peer == peer && (only == nil || record.child.inboundSPI == only) {
             for child in record.kernel {
                 let plan: KernelPlan
@@ -152,6 +155,8 @@ extension Daemon {
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
+        if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
+        if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
     }
 
     @discardableResult
@@ -218,6 +223,7 @@ extension Daemon {
             guard let session = sessions[key], let entry = entries[session.entryName] else { return }
             record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
             if session.established {
+                runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry), reason: "retransmissions exhausted")
                 coordinate(entry, .peerDead(session.peer))
             } else {
                 forget(key)
@@ -393,6 +399,7 @@ extension Daemon {
             }
         }
         self.record("phase2-down", entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")
+        if isActive(record, entry) { runHooks(.down, entry, peer: record.peer, child: record.child, reason: reason) }
     }
 
     private func ikeDown(_ key: SessionKey, connection: String, address: IPAddress, reason: String, byPeer: Bool) {
@@ -446,7 +453,11 @@ extension Daemon {
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
-            if let entry { coordinate(entry, .peerDead(session.peer)) }
+            if let entry {
+                runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry),
+                         reason: "no answer to \(death.probesSent) DPD probes")
+                coordinate(entry, .peerDead(session.peer))
+            }
         }
     }
 

@@ -44,6 +44,8 @@ public final class Daemon: @unchecked Sendable {
     var lastHeldPackets: UInt64 = 0
     /// ESP that reached vigild although the kernel carries it: reported once per Child SA (KernelESPInUDP.swift).
     var undeliveredESP = UndeliveredESP()
+    /// Updown hooks (HookDispatch.swift).
+    lazy var hooks = DaemonHooks(global: configuration.global.hooks)
 
     private var queue: [() -> Void] = []
     private var draining = false

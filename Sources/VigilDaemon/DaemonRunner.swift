@@ -201,8 +201,9 @@ extension Daemon {
                 }
             }
         }
-        let applied = updates.map { credentialUpdates.contains($0.name) ? "keys of \($0.name)" : "peers of \($0.name)" }
+        var applied = updates.map { credentialUpdates.contains($0.name) ? "keys of \($0.name)" : "peers of \($0.name)" }
         for update in updates { _ = update.apply() }
+        if applyHooks(of: next) { applied.append("hooks") }
         let removed = entryOrder.filter { name in !next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } }.contains(name) }
         needRestart += removed.map { "removed entry \($0)" }
         record("reloaded", detail: "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"

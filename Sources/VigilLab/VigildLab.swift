@@ -35,6 +35,8 @@ public final class VigildLab: @unchecked Sendable {
         public var encapsulation = "force"
         /// strongSwan gateways leave ESP to the kernel (kernel-netlink) instead of kernel-libipsec.
         public var gatewayKernelESP = false
+        /// More `global:` keys, as YAML lines indented by two spaces (e.g. `  hooks: [...]`).
+        public var extraGlobal: String?
         public init() {}
     }
 
@@ -112,7 +114,7 @@ public final class VigildLab: @unchecked Sendable {
             retry: \(settings.retry)
             retries: \(settings.retries)
             action: \(settings.action)
-          ike-retransmit: { timeout: 500ms, base: 1.5, tries: 3 }
+          ike-retransmit: { timeout: 500ms, base: 1.5, tries: 3 }\(settings.extraGlobal.map { "\n" + $0 } ?? "")
         crypto-maps:
           LAB:
             entries:

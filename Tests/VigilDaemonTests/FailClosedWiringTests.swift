@@ -60,9 +60,9 @@ import VigilKernel
     }
 
     /// The daemon over the in-memory kernel with the stub engine registered (nothing started yet).
-    static func daemonWithStubEngine() throws -> (Daemon, RecordingKernel, StubEngine) {
+    static func daemonWithStubEngine(yaml: String = Self.yaml) throws -> (Daemon, RecordingKernel, StubEngine) {
         let configuration = try ConfigurationLoader.load(
-            yaml: Self.yaml, fileName: "/nonexistent/vigil.yaml",
+            yaml: yaml, fileName: "/nonexistent/vigil.yaml",
             secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
         let kernel = RecordingKernel()
         let daemonKernel = DaemonKernel(ipsec: kernel, routes: kernel, dataplaneDescription: "recorded",
