@@ -7,33 +7,41 @@ struct DaemonOptions: ParsableArguments {
     @Option(name: .long, help: "vigild's control socket.")
     var socket: String = "/run/vigil/vigil.sock"
 
-    @Flag(name: .long, help: "Print the daemon's JSON answer instead of text.")
+    @Flag(name: .long, help: "Print JSON instead of text (every command; the schema is in the README).")
     var json = false
 
-    /// Sends one request; prints an error with its stable code and exits 1 when the daemon refuses.
+    /// Sends one request; prints an error with its stable code (with --json also as `{"ok": false, "error": ...}` on
+    /// standard output) and exits 1 when the daemon refuses, 3 when it cannot be reached.
     func send(_ request: ControlRequest) throws -> ControlResponse {
         let response: ControlResponse
         do {
             response = try ControlClient(path: socket).send(request)
         } catch let error as ControlError {
-            StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+            fail(error)
             throw ExitCode(3)
         }
         if let error = response.error {
-            StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+            fail(error)
             throw ExitCode.failure
         }
         return response
     }
 
-    /// Sends a request that only answers with a message, and prints it.
-    func perform(_ request: ControlRequest) throws {
-        print(try send(request).message ?? "ok")
+    private func fail(_ error: ControlError) {
+        StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
+        if json { printJSON(ControlResponse.failure(error)) }
     }
 
-    func printJSON<T: Encodable>(_ value: T) {
+    /// Sends a request that only answers with a message, and prints it (with --json: `{"ok": true, "message": ...}`).
+    func perform(_ request: ControlRequest) throws {
+        let response = try send(request)
+        if json { return printJSON(ControlResponse.success(message: response.message ?? "ok")) }
+        print(response.message ?? "ok")
+    }
+
+    func printJSON<T: Encodable>(_ value: T, lines: Bool = false) {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.outputFormatting = lines ? [.sortedKeys, .withoutEscapingSlashes] : [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         if let data = try? encoder.encode(value) { print(String(decoding: data, as: UTF8.self)) }
     }
 }
@@ -85,9 +93,7 @@ struct PeersCommand: ParsableCommand {
         @Option(name: .long, help: "The preferred (default) peer; must be the first listed.") var preferred: String?
 
         func run() throws {
-            let response = try daemon.send(ControlRequest(
-                command: .setPeers, map: map, sequence: sequence, peers: peers, preferred: preferred))
-            print(response.message ?? "ok")
+            try daemon.perform(ControlRequest(command: .setPeers, map: map, sequence: sequence, peers: peers, preferred: preferred))
         }
     }
 }
@@ -139,7 +145,8 @@ struct FailoverCommand: ParsableCommand {
     }
 }
 
-/// `vigil events [--follow]`: recent events, or a live stream of JSON lines.
+/// `vigil events [--follow]`: recent events, or a live stream of JSON lines; with --json the recent ones are JSON
+/// lines too (one object per line, as --follow streams them).
 struct EventsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "events", abstract: "Show recent events; --follow streams them.")
     @OptionGroup var daemon: DaemonOptions
@@ -166,7 +173,7 @@ struct EventsCommand: ParsableCommand {
         let response = try daemon.send(ControlRequest(command: .events))
         for event in response.events ?? [] {
             if daemon.json {
-                daemon.printJSON(event)
+                daemon.printJSON(event, lines: true)
             } else {
                 let subject = [event.map.map { "\($0)" }, event.sequence.map { "\($0)" }, event.peer].compactMap { $0 }
                 print(String(format: "%10.3f  %@  %-22@ %@  %@", event.time, event.wallClock, event.kind,
@@ -183,6 +190,32 @@ struct MetricsCommand: ParsableCommand {
 
     func run() throws {
         let response = try daemon.send(ControlRequest(command: .metrics))
-        print(response.metrics ?? "", terminator: "")
+        let text = response.metrics ?? ""
+        if daemon.json { return daemon.printJSON(MetricSample.parse(text)) }
+        print(text, terminator: "")
+    }
+}
+
+/// One sample of the Prometheus text format, for `vigil metrics --json`: `[{"name", "labels", "value"}]`.
+struct MetricSample: Encodable, Equatable {
+    var name: String
+    var labels: [String: String]
+    var value: Double
+
+    /// The samples of `text` (comment lines skipped). Label values are Vigil's own (no escaped quotes in them).
+    static func parse(_ text: String) -> [MetricSample] {
+        text.split(separator: "\n").compactMap { line -> MetricSample? in
+            guard !line.hasPrefix("#"), let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { return nil }
+            let series = line[..<space]
+            guard let open = series.firstIndex(of: "{"), series.hasSuffix("}") else {
+                return MetricSample(name: String(series), labels: [:], value: value)
+            }
+            var labels: [String: String] = [:]
+            for pair in series[series.index(after: open)..<series.index(before: series.endIndex)].split(separator: ",") {
+                guard let equals = pair.firstIndex(of: "=") else { continue }
+                labels[String(pair[..<equals])] = String(pair[pair.index(after: equals)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+            return MetricSample(name: String(series[..<open]), labels: labels, value: value)
+        }
     }
 }

@@ -108,6 +108,63 @@ import VigilLab
         #expect(ping.succeeded)
     }
 
+    /// `--json` on every command: status, peers set, failover, clear, initiate, events (one object per line),
+    /// metrics (samples), and errors as `{"ok": false, "error": {"code": ...}}` with the same exit codes.
+    @Test func everyCommandAnswersInJSONWhenAsked() throws {
+        let lab = try VigildLab()
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        let first = FailoverLab.gatewayAddress(0), second = FailoverLab.gatewayAddress(1), third = FailoverLab.gatewayAddress(2)
+        try lab.requireTunnel(with: first)
+        func object(_ arguments: [String], status: Int32 = 0) throws -> [String: Any] {
+            let result = try Self.vigil(lab, arguments + ["--json"])
+            #expect(result.status == status, "\(arguments): exit \(result.status) \(result.stderr)")
+            let parsed = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            return try #require(parsed, "\(arguments) --json printed no JSON object: \(result.stdout)")
+        }
+
+        let status = try object(["status"])
+        let entries = try #require(status["entries"] as? [[String: Any]])
+        #expect(entries.first?["activePeer"] as? String == first)
+        #expect(entries.first?["peers"] as? [String] == [first, second, third])
+
+        for arguments in [["peers", "set", "LAB", "10", first, third, second], ["failover", "LAB", "10", "--to", third]] {
+            let answer = try object(arguments)
+            #expect(answer["ok"] as? Bool == true && answer["message"] is String, "\(arguments): \(answer)")
+        }
+        try lab.requireTunnel(with: third)
+
+        let events = try Self.vigil(lab, ["events", "--json"])
+        let lines = events.stdout.split(separator: "\n")
+        #expect(!lines.isEmpty)
+        let kinds = try lines.map { line -> String? in
+            (try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?["kind"] as? String
+        }
+        #expect(kinds.allSatisfy { $0 != nil }, "not one JSON object per line: \(events.stdout.prefix(500))")
+        #expect(kinds.contains("dataplane-programmed"))
+
+        let metrics = try Self.vigil(lab, ["metrics", "--json"])
+        let samples = try #require(try JSONSerialization.jsonObject(with: Data(metrics.stdout.utf8)) as? [[String: Any]], "\(metrics.stdout.prefix(300))")
+        let established = samples.first { $0["name"] as? String == "vigil_phase2_established_total" }
+        #expect((established?["value"] as? Double ?? 0) >= 2, "\(samples.prefix(5))")
+        #expect(samples.contains { ($0["labels"] as? [String: String])?.isEmpty == false }, "labels parsed")
+
+        let clear = try object(["clear", "LAB", "10", "--hold"])
+        #expect(clear["ok"] as? Bool == true)
+        let initiate = try object(["initiate", "LAB", "10"])
+        #expect(initiate["ok"] as? Bool == true)
+
+        let refused = try object(["initiate", "LAB", "99"], status: 1)
+        #expect(refused["ok"] as? Bool == false)
+        #expect((refused["error"] as? [String: Any])?["code"] as? String == "unknown-entry", "\(refused)")
+        guard let binary = VigildProcess.productPath("vigil") else { throw LabError("vigil is not built next to the tests") }
+        let unreachable = try Command.run([binary, "status", "--json", "--socket", "/nonexistent-vigil/vigil.sock"])
+        #expect(unreachable.status == 3)
+        let gone = try JSONSerialization.jsonObject(with: Data(unreachable.stdout.utf8)) as? [String: Any]
+        #expect((gone?["error"] as? [String: Any])?["code"] as? String == "daemon-unreachable", "\(unreachable.stdout)")
+    }
+
     @Test func forcedFailoverClearStatusMetricsAndEventStream() throws {
         let lab = try VigildLab()
         defer { lab.destroy() }
