@@ -105,6 +105,15 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Set when this Child SA's inbound traffic cannot be delivered (ESP the kernel should have decapsulated
         /// reached vigild).
         public var inboundError: String? = nil
+        /// Traffic counted by the data plane (the kernel's XFRM statistics or the userspace engine); nil when the
+        /// SA could not be read.
+        public var bytesIn: UInt64? = nil
+        public var packetsIn: UInt64? = nil
+        public var bytesOut: UInt64? = nil
+        public var packetsOut: UInt64? = nil
+        /// Seconds since it was established (or rekeyed into being), and until its negotiated lifetime ends.
+        public var age: Double? = nil
+        public var expiresIn: Double? = nil
     }
 
     public var uptime: Double

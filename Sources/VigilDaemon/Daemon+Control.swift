@@ -176,12 +176,26 @@ extension Daemon {
                     algorithms: view.algorithms, established: view.establishedAt?.seconds)
             }
             let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
-                StatusReport.ChildSAStatus(
+                var child = StatusReport.ChildSAStatus(
                     peer: record.peer, inboundSPI: hex(record.child.inboundSPI), outboundSPI: hex(record.child.outboundSPI),
                     algorithms: record.child.algorithms,
                     localTS: record.child.localTrafficSelectors.map(\.description),
                     remoteTS: record.child.remoteTrafficSelectors.map(\.description),
                     encapsulated: record.child.udpEncapsulated, inboundError: inboundError(record.child.inboundSPI))
+                // One traffic pair per Child SA: the first selector pair's SAs (every pair shares the keys' SPIs).
+                if let first = record.kernel.first {
+                    let inbound = kernel.traffic(first.inboundSAID), outbound = kernel.traffic(first.outboundSAID)
+                    child.bytesIn = inbound?.bytes
+                    child.packetsIn = inbound?.packets
+                    child.bytesOut = outbound?.bytes
+                    child.packetsOut = outbound?.packets
+                }
+                if let since = record.since {
+                    let age = loop.now - since
+                    child.age = age.seconds
+                    child.expiresIn = max(entry.entry.childLifetime - age, .zero).seconds
+                }
+                return child
             }
             reports.append(StatusReport.Entry(
                 map: entry.map, sequence: entry.entry.sequence, ikeVersion: entry.version.rawValue, peers: entry.peerNames,

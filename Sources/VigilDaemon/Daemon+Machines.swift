@@ -295,7 +295,7 @@ extension Daemon {
                 }
             }
         }
-        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren)
+        entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren, since: loop.now)
         metrics.increment("vigil_phase2_established_total", help: "Child SAs established")
         record("phase2-up", entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
             + "\(child.algorithms) \(child.localTrafficSelectors.map(\.description).joined(separator: ",")) === "
@@ -365,7 +365,7 @@ extension Daemon {
         }
         if moved { entry.children[oldSPI] = nil }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(
-            child: child, peer: old.peer, kernel: renewed, outboundAfterDeletionOf: outboundWaits ? oldSPI : nil)
+            child: child, peer: old.peer, kernel: renewed, outboundAfterDeletionOf: outboundWaits ? oldSPI : nil, since: loop.now)
         entry.lastInboundPackets[oldSPI] = nil
         entry.lastOutboundPackets[oldSPI] = nil
         metrics.increment("vigil_phase2_rekeyed_total", help: "Child SAs rekeyed")

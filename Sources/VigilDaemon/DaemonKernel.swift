@@ -158,6 +158,11 @@ public final class DaemonKernel {
     func packets(_ id: SAID) -> UInt64? {
         try? executor.ipsec.querySA(id).packets
     }
+
+    /// An SA's bytes and packets so far; nil when it cannot be read.
+    func traffic(_ id: SAID) -> (bytes: UInt64, packets: UInt64)? {
+        (try? executor.ipsec.querySA(id)).map { ($0.bytes, $0.packets) }
+    }
 }
 
 /// This host's interface addresses (getifaddrs).

@@ -41,6 +41,8 @@ final class EntryRuntime {
         var kernel: [KernelChildSA]
         /// The old Child SA (its inbound SPI) whose deletion installs this one's outbound SAs; nil once they are in.
         var outboundAfterDeletionOf: UInt32? = nil
+        /// The event loop's clock when it was established or rekeyed into being.
+        var since: Duration? = nil
     }
 
     init(map: String, entry: CryptoMapEntry, global: GlobalSettings) {

@@ -71,6 +71,12 @@ struct StatusCommand: ParsableCommand {
                 print("  Child SA with \(child.peer): in \(child.inboundSPI) out \(child.outboundSPI), \(child.algorithms), "
                     + "\(child.localTS.joined(separator: ",")) === \(child.remoteTS.joined(separator: ","))"
                     + (child.encapsulated ? ", UDP-encapsulated" : ""))
+                if let bytesIn = child.bytesIn, let packetsIn = child.packetsIn, let bytesOut = child.bytesOut, let packetsOut = child.packetsOut {
+                    print("    \(bytesIn) bytes / \(packetsIn) packets in, \(bytesOut) bytes / \(packetsOut) packets out")
+                }
+                if let age = child.age, let expiresIn = child.expiresIn {
+                    print(String(format: "    established %.0f s ago, lifetime ends in %.0f s", age, expiresIn))
+                }
                 if let error = child.inboundError { print("    ERROR: \(error)") }
             }
         }

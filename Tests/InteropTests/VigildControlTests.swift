@@ -135,6 +135,18 @@ import VigilLab
         }
         try lab.requireTunnel(with: third)
 
+        // Child SA details: the data plane's counters move with traffic; age and the lifetime left.
+        let ping = try lab.lab.host.run(["ping", "-c", "5", "-i", "0.1", "-W", "1", FailoverLab.remoteServiceAddress])
+        #expect(ping.succeeded, "\(ping.stdout)")
+        let after = try object(["status"])
+        let child = try #require(((after["entries"] as? [[String: Any]])?.first?["childSAs"] as? [[String: Any]])?.first { $0["peer"] as? String == third })
+        for field in ["bytesIn", "bytesOut"] { #expect((child[field] as? Int ?? 0) >= 5 * 84, "\(field): \(child)") }
+        for field in ["packetsIn", "packetsOut"] { #expect((child[field] as? Int ?? 0) >= 5, "\(field): \(child)") }
+        let age = try #require(child["age"] as? Double), expiresIn = try #require(child["expiresIn"] as? Double)
+        #expect(age >= 0 && age < 60 && expiresIn > 0 && age + expiresIn <= 3600 + 1, "age \(age), expires in \(expiresIn)")
+        let text = try Self.vigil(lab, ["status"])
+        #expect(text.stdout.contains("packets in,") && text.stdout.contains("lifetime ends in"), "\(text.stdout)")
+
         let events = try Self.vigil(lab, ["events", "--json"])
         let lines = events.stdout.split(separator: "\n")
         #expect(!lines.isEmpty)
