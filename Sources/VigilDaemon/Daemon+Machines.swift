@@ -161,7 +161,8 @@ extension Daemon {
 
     @discardableResult
     func applyPlan(_ plan: KernelPlan, _ entry: EntryRuntime, what: String) -> KernelPlanReport {
-        let report = kernel.executor.apply(plan)
+        let report = kernel.executor.apply(saUsers.admit(plan))
+        saUsers.record(report)
         metrics.increment("vigil_kernel_steps_total", by: UInt64(report.applied.count), help: "kernel steps applied")
         if !report.refused.isEmpty {
             metrics.increment("vigil_kernel_refusals_total", by: UInt64(report.refused.count), help: "kernel steps refused")
@@ -279,21 +280,21 @@ extension Daemon {
         guard let entry = entries[child.connection] else { return }
         let peer = entry.peerName(for: child.remoteEndpoint.address) ?? child.remoteEndpoint.address.description
         if probeSessions.contains(child.session) { return }
+        // One Child SA is one pair of SAs and one reqid, whatever number of selector pairs it protects: every pair's
+        // policies name that reqid, and the pairs share the SAs (`applyPlan` installs them once, deletes them with
+        // the last pair). The reqid of the peer's Child SA it renews is kept.
+        let pairs = child.localTrafficSelectors.flatMap { local in
+            child.remoteTrafficSelectors.filter { $0.family == local.family }.map { (local, $0) }
+        }
+        let kept = pairs.lazy.compactMap { local, remote in
+            entry.installed["\(local)=\(remote)"].flatMap { $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil }
+        }.first
         var kernelChildren: [KernelChildSA] = []
-        for local in child.localTrafficSelectors {
-            for remote in child.remoteTrafficSelectors where remote.family == local.family {
-                let key = "\(local)=\(remote)"
-                let kept = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
-                guard let reqid = kept ?? entry.reqids.allocate() else {
-                    record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
-                    continue
-                }
-                if let kernelChild = kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) {
-                    kernelChildren.append(kernelChild)
-                } else if kept == nil {
-                    entry.reqids.release(reqid)
-                }
-            }
+        if let reqid = kept ?? entry.reqids.allocate() {
+            kernelChildren = pairs.compactMap { local, remote in kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) }
+            if kernelChildren.isEmpty, kept == nil { entry.reqids.release(reqid) }
+        } else {
+            record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
         }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren, since: loop.now)
         metrics.increment("vigil_phase2_established_total", help: "Child SAs established")

@@ -45,6 +45,8 @@ public final class Daemon: @unchecked Sendable {
     /// ESP that reached vigild although the kernel carries it: reported once per Child SA (KernelESPInUDP.swift).
     var undeliveredESP = UndeliveredESP()
     /// Updown hooks (HookDispatch.swift).
+    /// The selector pairs that use each installed SA (a Child SA's pairs share its SAs).
+    var saUsers = SAUsers()
     lazy var hooks = DaemonHooks(global: configuration.global.hooks)
 
     private var queue: [() -> Void] = []
