@@ -52,6 +52,7 @@ extension Daemon {
         case .scheduleTimer:
             break // the coordinator's nextWakeup drives its timer (rescheduleCoordinator)
         case .emit(let notice):
+            if notice.kind == .attemptTimedOut, let peer = notice.peer { entry.noteHealth(of: peer) { $0.failed(notice.reason, at: loop.now) } }
             record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
         }
     }
@@ -155,6 +156,7 @@ extension Daemon {
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
+        if let from = replacing ?? previousPeer, from != peer { entry.noteHealth(of: from) { $0.failedOver() } }
         if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
     }
@@ -215,6 +217,7 @@ extension Daemon {
         case .probeAnswered(let key, let sequence):
             guard let session = sessions[key] else { return }
             let echoed = sequence ?? session.lastProbeSequence
+            entries[session.entryName]?.noteHealth(of: session.peer) { $0.answered(at: loop.now) }
             record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
             detect(key, .probeAcknowledged(sequence: echoed))
@@ -223,6 +226,7 @@ extension Daemon {
         case .unreachable(let key):
             guard let session = sessions[key], let entry = entries[session.entryName] else { return }
             record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
+            entry.noteHealth(of: session.peer) { $0.failed("retransmissions exhausted", at: loop.now) }
             if session.established {
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry), reason: "retransmissions exhausted")
                 coordinate(entry, .peerDead(session.peer))
@@ -235,6 +239,7 @@ extension Daemon {
             let peer = entry.peerName(for: address) ?? address.description
             metrics.increment("vigil_negotiation_failures_total{code=\"\(failure.code.rawValue)\"}", help: "failed negotiations by reason")
             record("negotiation-failed", entry, peer: peer, detail: failure.description)
+            entry.noteHealth(of: peer) { $0.failed(failure.description, at: loop.now) }
             if let key = entry.sessions[peer], sessions[key]?.established == false { forget(key) }
             if entry.probing.remove(peer) != nil {
                 coordinate(entry, .phase1ProbeFailed(peer, probeSentAt: loop.now))
@@ -249,6 +254,7 @@ extension Daemon {
     private func ikeUp(_ key: SessionKey, connection: String, address: IPAddress, detail: String, peerSupportsDPD: Bool) {
         guard let entry = entries[connection] else { return }
         let peer = entry.peerName(for: address) ?? address.description
+        entry.noteHealth(of: peer) { $0.answered(at: loop.now) }
         if entry.probing.remove(peer) != nil {
             record("preemption-probe-answered", entry, peer: peer, detail: detail)
             // Its Child SA (IKE_AUTH brings one) is not installed; the probe IKE SA is deleted at once.
@@ -446,12 +452,14 @@ extension Daemon {
         switch action {
         case .sendProbe(let sequence, let attempt):
             session.lastProbeSequence = sequence
+            if attempt > 0 { entry?.noteHealth(of: session.peer) { $0.probeUnanswered(retry: attempt) } }
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
             let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
             record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
             engines[session.key.version]?.probe(session.key, sequence: sequence)
         case .peerDead(let death):
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
+            entry?.noteHealth(of: session.peer) { $0.declaredDead(probesMissed: death.probesSent, at: loop.now) }
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
             if let entry {
