@@ -40,7 +40,8 @@ import VigilLab
         defer { try? FileManager.default.removeItem(at: directory) }
         let socket = directory.appendingPathComponent("vigil.sock").path
         let example = try Self.mapped("config/site-to-site.yaml")
-            .replacingOccurrences(of: "control-socket: /run/vigil/vigil.sock", with: "control-socket: \(socket)")
+            .replacingOccurrences(of: "control-socket: /run/vigil/vigil.sock",
+                                  with: "control-socket: \(socket)\n  state-file: \(directory.appendingPathComponent("peers.json").path)")
         #expect(example.contains("control-socket: \(socket)"), "the example's control socket line changed")
         let config = directory.appendingPathComponent("site-to-site.yaml")
         try example.write(to: config, atomically: true, encoding: .utf8)
