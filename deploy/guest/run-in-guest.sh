@@ -19,7 +19,7 @@
 #   VIGIL_GUEST_KERNEL_PACKAGE  kernel package (default: what Debian's linux-image-amd64 depends on)
 #   VIGIL_GUEST_MEMORY          guest memory in MiB (default 2048)
 #   VIGIL_GUEST_CPUS            guest CPUs (default 2)
-#   VIGIL_GUEST_TIMEOUT         seconds before the guest is killed (default 900)
+#   VIGIL_GUEST_TIMEOUT         seconds before the guest is killed (default 1200)
 #   VIGIL_GUEST_RESULTS         a host folder the guest sees as /guest-out (default: a fresh temporary folder,
 #                               removed afterwards); the program may leave result files there
 #   VIGIL_GUEST_CONSOLE         1: also stream the guest console (kernel messages) to stderr
@@ -40,7 +40,7 @@ here="$repo/deploy/guest"
 cache=${VIGIL_GUEST_CACHE:-$repo/.guest-cache}
 memory=${VIGIL_GUEST_MEMORY:-2048}
 cpus=${VIGIL_GUEST_CPUS:-2}
-guest_timeout=${VIGIL_GUEST_TIMEOUT:-900}
+guest_timeout=${VIGIL_GUEST_TIMEOUT:-1200}
 
 for tool in qemu-system-x86_64 busybox depmod modprobe dpkg-deb apt-get gzip flock timeout; do
   command -v "$tool" >/dev/null || die "$tool is missing (run deploy/install-deps.sh)"
@@ -154,7 +154,9 @@ rm -f "$results/status" "$results/output" "$results/console.log" "$results/run.s
 cleanup() {
   [ -n "${tail_pid:-}" ] && kill "$tail_pid" 2>/dev/null || true
   [ -n "${console_pid:-}" ] && kill "$console_pid" 2>/dev/null || true
-  [ "$keep_results" -eq 0 ] && rm -rf "$results"
+  if [ "$keep_results" -eq 0 ]; then rm -rf "$results"; fi
+  # An EXIT trap's last status would replace the script's own (a kept results folder made every run exit 1).
+  return 0
 }
 trap cleanup EXIT
 
