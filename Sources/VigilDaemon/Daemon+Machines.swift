@@ -53,6 +53,7 @@ extension Daemon {
             break // the coordinator's nextWakeup drives its timer (rescheduleCoordinator)
         case .emit(let notice):
             record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
+            failoverNotice(notice.kind, entry)
         }
     }
 
@@ -155,6 +156,7 @@ extension Daemon {
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
+        failoverStep(.dataplaneProgrammed(peer, movedFrom: replacing ?? previousPeer), entry)
         if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
     }
@@ -216,6 +218,7 @@ extension Daemon {
             let echoed = sequence ?? session.lastProbeSequence
             record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
+            peerProbe("answered", session.peer, session.entryName)
             detect(key, .probeAcknowledged(sequence: echoed))
         case .exchangeInFlight(let key, let inFlight):
             detect(key, inFlight ? .exchangeStarted : .exchangeCompleted)
@@ -223,6 +226,7 @@ extension Daemon {
             guard let session = sessions[key], let entry = entries[session.entryName] else { return }
             record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
             if session.established {
+                deadPeer(session.peer, entry, .retransmissionsExhausted)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry), reason: "retransmissions exhausted")
                 coordinate(entry, .peerDead(session.peer))
             } else {
@@ -271,6 +275,7 @@ extension Daemon {
         entry.sessions[peer] = key
         metrics.increment("vigil_phase1_established_total", help: "IKE SAs established")
         record("phase1-up", entry, peer: peer, detail: "IKE SA \(key): \(detail)")
+        failoverStep(.phase1Up(peer), entry)
         rescheduleDetector(session)
         coordinate(entry, .phase1Established(peer))
     }
@@ -300,6 +305,7 @@ extension Daemon {
         record("phase2-up", entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
             + "\(child.algorithms) \(child.localTrafficSelectors.map(\.description).joined(separator: ",")) === "
             + "\(child.remoteTrafficSelectors.map(\.description).joined(separator: ","))\(child.udpEncapsulated ? " UDP-encapsulated" : "")")
+        failoverStep(.phase2Up(peer), entry)
         if case .connecting(let connecting) = entry.coordinator.state, connecting.peer == peer {
             coordinate(entry, .childEstablished(peer))
         } else if entry.coordinator.activePeer == peer {
@@ -412,6 +418,7 @@ extension Daemon {
         guard tracked else { return }
         record("phase1-down", entry, peer: peer, detail: "IKE SA \(key): \(reason)")
         if byPeer && wasEstablished && entry.coordinator.activePeer == peer {
+            deadPeer(peer, entry, .deletedByPeer)
             coordinate(entry, .peerDead(peer))
         } else if !wasEstablished {
             coordinate(entry, .attemptFailed(peer, reason: reason))
@@ -446,6 +453,8 @@ extension Daemon {
         case .sendProbe(let sequence, let attempt):
             session.lastProbeSequence = sequence
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
+            peerProbe("sent", session.peer, session.entryName)
+            if attempt > 0 { peerProbe("missed", session.peer, session.entryName) }
             let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
             record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
             engines[session.key.version]?.probe(session.key, sequence: sequence)
@@ -453,7 +462,9 @@ extension Daemon {
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
+            if death.probesSent > 0 { peerProbe("missed", session.peer, session.entryName) }
             if let entry {
+                deadPeerDetected(session.peer, entry, detection: death.declaredAt - death.lastProofOfLife)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry),
                          reason: "no answer to \(death.probesSent) DPD probes")
                 coordinate(entry, .peerDead(session.peer))

@@ -35,6 +35,7 @@ public enum DaemonRunner {
         }
         kernel.attach?(daemon)
         try daemon.start()
+        let metricsServer = try configuration.global.metrics.map { try Self.serveMetrics($0, daemon: daemon, logger: logger) }
         logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
         let notifier = Self.systemdNotifier(logger: logger)
         if let notifier {
@@ -67,6 +68,7 @@ public enum DaemonRunner {
             sources.append(source)
         }
         loop.run()
+        metricsServer?.stop()
         kernel.detach?()
         withExtendedLifetime(sources) {}
     }
