@@ -62,7 +62,15 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         listener = fd
         wakeRead = pair[0]
         wakeWrite = pair[1]
-        self.local = local
+        self.local = Endpoint(local.address, local.port == 0 ? Self.boundPort(fd) : local.port)
+    }
+
+    /// The port the kernel chose for a bind to port 0 (tests).
+    private static func boundPort(_ fd: Int32) -> UInt16 {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = withUnsafeMutablePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return withUnsafeBytes(of: storage) { raw in UInt16(raw[2]) << 8 | UInt16(raw[3]) }  // sin_port / sin6_port, network order
     }
 
     deinit {
