@@ -34,8 +34,9 @@ public enum DaemonRunner {
             daemon.register(engine)
         }
         kernel.attach?(daemon)
+        let metricsServer = try configuration.global.metrics.map { try Self.bindMetrics($0) }  // before anything is installed
         try daemon.start()
-        let metricsServer = try configuration.global.metrics.map { try Self.serveMetrics($0, daemon: daemon, logger: logger) }
+        if let metricsServer { Self.serveMetrics(metricsServer, daemon: daemon, logger: logger) }
         logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
         let notifier = Self.systemdNotifier(logger: logger)
         if let notifier {

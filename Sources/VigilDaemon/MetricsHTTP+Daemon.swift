@@ -93,10 +93,10 @@ extension Daemon {
         }
         for (name, value) in dataPlaneCounters?() ?? [:] where name.hasPrefix("drops_") {
             metrics.set(Metrics.series("vigil_packets_dropped_total", ["plane": "userspace-esp", "reason": String(name.dropFirst(6))]), value,
-                        help: "packets the data plane dropped, by reason")
+                        help: "packets dropped, by plane and reason")
         }
         metrics.set(Metrics.series("vigil_packets_dropped_total", ["plane": "ike", "reason": "malformed"]),
-                    self.metrics.value("vigil_malformed_datagrams_total"))
+                    self.metrics.value("vigil_malformed_datagrams_total"), help: "packets dropped, by plane and reason")
         metrics.set(Metrics.series("vigil_packets_dropped_total", ["plane": "ike", "reason": "unsupported-version"]),
                     self.metrics.value("vigil_unsupported_ike_version_total"))
         metrics.set(Metrics.series("vigil_packets_dropped_total", ["plane": "ike", "reason": "event-loop-shed"]), loop.shedPosts)
@@ -105,15 +105,19 @@ extension Daemon {
 }
 
 extension DaemonRunner {
-    /// `global.metrics`: binds the HTTP endpoint (a bad address stops the start with the error), then renders the
-    /// metrics on the event loop into its snapshot now and every `MetricsHTTP.Limits.snapshotInterval`.
-    static func serveMetrics(_ settings: MetricsSettings, daemon: Daemon, logger: Logger) throws -> MetricsHTTPServer {
-        let server: MetricsHTTPServer
+    /// `global.metrics`: binds the HTTP endpoint; a bad address stops the start with the error, before the daemon
+    /// has bound or installed anything.
+    static func bindMetrics(_ settings: MetricsSettings) throws -> MetricsHTTPServer {
         do {
-            server = try MetricsHTTPServer(listen: settings.listen)
+            return try MetricsHTTPServer(listen: settings.listen)
         } catch {
             throw ControlError(.internalError, "\(error)")
         }
+    }
+
+    /// Renders the metrics on the event loop into the server's snapshot now and every
+    /// `MetricsHTTP.Limits.snapshotInterval`, and starts serving.
+    static func serveMetrics(_ server: MetricsHTTPServer, daemon: Daemon, logger: Logger) {
         let loop = daemon.loop
         func publish() {
             daemon.serverMetrics(server.currentStatistics)
@@ -123,7 +127,6 @@ extension DaemonRunner {
         publish()
         server.start()
         logger.notice("metrics: http://\(server.local)\(MetricsHTTP.metricsPath)")
-        return server
     }
 }
 
