@@ -218,7 +218,7 @@ extension Daemon {
             let echoed = sequence ?? session.lastProbeSequence
             record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
-            peerProbe("answered", session.peer, session.entryName)
+            peerProbe(.answered, session.peer, session.entryName)
             detect(key, .probeAcknowledged(sequence: echoed))
         case .exchangeInFlight(let key, let inFlight):
             detect(key, inFlight ? .exchangeStarted : .exchangeCompleted)
@@ -453,8 +453,8 @@ extension Daemon {
         case .sendProbe(let sequence, let attempt):
             session.lastProbeSequence = sequence
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
-            peerProbe("sent", session.peer, session.entryName)
-            if attempt > 0 { peerProbe("missed", session.peer, session.entryName) }
+            peerProbe(.sent, session.peer, session.entryName)
+            if attempt > 0 { peerProbe(.missed, session.peer, session.entryName) }
             let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
             record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
             engines[session.key.version]?.probe(session.key, sequence: sequence)
@@ -462,7 +462,7 @@ extension Daemon {
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
-            if death.probesSent > 0 { peerProbe("missed", session.peer, session.entryName) }
+            if death.probesSent > 0 { peerProbe(.missed, session.peer, session.entryName) }
             if let entry {
                 deadPeerDetected(session.peer, entry, detection: death.declaredAt - death.lastProofOfLife)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry),

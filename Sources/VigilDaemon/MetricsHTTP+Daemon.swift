@@ -43,16 +43,26 @@ extension Daemon {
         failoverStep(.peerDead(peer, reason), entry)
     }
 
-    /// A probe event for a peer (`sent`, `answered`, `missed`).
-    func peerProbe(_ outcome: String, _ peer: String, _ entryName: String) {
-        guard let entry = entries[entryName] else { return }
-        let help = switch outcome {
-        case "sent": "R-U-THERE / liveness checks sent to the peer, retries included"
-        case "answered": "R-U-THERE-ACKs / liveness answers received from the peer"
-        default: "probes the peer left unanswered until the next retry or the death declaration"
+    /// What became of a DPD probe, for `vigil_peer_probes_{sent,answered,missed}_total`.
+    enum ProbeOutcome: String {
+        case sent, answered
+        /// No answer before the next retry or the death declaration.
+        case missed
+
+        var help: String {
+            switch self {
+            case .sent: "R-U-THERE / liveness checks sent to the peer, retries included"
+            case .answered: "R-U-THERE-ACKs / liveness answers received from the peer"
+            case .missed: "probes the peer left unanswered until the next retry or the death declaration"
+            }
         }
-        metrics.increment(Metrics.series("vigil_peer_probes_\(outcome)_total", ["map": entry.map, "sequence": "\(entry.entry.sequence)", "peer": peer]),
-                          help: help)
+    }
+
+    func peerProbe(_ outcome: ProbeOutcome, _ peer: String, _ entryName: String) {
+        guard let entry = entries[entryName] else { return }
+        metrics.increment(Metrics.series("vigil_peer_probes_\(outcome.rawValue)_total",
+                                         ["map": entry.map, "sequence": "\(entry.entry.sequence)", "peer": peer]),
+                          help: outcome.help)
     }
 
     /// What the coordinator says it starts: the reason a later move will carry.
@@ -138,7 +148,7 @@ extension Daemon {
                         help: "responses of the metrics HTTP endpoint by status code")
         }
         for (reason, count) in statistics.dropped {
-            metrics.set(Metrics.series("vigil_metrics_http_dropped_total", ["reason": reason]), count,
+            metrics.set(Metrics.series("vigil_metrics_http_dropped_total", ["reason": reason.rawValue]), count,
                         help: "metrics HTTP connections closed unanswered: request head too large, or not done in time")
         }
     }

@@ -25,8 +25,17 @@ public final class MetricsHTTPServer: @unchecked Sendable {
     public struct Statistics: Hashable, Sendable {
         /// Responses by status code.
         public var responses: [Int: UInt64] = [:]
-        /// Connections closed unanswered: head too large, head or response not done in time.
-        public var dropped: [String: UInt64] = [:]
+        /// Connections closed unanswered, by why.
+        public var dropped: [DropReason: UInt64] = [:]
+    }
+
+    public enum DropReason: String, Hashable, Sendable {
+        /// More than `MetricsHTTP.Limits.maximumRequestHead` bytes without the head's end.
+        case requestTooLarge = "request-too-large"
+        /// The head not complete within `MetricsHTTP.Limits.requestHeadTimeout`.
+        case requestTimeout = "request-timeout"
+        /// The response not read within `MetricsHTTP.Limits.responseTimeout`.
+        case responseTimeout = "response-timeout"
     }
 
     public let local: Endpoint
@@ -144,7 +153,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
             }
             let later = clock.now
             for connection in connections where !ended.contains(connection.fd) && connection.deadline <= later {
-                count(dropped: connection.outgoing == nil ? "request-timeout" : "response-timeout")
+                count(dropped: connection.outgoing == nil ? .requestTimeout : .responseTimeout)
                 ended.insert(connection.fd)
             }
             for fd in ended { close(fd) }
@@ -175,7 +184,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         case .incomplete:
             return
         case .tooLarge:
-            self.count(dropped: "request-too-large")
+            self.count(dropped: .requestTooLarge)
             ended.insert(connection.fd)
             return
         case .malformed:
@@ -213,7 +222,7 @@ public final class MetricsHTTPServer: @unchecked Sendable {
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
     }
 
-    private func count(dropped reason: String) {
+    private func count(dropped reason: DropReason) {
         statistics.withLock { $0.dropped[reason, default: 0] += 1 }
     }
 }

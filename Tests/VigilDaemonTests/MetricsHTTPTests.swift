@@ -243,7 +243,7 @@ import VigilLiveness
         let client = try Client(server.local)
         client.send(Array("GET /metrics HTTP/1.1\r\nX: ".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: MetricsHTTP.Limits.maximumRequestHead))
         #expect(client.readAll() == "")
-        #expect(server.currentStatistics.dropped["request-too-large"] == 1)
+        #expect(server.currentStatistics.dropped[.requestTooLarge] == 1)
         #expect(try Self.scrape(server).hasPrefix("HTTP/1.1 200 OK\r\n"))
     }
 
@@ -257,7 +257,7 @@ import VigilLiveness
         let waited = ContinuousClock.now - start
         #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(text)")
         #expect(waited >= MetricsHTTP.Limits.requestHeadTimeout - .milliseconds(500), "served before a slot was free: \(waited)")
-        #expect(server.currentStatistics.dropped["request-timeout"] == UInt64(MetricsHTTP.Limits.maximumConnections))
+        #expect(server.currentStatistics.dropped[.requestTimeout] == UInt64(MetricsHTTP.Limits.maximumConnections))
         withExtendedLifetime(holders) {}
     }
 }
