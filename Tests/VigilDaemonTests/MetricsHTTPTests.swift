@@ -183,8 +183,10 @@ import VigilLiveness
     /// A blocking TCP client with a receive timeout (a generous deadline, not a synchronisation sleep).
     final class Client {
         let fd: Int32
-        init(_ endpoint: Endpoint) throws {
+        /// `receiveBuffer`: a fixed SO_RCVBUF (which turns the kernel's autotuning off), for a client that lags.
+        init(_ endpoint: Endpoint, receiveBuffer: Int32? = nil) throws {
             fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            if var size = receiveBuffer { _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size)) }
             var timeout = timeval(tv_sec: Int(MetricsHTTPServerTests.deadline.components.seconds), tv_usec: 0)
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             let status = SocketAddress(endpoint).withPointer { connect(fd, $0, $1) }
@@ -245,6 +247,30 @@ import VigilLiveness
         #expect(client.readAll() == "")
         #expect(server.currentStatistics.dropped[.requestTooLarge] == 1)
         #expect(try Self.scrape(server).hasPrefix("HTTP/1.1 200 OK\r\n"))
+    }
+
+    @Test func aClientThatDoesNotReadItsResponseIsDroppedAndHoldsUpNobody() throws {
+        let server = try Self.server()
+        defer { server.stop() }
+        // Far more than the loopback socket buffers hold, so the write stops half way.
+        server.publish(String(repeating: "vigil_padding 0\n", count: 2_000_000))
+        let stuck = try Client(server.local, receiveBuffer: 4096)
+        stuck.send(Array("GET /metrics HTTP/1.1\r\n\r\n".utf8))
+        let deadline = ContinuousClock.now + Self.deadline
+        while server.currentStatistics.responses[200] == nil, ContinuousClock.now < deadline {
+            _ = poll(nil, 0, 10)  // condition waits with a generous deadline
+        }
+        let start = ContinuousClock.now
+        server.publish("vigil_peer_up 1\n")
+        let text = try Self.scrape(server)
+        #expect(text.hasSuffix("\r\n\r\nvigil_peer_up 1\n"), "\(text.prefix(200))")
+        #expect(ContinuousClock.now - start < .seconds(2), "the stuck response held up a scrape")
+        // The stuck one is cut once its response timeout passes: reading now ends short of the whole body.
+        while server.currentStatistics.dropped[.responseTimeout] == nil, ContinuousClock.now < deadline {
+            _ = poll(nil, 0, 50)
+        }
+        #expect(server.currentStatistics.dropped[.responseTimeout] == 1)
+        #expect(stuck.readAll().utf8.count < 2_000_000 * 16)
     }
 
     @Test func connectionsBeyondTheLimitWaitTheirTurn() throws {
