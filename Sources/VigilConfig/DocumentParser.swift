@@ -57,7 +57,7 @@ struct RetransmitOverride {
 /// Walks the YAML tree of the main file into the model, reporting every problem with its place.
 struct DocumentParser {
     static let topKeys = ["global", "crypto-maps"]
-    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "dpd", "ike-retransmit", "kernel",
+    static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "state-file", "dpd", "ike-retransmit", "kernel",
                              "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold", "hooks",
                              "metrics"]
     static let metricsKeys = ["listen"]
@@ -140,6 +140,14 @@ struct DocumentParser {
                 controlSocket = nil
             }
         }
+        var stateFile: String? = ConfigurationLimits.defaultStateFile
+        if let value = section["state-file"] {
+            stateFile = value.scalar(&diagnostics, expecting: "an absolute path")
+            if let path = stateFile, !path.hasPrefix("/") || path.hasSuffix("/") {
+                diagnostics.report(value, "'\(path)' is not an absolute file path; allowed: an absolute path such as \(ConfigurationLimits.defaultStateFile)")
+                stateFile = nil
+            }
+        }
         var controlGroup: String?
         var controlGroupInvalid = false
         if let value = section["control-group"], let name = value.scalar(&diagnostics, expecting: "a group name") {
@@ -166,13 +174,14 @@ struct DocumentParser {
             retry: globalDPD.retry?.value ?? DPDSettings.defaults.retry,
             retries: globalDPD.retries?.value ?? DPDSettings.defaults.retries,
             action: globalDPD.action?.value ?? DPDSettings.defaults.action)
-        guard let identity, let listen, let dataplane, let controlSocket, let kernel, !globalDPD.invalid, !retransmit.invalid,
+        guard let identity, let listen, let dataplane, let controlSocket, let stateFile, let kernel, !globalDPD.invalid, !retransmit.invalid,
               !controlGroupInvalid, let halfOpen, let hooks, metrics != .some(nil)
         else { return nil }
         var settings = GlobalSettings(
             identity: identity, listen: listen, dataplane: dataplane, secretsPath: secretsPath,
             controlSocket: controlSocket, dpd: dpdDefaults, ikeRetransmit: globalRetransmit, kernel: kernel)
         settings.controlGroup = controlGroup
+        settings.stateFile = stateFile
         settings.halfOpen = halfOpen
         settings.hooks = hooks
         settings.metrics = metrics ?? nil

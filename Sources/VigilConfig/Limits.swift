@@ -32,6 +32,8 @@ public enum ConfigurationLimits {
     public static let retransmitTries: ClosedRange<Int> = 1 ... 20
 
     public static let defaultControlSocket = "/run/vigil/vigil.sock"
+    /// Run-time peer lists (`global.state-file`); systemd's `StateDirectory=vigil` makes its directory.
+    public static let defaultStateFile = "/var/lib/vigil/peers.json"
 
     /// Responder half-open IKE / ISAKMP SAs (issue 13). Unset keys leave each engine's own default (IKEv2: RFC 7296
     /// §2.6 leaves the numbers to us, strongSwan's where it has one; IKEv1: RFC 2408 has no cookie challenge, so a

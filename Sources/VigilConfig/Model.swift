@@ -30,6 +30,8 @@ public struct GlobalSettings: Hashable, Sendable {
     /// Besides root (and the user vigild runs as), members of this group (by their primary group, as
     /// SO_PEERCRED reports it) may use the control API; the socket is then mode 0660 and owned by it.
     public var controlGroup: String? = nil
+    /// Where vigild keeps peer lists changed at run time (`vigil peers set`), so they survive a restart.
+    public var stateFile: String = ConfigurationLimits.defaultStateFile
     /// DPD defaults; each entry may override key by key.
     public var dpd: DPDSettings
     public var ikeRetransmit: RetransmissionSchedule

@@ -12,6 +12,7 @@ extension VigilConfiguration {
         lines.append("  secrets: \(global.secretsPath ?? "none")")
         lines.append("  control-socket: \(global.controlSocket)")
         if let group = global.controlGroup { lines.append("  control-group: \(group)") }
+        lines.append("  state-file: \(global.stateFile)")
         lines.append("  dpd defaults: \(global.dpd.summary)")
         lines.append("  ike-retransmit: \(global.ikeRetransmit.summary)")
         lines.append("  kernel: route-table \(global.kernel.routeTable), install-routes \(global.kernel.installRoutes)")

@@ -12,6 +12,10 @@ public struct ControlRequest: Codable, Sendable, Equatable {
         case failover
         case events
         case metrics
+        /// Load the configuration file again (as SIGHUP); answers with a `ReloadReport`.
+        case reload
+        /// The running configuration per entry with its peers' health (`vigil show maps [MAP]`); `map` narrows it.
+        case maps
     }
 
     public var command: Command
@@ -56,6 +60,8 @@ public enum ControlErrorCode: String, Codable, Sendable, CaseIterable {
     case daemonUnreachable = "daemon-unreachable"
     case alreadyUp = "already-up"
     case permissionDenied = "permission-denied"
+    /// The configuration file has errors (every one in the answer's `reload.errors`); nothing changed.
+    case reloadRefused = "reload-refused"
     case internalError = "internal-error"
 }
 
@@ -150,6 +156,8 @@ public struct ControlResponse: Codable, Sendable {
     public var events: [DaemonEvent]?
     public var metrics: String?
     public var message: String?
+    public var reload: ReloadReport? = nil
+    public var maps: MapsReport? = nil
 
     public static func success(message: String) -> ControlResponse {
         ControlResponse(ok: true, error: nil, status: nil, events: nil, metrics: nil, message: message)

@@ -14,7 +14,28 @@ extension Daemon {
         case .metrics:
             return ControlResponse(ok: true, error: nil, status: nil, events: nil, metrics: metricsText(), message: nil)
         case .setPeers:
-            return respond { try preparePeerUpdate(request)() }
+            return respond { try preparePeerUpdate(request)() + saveState() }
+        case .reload:
+            guard let path = configurationPath else {
+                return .failure(ControlError(.internalError, "vigild was started without a configuration file to reload"))
+            }
+            let report = reload(path: path)
+            var response = report.refused ? ControlResponse.failure(ControlError(.reloadRefused, report.summary)) : .success(message: report.summary)
+            response.reload = report
+            return response
+        case .maps:
+            do {
+                let selected = try selectEntries(map: request.map, sequence: nil)
+                var response = ControlResponse.success(message: "\(selected.count) entries")
+                response.maps = MapsReport(entries: selected.map {
+                    MapsReport.Entry(map: $0.map, entry: $0.entry, coordinator: $0.coordinator, health: $0.health, now: loop.now)
+                })
+                return response
+            } catch let error as ControlError {
+                return .failure(error)
+            } catch {
+                return .failure(ControlError(.internalError, "\(error)"))
+            }
         case .clear:
             return respond {
                 let targets = try selectEntries(map: request.map, sequence: request.sequence)
@@ -86,18 +107,24 @@ extension Daemon {
 
     /// Atomic peer-list update: validated as a whole (addresses, duplicates, preferred first, a key for every peer)
     /// before anything changes; then the engine and the coordinator get the new list together.
-    /// Validates a peer-list update completely and returns the closure that applies it (so a reload can validate
-    /// every entry's update before applying any).
     func preparePeerUpdate(_ request: ControlRequest) throws -> () -> String {
         guard let map = request.map, let sequence = request.sequence else {
             throw ControlError(.badRequest, "peers.set needs a map and a sequence number")
         }
         let entry = try selectEntries(map: map, sequence: sequence)[0]
-        let names = request.peers ?? []
+        let peers = try validatedPeers(request.peers ?? [], preferred: request.preferred)
+        return try preparePeerList(entry, peers: peers, preferred: request.preferred.flatMap { name in peers.first { $0.description == name } },
+                                   fromFile: false)
+    }
+
+    /// A peer list given by name (the control API, the state file), each peer with its key: a peer the daemon
+    /// knows keeps its configured identity and key, a new one needs a key in the secrets file.
+    func validatedPeers(_ names: [String], preferred: String?) throws -> [Peer] {
         guard !names.isEmpty else { throw ControlError(.invalidPeerList, "the peer list is empty; give at least one peer") }
         var seen = Set<String>()
         var peers: [Peer] = []
         var keys: [Identity: Secret]?
+        let known = entryOrder.flatMap { entries[$0]!.entry.peers } + configuration.cryptoMaps.flatMap(\.entries).flatMap(\.peers)
         for name in names {
             let normalized = IPAddress(name)?.description ?? name.lowercased()
             guard seen.insert(normalized).inserted else {
@@ -111,8 +138,8 @@ extension Daemon {
             } else {
                 throw ControlError(.invalidPeerList, "'\(name)' is not an IPv4 or IPv6 address or a host name")
             }
-            if let known = configuration.cryptoMaps.flatMap(\.entries).flatMap(\.peers).first(where: { $0.address == address }) {
-                peers.append(known)
+            if let peer = known.first(where: { $0.address == address }) {
+                peers.append(peer)
                 continue
             }
             // A peer new to this daemon: its key must be in the secrets file.
@@ -132,9 +159,16 @@ extension Daemon {
             }
             peers.append(Peer(address: address, identity: nil, preSharedKey: key))
         }
-        if let preferred = request.preferred, preferred != names.first {
+        if let preferred, preferred != names.first {
             throw ControlError(.invalidPeerList, "the preferred peer \(preferred) must be listed first")
         }
+        return peers
+    }
+
+    /// Resolves a validated list and returns the closure that applies it at once (so a reload can prepare every
+    /// entry's list before applying any). `fromFile`: the configuration file's list (a reload), which becomes the
+    /// entry's configured list.
+    func preparePeerList(_ entry: EntryRuntime, peers: [Peer], preferred: Peer?, fromFile: Bool) throws -> () -> String {
         var resolved: [String: IPAddress] = [:]
         for peer in peers {
             guard let address = entry.addresses[peer.description] ?? EntryRuntime.resolve(peer.address) else {
@@ -142,19 +176,23 @@ extension Daemon {
             }
             resolved[peer.description] = address
         }
-
-        // Valid: apply everything at once.
         return { [self] in
-        entry.entry.peers = peers
-        entry.entry.preferredPeer = request.preferred.flatMap { name in peers.first { $0.description == name } }
-        entry.addresses.merge(resolved) { _, new in new }
-        engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.map {
-            EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey))
-        })
-        let list = peers.map(\.description)
-        enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: request.preferred)) }
-        record("peer-list-updated", entry, detail: list.joined(separator: ", ") + (request.preferred.map { " (preferred \($0))" } ?? ""))
-        return "\(entry.name): peers \(list.joined(separator: ", "))"
+            entry.entry.peers = peers
+            entry.entry.preferredPeer = preferred
+            if fromFile {
+                entry.configuredPeers = peers
+                entry.configuredPreferred = preferred
+            }
+            entry.addresses.merge(resolved) { _, new in new }
+            entry.forgetUnlistedHealth()
+            engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.map {
+                EnginePeer(address: resolved[$0.description]!, identity: $0.expectedIdentity, preSharedKey: SecureBytes($0.preSharedKey))
+            })
+            let list = peers.map(\.description)
+            let preferredName = preferred?.description
+            enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: preferredName)) }
+            record("peer-list-updated", entry, detail: list.joined(separator: ", ") + (preferredName.map { " (preferred \($0))" } ?? ""))
+            return "\(entry.name): peers \(list.joined(separator: ", "))"
         }
     }
 
@@ -163,12 +201,7 @@ extension Daemon {
         let views = engines.values.flatMap(\.sessions)
         for name in entryOrder {
             let entry = entries[name]!
-            let state: String = switch entry.coordinator.state {
-            case .idle: "idle"
-            case .connecting(let connecting): "connecting to \(connecting.peer) (attempt \(connecting.attempt))"
-            case .established(let established): "established with \(established.peer)"
-            case .backingOff(let backingOff): "all peers down, backing off until \(String(format: "%.1f", backingOff.until.seconds)) s"
-            }
+            let state = entry.coordinator.state.summary
             let ikeSAs = views.filter { $0.connection == name }.map { view in
                 StatusReport.IKESAStatus(
                     id: view.key.description, peer: entry.peerName(for: view.peer) ?? view.peer.description, state: view.state,

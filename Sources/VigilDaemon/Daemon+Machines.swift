@@ -52,6 +52,7 @@ extension Daemon {
         case .scheduleTimer:
             break // the coordinator's nextWakeup drives its timer (rescheduleCoordinator)
         case .emit(let notice):
+            if notice.kind == .attemptTimedOut, let peer = notice.peer { entry.noteHealth(of: peer) { $0.failed(notice.reason, at: loop.now) } }
             record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
             failoverNotice(notice.kind, entry)
         }
@@ -156,6 +157,7 @@ extension Daemon {
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
+        if let from = replacing ?? previousPeer, from != peer { entry.noteHealth(of: from) { $0.failedOver() } }
         failoverStep(.dataplaneProgrammed(peer, movedFrom: replacing ?? previousPeer), entry)
         if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
@@ -163,7 +165,8 @@ extension Daemon {
 
     @discardableResult
     func applyPlan(_ plan: KernelPlan, _ entry: EntryRuntime, what: String) -> KernelPlanReport {
-        let report = kernel.executor.apply(plan)
+        let report = kernel.executor.apply(saUsers.admit(plan))
+        saUsers.record(report)
         metrics.increment("vigil_kernel_steps_total", by: UInt64(report.applied.count), help: "kernel steps applied")
         if !report.refused.isEmpty {
             metrics.increment("vigil_kernel_refusals_total", by: UInt64(report.refused.count), help: "kernel steps refused")
@@ -216,6 +219,7 @@ extension Daemon {
         case .probeAnswered(let key, let sequence):
             guard let session = sessions[key] else { return }
             let echoed = sequence ?? session.lastProbeSequence
+            entries[session.entryName]?.noteHealth(of: session.peer) { $0.answered(at: loop.now) }
             record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
             peerProbe(.answered, session.peer, session.entryName)
@@ -225,6 +229,7 @@ extension Daemon {
         case .unreachable(let key):
             guard let session = sessions[key], let entry = entries[session.entryName] else { return }
             record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
+            entry.noteHealth(of: session.peer) { $0.failed("retransmissions exhausted", at: loop.now) }
             if session.established {
                 deadPeer(session.peer, entry, .retransmissionsExhausted)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry), reason: "retransmissions exhausted")
@@ -238,6 +243,7 @@ extension Daemon {
             let peer = entry.peerName(for: address) ?? address.description
             metrics.increment("vigil_negotiation_failures_total{code=\"\(failure.code.rawValue)\"}", help: "failed negotiations by reason")
             record("negotiation-failed", entry, peer: peer, detail: failure.description)
+            entry.noteHealth(of: peer) { $0.failed(failure.description, at: loop.now) }
             if let key = entry.sessions[peer], sessions[key]?.established == false { forget(key) }
             if entry.probing.remove(peer) != nil {
                 coordinate(entry, .phase1ProbeFailed(peer, probeSentAt: loop.now))
@@ -252,6 +258,7 @@ extension Daemon {
     private func ikeUp(_ key: SessionKey, connection: String, address: IPAddress, detail: String, peerSupportsDPD: Bool) {
         guard let entry = entries[connection] else { return }
         let peer = entry.peerName(for: address) ?? address.description
+        entry.noteHealth(of: peer) { $0.answered(at: loop.now) }
         if entry.probing.remove(peer) != nil {
             record("preemption-probe-answered", entry, peer: peer, detail: detail)
             // Its Child SA (IKE_AUTH brings one) is not installed; the probe IKE SA is deleted at once.
@@ -284,21 +291,21 @@ extension Daemon {
         guard let entry = entries[child.connection] else { return }
         let peer = entry.peerName(for: child.remoteEndpoint.address) ?? child.remoteEndpoint.address.description
         if probeSessions.contains(child.session) { return }
+        // One Child SA is one pair of SAs and one reqid, whatever number of selector pairs it protects: every pair's
+        // policies name that reqid, and the pairs share the SAs (`applyPlan` installs them once, deletes them with
+        // the last pair). The reqid of the peer's Child SA it renews is kept.
+        let pairs = child.localTrafficSelectors.flatMap { local in
+            child.remoteTrafficSelectors.filter { $0.family == local.family }.map { (local, $0) }
+        }
+        let kept = pairs.lazy.compactMap { local, remote in
+            entry.installed["\(local)=\(remote)"].flatMap { $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil }
+        }.first
         var kernelChildren: [KernelChildSA] = []
-        for local in child.localTrafficSelectors {
-            for remote in child.remoteTrafficSelectors where remote.family == local.family {
-                let key = "\(local)=\(remote)"
-                let kept = entry.installed[key].flatMap({ $0.remoteTunnelEndpoint == child.remoteEndpoint.address ? $0.reqid : nil })
-                guard let reqid = kept ?? entry.reqids.allocate() else {
-                    record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
-                    continue
-                }
-                if let kernelChild = kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) {
-                    kernelChildren.append(kernelChild)
-                } else if kept == nil {
-                    entry.reqids.release(reqid)
-                }
-            }
+        if let reqid = kept ?? entry.reqids.allocate() {
+            kernelChildren = pairs.compactMap { local, remote in kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) }
+            if kernelChildren.isEmpty, kept == nil { entry.reqids.release(reqid) }
+        } else {
+            record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
         }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren, since: loop.now)
         metrics.increment("vigil_phase2_established_total", help: "Child SAs established")
@@ -452,6 +459,7 @@ extension Daemon {
         switch action {
         case .sendProbe(let sequence, let attempt):
             session.lastProbeSequence = sequence
+            if attempt > 0 { entry?.noteHealth(of: session.peer) { $0.probeUnanswered(retry: attempt) } }
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
             peerProbe(.sent, session.peer, session.entryName)
             if attempt > 0 { peerProbe(.missed, session.peer, session.entryName) }
@@ -460,6 +468,7 @@ extension Daemon {
             engines[session.key.version]?.probe(session.key, sequence: sequence)
         case .peerDead(let death):
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
+            entry?.noteHealth(of: session.peer) { $0.declaredDead(probesMissed: death.probesSent, at: loop.now) }
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
             if death.probesSent > 0 { peerProbe(.missed, session.peer, session.entryName) }

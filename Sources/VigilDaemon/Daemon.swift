@@ -33,6 +33,8 @@ public final class Daemon: @unchecked Sendable {
     var probeSessions: Set<SessionKey> = []
     let kernel: DaemonKernel
     var control: ControlServer?
+    /// The configuration file a reload (SIGHUP, `vigil reload`) reads again.
+    public var configurationPath: String?
     /// Handles userspace ESP datagrams arriving on port 4500, when the userspace data plane runs.
     public var espReceiver: ((_ bytes: [UInt8], _ from: Endpoint, _ to: Endpoint) -> Void)?
     /// Set when a userspace data plane reads the (first) NAT-T socket itself; it hands IKE back via `receivedIKE`.
@@ -46,6 +48,8 @@ public final class Daemon: @unchecked Sendable {
     /// ESP that reached vigild although the kernel carries it: reported once per Child SA (KernelESPInUDP.swift).
     var undeliveredESP = UndeliveredESP()
     /// Updown hooks (HookDispatch.swift).
+    /// The selector pairs that use each installed SA (a Child SA's pairs share its SAs).
+    var saUsers = SAUsers()
     lazy var hooks = DaemonHooks(global: configuration.global.hooks)
 
     private var queue: [() -> Void] = []
@@ -111,6 +115,7 @@ public final class Daemon: @unchecked Sendable {
 
         let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
         record("kernel-reconciled", detail: report)
+        restorePeerLists()
         for name in entryOrder {
             let entry = entries[name]!
             record("entry-loaded", entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")

@@ -30,6 +30,7 @@ public enum DaemonRunner {
         let loop = EventLoop()
         let kernel = try makeKernel(configuration: configuration, options: options, clock: loop.clock, logger: logger)
         let daemon = Daemon(configuration: configuration, loop: loop, kernel: kernel.daemonKernel, logger: logger)
+        daemon.configurationPath = options.configPath
         for engine in makeEngines(configuration: configuration, loop: loop, forceEncapsulation: kernel.forcesEncapsulation) {
             daemon.register(engine)
         }
@@ -154,77 +155,6 @@ public enum DaemonRunner {
         } catch {
             return false
         }
-    }
-}
-
-extension Daemon {
-    /// SIGHUP: load the configuration again. With errors, the running configuration stays and every error is logged.
-    /// Otherwise peer-list changes are applied at once (atomically per entry); other changes need a restart and
-    /// are named in the log.
-    func reload(path: String) {
-        let next: VigilConfiguration
-        do {
-            next = try ConfigurationLoader.load(path: path)
-        } catch {
-            logger.error("reload refused, running configuration kept:\n\(error.description)")
-            record("reload-refused", detail: "\(error.errors.count) error\(error.errors.count == 1 ? "" : "s"); running configuration kept: "
-                + error.errors.map(\.description).joined(separator: "; "))
-            return
-        }
-        var updates: [(name: String, apply: () -> String)] = []
-        var credentialUpdates: Set<String> = []
-        var needRestart: [String] = []
-        for map in next.cryptoMaps {
-            for candidate in map.entries {
-                let name = "\(map.name)/\(candidate.sequence)"
-                guard let entry = entries[name] else {
-                    needRestart.append("new entry \(name)")
-                    continue
-                }
-                let peers = candidate.peers.map(\.description)
-                guard peers != entry.peerNames || candidate.preferredPeer?.description != entry.entry.preferredPeer?.description else {
-                    // Same list: a changed key or expected identity is applied to the engine; established SAs stay up
-                    // and the new key authenticates from the next Phase 1 on (as strongSwan's `swanctl --load-creds`).
-                    if candidate.peers.map(\.preSharedKey) != entry.entry.peers.map(\.preSharedKey)
-                        || candidate.peers.map(\.expectedIdentity) != entry.entry.peers.map(\.expectedIdentity) {
-                        updates.append((name, { [self] in self.applyCredentials(candidate.peers, to: entry) }))
-                        credentialUpdates.insert(name)
-                    }
-                    continue
-                }
-                do {
-                    let apply = try preparePeerUpdate(ControlRequest(
-                        command: .setPeers, map: map.name, sequence: candidate.sequence, peers: peers,
-                        preferred: candidate.preferredPeer?.description))
-                    updates.append((name, apply))
-                } catch {
-                    logger.error("reload refused, running configuration kept: peers of \(name): \(error)")
-                    record("reload-refused", detail: "peers of \(name): \(error); running configuration kept")
-                    return
-                }
-            }
-        }
-        var applied = updates.map { credentialUpdates.contains($0.name) ? "keys of \($0.name)" : "peers of \($0.name)" }
-        for update in updates { _ = update.apply() }
-        if applyHooks(of: next) { applied.append("hooks") }
-        let removed = entryOrder.filter { name in !next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } }.contains(name) }
-        needRestart += removed.map { "removed entry \($0)" }
-        record("reloaded", detail: "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"
-            + (needRestart.isEmpty ? "" : "; needs a restart: \(needRestart.joined(separator: ", "))"))
-        drain()
-    }
-}
-
-extension Daemon {
-    /// New keys (or expected identities) for an unchanged peer list.
-    func applyCredentials(_ peers: [Peer], to entry: EntryRuntime) -> String {
-        entry.entry.peers = peers
-        engines[entry.version]?.updatePeers(connection: entry.name, peers: peers.compactMap { peer -> EnginePeer? in
-            guard let address = entry.addresses[peer.description] ?? EntryRuntime.resolve(peer.address) else { return nil }
-            return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
-        })
-        record("credentials-updated", entry, detail: "keys reloaded for \(peers.map(\.description).joined(separator: ", "))")
-        return "\(entry.name): keys"
     }
 }
 

@@ -34,6 +34,12 @@ final class EntryRuntime {
     /// Traffic counters seen at the last sample, per inbound SPI.
     var lastInboundPackets: [UInt32: UInt64] = [:]
     var lastOutboundPackets: [UInt32: UInt64] = [:]
+    /// The configuration file's peer list and preferred peer as last loaded (start-up or reload): a run-time list
+    /// (`vigil peers set`) differs from it until the file changes the list.
+    var configuredPeers: [Peer]
+    var configuredPreferred: Peer?
+    /// What the daemon last learnt of each listed peer (`vigil show maps`); only listed peers are kept.
+    var health: [String: PeerHealth] = [:]
 
     struct ChildRecord {
         var child: NegotiatedChild
@@ -52,10 +58,29 @@ final class EntryRuntime {
         version = entry.ikeVersion == .v1 ? .v1 : .v2
         coordinator = FailoverCoordinator(configuration: Self.coordinatorConfiguration(entry))
         reqids = ReqidAllocator()
+        configuredPeers = entry.peers
+        configuredPreferred = entry.preferredPeer
         for peer in entry.peers { addresses[peer.description] = Self.resolve(peer.address) }
     }
 
     var peerNames: [String] { entry.peers.map(\.description) }
+
+    /// True when the running list is one set at run time, not the configuration file's.
+    var listSetAtRunTime: Bool {
+        peerNames != configuredPeers.map(\.description) || entry.preferredPeer?.description != configuredPreferred?.description
+    }
+
+    /// Records what was learnt of a listed peer; anything else (an unlisted address) is not kept.
+    func noteHealth(of peer: String, _ change: (inout PeerHealth) -> Void) {
+        guard peerNames.contains(peer) else { return }
+        change(&health[peer, default: PeerHealth()])
+    }
+
+    /// After a list change: the health of peers no longer listed goes.
+    func forgetUnlistedHealth() {
+        let listed = Set(peerNames)
+        health = health.filter { listed.contains($0.key) }
+    }
 
     func peerName(for address: IPAddress) -> String? {
         addresses.first(where: { $0.value == address })?.key ?? movedAddresses[address]
@@ -116,6 +141,45 @@ final class EntryRuntime {
             }
             return SocketAddress.endpoint(from: storage)?.address
         }
+    }
+}
+
+/// The last known health of one listed peer, named by the events that change it.
+struct PeerHealth: Equatable {
+    /// When it last answered: an IKE SA established with it, or a DPD answer.
+    var lastAnswer: Duration?
+    /// DPD probes it left unanswered in a row (reset by an answer).
+    var probesMissed = 0
+    /// Times the entry's traffic moved away from it.
+    var failoversAway = 0
+    var lastFailure: String?
+    var lastFailureAt: Duration?
+
+    mutating func answered(at now: Duration) {
+        lastAnswer = now
+        probesMissed = 0
+    }
+
+    /// A retransmitted probe: the `retry` before it went unanswered.
+    mutating func probeUnanswered(retry: Int) {
+        probesMissed = max(probesMissed, retry)
+    }
+
+    mutating func declaredDead(probesMissed missed: Int, at now: Duration) {
+        probesMissed = missed
+        failed("declared dead: no answer to \(missed) probes", at: now)
+    }
+
+    /// Our limit on a kept failure reason (parts of it may come from the peer).
+    static let maximumReasonLength = 256
+
+    mutating func failed(_ reason: String, at now: Duration) {
+        lastFailure = String(reason.prefix(Self.maximumReasonLength))
+        lastFailureAt = now
+    }
+
+    mutating func failedOver() {
+        failoversAway += 1
     }
 }
 

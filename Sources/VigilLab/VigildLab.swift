@@ -47,6 +47,8 @@ public final class VigildLab: @unchecked Sendable {
     public let directory: URL
     public private(set) var vigild: VigildProcess!
     public var socketPath: String { directory.appendingPathComponent("vigil.sock").path }
+    /// vigild's state file (run-time peer lists), in the lab's own directory.
+    public var stateFilePath: String { directory.appendingPathComponent("state/peers.json").path }
 
     public init(_ settings: Settings = Settings()) throws {
         self.settings = settings
@@ -108,6 +110,7 @@ public final class VigildLab: @unchecked Sendable {
           dataplane: \(settings.dataPlane.rawValue)
           secrets: vigil.secrets.yaml
           control-socket: \(socketPath)
+          state-file: \(stateFilePath)
           dpd:
             mode: \(settings.dpdMode)
             interval: \(settings.interval)

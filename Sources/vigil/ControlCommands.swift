@@ -21,15 +21,18 @@ struct DaemonOptions: ParsableArguments {
             throw ExitCode(3)
         }
         if let error = response.error {
-            fail(error)
+            // A refused reload: every error first, one per line, as `vigil config check` prints them.
+            for line in response.reload?.errors ?? [] { StandardError.write(line + "\n") }
+            fail(error, response: response)
             throw ExitCode.failure
         }
         return response
     }
 
-    private func fail(_ error: ControlError) {
+    /// With --json the daemon's whole answer is printed (its `error`, and a refused reload's `reload` report).
+    private func fail(_ error: ControlError, response: ControlResponse? = nil) {
         StandardError.write("vigil: \(error.code.rawValue): \(error.message)\n")
-        if json { printJSON(ControlResponse.failure(error)) }
+        if json { printJSON(response ?? ControlResponse.failure(error)) }
     }
 
     /// Sends a request that only answers with a message, and prints it (with --json: `{"ok": true, "message": ...}`).
@@ -222,6 +225,46 @@ struct MetricSample: Encodable, Equatable {
                 labels[String(pair[..<equals])] = String(pair[pair.index(after: equals)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
             }
             return MetricSample(name: String(series[..<open]), labels: labels, value: value)
+        }
+    }
+}
+
+/// `vigil reload`: vigild loads its configuration file again (as SIGHUP) and says what it applied, what it kept,
+/// what needs a restart; with errors it prints every one, changes nothing, and exits 1 (`reload-refused`).
+struct ReloadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload", abstract: "Reload vigild's configuration file; errors are printed and nothing changes.")
+    @OptionGroup var daemon: DaemonOptions
+
+    func run() throws {
+        let response = try daemon.send(ControlRequest(command: .reload))
+        guard let report = response.reload else { return print(response.message ?? "reloaded") }
+        if daemon.json { return daemon.printJSON(report) }
+        print("reloaded \(report.path)")
+        print("  applied: \(report.applied.isEmpty ? "nothing" : report.applied.joined(separator: ", "))")
+        for kept in report.kept { print("  kept: \(kept)") }
+        for restart in report.needsRestart { print("  needs a restart: \(restart)") }
+    }
+}
+
+/// `vigil show ...`: Cisco's `show crypto ...` views.
+struct ShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Show the running configuration.", subcommands: [Maps.self])
+
+    /// `vigil show maps [MAP]` (Cisco `show crypto map`): each entry's settings and ordered peers with their health.
+    struct Maps: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "maps",
+            abstract: "Show crypto-map entries: settings, ordered peers (active, last answer, probes missed, failovers), backoff.")
+        @OptionGroup var daemon: DaemonOptions
+        @Argument(help: "Crypto map name (all maps if omitted).") var map: String?
+
+        func run() throws {
+            let response = try daemon.send(ControlRequest(command: .maps, map: map))
+            guard let maps = response.maps else { return }
+            if daemon.json { return daemon.printJSON(maps) }
+            print(maps.text, terminator: "")
         }
     }
 }

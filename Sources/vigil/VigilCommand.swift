@@ -1,8 +1,8 @@
 import ArgumentParser
 import VigilConfig
 
-/// `vigil`: the operator's command. Subcommands group by subject (`config`, later `status`, `peers`, `clear`,
-/// `failover`, `events`, `metrics`).
+/// `vigil`: the operator's command. Subcommands group by subject (`config`, `status`, `peers`, `clear`,
+/// `initiate`, `failover`, `events`, `metrics`, `reload`, `show`).
 @main
 struct VigilCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,7 +11,7 @@ struct VigilCommand: ParsableCommand {
         version: VigilVersion.current,
         subcommands: [
             ConfigCommand.self, StatusCommand.self, PeersCommand.self, ClearCommand.self, InitiateCommand.self, FailoverCommand.self,
-            EventsCommand.self, MetricsCommand.self,
+            EventsCommand.self, MetricsCommand.self, ReloadCommand.self, ShowCommand.self,
         ]
     )
 }

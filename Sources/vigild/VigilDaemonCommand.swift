@@ -23,6 +23,9 @@ struct VigilDaemonCommand: ParsableCommand {
     @Option(name: .long, help: "Log level: debug, info, notice, warning, error.")
     var logLevel: String = "info"
 
+    @Option(name: .long, help: "Log format: text (millisecond timestamps), journal (priority prefixes; the default under systemd), json.")
+    var logFormat: String?
+
     @Option(name: .long, help: ArgumentHelp(
         "Where Child SAs go: configured (by `dataplane`), or recorded (tests on kernels without ESP: SAs are kept in "
             + "memory while policies and routes go to the kernel).", visibility: .hidden))
@@ -46,11 +49,16 @@ struct VigilDaemonCommand: ParsableCommand {
         guard let choice = DaemonRunner.SAKernelChoice(rawValue: saKernel) else {
             throw ValidationError("unknown --sa-kernel '\(saKernel)'; allowed: \(DaemonRunner.SAKernelChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        let format: LogFormat
+        if let logFormat {
+            guard let chosen = LogFormat(rawValue: logFormat) else {
+                throw ValidationError("unknown log format '\(logFormat)'; allowed: \(LogFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            format = chosen
+        } else {
+            format = .automatic()
         }
+        LoggingSystem.bootstrap { label in VigilLogHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "vigild")
         do {
             try DaemonRunner.run(configuration: configuration, options: .init(configPath: config, saKernel: choice), logger: logger)

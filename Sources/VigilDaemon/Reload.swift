@@ -1,0 +1,133 @@
+import VigilConfig
+
+/// What a reload (SIGHUP or `vigil reload`) did: what was applied, what was kept, what needs a restart, or, when
+/// refused, every error (and nothing changed).
+public struct ReloadReport: Codable, Sendable, Equatable {
+    /// The configuration file read.
+    public var path: String
+    public var refused: Bool
+    /// On refusal: every error, `FILE:LINE:COLUMN: PATH: MESSAGE` as `vigil config check` prints them.
+    public var errors: [String]
+    public var applied: [String]
+    /// Run-time peer lists (`vigil peers set`) kept because the file did not change those entries' lists.
+    public var kept: [String]
+    public var needsRestart: [String]
+
+    public init(path: String, refused: Bool, errors: [String] = [], applied: [String] = [], kept: [String] = [], needsRestart: [String] = []) {
+        self.path = path
+        self.refused = refused
+        self.errors = errors
+        self.applied = applied
+        self.kept = kept
+        self.needsRestart = needsRestart
+    }
+
+    /// One line for the event log and the CLI's first line.
+    public var summary: String {
+        if refused {
+            return "\(errors.count) error\(errors.count == 1 ? "" : "s") in \(path); nothing changed, running configuration kept"
+        }
+        var text = "applied: \(applied.isEmpty ? "nothing" : applied.joined(separator: ", "))"
+        if !kept.isEmpty { text += "; kept: \(kept.joined(separator: ", "))" }
+        if !needsRestart.isEmpty { text += "; needs a restart: \(needsRestart.joined(separator: ", "))" }
+        return text
+    }
+}
+
+/// What a loaded configuration changes in the running one: pure, so SIGHUP and the control API share it and tests
+/// can check it without a daemon.
+struct ReloadPlan: Equatable {
+    /// One running entry as the plan needs it.
+    struct Running {
+        var name: String
+        /// The running entry (its peers are the running list).
+        var entry: CryptoMapEntry
+        /// The file's list as last loaded.
+        var configuredPeers: [Peer]
+        var configuredPreferred: Peer?
+    }
+
+    enum Change: Equatable {
+        /// The file changed the entry's list: it replaces the running one (also one set at run time).
+        case peerList(entry: String, peers: [Peer], preferred: Peer?)
+        /// Same list, new keys or expected identities.
+        case credentials(entry: String, peers: [Peer])
+    }
+
+    var changes: [Change] = []
+    var kept: [String] = []
+    var needsRestart: [String] = []
+
+    static func make(running: [Running], runningGlobal: GlobalSettings, next: VigilConfiguration) -> ReloadPlan {
+        var plan = ReloadPlan()
+        let nextPeers = next.cryptoMaps.flatMap(\.entries).flatMap(\.peers)
+        var names: Set<String> = []
+        for map in next.cryptoMaps {
+            for candidate in map.entries {
+                let name = "\(map.name)/\(candidate.sequence)"
+                names.insert(name)
+                guard let current = running.first(where: { $0.name == name }) else {
+                    plan.needsRestart.append("new entry \(name)")
+                    continue
+                }
+                let changed = changedSettings(current.entry, candidate)
+                if !changed.isEmpty { plan.needsRestart.append("\(name) (\(changed.joined(separator: ", ")))") }
+                if candidate.peers.map(\.description) != current.configuredPeers.map(\.description)
+                    || candidate.preferredPeer?.description != current.configuredPreferred?.description {
+                    plan.changes.append(.peerList(entry: name, peers: candidate.peers, preferred: candidate.preferredPeer))
+                    continue
+                }
+                let runningNames = current.entry.peers.map(\.description)
+                if runningNames != candidate.peers.map(\.description)
+                    || current.entry.preferredPeer?.description != candidate.preferredPeer?.description {
+                    plan.kept.append("peers of \(name) as set at run time (\(runningNames.joined(separator: ", ")))")
+                }
+                // Keys and expected identities of the running peers, from this entry first, then any entry.
+                let renewed = current.entry.peers.map { peer in
+                    (candidate.peers + nextPeers).first { $0.address == peer.address } ?? peer
+                }
+                if renewed != current.entry.peers { plan.changes.append(.credentials(entry: name, peers: renewed)) }
+            }
+        }
+        plan.needsRestart += running.map(\.name).filter { !names.contains($0) }.map { "removed entry \($0)" }
+        let global = changedSettings(runningGlobal, next.global)
+        if !global.isEmpty { plan.needsRestart.append("global (\(global.joined(separator: ", ")))") }
+        return plan
+    }
+
+    /// A setting compared by a reload: its configuration key and whether two values differ in it.
+    struct Field<Root> {
+        var name: String
+        var differs: (Root, Root) -> Bool
+        init<Value: Equatable>(_ name: String, _ path: KeyPath<Root, Value>) {
+            self.name = name
+            differs = { $0[keyPath: path] != $1[keyPath: path] }
+        }
+    }
+
+    /// The keys of `fields` whose values differ between `old` and `new`.
+    static func changed<Root>(_ old: Root, _ new: Root, _ fields: [Field<Root>]) -> [String] {
+        fields.filter { $0.differs(old, new) }.map(\.name)
+    }
+
+    /// The settings of an entry a reload cannot change in place (peers, keys and hooks it can).
+    static func changedSettings(_ old: CryptoMapEntry, _ new: CryptoMapEntry) -> [String] {
+        changed(old, new, [
+            Field("ike-version", \.ikeVersion), Field("idle-time", \.idleTime), Field("preemption", \.preemption),
+            Field("traffic", \.traffic), Field("ike-proposals", \.ikeProposals), Field("esp-proposals", \.espProposals),
+            Field("pfs-group", \.pfsGroup), Field("ike-lifetime", \.ikeLifetime), Field("child-lifetime", \.childLifetime),
+            Field("rekey-margin", \.rekeyMargin), Field("dpd", \.dpd), Field("start", \.start), Field("encapsulation", \.encapsulation),
+            Field("connect-timeout", \.connectTimeout), Field("backoff", \.backoff), Field("local-identity", \.localIdentity),
+            Field("retransmit", \.retransmit),
+        ])
+    }
+
+    /// The global settings a reload cannot change in place (hooks and keys it can).
+    static func changedSettings(_ old: GlobalSettings, _ new: GlobalSettings) -> [String] {
+        changed(old, new, [
+            Field("identity", \.identity), Field("listen", \.listen), Field("dataplane", \.dataplane), Field("secrets", \.secretsPath),
+            Field("control-socket", \.controlSocket), Field("control-group", \.controlGroup), Field("state-file", \.stateFile),
+            Field("ike-retransmit", \.ikeRetransmit), Field("kernel", \.kernel), Field("half-open", \.halfOpen), Field("metrics", \.metrics),
+        ])
+    }
+}
