@@ -61,3 +61,16 @@ import VigilKernel
         #expect(server.local.description.hasPrefix("[::1]:"))
     }
 }
+
+/// A reload whose `global.metrics` differs names it under `needsRestart` (the endpoint is bound once, at start).
+@Suite struct MetricsReloadTests {
+    @Test func aChangedMetricsAddressNeedsARestart() throws {
+        let old = try OperatorCommandTests.configuration()
+        let next = try OperatorCommandTests.configuration(FailClosedWiringTests.yaml
+            .replacingOccurrences(of: "  listen: [192.0.2.1]\n", with: "  listen: [192.0.2.1]\n  metrics: { listen: 192.0.2.1:9464 }\n"))
+        #expect(next.global.metrics?.listen.port == 9464)
+        let plan = ReloadPlan.make(running: OperatorCommandTests.running(old), runningGlobal: old.global, next: next)
+        #expect(plan.changes.isEmpty)
+        #expect(plan.needsRestart == ["global (metrics)"])
+    }
+}
