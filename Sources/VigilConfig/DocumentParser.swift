@@ -58,7 +58,9 @@ struct RetransmitOverride {
 struct DocumentParser {
     static let topKeys = ["global", "crypto-maps"]
     static let globalKeys = ["identity", "listen", "dataplane", "secrets", "control-socket", "control-group", "state-file", "dpd", "ike-retransmit", "kernel",
-                             "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold", "hooks"]
+                             "half-open-per-source", "half-open-total", "half-open-lifetime", "cookie-threshold", "hooks",
+                             "metrics"]
+    static let metricsKeys = ["listen"]
     static let dpdKeys = ["mode", "interval", "retry", "retries", "action"]
     static let retransmitKeys = ["timeout", "base", "tries"]
     static let kernelKeys = ["route-table", "install-routes"]
@@ -166,13 +168,14 @@ struct DocumentParser {
         let kernel = section["kernel"].map { parseKernel($0) } ?? KernelSettings.defaults
         let halfOpen = parseHalfOpen(section)
         let hooks = section["hooks"].map { parseHooks($0) } ?? []
+        let metrics: MetricsSettings?? = section["metrics"].map { parseMetrics($0) }
         let dpdDefaults = DPDSettings(
             mode: globalDPD.mode?.value ?? DPDSettings.defaults.mode, interval: globalDPD.interval?.value,
             retry: globalDPD.retry?.value ?? DPDSettings.defaults.retry,
             retries: globalDPD.retries?.value ?? DPDSettings.defaults.retries,
             action: globalDPD.action?.value ?? DPDSettings.defaults.action)
         guard let identity, let listen, let dataplane, let controlSocket, let stateFile, let kernel, !globalDPD.invalid, !retransmit.invalid,
-              !controlGroupInvalid, let halfOpen, let hooks
+              !controlGroupInvalid, let halfOpen, let hooks, metrics != .some(nil)
         else { return nil }
         var settings = GlobalSettings(
             identity: identity, listen: listen, dataplane: dataplane, secretsPath: secretsPath,
@@ -181,7 +184,22 @@ struct DocumentParser {
         settings.stateFile = stateFile
         settings.halfOpen = halfOpen
         settings.hooks = hooks
+        settings.metrics = metrics ?? nil
         return settings
+    }
+
+    /// `metrics: { listen: ADDRESS:PORT }`; nil (each error reported) when it is not usable.
+    private mutating func parseMetrics(_ field: Field) -> MetricsSettings? {
+        guard let section = Section(field, allowed: Self.metricsKeys, &diagnostics) else { return nil }
+        guard let value = section.required("listen", &diagnostics, allowed: TextForms.metricsListenForms),
+              let text = value.scalar(&diagnostics, expecting: TextForms.metricsListenForms) else { return nil }
+        switch TextForms.metricsListen(text) {
+        case .success(let endpoint):
+            return MetricsSettings(listen: endpoint)
+        case .failure(let problem):
+            diagnostics.report(value, problem.message)
+            return nil
+        }
     }
 
     /// The half-open limits; nil when one is given but invalid (each bad key is reported by name).
@@ -695,5 +713,41 @@ enum HookExecutable {
                 + "allowed: writable by its owner only; fix: chmod go-w \(path)"
         }
         return nil
+    }
+}
+
+extension TextForms {
+    static let metricsListenForms = "ADDRESS:PORT, an IPv4 address or a bracketed IPv6 address and a port from "
+        + "\(ConfigurationLimits.metricsPort.lowerBound) to \(ConfigurationLimits.metricsPort.upperBound), such as "
+        + "192.0.2.1:9464 or [2001:db8::1]:9464"
+
+    /// `192.0.2.1:9464` or `[2001:db8::1]:9464` (RFC 3986 §3.2.2 brackets an IPv6 literal before its port).
+    static func metricsListen(_ text: String) -> Result<Endpoint, TextFormError> {
+        func refused(_ why: String) -> Result<Endpoint, TextFormError> {
+            .failure(TextFormError(message: "'\(text)' \(why); allowed: \(metricsListenForms)"))
+        }
+        let host: Substring
+        let port: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { return refused("has no ']' after its IPv6 address") }
+            host = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return refused("has no ':PORT' after its address") }
+            port = rest.dropFirst()
+            guard let address = IPAddress(String(host)), address.family == .ipv6 else {
+                return refused("has '\(host)' in brackets, which is not an IPv6 address")
+            }
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return refused("has no ':PORT'") }
+            host = text[..<colon]
+            port = text[text.index(after: colon)...]
+            if host.contains(":") { return refused("is an IPv6 address without brackets") }
+        }
+        guard let address = IPAddress(String(host)) else { return refused("has '\(host)', which is not an IP address") }
+        guard port.allSatisfy(\.isASCIIDigit), let number = Int(port), ConfigurationLimits.metricsPort.contains(number) else {
+            return refused("has port '\(port)', which is not a number from \(ConfigurationLimits.metricsPort.lowerBound) to "
+                + "\(ConfigurationLimits.metricsPort.upperBound)")
+        }
+        return .success(Endpoint(address, UInt16(number)))
     }
 }

@@ -49,4 +49,8 @@ public enum ConfigurationLimits {
     public static let defaultHookTimeout: Duration = .seconds(10)
     /// Hooks listed at one level (global or one entry).
     public static let hooksPerLevel: ClosedRange<Int> = 0 ... 16
+
+    /// `global.metrics.listen`: a TCP port (RFC 793; 0 would be "any port", which Prometheus could not find).
+    /// Prometheus's own exporters take theirs from 9100 up; nothing is chosen by default (the endpoint is off).
+    public static let metricsPort: ClosedRange<Int> = 1 ... 65535
 }

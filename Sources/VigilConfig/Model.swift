@@ -40,6 +40,8 @@ public struct GlobalSettings: Hashable, Sendable {
     public var halfOpen = HalfOpenSettings()
     /// Updown hooks run for every entry (each entry's own `hooks` run after these).
     public var hooks: [Hook] = []
+    /// The Prometheus endpoint (`global.metrics`); nil, the default, serves none.
+    public var metrics: MetricsSettings? = nil
 
     public init(
         identity: Identity, listen: [IPAddress], dataplane: DataPlaneChoice, secretsPath: String?,
@@ -54,6 +56,14 @@ public struct GlobalSettings: Hashable, Sendable {
         self.ikeRetransmit = ikeRetransmit
         self.kernel = kernel
     }
+}
+
+/// `global.metrics`: where vigild serves its metrics over HTTP (`GET /metrics`, the Prometheus text format).
+public struct MetricsSettings: Hashable, Sendable {
+    /// The TCP address and port to listen on (`192.0.2.1:9464`, `[2001:db8::1]:9464`).
+    public var listen: Endpoint
+
+    public init(listen: Endpoint) { self.listen = listen }
 }
 
 /// `global.half-open-per-source`, `half-open-total`, `half-open-lifetime`, `cookie-threshold`: nil is "the

@@ -22,6 +22,7 @@ extension VigilConfiguration {
         if let value = halfOpen.lifetime { lines.append("  half-open-lifetime: \(value.configurationText)") }
         if let value = halfOpen.cookieThreshold { lines.append("  cookie-threshold: \(value)") }
         for hook in global.hooks { lines.append("  hook: \(hook.summary)") }
+        if let metrics = global.metrics { lines.append("  metrics: http://\(metrics.listen)/metrics") }
         lines.append("crypto-maps:")
         for map in cryptoMaps {
             lines.append("  \(map.name):")

@@ -250,6 +250,7 @@ extension Daemon {
                 help: "datagrams handed over by the data plane thread and refused because the event loop queue was full")
         all.set("vigil_event_loop_timer_entries", UInt64(loop.pendingTimerEntries), help: "timers waiting in the event loop's heap")
         for (name, value) in dataPlaneCounters?() ?? [:] { all.set("vigil_dataplane_\(name)", value) }
+        stateMetrics(into: &all)
         return all.text
     }
 }

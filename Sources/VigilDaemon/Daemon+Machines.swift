@@ -54,6 +54,7 @@ extension Daemon {
         case .emit(let notice):
             if notice.kind == .attemptTimedOut, let peer = notice.peer { entry.noteHealth(of: peer) { $0.failed(notice.reason, at: loop.now) } }
             record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
+            failoverNotice(notice.kind, entry)
         }
     }
 
@@ -157,6 +158,7 @@ extension Daemon {
         record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
         if let from = replacing ?? previousPeer, from != peer { entry.noteHealth(of: from) { $0.failedOver() } }
+        failoverStep(.dataplaneProgrammed(peer, movedFrom: replacing ?? previousPeer), entry)
         if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
     }
@@ -220,6 +222,7 @@ extension Daemon {
             entries[session.entryName]?.noteHealth(of: session.peer) { $0.answered(at: loop.now) }
             record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
+            peerProbe(.answered, session.peer, session.entryName)
             detect(key, .probeAcknowledged(sequence: echoed))
         case .exchangeInFlight(let key, let inFlight):
             detect(key, inFlight ? .exchangeStarted : .exchangeCompleted)
@@ -228,6 +231,7 @@ extension Daemon {
             record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
             entry.noteHealth(of: session.peer) { $0.failed("retransmissions exhausted", at: loop.now) }
             if session.established {
+                deadPeer(session.peer, entry, .retransmissionsExhausted)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry), reason: "retransmissions exhausted")
                 coordinate(entry, .peerDead(session.peer))
             } else {
@@ -278,6 +282,7 @@ extension Daemon {
         entry.sessions[peer] = key
         metrics.increment("vigil_phase1_established_total", help: "IKE SAs established")
         record("phase1-up", entry, peer: peer, detail: "IKE SA \(key): \(detail)")
+        failoverStep(.phase1Up(peer), entry)
         rescheduleDetector(session)
         coordinate(entry, .phase1Established(peer))
     }
@@ -307,6 +312,7 @@ extension Daemon {
         record("phase2-up", entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
             + "\(child.algorithms) \(child.localTrafficSelectors.map(\.description).joined(separator: ",")) === "
             + "\(child.remoteTrafficSelectors.map(\.description).joined(separator: ","))\(child.udpEncapsulated ? " UDP-encapsulated" : "")")
+        failoverStep(.phase2Up(peer), entry)
         if case .connecting(let connecting) = entry.coordinator.state, connecting.peer == peer {
             coordinate(entry, .childEstablished(peer))
         } else if entry.coordinator.activePeer == peer {
@@ -419,6 +425,7 @@ extension Daemon {
         guard tracked else { return }
         record("phase1-down", entry, peer: peer, detail: "IKE SA \(key): \(reason)")
         if byPeer && wasEstablished && entry.coordinator.activePeer == peer {
+            deadPeer(peer, entry, .deletedByPeer)
             coordinate(entry, .peerDead(peer))
         } else if !wasEstablished {
             coordinate(entry, .attemptFailed(peer, reason: reason))
@@ -454,6 +461,8 @@ extension Daemon {
             session.lastProbeSequence = sequence
             if attempt > 0 { entry?.noteHealth(of: session.peer) { $0.probeUnanswered(retry: attempt) } }
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
+            peerProbe(.sent, session.peer, session.entryName)
+            if attempt > 0 { peerProbe(.missed, session.peer, session.entryName) }
             let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
             record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
             engines[session.key.version]?.probe(session.key, sequence: sequence)
@@ -462,7 +471,9 @@ extension Daemon {
             entry?.noteHealth(of: session.peer) { $0.declaredDead(probesMissed: death.probesSent, at: loop.now) }
             record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
+            if death.probesSent > 0 { peerProbe(.missed, session.peer, session.entryName) }
             if let entry {
+                deadPeerDetected(session.peer, entry, detection: death.declaredAt - death.lastProofOfLife)
                 runHooks(.deadPeer, entry, peer: session.peer, child: activeChild(of: session.peer, entry),
                          reason: "no answer to \(death.probesSent) DPD probes")
                 coordinate(entry, .peerDead(session.peer))

@@ -20,6 +20,7 @@ public final class Daemon: @unchecked Sendable {
     public let events: EventLog
     let logger: Logger
     var metrics = Metrics()
+    var failoverPhases = FailoverPhases()
     var logLimiter = LogRateLimiter()
     var random = SystemRandomNumberGenerator()
 

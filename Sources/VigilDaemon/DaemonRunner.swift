@@ -35,7 +35,9 @@ public enum DaemonRunner {
             daemon.register(engine)
         }
         kernel.attach?(daemon)
+        let metricsServer = try configuration.global.metrics.map { try Self.bindMetrics($0) }  // before anything is installed
         try daemon.start()
+        if let metricsServer { Self.serveMetrics(metricsServer, daemon: daemon, logger: logger) }
         logger.notice("vigild running: \(configuration.cryptoMaps.count) crypto maps, data plane \(kernel.daemonKernel.dataplaneDescription)")
         let notifier = Self.systemdNotifier(logger: logger)
         if let notifier {
@@ -68,6 +70,7 @@ public enum DaemonRunner {
             sources.append(source)
         }
         loop.run()
+        metricsServer?.stop()
         kernel.detach?()
         withExtendedLifetime(sources) {}
     }

@@ -33,47 +33,6 @@ public final class EventLog: @unchecked Sendable {
     }
 }
 
-/// Counters and gauges exported by `vigil metrics` in the Prometheus text format.
-public struct Metrics: Sendable {
-    private var counters: [String: UInt64] = [:]
-    private var help: [String: String] = [:]
-
-    public init() {}
-
-    public mutating func increment(_ name: String, by amount: UInt64 = 1, help text: String? = nil) {
-        counters[name, default: 0] &+= amount
-        if let text { help[Self.family(of: name)] = text }
-    }
-
-    public mutating func set(_ name: String, _ value: UInt64, help text: String? = nil) {
-        counters[name] = value
-        if let text { help[Self.family(of: name)] = text }
-    }
-
-    public func value(_ name: String) -> UInt64 { counters[name] ?? 0 }
-
-    /// Every counter by name.
-    public var all: [String: UInt64] { counters }
-
-    /// Prometheus exposition text, sorted for stable output.
-    public var text: String {
-        var lines: [String] = []
-        var described = Set<String>()
-        for name in counters.keys.sorted() {
-            let family = Self.family(of: name)
-            if described.insert(family).inserted, let text = help[family] {
-                lines.append("# HELP \(family) \(text)")
-            }
-            lines.append("\(name) \(counters[name]!)")
-        }
-        return lines.joined(separator: "\n") + "\n"
-    }
-
-    private static func family(of name: String) -> String {
-        String(name.prefix { $0 != "{" })
-    }
-}
-
 extension Duration {
     /// Seconds as a Double, for logs and the control API.
     public var seconds: Double {

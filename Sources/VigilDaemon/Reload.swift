@@ -127,7 +127,7 @@ struct ReloadPlan: Equatable {
         changed(old, new, [
             Field("identity", \.identity), Field("listen", \.listen), Field("dataplane", \.dataplane), Field("secrets", \.secretsPath),
             Field("control-socket", \.controlSocket), Field("control-group", \.controlGroup), Field("state-file", \.stateFile),
-            Field("ike-retransmit", \.ikeRetransmit), Field("kernel", \.kernel), Field("half-open", \.halfOpen),
+            Field("ike-retransmit", \.ikeRetransmit), Field("kernel", \.kernel), Field("half-open", \.halfOpen), Field("metrics", \.metrics),
         ])
     }
 }
