@@ -58,9 +58,9 @@ struct ConnectionSpec {
 /// Runs an engine's timers on the event loop: one loop timer per engine timer id.
 final class EngineTimers<ID: Hashable> {
     private var handles: [ID: EventLoop.TimerHandle] = [:]
-    private let loop: EventLoop
+    private let loop: any Scheduler
 
-    init(loop: EventLoop) { self.loop = loop }
+    init(loop: any Scheduler) { self.loop = loop }
 
     func schedule(_ id: ID, at deadline: Duration, _ fire: @escaping () -> Void) {
         if let old = handles[id] { loop.cancel(old) }
@@ -80,12 +80,13 @@ final class IKEv2Driver: IKEEngineDriver {
     let version = IKEVersionTag.v2
     var output: (EngineOutput) -> Void = { _ in }
     private var endpoint: IKEv2Endpoint
-    private let loop: EventLoop
+    private let loop: any Scheduler
     private lazy var timers = EngineTimers<IKEv2TimerID>(loop: loop)
-    private var random = SystemRandomNumberGenerator()
+    private var random: DaemonRandom
 
-    init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
+    init(configuration: VigilConfiguration, loop: any Scheduler, random: DaemonRandom = .system, forceEncapsulation: Bool) {
         self.loop = loop
+        self.random = random
         let connections = ConnectionSpec.all(configuration, version: .v2, forceEncapsulation: forceEncapsulation).map { spec in
             IKEv2Endpoint.ConnectionConfiguration(
                 name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
@@ -183,12 +184,13 @@ final class IKEv1Driver: IKEEngineDriver {
     let version = IKEVersionTag.v1
     var output: (EngineOutput) -> Void = { _ in }
     private var endpoint: IKEv1Endpoint
-    private let loop: EventLoop
+    private let loop: any Scheduler
     private lazy var timers = EngineTimers<IKEv1TimerID>(loop: loop)
-    private var random = SystemRandomNumberGenerator()
+    private var random: DaemonRandom
 
-    init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
+    init(configuration: VigilConfiguration, loop: any Scheduler, random: DaemonRandom = .system, forceEncapsulation: Bool) {
         self.loop = loop
+        self.random = random
         let connections = ConnectionSpec.all(configuration, version: .v1, forceEncapsulation: forceEncapsulation).map { spec in
             IKEv1Endpoint.ConnectionConfiguration(
                 name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
