@@ -232,3 +232,31 @@ private func prefix(_ text: String) throws -> IPPrefix { try IPPrefix.parse(text
         #expect(entry.dpd.mode == .onDemand)
     }
 }
+
+@Suite struct CiscoImportRobustnessTests {
+    /// Every line of the fixtures cut short at every word: the import reports or refuses, never traps.
+    @Test func truncatedLinesAreReportedNotTrapped() {
+        var conversions = 0
+        for fixture in [Fixtures.ikev1, Fixtures.ikev2] {
+            let lines = fixture.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            for (index, line) in lines.enumerated() {
+                let indent = line.prefix(while: { $0 == " " })
+                let words = line.split(separator: " ")
+                for count in 0 ..< words.count {
+                    var changed = lines
+                    changed[index] = indent + words.prefix(count).joined(separator: " ")
+                    _ = try? CiscoImport.convert(changed.joined(separator: "\n"))
+                    conversions += 1
+                }
+            }
+        }
+        #expect(conversions > 300)
+    }
+
+    @Test func aBannerIsReadPastAsOneLineOutsideIPsec() throws {
+        let config = "banner motd ^C\ncrypto map X 1 ipsec-isakmp\n  set peer 1.2.3.4\n^C\n" + Fixtures.ikev2
+        let result = try CiscoImport.convert(config)
+        #expect(result.unrecognized.first == Unrecognized(line: 1, text: "banner motd", reason: "not an IPsec command (4 lines); not read", kind: .outsideIPsec))
+        #expect(result.entries == 1)
+    }
+}
