@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig", "VigilIKE"]),
         .testTarget(name: "VigilIKETests", dependencies: ["VigilIKE"]),
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
-        .testTarget(name: "VigilCiscoImportTests", dependencies: ["VigilCiscoImport", "VigilConfig"]),
+        .testTarget(name: "VigilCiscoImportTests", dependencies: ["VigilCiscoImport", "VigilConfig", "VigilLab", "VigilDaemon"]),
         .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),
         .testTarget(name: "VigilCryptoTests", dependencies: ["VigilCrypto"]),
         .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKE", "VigilIKEv2", "VigilWire", "VigilCrypto", "VigilLab"]),
