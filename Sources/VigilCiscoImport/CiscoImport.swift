@@ -55,8 +55,16 @@ struct ImportedEntry {
     var ikeLifetime: Int
     var childLifetime: Int?
     var idleTime: Int?
-    var dpd: Keepalive??
+    var dpd: EntryDPD
     var localIdentity: String?
+}
+
+/// An entry's `dpd`: `global.dpd` (IKEv1: `crypto isakmp keepalive`), its own (IKEv2 profile `dpd` or `crypto ikev2
+/// dpd`), or off (IKEv2 without either: Cisco sends no liveness checks then).
+enum EntryDPD {
+    case global
+    case own(Keepalive)
+    case off
 }
 
 struct Translation {
@@ -135,9 +143,9 @@ struct Translation {
     /// Cisco's `crypto isakmp identity address` (the default) or `hostname` (the FQDN of `hostname` and
     /// `ip domain name`).
     private mutating func identity(_ address: IPAddress) -> String {
-        guard objects.isakmpIdentityHostname.set else { return address.description }
+        guard let line = objects.isakmpIdentityHostnameLine else { return address.description }
         guard let host = objects.hostname, let domain = objects.domainName else {
-            report(objects.isakmpIdentityHostname.line, "crypto isakmp identity hostname", .malformed,
+            report(line, "crypto isakmp identity hostname", .malformed,
                    "needs `hostname` and `ip domain name` to make an FQDN; the address \(address) is used")
             return address.description
         }
@@ -179,7 +187,7 @@ struct Translation {
             map: entry.map, sequence: entry.sequence, line: entry.line, description: entry.description, version: "v1",
             peers: peers, traffic: list.permits.map { ($0.local, $0.remote) }, ikeProposals: [], espProposals: esp.uniqued,
             pfs: entry.pfs?.group, ikeLifetime: CiscoDefaults.ikeLifetimeSeconds,
-            childLifetime: entry.lifetime ?? objects.globalChildLifetime, idleTime: nil, dpd: nil, localIdentity: nil)
+            childLifetime: entry.lifetime ?? objects.globalChildLifetime, idleTime: nil, dpd: .global, localIdentity: nil)
         if let idle = entry.idleTime ?? objects.globalIdleTime {
             if peers.first?.isDefault == true {
                 imported.idleTime = idle.seconds
@@ -291,7 +299,7 @@ struct Translation {
         }
         entry.ikeLifetime = profile.lifetime ?? CiscoDefaults.ikeLifetimeSeconds
         entry.localIdentity = profile.localIdentity
-        entry.dpd = .some(profile.dpd ?? objects.ikev2DPD)
+        entry.dpd = (profile.dpd ?? objects.ikev2DPD).map(EntryDPD.own) ?? .off
         let keyring = profile.keyring.flatMap { objects.keyrings[$0.name] }
         if let named = profile.keyring {
             usedKeyrings.insert(named.name)
@@ -411,7 +419,11 @@ struct Translation {
             out.append("        ike-lifetime: \(YAMLText.duration(seconds: entry.ikeLifetime))")
             if let lifetime = entry.childLifetime { out.append("        child-lifetime: \(YAMLText.duration(seconds: lifetime))") }
             if let idle = entry.idleTime { out.append("        idle-time: \(YAMLText.duration(seconds: idle))") }
-            if let dpd = entry.dpd { out.append("        dpd: \(dpdText(dpd))") }
+            switch entry.dpd {
+            case .global: break
+            case .own(let keepalive): out.append("        dpd: \(dpdText(keepalive))")
+            case .off: out.append("        dpd: \(dpdText(nil))")
+            }
             if let identity = entry.localIdentity { out.append("        local-identity: \(YAMLText.scalar(identity))") }
         }
         return out.joined(separator: "\n") + "\n"

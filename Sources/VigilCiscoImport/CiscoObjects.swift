@@ -5,8 +5,8 @@ import VigilAlgorithms
 struct CiscoObjects: Sendable {
     var hostname: String?
     var domainName: String?
-    /// `crypto isakmp identity hostname` (instead of the default `address`).
-    var isakmpIdentityHostname: (line: Int, set: Bool) = (0, false)
+    /// The line of `crypto isakmp identity hostname` (instead of the default `address`), if written.
+    var isakmpIdentityHostnameLine: Int?
     var isakmpPolicies: [ISAKMPPolicy] = []
     var isakmpKeys: [ISAKMPKey] = []
     var keepalive: Keepalive?

@@ -39,8 +39,8 @@ struct CiscoReader {
             objects.keepalive = readKeepalive(line, arguments: Array(line.words.dropFirst(3)))
         } else if line.starts(with: "crypto", "isakmp", "identity") {
             switch line.keyword(3) {
-            case "address": objects.isakmpIdentityHostname = (line.number, false)
-            case "hostname": objects.isakmpIdentityHostname = (line.number, true)
+            case "address": objects.isakmpIdentityHostnameLine = nil
+            case "hostname": objects.isakmpIdentityHostnameLine = line.number
             default: report(line, .unsupported, "only `crypto isakmp identity address` and `hostname` have a Vigil equivalent")
             }
         } else if line.starts(with: "crypto", "ipsec", "transform-set") {

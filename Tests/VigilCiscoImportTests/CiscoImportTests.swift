@@ -203,6 +203,20 @@ private func prefix(_ text: String) throws -> IPPrefix { try IPPrefix.parse(text
         #expect(try globalDPD("!").mode == .off)
     }
 
+    @Test func hostnameIdentityAndALoopbackLocalAddress() throws {
+        // `crypto isakmp identity hostname`: the FQDN of hostname and ip domain name. `local-address Loopback0`: IKE
+        // listens on the loopback's address, not on the interface the map is applied to.
+        let config = Fixtures.ikev1
+            .replacingOccurrences(of: "crypto isakmp keepalive 10 periodic\n",
+                                  with: "crypto isakmp keepalive 10 periodic\ncrypto isakmp identity hostname\ncrypto map HQ local-address Loopback0\n")
+            .replacingOccurrences(of: "interface GigabitEthernet0/2\n", with: "interface Loopback0\n ip address 192.0.2.200 255.255.255.255\n!\ninterface GigabitEthernet0/2\n")
+        let result = try CiscoImport.convert(config)
+        #expect(result.behaviourChanges.isEmpty, "\(result.behaviourChanges)")
+        let configuration = try load(result)
+        #expect(configuration.global.identity == .fqdn("branch1.example.net"))
+        #expect(configuration.global.listen == [IPAddress("192.0.2.200")!, IPAddress("192.0.2.129")!])
+    }
+
     @Test func quotingKeepsKeysAndNamesIntact() throws {
         #expect(YAMLText.scalar("aes256-sha256") == "aes256-sha256")
         #expect(YAMLText.scalar("2001:db8::1") == "\"2001:db8::1\"")
