@@ -40,6 +40,8 @@ struct ImportedEntry {
     struct Peer {
         var address: String
         var isDefault: Bool
+        /// The identity the peer must present when it is not its address (IKEv2 keyring `identity`).
+        var identity: String? = nil
     }
 
     var map: String
@@ -318,7 +320,11 @@ struct Translation {
                        "no `pre-shared-key` for this peer in the profile's keyring: add its key to the secrets file")
                 continue
             }
-            addSecret(peer.address, key, line: match.line)
+            // Vigil looks a peer's key up by its identity when it has one of its own.
+            addSecret(match.identity ?? peer.address, key, line: match.line)
+            if let identity = match.identity, let index = entry.peers.firstIndex(where: { $0.address == peer.address }) {
+                entry.peers[index].identity = identity
+            }
         }
         return true
     }
@@ -402,9 +408,10 @@ struct Translation {
             out.append("        ike-version: \(entry.version)")
             out.append("        peers:")
             for peer in entry.peers {
-                if peer.isDefault {
+                if peer.isDefault || peer.identity != nil {
                     out.append("          - address: \(YAMLText.scalar(peer.address))")
-                    out.append("            default: true")
+                    if let identity = peer.identity { out.append("            identity: \(YAMLText.scalar(identity))") }
+                    if peer.isDefault { out.append("            default: true") }
                 } else {
                     out.append("          - \(YAMLText.scalar(peer.address))")
                 }

@@ -124,6 +124,8 @@ struct Keyring: Sendable {
         var addresses: [IPPrefix] = []
         var hostname: String?
         var key: String?
+        /// `identity address|fqdn|email`: what the peer presents (IDi/IDr), in Vigil's identity text.
+        var identity: String?
     }
 
     var name: String

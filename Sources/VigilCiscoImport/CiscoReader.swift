@@ -473,6 +473,13 @@ struct CiscoReader {
             }
             guard words.count == 1 else { return report(setting, .malformed, "expected `pre-shared-key KEY`") }
             peer.key = words[0]
+        case "identity":
+            switch (setting.keyword(1), setting.words.count) {
+            case ("address", 3) where IPAddress(setting.words[2]) != nil: peer.identity = setting.words[2]
+            case ("fqdn", 3): peer.identity = "@" + setting.words[2]
+            case ("email", 3): peer.identity = setting.words[2]
+            default: report(setting, .unsupported, "only `identity address|fqdn|email NAME` have a Vigil equivalent")
+            }
         case "description":
             return
         default:

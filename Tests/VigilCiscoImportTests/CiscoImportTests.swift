@@ -217,6 +217,19 @@ private func prefix(_ text: String) throws -> IPPrefix { try IPPrefix.parse(text
         #expect(configuration.global.listen == [IPAddress("192.0.2.200")!, IPAddress("192.0.2.129")!])
     }
 
+    @Test func aKeyringPeerIdentityBecomesThePeersIdentity() throws {
+        let config = Fixtures.ikev2.replacingOccurrences(
+            of: "  pre-shared-key site-a-key\n", with: "  pre-shared-key site-a-key\n  identity fqdn site-a.example.net\n")
+        let result = try CiscoImport.convert(config)
+        #expect(result.behaviourChanges.isEmpty, "\(result.behaviourChanges)")
+        let vpn = try #require(entry(try load(result), "VPN", 10))
+        #expect(vpn.peers.map(\.identity) == [.fqdn("site-a.example.net"), nil])
+        #expect(vpn.preferredPeer?.address.description == "198.51.100.10")
+        // The key is filed under the identity, where Vigil looks for a peer that has one.
+        #expect(vpn.peers[0].preSharedKey == Secret(bytes: Array("site-a-key".utf8)))
+        #expect(result.secrets.contains("\"@site-a.example.net\": \"site-a-key\""))
+    }
+
     @Test func quotingKeepsKeysAndNamesIntact() throws {
         #expect(YAMLText.scalar("aes256-sha256") == "aes256-sha256")
         #expect(YAMLText.scalar("2001:db8::1") == "\"2001:db8::1\"")
