@@ -287,3 +287,17 @@ private func prefix(_ text: String) throws -> IPPrefix { try IPPrefix.parse(text
         #expect(result.entries == 1)
     }
 }
+
+@Suite struct ExampleConfigurationTests {
+    /// config/cisco-branch.ios.txt, the README's example: three entries, exactly the two lines it shows unsupported.
+    @Test func theBranchExampleImportsWithTheTwoLinesTheREADMEShows() throws {
+        let root = String(#filePath).split(separator: "/").dropLast(3).joined(separator: "/")
+        let text = try String(contentsOfFile: "/" + root + "/config/cisco-branch.ios.txt", encoding: .utf8)
+        let result = try CiscoImport.convert(text)
+        #expect(result.entries == 3)
+        #expect(result.behaviourChanges.map(\.line) == [31, 71])
+        #expect(result.behaviourChanges.map(\.text) == ["crypto ipsec transform-set TS-LEGACY esp-3des esp-md5-hmac", "30 deny ip host 10.1.0.66 any"])
+        #expect(result.yaml.contains("      # crypto map HQ 10 (line 33): to headquarters\n"))
+        _ = try ConfigurationLoader.load(yaml: result.yaml, fileName: "out/vigil.yaml", secrets: result.secrets)
+    }
+}
