@@ -125,7 +125,8 @@ struct CiscoReader {
             return nil
         }
         guard CiscoDefaults.keepaliveSeconds.contains(interval), CiscoDefaults.keepaliveRetrySecondsRange.contains(retry) else {
-            report(line, .malformed, "interval \(interval) s or retry \(retry) s is outside Cisco's ranges (10-3600 s, 2-60 s)")
+            let (intervals, retries) = (CiscoDefaults.keepaliveSeconds, CiscoDefaults.keepaliveRetrySecondsRange)
+            report(line, .malformed, "interval \(interval) s or retry \(retry) s is outside Cisco's ranges (\(intervals.lowerBound)-\(intervals.upperBound) s, \(retries.lowerBound)-\(retries.upperBound) s)")
             return nil
         }
         guard retry <= interval else {
@@ -139,7 +140,8 @@ struct CiscoReader {
 
     private mutating func readISAKMPPolicy(_ line: ConfigLine) {
         guard line.words.count == 4, let priority = Int(line.words[3]), CiscoDefaults.isakmpPriority.contains(priority) else {
-            return reportAll(line, .malformed, "expected `crypto isakmp policy PRIORITY` with a priority of 1-10000")
+            let range = CiscoDefaults.isakmpPriority
+            return reportAll(line, .malformed, "expected `crypto isakmp policy PRIORITY` with a priority of \(range.lowerBound)-\(range.upperBound)")
         }
         var encryption: EncryptionAlgorithm?
         var hash: IntegrityAlgorithm? = .hmacSHA1_96   // Cisco's default hash: sha
