@@ -48,6 +48,33 @@ import VigilAddressing
         #expect(lab.outboundPeers == [Self.peer2])
     }
 
+    /// The three DPD modes on an idle tunnel: on-idle probes after `interval` of silence from the peer and finds
+    /// the death; on-demand (RFC 3706, Cisco's default) sends nothing while there is no traffic to send, so it
+    /// does not (the next exchange will).
+    @Test(arguments: [2, 1], ["on-idle", "on-demand"])
+    func onIdleFindsADeathOnAnIdleTunnelAndOnDemandStaysQuiet(ikeVersion: Int, mode: String) throws {
+        var settings = InProcessLab.Settings()
+        settings.ikeVersion = ikeVersion
+        settings.dpd = "{ mode: \(mode), interval: 2s, retry: 200ms, retries: 3, action: restart }"
+        let lab = try InProcessLab(seed: 8, settings)
+        try lab.start()
+        #expect(Self.established(lab))
+        lab.run(for: .seconds(10))
+        let probes = lab.events.filter { $0.kind == "liveness-check" || $0.kind == "r-u-there" }.count
+        lab.kill(lab.peers[0])
+        let found = lab.run(within: .seconds(10)) { lab.firstEvent("declared-dead", peer: Self.peer1) != nil }
+        let story = lab.narrative.joined(separator: "\n")
+        switch mode {
+        case "on-idle":
+            #expect(probes >= 4, "on-idle must probe an idle tunnel every 2 s\n\(story)")
+            #expect(found, "\(story)")
+            #expect(lab.run(within: .seconds(5)) { lab.activePeer == Self.peer2 }, "\(story)")
+        default:
+            #expect(probes == 0, "on-demand probed with no traffic to send\n\(story)")
+            #expect(!found, "\(story)")
+        }
+    }
+
     /// Every dead-peer action: `restart` fails over, `clear` leaves the entry idle with nothing installed for the
     /// dead peer, `hold` keeps the entry down (traffic held by the policies) and moves on no further by itself.
     @Test(arguments: ["restart", "clear", "hold"])
