@@ -13,22 +13,16 @@ extension Daemon {
     func coordinate(_ entry: EntryRuntime, _ event: FailoverCoordinator<String>.Event) {
         let actions = entry.coordinator.handle(event, now: loop.now, random: &random)
         for action in actions { perform(action, entry) }
-        rescheduleCoordinator(entry)
     }
 
-    private func rescheduleCoordinator(_ entry: EntryRuntime) {
-        let wakeup = entry.coordinator.nextWakeup
-        guard wakeup != entry.coordinatorWakeup else { return }
+    /// The coordinator's one timer, armed as its `.scheduleTimer` says (a later one replaces it; an early or stale
+    /// firing is harmless to the coordinator).
+    private func armCoordinatorTimer(_ entry: EntryRuntime, at wakeup: Duration) {
         if let timer = entry.coordinatorTimer { loop.cancel(timer) }
-        entry.coordinatorTimer = nil
-        entry.coordinatorWakeup = wakeup
-        if let wakeup {
-            entry.coordinatorTimer = loop.schedule(at: wakeup) { [unowned self] in
-                entry.coordinatorTimer = nil
-                entry.coordinatorWakeup = nil
-                self.enqueue { self.coordinate(entry, .timerFired) }
-                self.drain()
-            }
+        entry.coordinatorTimer = loop.schedule(at: wakeup) { [unowned self] in
+            entry.coordinatorTimer = nil
+            self.enqueue { self.coordinate(entry, .timerFired) }
+            self.drain()
         }
     }
 
@@ -49,8 +43,8 @@ extension Daemon {
             entry.installed.removeAll()
         case .probePhase1(let peer):
             initiate(entry, peer: peer, probe: true, attempt: 0)
-        case .scheduleTimer:
-            break // the coordinator's nextWakeup drives its timer (rescheduleCoordinator)
+        case .scheduleTimer(let wakeup):
+            armCoordinatorTimer(entry, at: wakeup)
         case .emit(let notice):
             if notice.kind == .attemptTimedOut, let peer = notice.peer { entry.noteHealth(of: peer) { $0.failed(notice.reason, at: loop.now) } }
             record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
@@ -161,6 +155,8 @@ extension Daemon {
         failoverStep(.dataplaneProgrammed(peer, movedFrom: replacing ?? previousPeer), entry)
         if let from = replacing ?? previousPeer, from != peer { runHooks(.failover, entry, peer: peer, previousPeer: from, child: fresh.first?.child) }
         if refused.isEmpty { for record in fresh { runHooks(.established, entry, peer: peer, child: record.child) } }
+        // The kernel's answer is the coordinator's input: a refused install is a failed attempt, not a log line.
+        enqueue { self.coordinate(entry, refused.isEmpty ? .kernelProgrammed(peer) : .kernelRefused(peer, reason: refused.joined(separator: "; "))) }
     }
 
     @discardableResult

@@ -14,7 +14,6 @@ final class EntryRuntime {
     let version: IKEVersionTag
     var coordinator: FailoverCoordinator<String>
     var coordinatorTimer: EventLoop.TimerHandle?
-    var coordinatorWakeup: Duration?
     /// Peer name (as configured: address or host name) → resolved address.
     var addresses: [String: IPAddress] = [:]
     /// Addresses a listed peer was seen at behind a NAT after an authenticated move (RFC 7296 §2.23); the

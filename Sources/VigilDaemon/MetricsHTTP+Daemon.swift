@@ -74,7 +74,7 @@ extension Daemon {
         case .listUpdated: failoverStep(.moveStarted(.peerListChanged), entry)
         case .cleared: failoverStep(.abandoned, entry)
         case .attemptStarted, .phase1Established, .established, .attemptFailed, .attemptTimedOut, .peerDead, .cycleFailed,
-             .backoffEnded, .held, .preemptionAbandoned, .rejected:
+             .backoffEnded, .held, .preemptionAbandoned, .rejected, .kernelRefused:
             break
         }
     }

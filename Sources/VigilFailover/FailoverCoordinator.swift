@@ -122,6 +122,12 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         case phase1ProbeFailed(Peer, probeSentAt: Duration)
         /// A listed peer negotiated Phase 1 and Phase 2 with us as responder (it initiated).
         case peerConnected(Peer)
+        /// The kernel (or the userspace data plane) took every step of `.programKernel(Peer, ...)`.
+        case kernelProgrammed(Peer)
+        /// The kernel refused a step of `.programKernel(Peer, ...)`: the peer's SAs do not carry the traffic. It counts
+        /// as a failed attempt of the cycle that brought the peer up: its SAs go and the next listed peer is tried
+        /// (back-off once every peer had its turn), never an entry that shows a peer it cannot use.
+        case kernelRefused(Peer, reason: String)
         case timerFired
     }
 
@@ -148,7 +154,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         public enum Kind: String, Hashable, Sendable {
             case attemptStarted, phase1Established, established, attemptFailed, attemptTimedOut, peerDead
             case cycleFailed, backoffEnded, cleared, held, idleTimeout, preempting, preemptionAbandoned
-            case listUpdated, operatorFailover, rejected
+            case listUpdated, operatorFailover, rejected, kernelRefused
         }
 
         public var kind: Kind
@@ -203,6 +209,8 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
         /// into back-off, never round a loop at network speed.
         var cycle: Int
         var triedInCycle: Int
+        /// The kernel confirmed the peer's SAs and policies (`.kernelProgrammed`).
+        public var programmed = false
         var lastActivity: Duration
         /// When the preferred peer started answering Phase 1 probes without a failure since (preemption).
         var preferredAnsweringSince: Duration?
@@ -315,7 +323,21 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             }
         case .peerConnected(let peer):
             peerConnected(peer, &out)
+        case .kernelProgrammed(let peer):
+            if case .established(var established) = state, established.peer == peer {
+                established.programmed = true
+                state = .established(established)
+            }
+        case .kernelRefused(let peer, let reason):
+            if case .established(let established) = state, established.peer == peer {
+                out.actions.append(.deleteSAs(peer))
+                out.notice(.kernelRefused, peer, reason)
+                continueCycle(after: peer, cycle: established.cycle, tried: established.triedInCycle, &out, &random,
+                              "the kernel refused \(peer)'s SAs")
+            }
         case .timerFired:
+            // The timer that was armed has fired: whatever the next wakeup is, it is armed afresh.
+            scheduled = nil
             timerFired(&out, &random)
         }
         let wakeup = nextWakeup

@@ -54,6 +54,8 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
         var routes: [RouteID: RouteRequest] = [:]
         var rules: [RoutingRule] = []
         var steps: [KernelStep] = []
+        /// Test hook: SA adds to these destinations are refused (EPERM), as a kernel or an LSM might.
+        var refusedDestinations: Set<IPAddress> = []
     }
 
     private let state = Mutex(State())
@@ -68,6 +70,13 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
 
     /// Forgets the recorded steps (state stays).
     public func clearRecordedSteps() { state.withLock { $0.steps.removeAll() } }
+
+    /// Test hook: from now on refuse (EPERM) every SA add towards `destination`, or stop refusing.
+    public func refuseSAs(to destination: IPAddress, _ refuse: Bool = true) {
+        state.withLock {
+            if refuse { $0.refusedDestinations.insert(destination) } else { $0.refusedDestinations.remove(destination) }
+        }
+    }
 
     /// Test hook: traffic through an SA, as the kernel's counters would show it.
     public func recordTraffic(on id: SAID, bytes: UInt64, packets: UInt64, atSeconds: UInt64) {
@@ -105,6 +114,7 @@ public final class RecordingKernel: IPsecKernel, RouteKernel, Sendable {
         try validate(request, .addSA, id)
         try state.withLock { (s: inout State) throws(KernelError) in
             guard s.sas[id] == nil else { throw refusal(.addSA, id, .alreadyExists) }
+            guard !s.refusedDestinations.contains(id.destination) else { throw refusal(.addSA, id, .permissionDenied) }
             s.sas[id] = SAState(
                 id: id, source: request.source, mode: request.mode, reqid: request.reqid,
                 encapsulation: request.encapsulation, bytes: 0, packets: 0, addedAtSeconds: 0, lastUsedAtSeconds: nil)

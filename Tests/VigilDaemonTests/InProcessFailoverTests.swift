@@ -75,6 +75,21 @@ import VigilAddressing
         }
     }
 
+    /// The kernel refuses the first peer's SAs: the refusal reaches the coordinator, which moves to the next peer
+    /// instead of showing a tunnel that carries nothing.
+    @Test func aRefusedKernelInstallIsAFailedAttempt() throws {
+        let lab = try InProcessLab(seed: 9)
+        lab.gateway.kernel.refuseSAs(to: try #require(IPAddress(Self.peer1)))
+        try lab.start()
+        let moved = lab.run(within: .seconds(30)) { lab.activePeer == Self.peer2 && lab.outboundPeers == [Self.peer2] }
+        let story = lab.narrative.joined(separator: "\n")
+        #expect(moved, "\(story)")
+        let refused = try #require(lab.firstEvent("kernelRefused", peer: Self.peer1), "\(story)")
+        #expect(refused.detail.contains("EPERM") || refused.detail.lowercased().contains("permission"), "\(refused.detail)")
+        lab.run(for: .seconds(2))
+        #expect(lab.childSAs(of: lab.peers[0]) == 0, "the refused peer's SAs must be deleted on both sides")
+    }
+
     /// Every dead-peer action: `restart` fails over, `clear` leaves the entry idle with nothing installed for the
     /// dead peer, `hold` keeps the entry down (traffic held by the policies) and moves on no further by itself.
     @Test(arguments: ["restart", "clear", "hold"])

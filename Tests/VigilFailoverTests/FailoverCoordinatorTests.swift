@@ -73,6 +73,21 @@ import VigilFailover
         #expect(Self.drive(&coordinator, .peerDead("a"), at: again.until + .seconds(60)) == [.deleteSAs("a"), .initiate("b", attempt: 0)])
     }
 
+    /// The kernel's answer is an event: a confirmed install is recorded, a refused one is a failed attempt (its SAs
+    /// go, the next listed peer is tried), not an entry that shows a peer whose SAs carry nothing.
+    @Test func aRefusedInstallMovesToTheNextPeer() {
+        var coordinator = Self.coordinator()
+        Self.established(on: "a", &coordinator)
+        #expect(Self.drive(&coordinator, .kernelRefused("a", reason: "add SA: EPERM"), at: .seconds(1)) == [.deleteSAs("a"), .initiate("b", attempt: 0)])
+        _ = Self.drive(&coordinator, .childEstablished("b"), at: .seconds(2))
+        _ = Self.drive(&coordinator, .kernelProgrammed("b"), at: .seconds(2))
+        guard case .established(let established) = coordinator.state else { Issue.record("\(coordinator.state)"); return }
+        #expect(established.peer == "b" && established.programmed)
+        // A result for a peer that is not the active one changes nothing.
+        #expect(Self.drive(&coordinator, .kernelRefused("c", reason: "late"), at: .seconds(3)).isEmpty)
+        #expect(coordinator.activePeer == "b")
+    }
+
     @Test func clearRemovesProtectionAndTrafficResumesWithTheNextPeer() {
         var coordinator = Self.coordinator(action: .clear)
         Self.established(on: "a", &coordinator)
