@@ -42,8 +42,12 @@ let package = Package(
         // Userspace ESP data plane over TUN (RFC 4303 / RFC 3948).
         .target(name: "VigilESP", dependencies: ["VigilCrypto", "VigilAlgorithms", "VigilAddressing", "VigilKernel", "VigilNetlink"]),
 
+        // The control API's protocol and client: what `vigil` and the lab speak to vigild, without linking it.
+        .target(name: "VigilControl"),
+
         // The event loop: sockets, timers, running what the machines return, control API.
         .target(name: "VigilDaemon", dependencies: [
+            "VigilControl",
             "VigilAddressing", "VigilAlgorithms", "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
             "VigilWire", "VigilCrypto", "VigilIKE", "VigilIKEv2", "VigilIKEv1", "VigilESP",
             .product(name: "Logging", package: "swift-log"),
@@ -54,12 +58,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vigil", dependencies: [
-            "VigilConfig", "VigilDaemon", "VigilCiscoImport",
+            "VigilConfig", "VigilControl", "VigilCiscoImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Test lab: network namespaces, veth links, strongSwan instances. Used by tests, demo and benchmarks.
-        .target(name: "VigilLab", dependencies: ["VigilDaemon"]),
+        .target(name: "VigilLab", dependencies: ["VigilControl", "VigilAddressing", "VigilKernel"]),
 
         // `make demo`: the failover lab with a timeline.
         .executableTarget(name: "vigil-demo", dependencies: ["VigilLab", "VigilDaemon"]),

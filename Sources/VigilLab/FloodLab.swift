@@ -1,5 +1,5 @@
 import Foundation
-import VigilDaemon
+import VigilControl
 
 /// The flood lab (`bench-flood`): vigild holding many established IKEv2 tunnels while an attacker namespace on the
 /// same WAN floods it.

@@ -1,5 +1,5 @@
 import Foundation
-import VigilDaemon
+import VigilControl
 import VigilKernel
 
 /// The kernel-ESP lab cases, run inside the QEMU guest (a stock kernel with ESP): vigild with `dataplane: kernel`

@@ -1,5 +1,5 @@
 import Foundation
-import VigilDaemon
+import VigilControl
 
 /// vigild in the failover lab against strongSwan gateways: its configuration, start, control API and events. Used
 /// by the end-to-end tests and by `make demo`.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import VigilDaemon
+import VigilControl
 
 /// Options every command that talks to a running vigild shares.
 struct DaemonOptions: ParsableArguments {

@@ -88,6 +88,19 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var ikeSAs: [IKESAStatus]
         public var childSAs: [ChildSAStatus]
         public var dpd: String
+
+        public init(map: String, sequence: Int, ikeVersion: String, peers: [String], preferredPeer: String? = nil, state: String, activePeer: String? = nil, ikeSAs: [IKESAStatus], childSAs: [ChildSAStatus], dpd: String) {
+            self.map = map
+            self.sequence = sequence
+            self.ikeVersion = ikeVersion
+            self.peers = peers
+            self.preferredPeer = preferredPeer
+            self.state = state
+            self.activePeer = activePeer
+            self.ikeSAs = ikeSAs
+            self.childSAs = childSAs
+            self.dpd = dpd
+        }
     }
 
     public struct IKESAStatus: Codable, Sendable, Equatable {
@@ -98,6 +111,16 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var remoteSPI: String
         public var algorithms: String
         public var established: Double?
+
+        public init(id: String, peer: String, state: String, localSPI: String, remoteSPI: String, algorithms: String, established: Double? = nil) {
+            self.id = id
+            self.peer = peer
+            self.state = state
+            self.localSPI = localSPI
+            self.remoteSPI = remoteSPI
+            self.algorithms = algorithms
+            self.established = established
+        }
     }
 
     public struct ChildSAStatus: Codable, Sendable, Equatable {
@@ -120,11 +143,34 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Seconds since it was established (or rekeyed into being), and until its negotiated lifetime ends.
         public var age: Double? = nil
         public var expiresIn: Double? = nil
+
+        public init(peer: String, inboundSPI: String, outboundSPI: String, algorithms: String, localTS: [String], remoteTS: [String], encapsulated: Bool, inboundError: String? = nil, bytesIn: UInt64? = nil, packetsIn: UInt64? = nil, bytesOut: UInt64? = nil, packetsOut: UInt64? = nil, age: Double? = nil, expiresIn: Double? = nil) {
+            self.peer = peer
+            self.inboundSPI = inboundSPI
+            self.outboundSPI = outboundSPI
+            self.algorithms = algorithms
+            self.localTS = localTS
+            self.remoteTS = remoteTS
+            self.encapsulated = encapsulated
+            self.inboundError = inboundError
+            self.bytesIn = bytesIn
+            self.packetsIn = packetsIn
+            self.bytesOut = bytesOut
+            self.packetsOut = packetsOut
+            self.age = age
+            self.expiresIn = expiresIn
+        }
     }
 
     public var uptime: Double
     public var dataplane: String
     public var entries: [Entry]
+
+    public init(uptime: Double, dataplane: String, entries: [Entry]) {
+        self.uptime = uptime
+        self.dataplane = dataplane
+        self.entries = entries
+    }
 }
 
 /// One line of the event stream (and of the daemon's log): what happened, to which entry and peer, when.
@@ -177,15 +223,16 @@ public struct ControlResponse: Codable, Sendable {
     }
 }
 
-enum ControlCoding {
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
+/// One JSON object per line, both ways.
+public enum ControlCoding {
+    public static func encode<T: Encodable>(_ value: T) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         guard let data = try? encoder.encode(value) else { preconditionFailure("control types always encode") }
         return Array(data) + [0x0A]
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, line: [UInt8]) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, line: [UInt8]) throws -> T {
         try JSONDecoder().decode(type, from: Data(line))
     }
 }
