@@ -89,55 +89,6 @@ extension ifreq {
     }
 }
 
-/// Socket addresses for `sendto`/`recvfrom`, built on the stack.
-struct SocketAddress {
-    var storage = sockaddr_storage()
-
-    init() {}
-
-    init(_ endpoint: Endpoint) {
-        switch endpoint.address {
-        case .v4(let value):
-            withUnsafeMutableBytes(of: &storage) { raw in
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = endpoint.port.bigEndian
-                address.sin_addr.s_addr = value.bigEndian
-                raw.storeBytes(of: address, as: sockaddr_in.self)
-            }
-        case .v6:
-            withUnsafeMutableBytes(of: &storage) { raw in
-                var address = sockaddr_in6()
-                address.sin6_family = sa_family_t(AF_INET6)
-                address.sin6_port = endpoint.port.bigEndian
-                let bytes = endpoint.address.bytes
-                withUnsafeMutableBytes(of: &address.sin6_addr) { $0.copyBytes(from: bytes) }
-                raw.storeBytes(of: address, as: sockaddr_in6.self)
-            }
-        }
-    }
-
-    var length: socklen_t {
-        Int32(storage.ss_family) == AF_INET6
-            ? socklen_t(MemoryLayout<sockaddr_in6>.size) : socklen_t(MemoryLayout<sockaddr_in>.size)
-    }
-
-    var endpoint: Endpoint? {
-        withUnsafeBytes(of: storage) { raw in
-            switch Int32(storage.ss_family) {
-            case AF_INET:
-                let address = raw.load(as: sockaddr_in.self)
-                return Endpoint(.v4(UInt32(bigEndian: address.sin_addr.s_addr)), UInt16(bigEndian: address.sin_port))
-            case AF_INET6:
-                let address = raw.load(as: sockaddr_in6.self)
-                let ip = withUnsafeBytes(of: address.sin6_addr) { IPAddress(bytes: $0) }
-                return ip.map { Endpoint($0, UInt16(bigEndian: address.sin6_port)) }
-            default:
-                return nil
-            }
-        }
-    }
-}
 
 /// Sends `bytes` on a UDP socket; returns false (and leaves errno) when the kernel refused.
 @discardableResult
