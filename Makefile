@@ -12,7 +12,7 @@ build: deps
 # Installs dependencies, builds, runs every test (unit, simulation, kernel, interop against strongSwan).
 test: deps secrets-mode
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	SWIFT=$(SWIFT) ./deploy/run-tests.sh
 	$(MAKE) fuzz-smoke
 	$(MAKE) package-test
 
