@@ -191,7 +191,7 @@ extension Daemon {
             let list = peers.map(\.description)
             let preferredName = preferred?.description
             enqueue { self.coordinate(entry, .peerListUpdated(list, preferred: preferredName)) }
-            record("peer-list-updated", entry, detail: list.joined(separator: ", ") + (preferredName.map { " (preferred \($0))" } ?? ""))
+            record(.peerListUpdated, entry, detail: list.joined(separator: ", ") + (preferredName.map { " (preferred \($0))" } ?? ""))
             return "\(entry.name): peers \(list.joined(separator: ", "))"
         }
     }

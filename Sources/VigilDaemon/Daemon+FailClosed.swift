@@ -99,7 +99,7 @@ extension Daemon {
                 childRecord.child.remoteEndpoint = new
                 entry.children[spi] = childRecord
                 metrics.increment("vigil_endpoint_moves_total", help: "Child SAs moved to a peer's new address (RFC 7296 §2.23)")
-                record("endpoints-moved", entry, peer: childRecord.peer,
+                record(.endpointsMoved, entry, peer: childRecord.peer,
                        detail: "Child SA \(hex(spi)) from \(old) to \(new): \(steps) steps"
                            + (refusals.isEmpty ? "" : "; REFUSED: \(refusals.joined(separator: "; "))"))
             }

@@ -37,7 +37,7 @@ extension Daemon {
         case .programKernel(let peer, let replacing):
             programKernel(entry, peer: peer, replacing: replacing)
         case .holdTraffic:
-            record("traffic-held", entry, detail: "policies kept without SAs: matching traffic is dropped, never sent in clear")
+            record(.trafficHeld, entry, detail: "policies kept without SAs: matching traffic is dropped, never sent in clear")
         case .clearProtection:
             for child in entry.installed.values { applyPlan(kernel.releasePlan(child), entry, what: "clear") }
             entry.installed.removeAll()
@@ -47,7 +47,7 @@ extension Daemon {
             armCoordinatorTimer(entry, at: wakeup)
         case .emit(let notice):
             if notice.kind == .attemptTimedOut, let peer = notice.peer { entry.noteHealth(of: peer) { $0.failed(notice.reason, at: loop.now) } }
-            record(notice.kind.rawValue, entry, peer: notice.peer, detail: notice.reason)
+            record(EventKind(notice.kind), entry, peer: notice.peer, detail: notice.reason)
             failoverNotice(notice.kind, entry)
         }
     }
@@ -57,14 +57,14 @@ extension Daemon {
             preconditionFailure("entry \(entry.name) needs the IKE\(entry.version) engine, which was not registered")
         }
         guard let address = entry.addresses[peer] ?? entry.entry.peers.first(where: { $0.description == peer }).flatMap({ EntryRuntime.resolve($0.address) }) else {
-            record("resolve-failed", entry, peer: peer, detail: "cannot resolve the peer's address")
+            record(.resolveFailed, entry, peer: peer, detail: "cannot resolve the peer's address")
             enqueue { self.coordinate(entry, probe ? .phase1ProbeFailed(peer, probeSentAt: self.loop.now) : .attemptFailed(peer, reason: "cannot resolve \(peer)")) }
             return
         }
         entry.addresses[peer] = address
         if probe { entry.probing.insert(peer) }
         metrics.increment("vigil_phase1_initiated_total{map=\"\(entry.map)\",sequence=\"\(entry.entry.sequence)\"}", help: "Phase 1 negotiations started")
-        record(probe ? "preemption-probe" : "phase1-initiate", entry, peer: peer, detail: probe ? "Phase 1 probe of the preferred peer" : "attempt \(attempt)")
+        record(probe ? .preemptionProbe : .phase1Initiate, entry, peer: peer, detail: probe ? "Phase 1 probe of the preferred peer" : "attempt \(attempt)")
         engine.initiate(connection: entry.name, peer: address)
     }
 
@@ -149,7 +149,7 @@ extension Daemon {
         }
         let elapsed = (loop.now - start).seconds * 1000
         let mode = (replacing ?? previousPeer).map { "moved from \($0) make-before-break" } ?? "installed"
-        record("dataplane-programmed", entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
+        record(.dataplaneProgrammed, entry, peer: peer, detail: "\(mode) via \(kernel.dataplaneDescription): \(steps) steps in "
             + "\(String(format: "%.2f", elapsed)) ms" + (refused.isEmpty ? "" : "; REFUSED: \(refused.joined(separator: "; "))"))
         if let from = replacing ?? previousPeer, from != peer { entry.noteHealth(of: from) { $0.failedOver() } }
         failoverStep(.dataplaneProgrammed(peer, movedFrom: replacing ?? previousPeer), entry)
@@ -201,11 +201,11 @@ extension Daemon {
                 sessions[new] = moved
                 if let entry = entries[session.entryName] { entry.sessions[session.peer] = new }
                 rescheduleDetector(moved)
-                record("phase1-rekeyed", entries[session.entryName], peer: session.peer, detail: "IKE SA \(old) replaced by \(new)")
+                record(.phase1Rekeyed, entries[session.entryName], peer: session.peer, detail: "IKE SA \(old) replaced by \(new)")
             }
         case .peerMoved(let key, let old, let new):
             if let session = sessions[key], let entry = entries[session.entryName] {
-                record("peer-moved", entry, peer: session.peer, detail: "behind a NAT: \(old) -> \(new) (RFC 7296 §2.23)")
+                record(.peerMoved, entry, peer: session.peer, detail: "behind a NAT: \(old) -> \(new) (RFC 7296 §2.23)")
                 // Later Child SAs from the new address still belong to this listed peer.
                 if old.address != new.address { entry.movedAddresses[new.address] = session.peer }
             }
@@ -216,7 +216,7 @@ extension Daemon {
             guard let session = sessions[key] else { return }
             let echoed = sequence ?? session.lastProbeSequence
             entries[session.entryName]?.noteHealth(of: session.peer) { $0.answered(at: loop.now) }
-            record(key.version == .v1 ? "r-u-there-ack" : "liveness-answered", entries[session.entryName], peer: session.peer,
+            record(key.version == .v1 ? .rUThereAck : .livenessAnswered, entries[session.entryName], peer: session.peer,
                    detail: "sequence \(echoed)")
             peerProbe(.answered, session.peer, session.entryName)
             detect(key, .probeAcknowledged(sequence: echoed))
@@ -224,7 +224,7 @@ extension Daemon {
             detect(key, inFlight ? .exchangeStarted : .exchangeCompleted)
         case .unreachable(let key):
             guard let session = sessions[key], let entry = entries[session.entryName] else { return }
-            record("peer-unreachable", entry, peer: session.peer, detail: "retransmissions exhausted")
+            record(.peerUnreachable, entry, peer: session.peer, detail: "retransmissions exhausted")
             entry.noteHealth(of: session.peer) { $0.failed("retransmissions exhausted", at: loop.now) }
             if session.established {
                 deadPeer(session.peer, entry, .retransmissionsExhausted)
@@ -238,7 +238,7 @@ extension Daemon {
             guard let entry = entries[connection] else { return }
             let peer = entry.peerName(for: address) ?? address.description
             metrics.increment("vigil_negotiation_failures_total{code=\"\(failure.code.rawValue)\"}", help: "failed negotiations by reason")
-            record("negotiation-failed", entry, peer: peer, detail: failure.description)
+            record(.negotiationFailed, entry, peer: peer, detail: failure.description)
             entry.noteHealth(of: peer) { $0.failed(failure.description, at: loop.now) }
             if let key = entry.sessions[peer], sessions[key]?.established == false { forget(key) }
             if entry.probing.remove(peer) != nil {
@@ -256,7 +256,7 @@ extension Daemon {
         let peer = entry.peerName(for: address) ?? address.description
         entry.noteHealth(of: peer) { $0.answered(at: loop.now) }
         if entry.probing.remove(peer) != nil {
-            record("preemption-probe-answered", entry, peer: peer, detail: detail)
+            record(.preemptionProbeAnswered, entry, peer: peer, detail: detail)
             // Its Child SA (IKE_AUTH brings one) is not installed; the probe IKE SA is deleted at once.
             probeSessions.insert(key)
             engines[key.version]?.delete(key)
@@ -272,12 +272,12 @@ extension Daemon {
         if let configuration = entry.detectorConfiguration(firstSequence: first), entry.version == .v2 || peerSupportsDPD {
             session.detector = DeadPeerDetector(configuration: configuration, establishedAt: loop.now)
         } else if entry.entry.dpd.mode != .off {
-            record("dpd-unavailable", entry, peer: peer, detail: "the peer did not advertise RFC 3706 DPD; it is not probed")
+            record(.dpdUnavailable, entry, peer: peer, detail: "the peer did not advertise RFC 3706 DPD; it is not probed")
         }
         sessions[key] = session
         entry.sessions[peer] = key
         metrics.increment("vigil_phase1_established_total", help: "IKE SAs established")
-        record("phase1-up", entry, peer: peer, detail: "IKE SA \(key): \(detail)")
+        record(.phase1Up, entry, peer: peer, detail: "IKE SA \(key): \(detail)")
         failoverStep(.phase1Up(peer), entry)
         rescheduleDetector(session)
         coordinate(entry, .phase1Established(peer))
@@ -301,11 +301,11 @@ extension Daemon {
             kernelChildren = pairs.compactMap { local, remote in kernelChild(child, reqid: reqid, local: local, remote: remote, entry: entry) }
             if kernelChildren.isEmpty, kept == nil { entry.reqids.release(reqid) }
         } else {
-            record("reqid-exhausted", entry, peer: peer, detail: "no free reqid in Vigil's band")
+            record(.reqidExhausted, entry, peer: peer, detail: "no free reqid in Vigil's band")
         }
         entry.children[child.inboundSPI] = EntryRuntime.ChildRecord(child: child, peer: peer, kernel: kernelChildren, since: loop.now)
         metrics.increment("vigil_phase2_established_total", help: "Child SAs established")
-        record("phase2-up", entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
+        record(.phase2Up, entry, peer: peer, detail: "Child SA in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI)) "
             + "\(child.algorithms) \(child.localTrafficSelectors.map(\.description).joined(separator: ",")) === "
             + "\(child.remoteTrafficSelectors.map(\.description).joined(separator: ","))\(child.udpEncapsulated ? " UDP-encapsulated" : "")")
         failoverStep(.phase2Up(peer), entry)
@@ -327,7 +327,7 @@ extension Daemon {
                                     remoteTunnelEndpoint: child.remoteEndpoint.address, localSubnet: local, remoteSubnet: remote)
         } catch {
             metrics.increment("vigil_child_sa_refusals_total{code=\"\(error.code.rawValue)\"}", help: "negotiated Child SAs the kernel layer refused")
-            record("phase2-refused", entry, peer: child.remoteEndpoint.address.description, detail: error.description)
+            record(.phase2Refused, entry, peer: child.remoteEndpoint.address.description, detail: error.description)
             return nil
         }
         return KernelChildSA(
@@ -378,7 +378,7 @@ extension Daemon {
         entry.lastInboundPackets[oldSPI] = nil
         entry.lastOutboundPackets[oldSPI] = nil
         metrics.increment("vigil_phase2_rekeyed_total", help: "Child SAs rekeyed")
-        record("phase2-rekeyed", entry, peer: old.peer, detail: "Child SA \(hex(oldSPI)) replaced by in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI))")
+        record(.phase2Rekeyed, entry, peer: old.peer, detail: "Child SA \(hex(oldSPI)) replaced by in \(hex(child.inboundSPI)) out \(hex(child.outboundSPI))")
     }
 
     /// `plan` without the deletion of `child`'s outbound SA when that was never installed (a rekey we answered,
@@ -407,7 +407,7 @@ extension Daemon {
                 applyPlan(Self.only(KernelPlanner.retire(child), outbound: outboundInstalled, of: child), entry, what: "superseded Child SA deleted")
             }
         }
-        self.record("phase2-down", entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")
+        self.record(.phase2Down, entry, peer: record.peer, detail: "Child SA \(hex(spi)): \(reason)")
         if isActive(record, entry) { runHooks(.down, entry, peer: record.peer, child: record.child, reason: reason) }
     }
 
@@ -419,7 +419,7 @@ extension Daemon {
         let tracked = sessions[key] != nil
         forget(key)
         guard tracked else { return }
-        record("phase1-down", entry, peer: peer, detail: "IKE SA \(key): \(reason)")
+        record(.phase1Down, entry, peer: peer, detail: "IKE SA \(key): \(reason)")
         if byPeer && wasEstablished && entry.coordinator.activePeer == peer {
             deadPeer(peer, entry, .deletedByPeer)
             coordinate(entry, .peerDead(peer))
@@ -459,13 +459,13 @@ extension Daemon {
             metrics.increment("vigil_dpd_probes_sent_total", help: "R-U-THERE / liveness checks sent, retries included")
             peerProbe(.sent, session.peer, session.entryName)
             if attempt > 0 { peerProbe(.missed, session.peer, session.entryName) }
-            let kind = session.key.version == .v1 ? "r-u-there" : "liveness-check"
+            let kind: EventKind = session.key.version == .v1 ? .rUThere : .livenessCheck
             record(kind, entry, peer: session.peer, detail: attempt == 0 ? "sequence \(sequence)" : "sequence \(sequence), retry \(attempt)")
             engines[session.key.version]?.probe(session.key, sequence: sequence)
         case .peerDead(let death):
             metrics.increment("vigil_dpd_peers_declared_dead_total", help: "peers declared dead by DPD")
             entry?.noteHealth(of: session.peer) { $0.declaredDead(probesMissed: death.probesSent, at: loop.now) }
-            record("declared-dead", entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
+            record(.declaredDead, entry, peer: session.peer, detail: "no answer to \(death.probesSent) probes; last proof of life "
                 + "\(String(format: "%.3f", (death.declaredAt - death.lastProofOfLife).seconds)) s before")
             if death.probesSent > 0 { peerProbe(.missed, session.peer, session.entryName) }
             if let entry {

@@ -126,11 +126,11 @@ public final class Daemon: @unchecked Sendable {
         }
 
         let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
-        record("kernel-reconciled", detail: report)
+        record(.kernelReconciled, detail: report)
         restorePeerLists()
         for name in entryOrder {
             let entry = entries[name]!
-            record("entry-loaded", entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")
+            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")
             if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
         }
         scheduleSampler()
@@ -152,7 +152,7 @@ public final class Daemon: @unchecked Sendable {
             for child in entry.installed.values { applyPlan(KernelPlanner.delete(child), entry, what: "shutdown") }
             entry.installed.removeAll()
         }
-        record("shutdown", detail: kernel.removeRule())
+        record(.shutdown, detail: kernel.removeRule())
     }
 
     // MARK: The queue
@@ -232,8 +232,8 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: Events
 
-    func record(_ kind: String, _ entry: EntryRuntime? = nil, peer: String? = nil, detail: String) {
-        events.record(kind: kind, now: loop.now, map: entry?.map, sequence: entry?.entry.sequence, peer: peer, detail: detail)
+    func record(_ kind: EventKind, _ entry: EntryRuntime? = nil, peer: String? = nil, detail: String) {
+        events.record(kind: kind.rawValue, now: loop.now, map: entry?.map, sequence: entry?.entry.sequence, peer: peer, detail: detail)
     }
 
     func entry(forConnection connection: String) -> EntryRuntime? { entries[connection] }

@@ -1,4 +1,5 @@
 import Foundation
+import VigilFailover
 
 /// The daemon's event record: every failover-relevant happening with monotonic and wall-clock time, kept in a
 /// bounded ring for `vigil events`, streamed to followers, and written to the log as one line each.
@@ -38,5 +39,30 @@ extension Duration {
     public var seconds: Double {
         let (seconds, attoseconds) = components
         return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+extension EventKind {
+    /// The coordinator's notice as an event.
+    init(_ notice: FailoverCoordinator<String>.Notice.Kind) {
+        switch notice {
+        case .attemptStarted: self = .attemptStarted
+        case .phase1Established: self = .phase1Established
+        case .established: self = .established
+        case .attemptFailed: self = .attemptFailed
+        case .attemptTimedOut: self = .attemptTimedOut
+        case .peerDead: self = .peerDead
+        case .cycleFailed: self = .cycleFailed
+        case .backoffEnded: self = .backoffEnded
+        case .cleared: self = .cleared
+        case .held: self = .held
+        case .idleTimeout: self = .idleTimeout
+        case .preempting: self = .preempting
+        case .preemptionAbandoned: self = .preemptionAbandoned
+        case .listUpdated: self = .listUpdated
+        case .operatorFailover: self = .operatorFailover
+        case .rejected: self = .rejected
+        case .kernelRefused: self = .kernelRefused
+        }
     }
 }

@@ -86,6 +86,6 @@ extension Daemon {
         case .exited, .signalled, .timedOut, .spawnFailed, .dropped:
             logger.warning("hook \(detail)")
         }
-        record("hook-finished", entry, peer: occasion.peer, detail: detail)
+        record(.hookFinished, entry, peer: occasion.peer, detail: detail)
     }
 }

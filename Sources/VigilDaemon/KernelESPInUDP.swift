@@ -68,7 +68,7 @@ extension Daemon {
         }
         if let error = actions.reportChildSA, let owner {
             metrics.increment("vigil_child_sas_inbound_undelivered_total", help: "Child SAs whose inbound ESP reached vigild instead of the kernel")
-            record("esp-not-decapsulated", owner.entry, peer: owner.peer, detail: error)
+            record(.espNotDecapsulated, owner.entry, peer: owner.peer, detail: error)
         }
     }
 

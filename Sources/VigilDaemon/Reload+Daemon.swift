@@ -41,14 +41,14 @@ extension Daemon {
         if applyHooks(of: next) { applied.append("hooks") }
         if listsChanged, let failure = writeState() { applied.append("peer lists (\(failure))") }
         let report = ReloadReport(path: path, refused: false, applied: applied, kept: plan.kept, needsRestart: plan.needsRestart)
-        record("reloaded", detail: report.summary)
+        record(.reloaded, detail: report.summary)
         drain()
         return report
     }
 
     private func refuse(_ report: ReloadReport) -> ReloadReport {
         logger.error("reload refused, running configuration kept:\n\(report.errors.joined(separator: "\n"))")
-        record("reload-refused", detail: "\(report.summary): " + report.errors.joined(separator: "; "))
+        record(.reloadRefused, detail: "\(report.summary): " + report.errors.joined(separator: "; "))
         return report
     }
 
@@ -59,7 +59,7 @@ extension Daemon {
             guard let address = entry.addresses[peer.description] ?? EntryRuntime.resolve(peer.address) else { return nil }
             return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
         })
-        record("credentials-updated", entry, detail: "keys reloaded for \(peers.map(\.description).joined(separator: ", "))")
+        record(.credentialsUpdated, entry, detail: "keys reloaded for \(peers.map(\.description).joined(separator: ", "))")
         return "\(entry.name): keys"
     }
 
@@ -81,7 +81,7 @@ extension Daemon {
             return nil
         } catch {
             logger.error("cannot write the state file \(path): \(error); run-time peer lists will not survive a restart")
-            record("state-write-failed", detail: "\(path): \(error)")
+            record(.stateWriteFailed, detail: "\(path): \(error)")
             return "NOT saved to \(path): \(error)"
         }
     }
@@ -101,7 +101,7 @@ extension Daemon {
             state = try StateFile.read(path: path)
         } catch {
             logger.warning("state file \(path) ignored: \(error)")
-            record("state-ignored", detail: "\(path): \(error); the configured peer lists are used")
+            record(.stateIgnored, detail: "\(path): \(error); the configured peer lists are used")
             return
         }
         guard let state else { return }
@@ -111,7 +111,7 @@ extension Daemon {
         let (restore, ignored) = state.restorable(over: configured)
         for reason in ignored {
             logger.warning("state file \(path): \(reason)")
-            record("state-ignored", detail: "\(path): \(reason)")
+            record(.stateIgnored, detail: "\(path): \(reason)")
         }
         for stored in restore {
             let entry = entries[stored.name]!
@@ -119,10 +119,10 @@ extension Daemon {
                 let peers = try validatedPeers(stored.peers, preferred: stored.preferred)
                 let preferred = stored.preferred.flatMap { name in peers.first { $0.description == name } }
                 _ = try preparePeerList(entry, peers: peers, preferred: preferred, fromFile: false)()
-                record("peer-list-restored", entry, detail: "from \(path): \(stored.peers.joined(separator: ", "))")
+                record(.peerListRestored, entry, detail: "from \(path): \(stored.peers.joined(separator: ", "))")
             } catch {
                 logger.warning("state file \(path): \(stored.name): \(error); the configured list is used")
-                record("state-ignored", entry, detail: "\(path): stored peers \(stored.peers.joined(separator: ", ")): \(error); the configured list is used")
+                record(.stateIgnored, entry, detail: "\(path): stored peers \(stored.peers.joined(separator: ", ")): \(error); the configured list is used")
             }
         }
     }

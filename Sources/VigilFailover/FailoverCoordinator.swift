@@ -151,7 +151,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
 
     /// A record for logs and the control API.
     public struct Notice: Hashable, Sendable {
-        public enum Kind: String, Hashable, Sendable {
+        public enum Kind: String, Hashable, Sendable, CaseIterable {
             case attemptStarted, phase1Established, established, attemptFailed, attemptTimedOut, peerDead
             case cycleFailed, backoffEnded, cleared, held, idleTimeout, preempting, preemptionAbandoned
             case listUpdated, operatorFailover, rejected, kernelRefused
