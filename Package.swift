@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // C libraries: one system-library target each; shims only for what Swift cannot import.
@@ -51,6 +52,7 @@ let package = Package(
             "VigilAddressing", "VigilAlgorithms", "VigilConfig", "VigilLiveness", "VigilFailover", "VigilKernel", "VigilNetlink",
             "VigilWire", "VigilCrypto", "VigilIKE", "VigilIKEv2", "VigilIKEv1", "VigilESP",
             .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "vigild", dependencies: [
             "VigilDaemon", "VigilConfig",

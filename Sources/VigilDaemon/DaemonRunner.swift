@@ -2,6 +2,7 @@ import VigilCrypto
 import Dispatch
 import Foundation
 import Logging
+import ServiceLifecycle
 import VigilConfig
 import VigilKernel
 import VigilESP
@@ -26,7 +27,7 @@ public enum DaemonRunner {
         }
     }
 
-    public static func run(configuration: VigilConfiguration, options: Options, logger: Logger) throws {
+    public static func run(configuration: VigilConfiguration, options: Options, logger: Logger) async throws {
         let loop = EventLoop()
         let network = SocketNetwork(loop: loop)
         let kernel = try makeKernel(configuration: configuration, options: options, clock: loop.clock, logger: logger)
@@ -45,34 +46,29 @@ public enum DaemonRunner {
             Self.keepNotifying(notifier, daemon: daemon, loop: loop, logger: logger)
         }
 
+        // SIGHUP reloads; SIGTERM and SIGINT are the service group's graceful shutdown.
         let signals = DispatchQueue(label: "vigild.signals")
-        var sources: [DispatchSourceSignal] = []
-        for number in [SIGTERM, SIGINT, SIGHUP] {
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: signals)
-            source.setEventHandler {
-                if number == SIGHUP {
-                    loop.post {
-                        if let notifier { Self.report(notifier.reloading(), logger) }
-                        daemon.reload(path: options.configPath)
-                        if let notifier { Self.report(notifier.ready(status: daemon.status().systemdStatus), logger) }
-                    }
-                } else {
-                    loop.post {
-                        logger.notice("vigild: signal \(number), shutting down")
-                        if let notifier { Self.report(notifier.stopping(), logger) }
-                        daemon.shutdown()
-                        loop.stop()
-                    }
-                }
+        signal(SIGHUP, SIG_IGN)
+        let reload = DispatchSource.makeSignalSource(signal: SIGHUP, queue: signals)
+        reload.setEventHandler {
+            loop.post {
+                if let notifier { Self.report(notifier.reloading(), logger) }
+                daemon.reload(path: options.configPath)
+                if let notifier { Self.report(notifier.ready(status: daemon.status().systemdStatus), logger) }
             }
-            source.resume()
-            sources.append(source)
         }
-        loop.run()
+        reload.resume()
+
+        let service = VigildService(loop: loop, daemon: daemon, notifier: notifier, logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: service)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+            .withShutdownBounds())
+        try await group.run()
         metricsServer?.stop()
         kernel.detach?()
-        withExtendedLifetime(sources) {}
+        withExtendedLifetime(reload) {}
     }
 
     /// systemd's notification socket when vigild runs as a `Type=notify` service; an unusable NOTIFY_SOCKET is

@@ -7,7 +7,7 @@ import VigilDaemon
 /// `vigild --config FILE [--check]`: validates the configuration, then runs the daemon until SIGTERM/SIGINT
 /// (SIGHUP reloads the configuration; one with errors is refused and the running one kept).
 @main
-struct VigilDaemonCommand: ParsableCommand {
+struct VigilDaemonCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vigild",
         abstract: "Vigil IPsec failover daemon.",
@@ -31,7 +31,7 @@ struct VigilDaemonCommand: ParsableCommand {
             + "memory while policies and routes go to the kernel).", visibility: .hidden))
     var saKernel: String = DaemonRunner.SAKernelChoice.configured.rawValue
 
-    func run() throws {
+    func run() async throws {
         let configuration: VigilConfiguration
         do {
             configuration = try ConfigurationLoader.load(path: config)
@@ -61,7 +61,7 @@ struct VigilDaemonCommand: ParsableCommand {
         LoggingSystem.bootstrap { label in VigilLogHandler(label: label, format: format, level: level) }
         let logger = Logger(label: "vigild")
         do {
-            try DaemonRunner.run(configuration: configuration, options: .init(configPath: config, saKernel: choice), logger: logger)
+            try await DaemonRunner.run(configuration: configuration, options: .init(configPath: config, saKernel: choice), logger: logger)
         } catch {
             logger.critical("vigild cannot run: \(error)")
             throw ExitCode.failure
