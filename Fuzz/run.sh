@@ -7,6 +7,8 @@
 #   FUZZ_TARGETS   space-separated subset (default: all six)
 #   FUZZ_RUNS      also stop each target after this many executions (optional; whichever comes first)
 #   FUZZ_NO_BUILD  set: run the binaries already built (several runs side by side share one build)
+#   FUZZ_TIMEOUT   seconds one input may take before it counts as a hang (default 10); libFuzzer measures wall
+#                  time, so a run niced on a busy machine wants more
 #
 # A finding replays without libFuzzer: `swift build --product NAME` gives a replayer; `.build/debug/NAME FILE`.
 # `.build/debug/NAME --seeds DIR` writes a target's generated seeds (the SK and encrypted-message targets build
@@ -72,7 +74,7 @@ for target in $TARGETS; do
     # small quarantine: ASan's stack depot was the largest single cost in a profile of fuzz-ikev2-sk.
     set +e
     ASAN_OPTIONS=detect_leaks=0:malloc_context_size=4:quarantine_size_mb=16 SWIFT_BACKTRACE=enable=no "$SCRATCH/release/$target" \
-        -max_len="$(max_len "$target")" "${limit[@]}" "${dictionary[@]}" -timeout=10 -rss_limit_mb=2048 -detect_leaks=0 \
+        -max_len="$(max_len "$target")" "${limit[@]}" "${dictionary[@]}" -timeout="${FUZZ_TIMEOUT:-10}" -rss_limit_mb=2048 -detect_leaks=0 \
         -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "Fuzz/corpus/$target" > "$log" 2>&1
     status=$?
     set -e
