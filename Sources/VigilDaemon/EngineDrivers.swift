@@ -6,47 +6,33 @@ import VigilIKE
 import VigilIKEv1
 import VigilIKEv2
 
-/// What every connection (crypto-map entry) looks like to an IKE engine, version aside.
-struct ConnectionSpec {
-    var name: String
-    var localAddress: IPAddress
-    var localIdentity: Identity
-    var peers: [EnginePeer]
-    var ikeProposals: [IKEProposal]
-    var espProposals: [ESPProposal]
-    var pfsGroup: DHGroup?
-    var localTrafficSelectors: [IPPrefix]
-    var remoteTrafficSelectors: [IPPrefix]
-    var ikeLifetime: Duration
-    var childLifetime: Duration
-    var rekeyMargin: Duration?
-    var forceUDPEncapsulation: Bool
-    var retransmit: RetransmissionSchedule
-
-    /// The connections of one IKE version. `forceEncapsulation` is set for the userspace data plane, which carries
-    /// ESP in UDP 4500 only.
-    static func all(_ configuration: VigilConfiguration, version: IKEVersion, forceEncapsulation: Bool) -> [ConnectionSpec] {
-        var specs: [ConnectionSpec] = []
+/// The crypto-map entries of one IKE version as the engines configure them: what both versions share, and IKEv1's
+/// rekey margin where the entry sets one.
+enum EngineConnections {
+    /// `forceEncapsulation` is set for the userspace data plane, which carries ESP in UDP 4500 only.
+    static func all(_ configuration: VigilConfiguration, version: IKEVersion, forceEncapsulation: Bool)
+        -> [(connection: ConnectionConfiguration, rekeyMargin: Duration?)] {
+        var connections: [(connection: ConnectionConfiguration, rekeyMargin: Duration?)] = []
         for map in configuration.cryptoMaps {
             for entry in map.entries where entry.ikeVersion == version {
-                let peers = entry.peers.compactMap { peer -> EnginePeer? in
+                let peers = entry.peers.compactMap { peer -> PeerConfiguration? in
                     guard let address = EntryRuntime.resolve(peer.address) else { return nil }
-                    return EnginePeer(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
+                    return PeerConfiguration(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
                 }
                 let family = peers.first?.address.family ?? .ipv4
                 let local = configuration.global.listen.first { $0.family == family } ?? configuration.global.listen[0]
-                specs.append(ConnectionSpec(
+                connections.append((ConnectionConfiguration(
                     name: "\(map.name)/\(entry.sequence)", localAddress: local,
                     localIdentity: entry.localIdentity ?? configuration.global.identity, peers: peers,
                     ikeProposals: entry.ikeProposals, espProposals: entry.espProposals, pfsGroup: entry.pfsGroup,
                     localTrafficSelectors: unique(entry.traffic.map(\.local)),
                     remoteTrafficSelectors: unique(entry.traffic.map(\.remote)),
-                    ikeLifetime: entry.ikeLifetime, childLifetime: entry.childLifetime, rekeyMargin: entry.rekeyMargin,
+                    ikeLifetime: entry.ikeLifetime, childLifetime: entry.childLifetime,
                     forceUDPEncapsulation: forceEncapsulation || entry.encapsulation == .force,
-                    retransmit: entry.retransmit))
+                    retransmission: entry.retransmit), entry.rekeyMargin))
             }
         }
-        return specs
+        return connections
     }
 
     private static func unique(_ prefixes: [IPPrefix]) -> [IPPrefix] {
@@ -86,15 +72,7 @@ final class IKEv2Driver: IKEEngineDriver {
 
     init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
         self.loop = loop
-        let connections = ConnectionSpec.all(configuration, version: .v2, forceEncapsulation: forceEncapsulation).map { spec in
-            IKEv2Endpoint.ConnectionConfiguration(
-                name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
-                peers: spec.peers.map { Self.peer($0, spec.retransmit) },
-                ikeProposals: spec.ikeProposals, espProposals: spec.espProposals, pfsGroup: spec.pfsGroup,
-                localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
-                ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
-                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: spec.retransmit)
-        }
+        let connections = EngineConnections.all(configuration, version: .v2, forceEncapsulation: forceEncapsulation).map(\.connection)
         let halfOpen = configuration.global.halfOpen
         typealias Defaults = IKEv2Endpoint.Configuration
         endpoint = IKEv2Endpoint(configuration: .init(
@@ -102,11 +80,6 @@ final class IKEv2Driver: IKEEngineDriver {
             halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
             cookieThreshold: halfOpen.cookieThreshold ?? Defaults.defaultCookieThreshold,
             halfOpenLimitPerSource: halfOpen.perSource ?? Defaults.defaultHalfOpenLimitPerSource))
-    }
-
-    private static func peer(_ peer: EnginePeer, _ retransmit: RetransmissionSchedule) -> IKEv2Endpoint.PeerConfiguration {
-        IKEv2Endpoint.PeerConfiguration(address: peer.address, identity: peer.identity, preSharedKey: peer.preSharedKey,
-                                        retransmission: retransmit)
     }
 
     private func run(_ event: IKEv2Event) {
@@ -127,11 +100,8 @@ final class IKEv2Driver: IKEEngineDriver {
                             + "SPIs \(hex(info.initiatorSPI))/\(hex(info.responderSPI))"
                             + (info.isInitiator ? " (initiator)" : " (responder)"),
                           peerSupportsDPD: true))
-        case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
-        case .childSARekeyed(let old, let info, let keys):
-            var rekeyed = child(info, keys)
-            rekeyed.outboundAwaitsOldDeletion = info.negotiatedAsResponder
-            output(.childRekeyed(oldInboundSPI: old.inboundSPI, rekeyed))
+        case .childSAEstablished(let info): output(.childUp(info.withIKESA(key)))
+        case .childSARekeyed(let old, let info): output(.childRekeyed(oldInboundSPI: old.inboundSPI, info.withIKESA(key)))
         case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
         case .ikeSADeleted(let info, let reason):
             output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason.description,
@@ -149,10 +119,6 @@ final class IKEv2Driver: IKEEngineDriver {
         }
     }
 
-    private func child(_ info: ChildSAInfo, _ keys: ChildSAKeys) -> NegotiatedChild {
-        NegotiatedChild(info, keys, session: key(info.ikeSA))
-    }
-
     func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
     func probe(_ session: SessionKey, sequence: UInt32) { run(.sendLivenessCheck(IKESAID(session.spi))) }
     func delete(_ session: SessionKey) { run(.deleteIKESA(IKESAID(session.spi))) }
@@ -160,10 +126,7 @@ final class IKEv2Driver: IKEEngineDriver {
     func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) { run(.datagramReceived(bytes: bytes, from: from, to: to)) }
 
     func updatePeers(connection: String, peers: [EnginePeer]) {
-        let retransmit = endpoint.configuration.connections.first { $0.name == connection }?.retransmission
-        endpoint.updatePeers(connection: connection, peers: peers.map {
-            IKEv2Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey, retransmission: retransmit)
-        })
+        endpoint.updatePeers(connection: connection, peers: peers)
     }
 
     var sessions: [SessionView] {
@@ -189,15 +152,8 @@ final class IKEv1Driver: IKEEngineDriver {
 
     init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
         self.loop = loop
-        let connections = ConnectionSpec.all(configuration, version: .v1, forceEncapsulation: forceEncapsulation).map { spec in
-            IKEv1Endpoint.ConnectionConfiguration(
-                name: spec.name, localAddress: spec.localAddress, localIdentity: spec.localIdentity,
-                peers: spec.peers.map { IKEv1Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey) },
-                ikeProposals: spec.ikeProposals, espProposals: spec.espProposals, pfsGroup: spec.pfsGroup,
-                localTrafficSelectors: spec.localTrafficSelectors, remoteTrafficSelectors: spec.remoteTrafficSelectors,
-                ikeLifetime: spec.ikeLifetime, childLifetime: spec.childLifetime,
-                rekeyMargin: spec.rekeyMargin ?? .seconds(60),
-                forceUDPEncapsulation: spec.forceUDPEncapsulation, retransmission: spec.retransmit)
+        let connections = EngineConnections.all(configuration, version: .v1, forceEncapsulation: forceEncapsulation).map {
+            IKEv1Endpoint.ConnectionConfiguration($0.connection, rekeyMargin: $0.rekeyMargin ?? IKEv1Endpoint.ConnectionConfiguration.defaultRekeyMargin)
         }
         let halfOpen = configuration.global.halfOpen
         typealias Defaults = IKEv1Endpoint.Configuration
@@ -225,8 +181,8 @@ final class IKEv1Driver: IKEEngineDriver {
                             + "\(hex(info.initiatorCookie))/\(hex(info.responderCookie))"
                             + (info.isInitiator ? " (initiator)" : " (responder)") + (info.peerSupportsDPD ? ", peer supports DPD" : ""),
                           peerSupportsDPD: info.peerSupportsDPD))
-        case .childSAEstablished(let info, let keys): output(.childUp(child(info, keys)))
-        case .childSARekeyed(let old, let info, let keys): output(.childRekeyed(oldInboundSPI: old.inboundSPI, child(info, keys)))
+        case .childSAEstablished(let info): output(.childUp(info.withIKESA(key)))
+        case .childSARekeyed(let old, let info): output(.childRekeyed(oldInboundSPI: old.inboundSPI, info.withIKESA(key)))
         case .childSADeleted(let info, let reason): output(.childDown(connection: info.connection, inboundSPI: info.inboundSPI, reason: reason))
         case .ikeSADeleted(let info, let reason):
             output(.ikeDown(key(info.id), connection: info.connection, peer: info.remoteEndpoint.address, reason: reason.description,
@@ -243,10 +199,6 @@ final class IKEv1Driver: IKEEngineDriver {
         }
     }
 
-    private func child(_ info: IKEv1ChildSAInfo, _ keys: IKEv1ChildSAKeys) -> NegotiatedChild {
-        NegotiatedChild(info, keys, session: key(info.ikeSA))
-    }
-
     func initiate(connection: String, peer: IPAddress) { run(.initiate(connection: connection, peer: peer)) }
     func probe(_ session: SessionKey, sequence: UInt32) { run(.sendDPDProbe(IKEv1SAID(session.spi), sequence: sequence)) }
     func delete(_ session: SessionKey) { run(.deleteIKESA(IKEv1SAID(session.spi))) }
@@ -254,9 +206,7 @@ final class IKEv1Driver: IKEEngineDriver {
     func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) { run(.datagramReceived(bytes: bytes, from: from, to: to)) }
 
     func updatePeers(connection: String, peers: [EnginePeer]) {
-        endpoint.updatePeers(connection: connection, peers: peers.map {
-            IKEv1Endpoint.PeerConfiguration(address: $0.address, identity: $0.identity, preSharedKey: $0.preSharedKey)
-        })
+        endpoint.updatePeers(connection: connection, peers: peers)
     }
 
     var sessions: [SessionView] {
@@ -270,43 +220,3 @@ final class IKEv1Driver: IKEEngineDriver {
 
     var counters: [String: UInt64] { endpoint.counters }
 }
-
-/// What both engines' Child SA views share; the daemon builds its `NegotiatedChild` from either.
-protocol EngineChildSA {
-    var connection: String { get }
-    var inboundSPI: UInt32 { get }
-    var outboundSPI: UInt32 { get }
-    var encryption: EncryptionAlgorithm { get }
-    var integrity: IntegrityAlgorithm? { get }
-    var dhGroup: DHGroup? { get }
-    var localTrafficSelectors: [IPPrefix] { get }
-    var remoteTrafficSelectors: [IPPrefix] { get }
-    var localEndpoint: Endpoint { get }
-    var remoteEndpoint: Endpoint { get }
-    var udpEncapsulated: Bool { get }
-}
-
-protocol EngineChildKeys {
-    var encryptionIn: SecureBytes { get }
-    var encryptionOut: SecureBytes { get }
-    var integrityIn: SecureBytes? { get }
-    var integrityOut: SecureBytes? { get }
-}
-
-extension ChildSAInfo: EngineChildSA {}
-extension IKEv1ChildSAInfo: EngineChildSA {}
-extension ChildSAKeys: EngineChildKeys {}
-extension IKEv1ChildSAKeys: EngineChildKeys {}
-
-extension NegotiatedChild {
-    init(_ info: some EngineChildSA, _ keys: some EngineChildKeys, session: SessionKey) {
-        self.init(
-            session: session, connection: info.connection, inboundSPI: info.inboundSPI, outboundSPI: info.outboundSPI,
-            encryption: info.encryption, integrity: info.integrity, dhGroup: info.dhGroup,
-            localTrafficSelectors: info.localTrafficSelectors, remoteTrafficSelectors: info.remoteTrafficSelectors,
-            localEndpoint: info.localEndpoint, remoteEndpoint: info.remoteEndpoint, udpEncapsulated: info.udpEncapsulated,
-            encryptionIn: keys.encryptionIn, encryptionOut: keys.encryptionOut,
-            integrityIn: keys.integrityIn, integrityOut: keys.integrityOut)
-    }
-}
-

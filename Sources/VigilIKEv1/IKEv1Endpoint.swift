@@ -32,7 +32,7 @@ public struct IKEv1Endpoint: Sendable {
     /// Replaceable (configuration reload): existing SAs keep the connection they were negotiated for.
     public var configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
-    var children: [IKEv1ChildSAID: ChildSA] = [:]
+    var children: [ChildSAID: ChildSA] = [:]
     /// ISAKMP SAs replaced by a rekey or reauthentication -> their replacement, so a DPD probe the detector aims at
     /// the old SA goes out on the new one instead of vanishing (a probe must never race a rekey into a false death).
     var successors: [IKEv1SAID: IKEv1SAID] = [:]
@@ -46,7 +46,7 @@ public struct IKEv1Endpoint: Sendable {
     }
 
     public var ikeSAs: [IKEv1SAInfo] { sas.values.map(\.info).sorted { $0.id.cookie < $1.id.cookie } }
-    public var childSAs: [IKEv1ChildSAInfo] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
+    public var childSAs: [IKEv1ChildSA] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
 
     public mutating func handle(_ event: IKEv1Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv1Action] {
         var context = Context(now: now)
@@ -104,7 +104,7 @@ public struct IKEv1Endpoint: Sendable {
     }
 
     func schedule(for sa: ISAKMPSA) -> RetransmissionSchedule {
-        sa.retransmission ?? configuration.retransmission
+        sa.retransmission(default: configuration.retransmission)
     }
 
     /// Sends a request that expects an answer and arms its retransmission timer.

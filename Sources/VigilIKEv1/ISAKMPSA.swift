@@ -151,7 +151,9 @@ struct ISAKMPSA: Sendable {
             udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 
-    var retransmission: RetransmissionSchedule? { connection.retransmission }
+    func retransmission(default schedule: RetransmissionSchedule) -> RetransmissionSchedule {
+        connection.connection.retransmission(for: peer, default: schedule)
+    }
 }
 
 struct PendingRequest: Sendable {
@@ -179,7 +181,7 @@ struct QuickMode: Sendable {
     var localTrafficSelector: IPPrefix
     var remoteTrafficSelector: IPPrefix
     /// Phase 2 rekey: the Child SA this one replaces.
-    var rekeyOf: IKEv1ChildSAID?
+    var rekeyOf: ChildSAID?
     /// Responder: the QM1 we answered and our QM2, to resend on a retransmitted QM1.
     var lastRequest: [UInt8] = []
     var lastResponse: [UInt8] = []
@@ -190,7 +192,7 @@ struct QuickMode: Sendable {
 
 /// An established IPsec SA pair.
 struct ChildSA: Sendable {
-    var info: IKEv1ChildSAInfo
+    var info: IKEv1ChildSA
     /// We ran the Quick Mode that made it: we rekey it before it expires.
     var weInitiated: Bool
 }

@@ -59,7 +59,7 @@ extension IKEv1Endpoint {
         ISAKMP.Notification(protocolID: .isakmp, notifyType: type, spi: sa.cookies, data: messageIDBytes(sequence))
     }
 
-    mutating func deleteChildSA(_ id: IKEv1ChildSAID, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+    mutating func deleteChildSA(_ id: ChildSAID, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard let child = children.removeValue(forKey: id) else { return }
         if let sa = sas[child.info.ikeSA] {
             context.log(.info, "sending DELETE for IPsec SA \(id) (out \(String(child.info.outboundSPI, radix: 16))) to \(sa.remote): \(reason)")

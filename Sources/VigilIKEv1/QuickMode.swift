@@ -23,14 +23,14 @@ extension IKEv1Endpoint {
         }
     }
 
-    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID, _ context: inout Context,
+    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: ChildSAID, _ context: inout Context,
                                  _ random: inout some RandomNumberGenerator) {
         guard let old = children[rekeyOf] else { return }
         startQuickMode(sa: &sa, local: old.info.localTrafficSelectors[0], remote: old.info.remoteTrafficSelectors[0],
                        rekeyOf: rekeyOf, &context, &random)
     }
 
-    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: IKEv1ChildSAID?,
+    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: ChildSAID?,
                                  _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys else { return }
         let connection = sa.connection
@@ -41,7 +41,7 @@ extension IKEv1Endpoint {
         var messageID: UInt32 = 0
         while !sa.freshness.isUnused(messageID) || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
         var spi = Self.nonzero32(&random)
-        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        while children[ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
         let suites = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
                                                   lifetimeSeconds: Self.seconds(connection.childLifetime), udpEncapsulated: sa.udpEncapsulated)
         guard !suites.isEmpty else {
@@ -215,7 +215,7 @@ extension IKEv1Endpoint {
                         + "\(connection.localTrafficSelectors) === \(connection.remoteTrafficSelectors)")
         }
         var spi = Self.nonzero32(&random)
-        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        while children[ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
         var quickMode = QuickMode(messageID: messageID, step: .responderSentQM2, iv: nextIV,
                                   localNonce: Self.randomBytes(Self.nonceLength, &random), inboundSPI: spi, offered: allowed,
                                   localTrafficSelector: localTS, remoteTrafficSelector: remoteTS, rekeyOf: nil)
@@ -331,15 +331,14 @@ extension IKEv1Endpoint {
                                        initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
         let outbound = keys.keyMaterial(length: length, pfsSecret: quickMode.pfsSecret, protocolID: protocolID, spi: quickMode.outboundSPI,
                                         initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
-        let childKeys = IKEv1ChildSAKeys(encryptionIn: inbound[0..<encryptionLength], encryptionOut: outbound[0..<encryptionLength],
-                                         integrityIn: inbound[encryptionLength..<length], integrityOut: outbound[encryptionLength..<length])
+        let childKeys = ChildSAKeys(encryptionIn: inbound[0..<encryptionLength], encryptionOut: outbound[0..<encryptionLength],
+                                    integrityIn: inbound[encryptionLength..<length], integrityOut: outbound[encryptionLength..<length])
         let udp = sa.udpEncapsulated || suite.udpEncapsulated
-        let info = IKEv1ChildSAInfo(
-            id: IKEv1ChildSAID(quickMode.inboundSPI), ikeSA: sa.id, connection: sa.connection.name,
-            inboundSPI: quickMode.inboundSPI, outboundSPI: quickMode.outboundSPI, encryption: suite.encryption,
-            integrity: suite.integrity, dhGroup: suite.group, localTrafficSelectors: [quickMode.localTrafficSelector],
-            remoteTrafficSelectors: [quickMode.remoteTrafficSelector], localEndpoint: sa.local, remoteEndpoint: sa.remote,
-            udpEncapsulated: udp, establishedAt: context.now)
+        let info = IKEv1ChildSA(
+            ikeSA: sa.id, connection: sa.connection.name, inboundSPI: quickMode.inboundSPI, outboundSPI: quickMode.outboundSPI,
+            algorithms: ChildAlgorithms(encryption: suite.encryption, integrity: suite.integrity, dhGroup: suite.group),
+            localTrafficSelectors: [quickMode.localTrafficSelector], remoteTrafficSelectors: [quickMode.remoteTrafficSelector],
+            localEndpoint: sa.local, remoteEndpoint: sa.remote, udpEncapsulated: udp, establishedAt: context.now, keys: childKeys)
         children[info.id] = ChildSA(info: info, weInitiated: weInitiated)
         sa.quickModes[quickMode.messageID] = nil
         context.log(.notice, "\(sa.connection.name): IPsec SA established, SPIs in \(String(info.inboundSPI, radix: 16)) out \(String(info.outboundSPI, radix: 16)), "
@@ -352,7 +351,7 @@ extension IKEv1Endpoint {
             context.actions.append(.scheduleTimer(.rekeyChildSA(info.id), at: context.now + lifetime - margin))
         }
         if let old = quickMode.rekeyOf, let oldChild = children[old] {
-            context.actions.append(.childSARekeyed(old: old, new: info, keys: childKeys))
+            context.actions.append(.childSARekeyed(old: old, new: info))
             sas[sa.id] = sa
             // The DELETE travels on the ISAKMP SA that ran the rekey: after a Phase 1 rekey strongSwan has moved the
             // old IPsec SA to the new ISAKMP SA and ignores a DELETE on the old one.
@@ -361,7 +360,7 @@ extension IKEv1Endpoint {
             retireIfReplaced(oldChild.info.ikeSA, &context, &random)
             if let updated = sas[sa.id] { sa = updated }
         } else {
-            context.actions.append(.childSAEstablished(info, keys: childKeys))
+            context.actions.append(.childSAEstablished(info))
         }
     }
 
@@ -378,7 +377,7 @@ extension IKEv1Endpoint {
         sendISAKMPDelete(sa: &sa, reason: .local(reason), &context, &random)
     }
 
-    mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+    mutating func rekeyChildSA(_ id: ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard let child = children[id], var sa = sas[child.info.ikeSA], sa.isEstablished else { return }
         guard !sa.quickModes.values.contains(where: { $0.rekeyOf == id }) else { return }
         startQuickMode(sa: &sa, rekeyOf: id, &context, &random)

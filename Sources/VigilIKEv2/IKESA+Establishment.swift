@@ -365,20 +365,19 @@ extension IKESA {
         remoteSelectors: [IKEv2.TrafficSelector], keys: ChildSAKeys, rekeyOf old: ChildSAID?, asResponder: Bool,
         now: Duration, random: inout some RandomNumberGenerator, effects: inout Effects
     ) {
-        var info = ChildSAInfo(
-            id: ChildSAID(inbound), ikeSA: id, connection: connection.name, inboundSPI: inbound, outboundSPI: outbound,
-            encryption: algorithms.encryption, integrity: algorithms.integrity, dhGroup: algorithms.dhGroup,
+        let info = IKEv2ChildSA(
+            ikeSA: id, connection: connection.name, inboundSPI: inbound, outboundSPI: outbound, algorithms: algorithms,
             localTrafficSelectors: TrafficSelectorNarrowing.prefixes(localSelectors),
             remoteTrafficSelectors: TrafficSelectorNarrowing.prefixes(remoteSelectors),
-            localEndpoint: local, remoteEndpoint: remote, udpEncapsulated: udpEncapsulated, establishedAt: now
+            localEndpoint: local, remoteEndpoint: remote, udpEncapsulated: udpEncapsulated, establishedAt: now, keys: keys,
+            negotiatedAsResponder: asResponder, outboundAwaitsOldDeletion: old != nil && asResponder
         )
-        info.negotiatedAsResponder = asResponder
         children.append(ChildSA(info: info, state: .installed, localSelectors: localSelectors, remoteSelectors: remoteSelectors))
         effects.log(.notice, "\(label): Child SA \(connection.name){\(hex32(inbound))_i \(hex32(outbound))_o} \(old == nil ? "established" : "rekeyed") with \(algorithms), TS \(localSelectors.map(\.description).joined(separator: " ")) === \(remoteSelectors.map(\.description).joined(separator: " "))\(udpEncapsulated ? ", ESP in UDP" : "")")
         if let old {
-            effects.actions.append(.childSARekeyed(old: old, new: info, keys: keys))
+            effects.actions.append(.childSARekeyed(old: old, new: info))
         } else {
-            effects.actions.append(.childSAEstablished(info, keys: keys))
+            effects.actions.append(.childSAEstablished(info))
         }
         scheduleRekey(.rekeyChildSA(info.id), lifetime: connection.childLifetime, now: now, random: &random, effects: &effects)
     }

@@ -35,8 +35,8 @@ struct SAContext {
 
 /// A Child SA as the IKE SA that owns it sees it.
 struct ChildSA: Sendable {
-    enum State: Sendable { case installed, rekeying, rekeyed, deleting }
-    var info: ChildSAInfo
+    typealias State = ChildSAStatus.State
+    var info: IKEv2ChildSA
     var state: State
     /// The selectors as negotiated (kept for rekeys: TSi/TSr from our point of view).
     var localSelectors: [IKEv2.TrafficSelector]

@@ -34,19 +34,8 @@ public struct IKEv2Endpoint: Sendable {
     }
 
     public var ikeSAs: [IKESAInfo] { sas.values.map(\.info).sorted { $0.id < $1.id } }
-    public var childSAs: [ChildSAInfo] {
-        sas.values.flatMap { sa in
-            sa.children.map { child in
-                var info = child.info
-                info.state = switch child.state {
-                case .installed: .installed
-                case .rekeying: .rekeying
-                case .rekeyed: .rekeyed
-                case .deleting: .deleting
-                }
-                return info
-            }
-        }.sorted { $0.id < $1.id }
+    public var childSAs: [ChildSAStatus] {
+        sas.values.flatMap { sa in sa.children.map { ChildSAStatus(childSA: $0.info, state: $0.state) } }.sorted { $0.id < $1.id }
     }
     /// malformedDatagrams, unknownSPIs, unknownPeers, integrityFailures, authenticationFailures, retransmissions,
     /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, reflectedMessages (our own messages
@@ -174,7 +163,7 @@ public struct IKEv2Endpoint: Sendable {
             return [.log(.error, reason.message), .negotiationFailed(connection: name, peer: peerAddress, reason: reason)]
         }
         var effects = Effects()
-        let schedule = peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+        let schedule = connection.retransmission(for: peer, default: configuration.retransmission)
         do {
             let sa = try IKESA.initiator(id: newIKESAID(&random), connection: connection, peer: peer, schedule: schedule,
                                          context: context(now: now), random: &random, effects: &effects)
@@ -333,7 +322,7 @@ public struct IKEv2Endpoint: Sendable {
             id: id, connection: connection, peer: peer, isOriginalInitiator: false, initiatorSPI: header.initiatorSPI,
             responderSPI: id.spi, local: to, remote: from,
             phase: .initiatorInit(IKESA.InitiatorInit(keyExchange: ours, nonce: nr, cookie: nil)),  // replaced below
-            schedule: peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+            schedule: connection.retransmission(for: peer, default: configuration.retransmission)
         )
         state.evaluateNAT(payloads, header: header, effects: &effects)
         var answerWithSPI = answer

@@ -123,7 +123,7 @@ import VigilWire
         #expect(net.west.counters["authenticationFailures"] == 1)
         net.inject(qm2)
         net.settle()
-        #expect(net.westActions.contains { if case .childSARekeyed(old: child, _, _) = $0 { true } else { false } })
+        #expect(net.westActions.contains { if case .childSARekeyed(old: child, _) = $0 { true } else { false } })
         #expect(net.westActions.failures.isEmpty)
     }
 

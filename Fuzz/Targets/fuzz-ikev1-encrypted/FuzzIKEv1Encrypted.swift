@@ -38,13 +38,13 @@ enum FuzzIKEv1Encrypted {
     static func connection(west isWest: Bool) -> IKEv1Endpoint.ConnectionConfiguration {
         let local = isWest ? west : east
         let remote = isWest ? east : west
-        return IKEv1Endpoint.ConnectionConfiguration(
+        return IKEv1Endpoint.ConnectionConfiguration(.init(
             name: "SITE/10", localAddress: local, localIdentity: .address(local),
             peers: [.init(address: remote, identity: .address(remote), preSharedKey: SecureBytes(Array("fuzz-secret".utf8)))],
             ikeProposals: [try! IKEProposal.parse("aes256-sha256-modp2048")], espProposals: [try! ESPProposal.parse("aes256-sha256")],
             pfsGroup: nil,
             localTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.1.0.0/24" : "10.2.0.0/24")],
-            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/24")])
+            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/24")], ikeLifetime: .seconds(28_800)))
     }
 
     /// Two endpoints and the datagrams between them.
