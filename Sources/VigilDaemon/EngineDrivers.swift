@@ -138,7 +138,7 @@ final class IKEv2Driver: IKEEngineDriver {
         }
     }
 
-    var counters: [String: UInt64] { endpoint.counters }
+    var counters: [String: UInt64] { endpoint.counters.byExportedName }
 }
 
 /// IKEv1 (RFC 2409 Main Mode + Quick Mode, RFC 3706 DPD) behind the daemon's engine vocabulary.
@@ -218,5 +218,5 @@ final class IKEv1Driver: IKEEngineDriver {
         }
     }
 
-    var counters: [String: UInt64] { endpoint.counters }
+    var counters: [String: UInt64] { endpoint.counters.byExportedName }
 }

@@ -81,41 +81,41 @@ extension IKEv1Endpoint {
     mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys, header.flags.contains(.encryption) else {
-            context.count("unexpectedDropped")
+            context.count(.unexpectedDropped)
             context.log(.warning, "dropped Quick Mode from \(from): ISAKMP SA \(sa.id) not established or message not encrypted")
             return
         }
         let messageID = header.messageID
         let quickMode = sa.quickModes[messageID]
         if let existing = quickMode, existing.step == .responderSentQM2, raw == existing.lastRequest {
-            context.count("retransmittedRequestsAnswered")
+            context.count(.retransmittedRequestsAnswered)
             context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
             return
         }
         if quickMode == nil, let finished = sa.finishedQuickModes.first(where: { $0.messageID == messageID }) {
             if raw == finished.request, !finished.response.isEmpty {
-                context.count("retransmittedRequestsAnswered")
+                context.count(.retransmittedRequestsAnswered)
                 context.actions.append(.send(bytes: finished.response, from: sa.local, to: sa.remote))
             } else {
-                context.count("unexpectedDropped")
+                context.count(.unexpectedDropped)
             }
             return
         }
         if quickMode == nil {
             // A QM1 under a message ID we chose is our own QM1 reflected; one the peer already used is a replay.
             if sa.freshness.ownMessageIDs.contains(messageID) {
-                context.count("reflectedDropped")
+                context.count(.reflectedDropped)
                 context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): our own message ID, reflected")
                 return
             }
             if sa.freshness.peerMessageIDs.contains(messageID) {
-                context.count("replayedDropped")
+                context.count(.replayedDropped)
                 context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): message ID already used (replay?)")
                 return
             }
             let carried = children.values.count { $0.info.ikeSA == sa.id }
             guard sa.quickModes.count < IKEv1Limits.quickModesInFlight, carried < IKEv1Limits.ipsecSAsPerISAKMPSA else {
-                context.count("quickModeLimitDropped")
+                context.count(.quickModeLimitDropped)
                 context.log(.warning, "dropped QM1 from \(from): ISAKMP SA \(sa.id) has \(sa.quickModes.count) Quick Modes in flight "
                             + "and \(carried) IPsec SAs")
                 return
@@ -129,12 +129,12 @@ extension IKEv1Endpoint {
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: true)
             nextIV = next
         } catch {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error)")
             return
         }
         guard case .hash(let hash)? = payloads.first else {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped Quick Mode from \(from): HASH is not the first payload")
             return
         }
@@ -163,7 +163,7 @@ extension IKEv1Endpoint {
             if error.code == .authenticationFailed {
                 // The HASH does not verify: anyone could have sent this (our own message reflected, noise, a forgery).
                 // It changes nothing; the exchange waits for the peer's real message.
-                context.count("authenticationFailures")
+                context.count(.authenticationFailures)
                 context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error.message)")
                 return
             }

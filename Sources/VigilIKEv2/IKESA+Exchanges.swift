@@ -16,7 +16,7 @@ extension IKESA {
         }
         let header = message.header
         guard message.payloads.count == 1, case .encrypted(let first, let body) = message.payloads[0], let protection else {
-            effects.count("unprotectedMessages")
+            effects.count(.unprotectedMessages)
             effects.log(.debug, "\(label): dropping unprotected \(message.summary) from \(from)")
             return
         }
@@ -28,13 +28,13 @@ extension IKESA {
                 switch error {
                 case .unsupportedCriticalPayload(let type):
                     unsupportedCritical = type
-                    effects.count("unsupportedCriticalPayloads")
+                    effects.count(.unsupportedCriticalPayloads)
                     effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) has unknown critical payload \(type)")
                 case .integrity:
-                    effects.count("integrityFailures")
+                    effects.count(.integrityFailures)
                     effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) fails its integrity check; dropped")
                 case .malformed(let reason):
-                    effects.count("malformedDatagrams")
+                    effects.count(.malformedDatagrams)
                     effects.log(.warning, "\(label): \(header.exchangeType) message \(header.messageID) from \(from) is malformed inside SK: \(reason)")
                 }
                 return nil
@@ -42,7 +42,7 @@ extension IKESA {
         }
         if header.isResponse {
             guard let request = outstanding, request.messageID == header.messageID else {
-                effects.count("unexpectedResponses")
+                effects.count(.unexpectedResponses)
                 return
             }
             guard let inner = open() else { return }
@@ -56,13 +56,13 @@ extension IKESA {
             if let cached = cachedResponse, cached.messageID == header.messageID {
                 guard open() != nil else { return }
                 // §2.1: answered again from the cache; a replay of an old request is no proof of life.
-                effects.count("retransmittedRequests")
+                effects.count(.retransmittedRequests)
                 effects.log(.info, "\(label): retransmitted \(header.exchangeType) request \(header.messageID); sending the cached response")
                 transmitResponse(cached.datagram, &effects)
                 return
             }
             guard header.messageID == nextPeerRequestID else {
-                effects.count("invalidMessageIDs")
+                effects.count(.invalidMessageIDs)
                 effects.log(.debug, "\(label): request with message ID \(header.messageID), expected \(nextPeerRequestID); dropped")
                 return
             }
@@ -94,7 +94,7 @@ extension IKESA {
             && from.port == IKEv2Ports.natTraversal && to.port == IKEv2Ports.natTraversal
         let peerMayMove = remoteBehindNAT && !localNATDetected && to.address == local.address
         guard floats || peerMayMove else {
-            effects.count("addressChangesRefused")
+            effects.count(.addressChangesRefused)
             effects.log(.warning, "\(label): authenticated message from \(from) to \(to), but no NAT was detected in front of the peer; the SA stays with \(remote) (RFC 7296 §2.23)")
             return
         }
@@ -107,7 +107,7 @@ extension IKESA {
         }
         effects.log(.notice, "\(label): peer moved from \(old) to \(remote)" + (floats ? " (NAT-T float)" : " (NAT mapping changed)"))
         if establishedAt != nil, old != remote {
-            effects.count("peerAddressChanges")
+            effects.count(.peerAddressChanges)
             effects.actions.append(.peerAddressChanged(id, old: old, new: remote))
         }
     }
@@ -117,7 +117,7 @@ extension IKESA {
     ) {
         switch kind {
         case .ikeSAInit:
-            effects.count("unexpectedResponses")
+            effects.count(.unexpectedResponses)
         case .ikeAuth:
             handleAuthResponse(inner, context: context, random: &random, effects: &effects)
         case .liveness:
@@ -155,7 +155,7 @@ extension IKESA {
         case (.createChildSA, .established):
             handleCreateChildRequest(messageID: messageID, inner, context: context, random: &random, effects: &effects)
         case (.ikeSAInit, _), (.ikeAuth, _), (.informational, _), (.createChildSA, _):
-            effects.count("unexpectedMessages")
+            effects.count(.unexpectedMessages)
             effects.log(.debug, "\(label): \(exchange) request in this phase ignored")
         }
     }
@@ -186,7 +186,7 @@ extension IKESA {
         guard isEstablished, !rekeyedAway else { return }
         if let request = outstanding {
             if request.isLiveness {
-                effects.count("livenessRetransmissions")
+                effects.count(.livenessRetransmissions)
                 effects.log(.info, "\(label): liveness check \(request.messageID) unanswered; retransmitting it")
                 transmit(request.datagram, &effects)
                 outstanding?.transmissions += 1
@@ -311,7 +311,7 @@ extension IKESA {
             children[index].failedRekeys += 1
             guard children[index].failedRekeys < IKEv2Tunables.maximumChildRekeyAttempts else {
                 // The Child SA cannot be renewed: delete the IKE SA rather than keep it alive around a dying child.
-                effects.count("childRekeysGivenUp")
+                effects.count(.childRekeysGivenUp)
                 effects.log(.warning, "\(label): rekey of Child SA \(request.old) failed \(IKEv2Tunables.maximumChildRekeyAttempts) times (last: \(reason)); deleting the IKE SA")
                 sendDelete(random: &random, effects: &effects)
                 close(reason: .local("Child SA rekey failed: \(reason)"), effects: &effects)

@@ -445,7 +445,7 @@ final class SwanLab {
         let up = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
         initiate.waitUntilExit()
         #expect(up, "\(lab.driver.actions.logText)\n\(lab.swan.log)")
-        #expect(lab.driver.endpoint.counters["cookiesSent"] == 1)
+        #expect(lab.driver.endpoint.counters[.cookiesSent] == 1)
         #expect(lab.driver.actions.logText.contains("received IKE_SA_INIT request 0 { N(COOKIE), SA, KE"))
         if let child = lab.driver.actions.established.first { lab.expectSameSAs(child) }
     }
@@ -491,7 +491,7 @@ final class SwanLab {
             lab.driver.run(seconds: 0.5)
         }
         #expect(lab.driver.actions.livenessAnswers == 0)
-        #expect(lab.driver.endpoint.counters["livenessRetransmissions"] == 2)
+        #expect(lab.driver.endpoint.counters[.livenessRetransmissions] == 2)
         // A request on the retransmission schedule declares the peer unreachable.
         lab.driver.handle(.abandonIKESA(id))
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
@@ -529,9 +529,9 @@ final class SwanLab {
         lab.driver.run(seconds: 10) { !$0.failures.isEmpty }
         #expect(lab.driver.actions.failures.map(\.code) == [.noProposalChosen], "\(lab.driver.actions.logText)")
         #expect(lab.driver.actions.failures.first?.message.contains("NO_PROPOSAL_CHOSEN") == true)
-        #expect((lab.driver.endpoint.counters["unauthenticatedNotifies"] ?? 0) >= 2, "every retransmission is answered and ignored")
+        #expect((lab.driver.endpoint.counters[.unauthenticatedNotifies] ?? 0) >= 2, "every retransmission is answered and ignored")
         let initiate = try lab.swanctlInBackground(["--initiate", "--child", "net", "--timeout", "5"])
-        let refused = lab.driver.run(seconds: 5) { _ in (lab.driver.endpoint.counters["unauthenticatedRefusals"] ?? 0) >= 1 }
+        let refused = lab.driver.run(seconds: 5) { _ in (lab.driver.endpoint.counters[.unauthenticatedRefusals] ?? 0) >= 1 }
         initiate.waitUntilExit()
         #expect(refused)
         #expect(lab.driver.actions.failures.map(\.code) == [.noProposalChosen], "no failure for an unauthenticated request")
