@@ -251,7 +251,7 @@ public struct IKEv1Endpoint: Sendable {
                     sas[id] = sa
                     return
                 }
-                if let quickMode = sa.quickModes[messageID], quickMode.step == .responderSentQM2 {
+                if case .responderSentQM2? = sa.quickModes[messageID] {
                     // The peer's own exchange: it never confirmed our QM2 with QM3 (it may have given up, or its QM3
                     // was lost). That says nothing about whether the peer is reachable, so no `.peerUnreachable`.
                     sa.quickModes[messageID] = nil

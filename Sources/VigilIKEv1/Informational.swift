@@ -227,7 +227,7 @@ extension IKEv1Endpoint {
             // An error notify about a Quick Mode we run ends it (strongSwan sends NO_PROPOSAL_CHOSEN or
             // INVALID_ID_INFORMATION this way). It is authenticated and fresh (checked above).
             guard notification.notifyType < Self.firstStatusNotifyType else { return }
-            let refused = sa.quickModes.filter { $0.value.step == .initiatorSentQM1 }.keys.sorted()
+            let refused = sa.quickModes.filter { $0.value.weInitiated }.keys.sorted()
             guard !refused.isEmpty else { return }
             let code: NegotiationFailure.Code = notification.notifyType == ISAKMP.NotifyType.noProposalChosen ? .noProposalChosen
                 : notification.notifyType == ISAKMP.NotifyType.invalidIDInformation ? .invalidIDInformation : .malformed
