@@ -25,6 +25,8 @@ let package = Package(
         .target(name: "VigilWire", dependencies: ["VigilAddressing"]),
         .target(name: "VigilConfig", dependencies: ["VigilAddressing", "VigilAlgorithms", "VigilIKE", .product(name: "Yams", package: "Yams")]),
         .target(name: "VigilLiveness"),
+        // `vigil import cisco`: an IOS running-config in, Vigil YAML and secrets out (text only, no file I/O).
+        .target(name: "VigilCiscoImport", dependencies: ["VigilAddressing", "VigilAlgorithms"]),
         .target(name: "VigilFailover", dependencies: ["VigilAddressing"]),
         .target(name: "VigilKernel", dependencies: ["VigilAddressing", "VigilAlgorithms"]),
 
@@ -52,7 +54,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "vigil", dependencies: [
-            "VigilConfig", "VigilDaemon",
+            "VigilConfig", "VigilDaemon", "VigilCiscoImport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -76,6 +78,7 @@ let package = Package(
         .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig", "VigilIKE"]),
         .testTarget(name: "VigilIKETests", dependencies: ["VigilIKE", "VigilAddressing", "VigilAlgorithms", "VigilCrypto"]),
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
+        .testTarget(name: "VigilCiscoImportTests", dependencies: ["VigilCiscoImport", "VigilConfig", "VigilLab", "VigilDaemon"]),
         .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),
         .testTarget(name: "VigilCryptoTests", dependencies: ["VigilCrypto"]),
         .testTarget(name: "VigilIKEv2Tests", dependencies: ["VigilIKE", "VigilIKEv2", "VigilWire", "VigilCrypto", "VigilLab"]),

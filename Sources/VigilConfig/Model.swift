@@ -103,10 +103,13 @@ public enum DataPlaneChoice: String, Hashable, Sendable, CaseIterable, CustomStr
 /// RFC 3706 DPD / RFC 7296 §2.4 liveness settings, in Cisco's words (`crypto isakmp keepalive`).
 public struct DPDSettings: Hashable, Sendable {
     public enum Mode: String, Hashable, Sendable, CaseIterable, CustomStringConvertible {
-        /// R-U-THERE every `interval` whatever the traffic.
+        /// R-U-THERE once nothing was received for `interval`, whatever we send (Cisco `periodic`).
         case periodic
         /// R-U-THERE only when traffic is sent and nothing was received for `interval` (Cisco's default).
         case onDemand = "on-demand"
+        /// R-U-THERE once nothing was received for `interval`, whether or not we send (FortiGate `on-idle`,
+        /// strongSwan's `dpd_delay`); scheduled as `periodic` is.
+        case onIdle = "on-idle"
         /// No liveness checks.
         case off
         public var description: String { rawValue }
@@ -124,7 +127,7 @@ public struct DPDSettings: Hashable, Sendable {
     }
 
     public var mode: Mode
-    /// Idle time (on-demand) or period (periodic) before an R-U-THERE; nil only when `mode` is `.off`.
+    /// Silence from the peer (on-demand with traffic to send, on-idle, periodic) before an R-U-THERE; nil only when `mode` is `.off`.
     public var interval: Duration?
     /// Time between R-U-THERE retransmissions once one went unanswered.
     public var retry: Duration

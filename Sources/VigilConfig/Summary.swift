@@ -66,7 +66,7 @@ extension DPDSettings {
         switch mode {
         case .off:
             "off"
-        case .periodic, .onDemand:
+        case .periodic, .onDemand, .onIdle:
             "\(mode), interval \(interval?.configurationText ?? "none"), retry \(retry.configurationText), retries \(retries), action \(action)"
         }
     }

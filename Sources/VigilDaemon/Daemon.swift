@@ -16,16 +16,19 @@ import VigilLiveness
 /// `EventLoop.post`.
 public final class Daemon: @unchecked Sendable {
     public let configuration: VigilConfiguration
-    public let loop: EventLoop
+    /// Time and timers: the event loop in vigild, a virtual clock in process.
+    public let loop: any Scheduler
+    /// The IKE sockets: UDP in vigild, a simulated network in process.
+    let network: any DatagramNetwork
     public let events: EventLog
     let logger: Logger
     var metrics = Metrics()
     var failoverPhases = FailoverPhases()
     var logLimiter = LogRateLimiter()
-    var random = SystemRandomNumberGenerator()
+    /// The system's in vigild; seeded in process, so a failing scenario replays.
+    var random: DaemonRandom
 
     var engines: [IKEVersionTag: any IKEEngineDriver] = [:]
-    var sockets: [Endpoint: UDPSocket] = [:]
     var entries: [String: EntryRuntime] = [:]
     var entryOrder: [String] = []
     var sessions: [SessionKey: SessionRecord] = [:]
@@ -35,10 +38,6 @@ public final class Daemon: @unchecked Sendable {
     var control: ControlServer?
     /// The configuration file a reload (SIGHUP, `vigil reload`) reads again.
     public var configurationPath: String?
-    /// Handles userspace ESP datagrams arriving on port 4500, when the userspace data plane runs.
-    public var espReceiver: ((_ bytes: [UInt8], _ from: Endpoint, _ to: Endpoint) -> Void)?
-    /// Set when a userspace data plane reads the (first) NAT-T socket itself; it hands IKE back via `receivedIKE`.
-    var natTraversalReader: ((UDPSocket) throws -> Void)?
     /// The userspace data plane's counters, for metrics.
     var dataPlaneCounters: (() -> [String: UInt64])?
     /// Packets held because their policy has no SA (a peer down, an entry idle): traffic waiting (Cisco's
@@ -57,9 +56,12 @@ public final class Daemon: @unchecked Sendable {
     var samplerTimer: EventLoop.TimerHandle?
     private var stopped = false
 
-    public init(configuration: VigilConfiguration, loop: EventLoop, kernel: DaemonKernel, logger: Logger) {
+    public init(configuration: VigilConfiguration, loop: any Scheduler, network: any DatagramNetwork,
+                random: DaemonRandom = .system, kernel: DaemonKernel, logger: Logger) {
         self.configuration = configuration
         self.loop = loop
+        self.network = network
+        self.random = random
         self.kernel = kernel
         self.logger = logger
         events = EventLog()
@@ -85,33 +87,43 @@ public final class Daemon: @unchecked Sendable {
         engines[engine.version] = engine
     }
 
-    /// Binds the IKE sockets, serves the control API, reconciles the kernel, and starts the entries marked `start`.
-    public func start() throws {
-        var natTraversalReader = self.natTraversalReader
-        let kernelCarriesESP = natTraversalReader == nil && espReceiver == nil
-        for address in configuration.global.listen {
-            for port: UInt16 in [500, 4500] {
-                let socket = try UDPSocket(bindTo: Endpoint(address, port))
-                sockets[socket.local] = socket
-                if port == 4500, let reader = natTraversalReader {
-                    try reader(socket)
-                    natTraversalReader = nil
-                } else {
-                    if port == 4500, kernelCarriesESP { try socket.enableKernelESPDecapsulation() }
-                    loop.watch(socket.fd) { [unowned self] in self.readable(socket) }
-                }
-            }
+    /// The IKE engines the configuration needs (one per IKE version in use), each with its own generator drawn from
+    /// the daemon's. `forceEncapsulation` is set for the userspace data plane, which carries ESP in UDP 4500 only.
+    public func registerEngines(forceEncapsulation: Bool) {
+        let versions = Set(configuration.cryptoMaps.flatMap(\.entries).map(\.ikeVersion))
+        if versions.contains(.v2) {
+            register(IKEv2Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
         }
+        if versions.contains(.v1) {
+            register(IKEv1Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
+        }
+    }
+
+    /// Serves the control API on the configured Unix socket (vigild; the in-process runs call `handleControl`).
+    public func serveControl(on eventLoop: EventLoop) throws {
         let controlGroup = try configuration.global.controlGroup.map { name -> gid_t in
             guard let group = getgrnam(name) else { throw ControlError(.internalError, "control-group: no group named '\(name)'") }
             return group.pointee.gr_gid
         }
-        control = try ControlServer(path: configuration.global.controlSocket, loop: loop, group: controlGroup) { [unowned self] request in
+        control = try ControlServer(path: configuration.global.controlSocket, loop: eventLoop, group: controlGroup) { [unowned self] request in
             let response = self.handleControl(request)
             self.drain()
             return response
         }
         events.addSink { [unowned self] event in self.control?.publish(event) }
+    }
+
+    /// Binds the IKE endpoints, reconciles the kernel, and starts the entries marked `start`.
+    public func start() throws {
+        for address in configuration.global.listen {
+            for port: UInt16 in [500, 4500] {
+                let local = Endpoint(address, port)
+                try network.bind(local) { [unowned self] bytes, from in
+                    self.dispatch(bytes, from: from, to: local)
+                    self.drain()
+                }
+            }
+        }
 
         let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
         record("kernel-reconciled", detail: report)
@@ -165,16 +177,7 @@ public final class Daemon: @unchecked Sendable {
         drain()
     }
 
-    // MARK: Sockets
-
-    /// At most `EventLoop.Limits.readsPerRound` datagrams per round (the rest wait one round, level-triggered), each
-    /// handled to the end (drained) before the next, so a flood delays no timer by more than one bounded round.
-    private func readable(_ socket: UDPSocket) {
-        socket.receive(atMost: EventLoop.Limits.readsPerRound) { bytes, from in
-            dispatch(bytes, from: from, to: socket.local)
-            drain()
-        }
-    }
+    // MARK: Datagrams
 
     /// Routes one datagram: on port 4500 the non-ESP marker means IKE (RFC 3948 §2.2), a lone 0xFF is a NAT keepalive
     /// (§2.3), anything else is ESP for the data plane.
@@ -186,11 +189,7 @@ public final class Daemon: @unchecked Sendable {
                 return
             }
             guard bytes.count >= 4, bytes[0..<4].allSatisfy({ $0 == 0 }) else {
-                if let espReceiver {
-                    espReceiver(bytes, from, to)
-                } else {
-                    undeliverableESP(bytes, from: from)
-                }
+                undeliverableESP(bytes, from: from)
                 return
             }
             ike.removeFirst(4)
@@ -217,13 +216,14 @@ public final class Daemon: @unchecked Sendable {
     }
 
     func send(_ bytes: [UInt8], from: Endpoint, to: Endpoint, marker: Bool) {
-        guard let socket = sockets[from] ?? sockets.values.first(where: { $0.local.port == from.port && $0.local.address.family == to.address.family }) else {
+        let bound = network.bound
+        guard let local = bound.contains(from) ? from : bound.first(where: { $0.port == from.port && $0.address.family == to.address.family }) else {
             metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
             engineLog(.error, "no socket bound to \(from) for a datagram to \(to)")
             return
         }
         let datagram = marker && from.port == 4500 ? UDPSocket.nonESPMarker + bytes : bytes
-        if let failure = socket.send(datagram, to: to) {
+        if let failure = network.send(datagram, from: local, to: to) {
             metrics.increment("vigil_send_errors_total", help: "datagrams that could not be sent")
             // Answers to spoofed sources fail per datagram under a flood (a full buffer, an unreachable net).
             engineLog(.warning, "send to \(to) failed: \(failure)")
@@ -256,5 +256,34 @@ final class SessionRecord {
         self.peer = peer
         self.peerAddress = peerAddress
         self.established = established
+    }
+}
+
+extension Daemon {
+    /// vigild's daemon: UDP sockets read on `loop`, the system's randomness.
+    public convenience init(configuration: VigilConfiguration, loop: EventLoop, kernel: DaemonKernel, logger: Logger) {
+        self.init(configuration: configuration, loop: loop, network: SocketNetwork(loop: loop), kernel: kernel, logger: logger)
+    }
+}
+
+/// The daemon's randomness (DPD sequence numbers, coordinator back-off jitter, the engines' SPIs and nonces): the
+/// system's generator in vigild; a seeded one in the in-process runs, so a failing scenario replays from its seed.
+public struct DaemonRandom: RandomNumberGenerator, Sendable {
+    private var seeded: SplitMix64?
+    private var system = SystemRandomNumberGenerator()
+
+    public static var system: DaemonRandom { DaemonRandom(seeded: nil) }
+    /// Replayable, never for a real gateway: SplitMix64 is not a cryptographic generator.
+    public static func seeded(_ seed: UInt64) -> DaemonRandom { DaemonRandom(seeded: SplitMix64(seed: seed)) }
+
+    public mutating func next() -> UInt64 {
+        guard var generator = seeded else { return system.next() }
+        defer { seeded = generator }
+        return generator.next()
+    }
+
+    /// An independent generator for a part of the daemon (an engine): seeded from this one when this one is seeded.
+    public mutating func split() -> DaemonRandom {
+        seeded == nil ? .system : .seeded(next())
     }
 }

@@ -28,13 +28,13 @@ public enum DaemonRunner {
 
     public static func run(configuration: VigilConfiguration, options: Options, logger: Logger) throws {
         let loop = EventLoop()
+        let network = SocketNetwork(loop: loop)
         let kernel = try makeKernel(configuration: configuration, options: options, clock: loop.clock, logger: logger)
-        let daemon = Daemon(configuration: configuration, loop: loop, kernel: kernel.daemonKernel, logger: logger)
+        let daemon = Daemon(configuration: configuration, loop: loop, network: network, kernel: kernel.daemonKernel, logger: logger)
         daemon.configurationPath = options.configPath
-        for engine in makeEngines(configuration: configuration, loop: loop, forceEncapsulation: kernel.forcesEncapsulation) {
-            daemon.register(engine)
-        }
-        kernel.attach?(daemon)
+        daemon.registerEngines(forceEncapsulation: kernel.forcesEncapsulation)
+        kernel.attach?(daemon, loop, network)
+        try daemon.serveControl(on: loop)
         let metricsServer = try configuration.global.metrics.map { try Self.bindMetrics($0) }  // before anything is installed
         try daemon.start()
         if let metricsServer { Self.serveMetrics(metricsServer, daemon: daemon, logger: logger) }
@@ -92,7 +92,7 @@ public enum DaemonRunner {
 
     /// From the event loop itself: WATCHDOG=1 at half of WatchdogSec (a loop that stops turning stops the pings and
     /// systemd restarts vigild), and STATUS= when an entry's state line changes, checked as often.
-    static func keepNotifying(_ notifier: SystemdNotifier, daemon: Daemon, loop: EventLoop, logger: Logger) {
+    static func keepNotifying(_ notifier: SystemdNotifier, daemon: Daemon, loop: any Scheduler, logger: Logger) {
         let period = notifier.watchdogInterval.map { min($0, statusCheckInterval) } ?? statusCheckInterval
         var lastStatus = daemon.status().systemdStatus
         func tick() {
@@ -112,7 +112,7 @@ public enum DaemonRunner {
 
     struct KernelSetup {
         var daemonKernel: DaemonKernel
-        var attach: ((Daemon) -> Void)?
+        var attach: ((Daemon, EventLoop, SocketNetwork) -> Void)?
         var detach: (() -> Void)?
         /// The userspace data plane carries ESP in UDP 4500 only, so every Child SA must be UDP-encapsulated.
         var forcesEncapsulation = false
@@ -159,15 +159,6 @@ public enum DaemonRunner {
 }
 
 extension DaemonRunner {
-    /// The IKE engines the configuration needs (one per IKE version in use).
-    static func makeEngines(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) -> [any IKEEngineDriver] {
-        let versions = Set(configuration.cryptoMaps.flatMap(\.entries).map(\.ikeVersion))
-        var engines: [any IKEEngineDriver] = []
-        if versions.contains(.v2) { engines.append(IKEv2Driver(configuration: configuration, loop: loop, forceEncapsulation: forceEncapsulation)) }
-        if versions.contains(.v1) { engines.append(IKEv1Driver(configuration: configuration, loop: loop, forceEncapsulation: forceEncapsulation)) }
-        return engines
-    }
-
     /// Offset and length of the responder's SPI (IKEv2, RFC 7296 §3.1) or cookie (ISAKMP, RFC 2408 §3.1) in the header.
     static let responderSPIRange = 8..<16
     /// The fixed IKE header (RFC 7296 §3.1, RFC 2408 §3.1): shorter is garbage.
@@ -198,9 +189,8 @@ extension DaemonRunner {
             settings: configuration.global.kernel, tunnelDevice: dataPlane.interfaceName)
         var setup = KernelSetup(daemonKernel: kernel)
         setup.forcesEncapsulation = true
-        setup.attach = { daemon in
-            daemon.natTraversalReader = { socket in
-                let loop = daemon.loop
+        setup.attach = { daemon, loop, network in
+            network.natTraversalReader = { socket in
                 let local = socket.local
                 do {
                     try dataPlane.start(socket: socket.fd) { message, from in
@@ -220,8 +210,8 @@ extension DaemonRunner {
                                              "send_errors": dataPlane.ioCounters.sendErrors, "tun_write_errors": dataPlane.ioCounters.tunWriteErrors]
                 for (drop, value) in counters.drops { all["drops_\(drop.rawValue)"] = value }
                 // IKE messages the data plane read and the event loop shed (new exchanges, near full) or refused (full).
-                all["ike_new_exchanges_shed"] = daemon.loop.shedPosts
-                all["ike_refused"] = daemon.loop.refusedPosts
+                all["ike_new_exchanges_shed"] = loop.shedPosts
+                all["ike_refused"] = loop.refusedPosts
                 return all
             }
         }

@@ -44,9 +44,9 @@ enum EngineConnections {
 /// Runs an engine's timers on the event loop: one loop timer per engine timer id.
 final class EngineTimers<ID: Hashable> {
     private var handles: [ID: EventLoop.TimerHandle] = [:]
-    private let loop: EventLoop
+    private let loop: any Scheduler
 
-    init(loop: EventLoop) { self.loop = loop }
+    init(loop: any Scheduler) { self.loop = loop }
 
     func schedule(_ id: ID, at deadline: Duration, _ fire: @escaping () -> Void) {
         if let old = handles[id] { loop.cancel(old) }
@@ -142,12 +142,13 @@ final class EngineDriver<Engine: DrivenIKEEngine>: IKEEngineDriver {
     var version: IKEVersionTag { Engine.version }
     var output: (EngineOutput) -> Void = { _ in }
     private var endpoint: Engine
-    private let loop: EventLoop
+    private let loop: any Scheduler
     private lazy var timers = EngineTimers<Engine.TimerID>(loop: loop)
-    private var random = SystemRandomNumberGenerator()
+    private var random: DaemonRandom
 
-    init(configuration: VigilConfiguration, loop: EventLoop, forceEncapsulation: Bool) {
+    init(configuration: VigilConfiguration, loop: any Scheduler, random: DaemonRandom = .system, forceEncapsulation: Bool) {
         self.loop = loop
+        self.random = random
         endpoint = Engine.makeEndpoint(configuration, forceEncapsulation: forceEncapsulation)
     }
 

@@ -118,8 +118,14 @@ final class EntryRuntime {
     /// Dead peer detector settings for an IKE SA of this entry (nil when DPD is off).
     func detectorConfiguration(firstSequence: UInt32) -> DeadPeerDetector.Configuration? {
         let dpd = entry.dpd
-        guard dpd.mode != .off, let interval = dpd.interval else { return nil }
-        let mode: DeadPeerDetector.Configuration.Mode = dpd.mode == .periodic ? .periodic : .onDemand
+        guard let interval = dpd.interval else { return nil }
+        let mode: DeadPeerDetector.Configuration.Mode
+        switch dpd.mode {
+        case .periodic: mode = .periodic
+        case .onDemand: mode = .onDemand
+        case .onIdle: mode = .onIdle
+        case .off: return nil
+        }
         let flavour: DeadPeerDetector.Configuration.ProbeFlavour = version == .v1 ? .ikev1(firstSequence: firstSequence) : .ikev2
         return DeadPeerDetector.Configuration(mode: mode, interval: interval, retry: dpd.retry, retries: dpd.retries, flavour: flavour)
     }

@@ -197,6 +197,12 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     public struct Established: Hashable, Sendable {
         public var peer: Peer
         public var since: Duration
+        /// The cycle that brought the peer up (its number, and peers tried in it): a peer that dies within
+        /// `attemptTimeout` of coming up counts as a failed attempt of that cycle, so a peer that comes up and at once
+        /// goes down (deletes every SA it agrees to, or is killed as it answers) moves the entry down the list and
+        /// into back-off, never round a loop at network speed.
+        var cycle: Int
+        var triedInCycle: Int
         var lastActivity: Duration
         /// When the preferred peer started answering Phase 1 probes without a failure since (preemption).
         var preferredAnsweringSince: Duration?
@@ -360,7 +366,7 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
     private mutating func complete(_ connecting: Connecting, _ out: inout Output) {
         out.actions.append(.programKernel(connecting.peer, replacing: connecting.retained))
         if let retained = connecting.retained { out.actions.append(.deleteSAs(retained)) }
-        state = .established(established(on: connecting.peer, now: out.now))
+        state = .established(established(on: connecting.peer, now: out.now, cycle: connecting.attempt, tried: connecting.tried))
         out.notice(.established, connecting.peer, connecting.retained.map { "moved from \($0)" } ?? "established")
     }
 
@@ -398,21 +404,28 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             stay(with: retained, abandoning: connecting.peer, "attempt over", &out)
             return
         }
-        if connecting.tried < peers.count, let next = index(after: connecting.peer) {
-            initiate(Connecting(peer: peers[next], attempt: connecting.attempt, tried: connecting.tried + 1,
+        continueCycle(after: connecting.peer, cycle: connecting.attempt, tried: connecting.tried, &out, &random, "next listed peer")
+    }
+
+    /// The next listed peer in the running cycle, or, when every peer has had its turn, back-off.
+    private mutating func continueCycle(after peer: Peer, cycle: Int, tried: Int, _ out: inout Output,
+                                        _ random: inout some RandomNumberGenerator, _ reason: String) {
+        if tried < peers.count, let next = index(after: peer) {
+            initiate(Connecting(peer: peers[next], attempt: cycle, tried: tried + 1,
                                 deadline: out.now + configuration.attemptTimeout, retained: nil, kind: .cycle),
-                     &out, "next listed peer")
+                     &out, reason)
             return
         }
-        let failedCycles = connecting.attempt + 1
+        let failedCycles = cycle + 1
         let until = out.now + configuration.backoff.delay(afterFailedCycles: failedCycles, random: &random)
         state = .backingOff(BackingOff(until: until, failedCycles: failedCycles))
         out.notice(.cycleFailed, nil, "all \(peers.count) peers failed; retry at \(until)")
     }
 
     /// A fresh established state; Phase 1 probes of the preferred peer only while on a backup with preemption on.
-    private func established(on peer: Peer, now: Duration) -> Established {
-        Established(peer: peer, since: now, lastActivity: now, preferredAnsweringSince: nil, nextProbe: nextPreemptionProbe(on: peer, now: now))
+    private func established(on peer: Peer, now: Duration, cycle: Int = 0, tried: Int = 1) -> Established {
+        Established(peer: peer, since: now, cycle: cycle, triedInCycle: tried, lastActivity: now, preferredAnsweringSince: nil,
+                    nextProbe: nextPreemptionProbe(on: peer, now: now))
     }
 
     private func nextPreemptionProbe(on peer: Peer, now: Duration) -> Duration? {
@@ -451,7 +464,13 @@ public struct FailoverCoordinator<Peer: Hashable & Sendable>: Sendable {
             out.notice(.peerDead, peer, "dead peer detection")
             switch configuration.deadPeerAction {
             case .restart:
-                beginCycle(at: index(after: peer) ?? preferredIndex, failedCycles: 0, &out, "failover from \(peer)")
+                let lived = out.now - established.since
+                if lived < configuration.attemptTimeout {
+                    continueCycle(after: peer, cycle: established.cycle, tried: established.triedInCycle, &out, &random,
+                                  "failover from \(peer), dead \(lived) after it came up")
+                } else {
+                    beginCycle(at: index(after: peer) ?? preferredIndex, failedCycles: 0, &out, "failover from \(peer)")
+                }
             case .clear:
                 out.actions.append(.clearProtection)
                 state = .idle(Idle(resumeAfter: peer, preferredFirst: false, protection: .cleared))

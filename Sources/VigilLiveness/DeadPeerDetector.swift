@@ -9,6 +9,11 @@
 /// Let `P` be the last proof of life (an authenticated IKE message, a valid acknowledgement, inbound ESP traffic, or
 /// the establishment of the SA). A probe run starts at its *origin*:
 /// - `.periodic`: `origin = P + interval`, whether or not we have traffic to send (Cisco `periodic`).
+/// - `.onIdle`: `origin = P + interval`, whether or not we send (FortiGate `dpd on-idle`, strongSwan's `dpd_delay`:
+///   "only enforced if no IKE or ESP/AH packet has been received"). Only what arrives from the peer counts; our own
+///   sending neither starts nor postpones a run. Vigil's `.periodic` has always been scheduled from the last proof of
+///   life too (not on a fixed cadence as Cisco IOS sends it), so the two share this schedule: `.onIdle` is the name
+///   FortiGate and strongSwan operators know, kept apart so that either may change without the other.
 /// - `.onDemand`: `origin = max(P + interval, O)` where `O` is the first outbound traffic after `P` (RFC 3706 §5.4,
 ///   Cisco's default). With no outbound traffic after `P` there is no run at all: a peer that sends nothing while we
 ///   send nothing is never probed.
@@ -55,6 +60,8 @@ public struct DeadPeerDetector: Sendable {
         public enum Mode: Hashable, Sendable {
             /// Probe whenever nothing arrived for `interval` (Cisco `crypto isakmp keepalive ... periodic`).
             case periodic
+            /// Probe whenever nothing arrived for `interval`, whatever we send (FortiGate `on-idle`, strongSwan).
+            case onIdle
             /// Probe only when we have traffic to send and nothing arrived for `interval` (RFC 3706, Cisco default).
             case onDemand
             /// Never probe; the detector only records proof of life.
@@ -257,7 +264,7 @@ public struct DeadPeerDetector: Sendable {
         let quietUntil = lastProofOfLife + configuration.interval
         switch configuration.mode {
         case .off: return nil
-        case .periodic: return quietUntil
+        case .periodic, .onIdle: return quietUntil
         case .onDemand:
             guard let outbound = lastOutbound, outbound > lastProofOfLife else { return nil }
             return max(quietUntil, outbound)

@@ -11,7 +11,7 @@ struct VigilCommand: ParsableCommand {
         version: VigilVersion.current,
         subcommands: [
             ConfigCommand.self, StatusCommand.self, PeersCommand.self, ClearCommand.self, InitiateCommand.self, FailoverCommand.self,
-            EventsCommand.self, MetricsCommand.self, ReloadCommand.self, ShowCommand.self,
+            EventsCommand.self, MetricsCommand.self, ReloadCommand.self, ShowCommand.self, ImportCommand.self,
         ]
     )
 }

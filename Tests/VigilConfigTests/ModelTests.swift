@@ -43,6 +43,20 @@ import VigilIKE
         #expect(configuration.global.dpd.mode == .periodic)
     }
 
+    @Test func onIdleIsReadGloballyAndPerEntry() throws {
+        let global = changing("  dpd: {mode: periodic, interval: 1s, retry: 200ms}", to: "  dpd: {mode: on-idle, interval: 3s, retry: 500ms}")
+        let configuration = try ConfigurationLoader.load(yaml: global, fileName: "test.yaml", secrets: validSecrets)
+        #expect(configuration.global.dpd.mode == .onIdle)
+        #expect(configuration.cryptoMaps[0].entries[0].dpd
+            == DPDSettings(mode: .onIdle, interval: .seconds(3), retry: .milliseconds(500), retries: 5, action: .restart))
+        #expect(configuration.normalizedSummary.contains("dpd: on-idle, interval 3s, retry 500ms, retries 5, action restart"))
+
+        let entry = changing("        esp-proposals: [aes256gcm16]", to: "        esp-proposals: [aes256gcm16]\n        dpd: {mode: on-idle}")
+        let overridden = try ConfigurationLoader.load(yaml: entry, fileName: "test.yaml", secrets: validSecrets)
+        #expect(overridden.cryptoMaps[0].entries[0].dpd.mode == .onIdle)
+        #expect(overridden.global.dpd.mode == .periodic)
+    }
+
     @Test func entryDefaults() throws {
         let configuration = try ConfigurationLoader.load(yaml: validDocument, fileName: "test.yaml", secrets: validSecrets)
         let entry = configuration.cryptoMaps[0].entries[0]

@@ -312,7 +312,13 @@ import VigilAddressing
         #expect(action.message == "'reset' is not allowed; allowed: clear, hold, restart")
 
         let mode = try singleError(changing("  dpd: {mode: periodic, interval: 1s, retry: 200ms}", to: "  dpd: {mode: always, interval: 1s, retry: 200ms}"))
-        #expect(mode.message == "'always' is not allowed; allowed: periodic, on-demand, off")
+        #expect(mode.message == "'always' is not allowed; allowed: periodic, on-demand, on-idle, off")
+    }
+
+    @Test func onIdleNeedsAnIntervalAsTheOtherProbingModesDo() throws {
+        let error = try singleError(changing("  dpd: {mode: periodic, interval: 1s, retry: 200ms}", to: "  dpd: {mode: on-idle}"))
+        #expect(error.path == "crypto-maps.A.entries[10].dpd.interval")
+        #expect(error.message.contains("DPD is enabled by mode on-idle (set at global.dpd.mode) but no interval is set"))
     }
 
     @Test func rekeyMarginMustBeShorterThanTheLifetimes() throws {

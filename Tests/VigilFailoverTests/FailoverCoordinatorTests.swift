@@ -48,6 +48,31 @@ import VigilFailover
         #expect(coordinator.activePeer == nil && coordinator.negotiatingPeer == "a")
     }
 
+    /// A peer that goes down as soon as it comes up (it deletes every SA it agrees to) is a failed attempt of the
+    /// cycle that brought it up: the entry moves down the list and backs off once every peer had its turn, instead
+    /// of looping at network speed (found by the in-process lab: two vigilds re-initiating to each other).
+    @Test func aPeerThatDiesAsItComesUpEndsItsTurnInTheCycle() {
+        var coordinator = Self.coordinator(["a", "b"])
+        Self.established(on: "a", &coordinator, at: .seconds(1))
+        #expect(Self.drive(&coordinator, .peerDead("a"), at: .seconds(2)) == [.deleteSAs("a"), .initiate("b", attempt: 0)])
+        _ = Self.drive(&coordinator, .childEstablished("b"), at: .seconds(2))
+        #expect(Self.drive(&coordinator, .peerDead("b"), at: .seconds(3)) == [.deleteSAs("b")])
+        guard case .backingOff(let backingOff) = coordinator.state else { Issue.record("not backing off: \(coordinator.state)"); return }
+        #expect(backingOff.failedCycles == 1 && backingOff.until > .seconds(3))
+        // The next cycle's early death backs off longer.
+        _ = Self.drive(&coordinator, .timerFired, at: backingOff.until)
+        _ = Self.drive(&coordinator, .childEstablished("a"), at: backingOff.until)
+        _ = Self.drive(&coordinator, .peerDead("a"), at: backingOff.until + .seconds(1))
+        _ = Self.drive(&coordinator, .childEstablished("b"), at: backingOff.until + .seconds(1))
+        _ = Self.drive(&coordinator, .peerDead("b"), at: backingOff.until + .seconds(2))
+        guard case .backingOff(let again) = coordinator.state else { Issue.record("not backing off: \(coordinator.state)"); return }
+        #expect(again.failedCycles == 2)
+        // A peer that lived longer than the attempt timeout starts a fresh cycle, as before.
+        _ = Self.drive(&coordinator, .timerFired, at: again.until)
+        _ = Self.drive(&coordinator, .childEstablished("a"), at: again.until)
+        #expect(Self.drive(&coordinator, .peerDead("a"), at: again.until + .seconds(60)) == [.deleteSAs("a"), .initiate("b", attempt: 0)])
+    }
+
     @Test func clearRemovesProtectionAndTrafficResumesWithTheNextPeer() {
         var coordinator = Self.coordinator(action: .clear)
         Self.established(on: "a", &coordinator)

@@ -409,6 +409,9 @@ struct Simulation {
                 expectedNext = list[(index + 1) % list.count]
             }
             coordinate(.peerDead(record.peer))
+            // A peer that died soon after it came up ends its cycle when it was the last untried: back-off, and the
+            // next cycle starts from the preferred (or first) peer.
+            if case .backingOff = coordinator.state { expectedNext = nil }
         }
         rearm(sa)
     }

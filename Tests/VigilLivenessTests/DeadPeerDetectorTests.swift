@@ -29,18 +29,21 @@ private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPe
     .init(mode: mode, interval: .seconds(10), retry: .seconds(2), retries: 5, flavour: flavour)
 }
 
+/// Interval 10 s, retry 2 s, 5 probes, a peer silent since 0 s: the type's documented example.
+private let silentPeerSchedule: [(Duration, DeadPeerDetector.Action)] = [
+    (.seconds(10), .sendProbe(sequence: 100, attempt: 0)),
+    (.seconds(12), .sendProbe(sequence: 101, attempt: 1)),
+    (.seconds(14), .sendProbe(sequence: 102, attempt: 2)),
+    (.seconds(16), .sendProbe(sequence: 103, attempt: 3)),
+    (.seconds(18), .sendProbe(sequence: 104, attempt: 4)),
+    (.seconds(20), .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .seconds(20)))),
+]
+
 @Suite struct DeadPeerDetectorTests {
     @Test func periodicScheduleMatchesTheDocumentedExample() {
         var detector = DeadPeerDetector(configuration: config(.periodic), establishedAt: .zero)
         let log = run(&detector, until: .seconds(100))
-        let expected: [(Duration, DeadPeerDetector.Action)] = [
-            (.seconds(10), .sendProbe(sequence: 100, attempt: 0)),
-            (.seconds(12), .sendProbe(sequence: 101, attempt: 1)),
-            (.seconds(14), .sendProbe(sequence: 102, attempt: 2)),
-            (.seconds(16), .sendProbe(sequence: 103, attempt: 3)),
-            (.seconds(18), .sendProbe(sequence: 104, attempt: 4)),
-            (.seconds(20), .peerDead(.init(lastProofOfLife: .zero, probesSent: 5, declaredAt: .seconds(20)))),
-        ]
+        let expected = silentPeerSchedule
         #expect(log.map(\.0) == expected.map(\.0))
         #expect(log.map(\.1) == expected.map(\.1))
         #expect(detector.isDead && detector.nextWakeup == nil)
@@ -162,5 +165,75 @@ private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPe
         for _ in 0..<1000 {
             #expect(DeadPeerDetector.Configuration.randomFirstSequence(using: &random) & Liveness.sequenceTopBit == 0)
         }
+    }
+
+    // MARK: on-idle (FortiGate `dpd on-idle`, strongSwan `dpd_delay`)
+
+    @Test func onIdleProbesWhenNothingArrivedEvenWhileBothDirectionsAreIdle() {
+        // Unlike on-demand (never probes while idle, above), on-idle probes one interval after the last proof of life.
+        var detector = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        #expect(detector.nextWakeup == .seconds(10))
+        let log = run(&detector, until: .seconds(100))
+        let expected = silentPeerSchedule
+        #expect(log.map(\.0) == expected.map(\.0))
+        #expect(log.map(\.1) == expected.map(\.1))
+    }
+
+    @Test func onIdleIgnoresOurOwnSending() {
+        // Outbound traffic neither brings the probe forward (on-demand at 50 s probes at once) nor postpones it.
+        var sending = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        let inputs: [(Duration, DeadPeerDetector.Event)] = [
+            (.seconds(3), .outboundTrafficPending), (.seconds(9), .outboundTrafficPending), (.seconds(11), .outboundTrafficPending),
+        ]
+        let withTraffic = run(&sending, until: .seconds(100), inputs: inputs)
+        var quiet = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        let withoutTraffic = run(&quiet, until: .seconds(100))
+        #expect(withTraffic.map(\.0) == withoutTraffic.map(\.0))
+        #expect(withTraffic.map(\.1) == withoutTraffic.map(\.1))
+        var late = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        #expect(late.handle(.outboundTrafficPending, now: .seconds(5)) == nil)
+        #expect(late.nextWakeup == .seconds(10))
+    }
+
+    @Test func onIdleInboundTrafficAndIKEMessagesPostponeTheRun() {
+        var detector = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        _ = detector.handle(.inboundTrafficObserved(packets: 7), now: .seconds(8))
+        #expect(detector.nextWakeup == .seconds(18))
+        _ = detector.handle(.inboundTrafficObserved(packets: 7), now: .seconds(12))   // counter unchanged: no proof
+        #expect(detector.nextWakeup == .seconds(18))
+        _ = detector.handle(.authenticatedMessageReceived, now: .seconds(17))
+        #expect(detector.nextWakeup == .seconds(27))
+        let log = run(&detector, until: .seconds(100))
+        #expect(log.first?.0 == .seconds(27))
+        #expect(log.last?.1 == .peerDead(.init(lastProofOfLife: .seconds(17), probesSent: 5, declaredAt: .seconds(37))))
+    }
+
+    @Test func onIdleRetriesFollowTheSameRulesAsTheOtherModes() {
+        // An answer to any probe of the run ends it; the next run starts one interval after the answer.
+        var detector = DeadPeerDetector(configuration: config(.onIdle), establishedAt: .zero)
+        _ = run(&detector, until: .seconds(14))   // probes 100, 101, 102 at 10, 12, 14 s
+        #expect(detector.handle(.probeAcknowledged(sequence: 101), now: .seconds(15)) == nil)
+        #expect(detector.nextWakeup == .seconds(25))
+        #expect(detector.handle(.timerFired, now: .seconds(25)) == .sendProbe(sequence: 103, attempt: 0))
+        // An exchange in flight stands in for the probes, and a death during it is still declared on time.
+        var rekeying = DeadPeerDetector(configuration: config(.onIdle, flavour: .ikev2), establishedAt: .zero)
+        _ = rekeying.handle(.exchangeStarted, now: .seconds(9))
+        let log = run(&rekeying, until: .seconds(40))
+        #expect(log.map(\.1) == [.peerDead(.init(lastProofOfLife: .zero, probesSent: 0, declaredAt: .seconds(20)))])
+    }
+
+    @Test func theThreeProbingModesDifferOnlyInWhatStartsARun() {
+        // The same events through periodic, on-idle and on-demand: inbound at 5 s, outbound at 30 s.
+        let inputs: [(Duration, DeadPeerDetector.Event)] = [
+            (.seconds(5), .inboundTrafficObserved(packets: 1)), (.seconds(30), .outboundTrafficPending),
+        ]
+        func firstProbe(_ mode: DeadPeerDetector.Configuration.Mode) -> Duration? {
+            var detector = DeadPeerDetector(configuration: config(mode), establishedAt: .zero)
+            return run(&detector, until: .seconds(100), inputs: inputs).first?.0
+        }
+        #expect(firstProbe(.periodic) == .seconds(15))
+        #expect(firstProbe(.onIdle) == .seconds(15))
+        #expect(firstProbe(.onDemand) == .seconds(30))   // silent since 5 s, but nothing to send until 30 s
+        #expect(firstProbe(.off) == nil)
     }
 }
