@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "VigilCrypto", dependencies: ["COpenSSL", "VigilAlgorithms"]),
         // IKE engines (pure state machines over the codec and crypto).
         // The vocabulary both IKE engines and the daemon share.
-        .target(name: "VigilIKE"),
+        .target(name: "VigilIKE", dependencies: ["VigilAddressing", "VigilAlgorithms", "VigilCrypto"]),
         .target(name: "VigilIKEv2", dependencies: ["VigilIKE", "VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
         .target(name: "VigilIKEv1", dependencies: ["VigilIKE", "VigilWire", "VigilCrypto", "VigilAlgorithms", "VigilAddressing"]),
         // The only importer of libnl.
@@ -82,7 +82,7 @@ let package = Package(
         .testTarget(name: "VigilAlgorithmsTests", dependencies: ["VigilAlgorithms"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
         .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig", "VigilIKE"]),
-        .testTarget(name: "VigilIKETests", dependencies: ["VigilIKE"]),
+        .testTarget(name: "VigilIKETests", dependencies: ["VigilIKE", "VigilAddressing", "VigilAlgorithms", "VigilCrypto"]),
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
         .testTarget(name: "VigilCiscoImportTests", dependencies: ["VigilCiscoImport", "VigilConfig", "VigilLab", "VigilDaemon"]),
         .testTarget(name: "VigilFailoverTests", dependencies: ["VigilFailover", "VigilLiveness"]),

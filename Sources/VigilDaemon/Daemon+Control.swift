@@ -211,7 +211,7 @@ extension Daemon {
             let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
                 var child = StatusReport.ChildSAStatus(
                     peer: record.peer, inboundSPI: hex(record.child.inboundSPI), outboundSPI: hex(record.child.outboundSPI),
-                    algorithms: record.child.algorithms,
+                    algorithms: record.child.algorithms.description,
                     localTS: record.child.localTrafficSelectors.map(\.description),
                     remoteTS: record.child.remoteTrafficSelectors.map(\.description),
                     encapsulated: record.child.udpEncapsulated, inboundError: inboundError(record.child.inboundSPI))

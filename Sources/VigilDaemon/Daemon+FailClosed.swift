@@ -71,7 +71,7 @@ extension Daemon {
     func peerAddressChanged(_ session: SessionKey, from old: Endpoint, to new: Endpoint) {
         for name in entryOrder {
             let entry = entries[name]!
-            for (spi, var childRecord) in entry.children where childRecord.child.session == session {
+            for (spi, var childRecord) in entry.children where childRecord.child.ikeSA == session {
                 var moved: [KernelChildSA] = []
                 var steps = 0
                 var refusals: [String] = []

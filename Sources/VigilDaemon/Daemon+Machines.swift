@@ -286,7 +286,7 @@ extension Daemon {
     private func childUp(_ child: NegotiatedChild) {
         guard let entry = entries[child.connection] else { return }
         let peer = entry.peerName(for: child.remoteEndpoint.address) ?? child.remoteEndpoint.address.description
-        if probeSessions.contains(child.session) { return }
+        if probeSessions.contains(child.ikeSA) { return }
         // One Child SA is one pair of SAs and one reqid, whatever number of selector pairs it protects: every pair's
         // policies name that reqid, and the pairs share the SAs (`applyPlan` installs them once, deletes them with
         // the last pair). The reqid of the peer's Child SA it renews is kept.
@@ -334,8 +334,8 @@ extension Daemon {
             reqid: reqid,
             localTunnelEndpoint: child.localEndpoint.address, remoteTunnelEndpoint: child.remoteEndpoint.address,
             localSubnet: local, remoteSubnet: remote,
-            inbound: SAKeys(spi: child.inboundSPI, encryptionKey: child.encryptionIn.bytes, integrityKey: child.integrityIn?.bytes ?? []),
-            outbound: SAKeys(spi: child.outboundSPI, encryptionKey: child.encryptionOut.bytes, integrityKey: child.integrityOut?.bytes ?? []),
+            inbound: SAKeys(spi: child.inboundSPI, encryptionKey: child.keys.encryptionIn.bytes, integrityKey: child.keys.integrityIn?.bytes ?? []),
+            outbound: SAKeys(spi: child.outboundSPI, encryptionKey: child.keys.encryptionOut.bytes, integrityKey: child.keys.integrityOut?.bytes ?? []),
             encryption: child.encryption, integrity: child.integrity,
             encapsulation: child.udpEncapsulated ? UDPEncapsulation(sourcePort: child.localEndpoint.port, destinationPort: child.remoteEndpoint.port) : nil,
             replayWindow: 64,

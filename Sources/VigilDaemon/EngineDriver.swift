@@ -18,34 +18,8 @@ public struct SessionKey: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(version)/\(hex(spi))" }
 }
 
-/// A negotiated Child SA (Phase 2) in one vocabulary for both IKE versions, with its keys.
-public struct NegotiatedChild: Sendable {
-    public var session: SessionKey
-    public var connection: String
-    public var inboundSPI: UInt32
-    public var outboundSPI: UInt32
-    public var encryption: EncryptionAlgorithm
-    public var integrity: IntegrityAlgorithm?
-    public var dhGroup: DHGroup?
-    public var localTrafficSelectors: [IPPrefix]
-    public var remoteTrafficSelectors: [IPPrefix]
-    public var localEndpoint: Endpoint
-    public var remoteEndpoint: Endpoint
-    public var udpEncapsulated: Bool
-    public var encryptionIn: SecureBytes
-    public var encryptionOut: SecureBytes
-    public var integrityIn: SecureBytes?
-    public var integrityOut: SecureBytes?
-    /// A rekey we answered (IKEv2 CREATE_CHILD_SA as responder): the peer installs its new inbound SA only when our
-    /// response arrives, so the new outbound SA goes in when the peer deletes the old Child SA (RFC 7296 §2.8: the
-    /// rekey's initiator deletes the old one once the new is in), and until then traffic leaves on the old one.
-    public var outboundAwaitsOldDeletion = false
-
-    public var algorithms: String {
-        ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + (dhGroup.map { [$0.keyword] } ?? []))
-            .joined(separator: "-")
-    }
-}
+/// A negotiated Child SA (Phase 2) of either IKE version, with its keys, its IKE SA named by the daemon's session key.
+public typealias NegotiatedChild = NegotiatedChildSA<SessionKey>
 
 /// A read-only view of an IKE SA for status.
 public struct SessionView: Sendable {
@@ -106,11 +80,7 @@ public protocol IKEEngineDriver: AnyObject {
 }
 
 /// A peer as the engines need it.
-public struct EnginePeer: Sendable {
-    public var address: IPAddress
-    public var identity: Identity
-    public var preSharedKey: SecureBytes
-}
+public typealias EnginePeer = PeerConfiguration
 
 extension SecureBytes {
     /// A configured key into the engines' wiped storage, copied without an intermediate array.

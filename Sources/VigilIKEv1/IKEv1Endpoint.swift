@@ -32,21 +32,21 @@ public struct IKEv1Endpoint: Sendable {
     /// Replaceable (configuration reload): existing SAs keep the connection they were negotiated for.
     public var configuration: Configuration
     var sas: [IKEv1SAID: ISAKMPSA] = [:]
-    var children: [IKEv1ChildSAID: ChildSA] = [:]
+    var children: [ChildSAID: ChildSA] = [:]
     /// ISAKMP SAs replaced by a rekey or reauthentication -> their replacement, so a DPD probe the detector aims at
     /// the old SA goes out on the new one instead of vanishing (a probe must never race a rekey into a false death).
     var successors: [IKEv1SAID: IKEv1SAID] = [:]
     static let successorsKept = 256
     /// Numbers SAs in creation order (`ISAKMPSA.serial`).
     var serials: UInt64 = 0
-    public private(set) var counters: [String: UInt64] = [:]
+    public private(set) var counters: [IKECounter: UInt64] = [:]
 
     public init(configuration: Configuration) {
         self.configuration = configuration
     }
 
     public var ikeSAs: [IKEv1SAInfo] { sas.values.map(\.info).sorted { $0.id.cookie < $1.id.cookie } }
-    public var childSAs: [IKEv1ChildSAInfo] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
+    public var childSAs: [IKEv1ChildSA] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
 
     public mutating func handle(_ event: IKEv1Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv1Action] {
         var context = Context(now: now)
@@ -97,14 +97,14 @@ public struct IKEv1Endpoint: Sendable {
     struct Context {
         let now: Duration
         var actions: [IKEv1Action] = []
-        var counters: [String: UInt64] = [:]
+        var counters: [IKECounter: UInt64] = [:]
 
         mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
-        mutating func count(_ name: String) { counters[name, default: 0] += 1 }
+        mutating func count(_ name: IKECounter) { counters[name, default: 0] += 1 }
     }
 
     func schedule(for sa: ISAKMPSA) -> RetransmissionSchedule {
-        sa.retransmission ?? configuration.retransmission
+        sa.retransmission(default: configuration.retransmission)
     }
 
     /// Sends a request that expects an answer and arms its retransmission timer.
@@ -183,12 +183,12 @@ public struct IKEv1Endpoint: Sendable {
         do {
             (header, body) = try ISAKMP.Message.decodeHeader(bytes)
         } catch {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped malformed datagram from \(from): \(error)")
             return
         }
         guard let exchange = ISAKMP.ExchangeType(rawValue: header.exchangeType) else {
-            context.count("unsupportedExchangeDropped")
+            context.count(.unsupportedExchangeDropped)
             context.log(.warning, "dropped exchange type \(header.exchangeType) from \(from)")
             return
         }
@@ -203,7 +203,7 @@ public struct IKEv1Endpoint: Sendable {
             return
         }
         guard var sa = sa(for: header) else {
-            context.count("unknownSPIDropped")
+            context.count(.unknownSPIDropped)
             context.log(.debug, "dropped \(exchange) from \(from): no ISAKMP SA with cookies "
                         + "\(String(header.initiatorCookie, radix: 16))/\(String(header.responderCookie, radix: 16))")
             return
@@ -216,7 +216,7 @@ public struct IKEv1Endpoint: Sendable {
         case .informational:
             informationalReceived(header: header, body: body, from: from, to: to, sa: &sa, &context, &random)
         case .base, .authenticationOnly, .aggressive:
-            context.count("unsupportedExchangeDropped")
+            context.count(.unsupportedExchangeDropped)
             context.log(.warning, "dropped \(exchange) from \(from): Vigil speaks Main Mode and Quick Mode only")
         }
         sas[sa.id] = sa
@@ -246,16 +246,16 @@ public struct IKEv1Endpoint: Sendable {
                 if messageID == 0, !sa.isInitiator, !sa.isEstablished {
                     // Our MM2 or MM4 in the peer's Main Mode: nothing more came (the MM1 may have been spoofed).
                     // The half-open SA waits out its lifetime as before; the peer's reachability is not in question.
-                    context.count("mainModeResponseUnanswered")
+                    context.count(.mainModeResponseUnanswered)
                     context.log(.info, "\(request.purpose) to \(sa.remote): no next Main Mode message after \(schedule.tries) retransmissions")
                     sas[id] = sa
                     return
                 }
-                if let quickMode = sa.quickModes[messageID], quickMode.step == .responderSentQM2 {
+                if case .responderSentQM2? = sa.quickModes[messageID] {
                     // The peer's own exchange: it never confirmed our QM2 with QM3 (it may have given up, or its QM3
                     // was lost). That says nothing about whether the peer is reachable, so no `.peerUnreachable`.
                     sa.quickModes[messageID] = nil
-                    context.count("quickMode3Missing")
+                    context.count(.quickMode3Missing)
                     context.log(.warning, "\(request.purpose): \(sa.remote) never sent QM3 after \(schedule.tries) "
                                 + "retransmissions; its Quick Mode is dropped")
                     sas[id] = sa
@@ -281,7 +281,7 @@ public struct IKEv1Endpoint: Sendable {
                 sas[id] = sa
                 return
             }
-            context.count("retransmissions")
+            context.count(.retransmissions)
             context.log(.info, "retransmit \(request.attempts) of \(request.purpose) to \(sa.remote)")
             context.actions.append(.send(bytes: request.bytes, from: sa.local, to: sa.remote))
             context.actions.append(.scheduleTimer(timer, at: context.now + schedule.delay(afterAttempt: request.attempts)))
@@ -290,7 +290,7 @@ public struct IKEv1Endpoint: Sendable {
         case .halfOpenExpired(let id):
             guard var sa = sas[id], !sa.isEstablished else { return }
             context.log(.info, "half-open ISAKMP SA \(id) with \(sa.remote) expired")
-            context.count("halfOpenExpired")
+            context.count(.halfOpenExpired)
             // The peer reached MM5 (it received our cookie at its address twice, so it is no blind spoof) but never
             // sent one that verified: report it with the reason we saw. Earlier steps anyone could have started.
             if case .responderSentMM4 = sa.phase, let hint = sa.lastUnauthenticatedReason {

@@ -10,13 +10,6 @@ public struct IKEv1SAID: Hashable, Sendable, CustomStringConvertible {
     public var description: String { String(cookie, radix: 16).leftPadded(to: 16) }
 }
 
-/// An IPsec SA pair's identity: our inbound SPI.
-public struct IKEv1ChildSAID: Hashable, Sendable, CustomStringConvertible {
-    public var inboundSPI: UInt32
-    public init(_ inboundSPI: UInt32) { self.inboundSPI = inboundSPI }
-    public var description: String { String(inboundSPI, radix: 16).leftPadded(to: 8) }
-}
-
 extension IKEv1Endpoint {
     public struct Configuration: Sendable {
         /// A responder's half-open ISAKMP SA (Main Mode not finished) lives this long by default.
@@ -50,59 +43,28 @@ extension IKEv1Endpoint {
         }
     }
 
+    /// One crypto-map entry: what both IKE versions configure, and IKEv1's own rekey margin.
+    @dynamicMemberLookup
     public struct ConnectionConfiguration: Sendable {
-        public var name: String
-        public var localAddress: IPAddress
-        public var localIdentity: Identity
-        public var peers: [PeerConfiguration]
-        public var ikeProposals: [IKEProposal]
-        /// Phase 2 proposals; a DH group inside one is ignored, PFS comes from `pfsGroup`.
-        public var espProposals: [ESPProposal]
-        public var pfsGroup: DHGroup?
-        public var localTrafficSelectors: [IPPrefix]
-        public var remoteTrafficSelectors: [IPPrefix]
-        public var ikeLifetime: Duration
-        public var childLifetime: Duration
+        /// IKEv1 has no rekey jitter of its own: we rekey this long before a lifetime ends (the peer may rekey first).
+        public static let defaultRekeyMargin: Duration = .seconds(60)
+
+        public var connection: VigilIKE.ConnectionConfiguration
         /// Rekey this long before a lifetime ends (we initiate the rekey; the peer may rekey first).
         public var rekeyMargin: Duration
-        /// Send a false NAT-D for our own address so the peer believes we are behind NAT and both sides carry ESP in
-        /// UDP 4500 (RFC 3948); strongSwan with kernel-libipsec does the same on its side.
-        public var forceUDPEncapsulation: Bool
-        public var retransmission: RetransmissionSchedule?
 
-        public init(name: String, localAddress: IPAddress, localIdentity: Identity, peers: [PeerConfiguration],
-                    ikeProposals: [IKEProposal], espProposals: [ESPProposal], pfsGroup: DHGroup?,
-                    localTrafficSelectors: [IPPrefix], remoteTrafficSelectors: [IPPrefix],
-                    ikeLifetime: Duration = .seconds(28_800), childLifetime: Duration = .seconds(3_600),
-                    rekeyMargin: Duration = .seconds(60),
-                    forceUDPEncapsulation: Bool = false, retransmission: RetransmissionSchedule? = nil) {
-            self.name = name
-            self.localAddress = localAddress
-            self.localIdentity = localIdentity
-            self.peers = peers
-            self.ikeProposals = ikeProposals
-            self.espProposals = espProposals
-            self.pfsGroup = pfsGroup
-            self.localTrafficSelectors = localTrafficSelectors
-            self.remoteTrafficSelectors = remoteTrafficSelectors
-            self.ikeLifetime = ikeLifetime
-            self.childLifetime = childLifetime
+        public init(_ connection: VigilIKE.ConnectionConfiguration, rekeyMargin: Duration = ConnectionConfiguration.defaultRekeyMargin) {
+            self.connection = connection
             self.rekeyMargin = rekeyMargin
-            self.forceUDPEncapsulation = forceUDPEncapsulation
-            self.retransmission = retransmission
+        }
+
+        public subscript<Value>(dynamicMember path: WritableKeyPath<VigilIKE.ConnectionConfiguration, Value>) -> Value {
+            get { connection[keyPath: path] }
+            set { connection[keyPath: path] = newValue }
         }
     }
 
-    public struct PeerConfiguration: Sendable {
-        public var address: IPAddress
-        public var identity: Identity
-        public var preSharedKey: SecureBytes
-        public init(address: IPAddress, identity: Identity, preSharedKey: SecureBytes) {
-            self.address = address
-            self.identity = identity
-            self.preSharedKey = preSharedKey
-        }
-    }
+    public typealias PeerConfiguration = VigilIKE.PeerConfiguration
 }
 
 public enum IKEv1TimerID: Hashable, Sendable {
@@ -112,8 +74,8 @@ public enum IKEv1TimerID: Hashable, Sendable {
     case halfOpenExpired(IKEv1SAID)
     case rekeyIKESA(IKEv1SAID)
     case expireIKESA(IKEv1SAID)
-    case rekeyChildSA(IKEv1ChildSAID)
-    case expireChildSA(IKEv1ChildSAID)
+    case rekeyChildSA(ChildSAID)
+    case expireChildSA(ChildSAID)
 }
 
 public enum IKEv1Event: Sendable {
@@ -124,11 +86,11 @@ public enum IKEv1Event: Sendable {
     case initiate(connection: String, peer: IPAddress)
     /// RFC 3706: send a fresh R-U-THERE with this sequence number (the dead peer detector chooses it).
     case sendDPDProbe(IKEv1SAID, sequence: UInt32)
-    case deleteChildSA(IKEv1ChildSAID)
+    case deleteChildSA(ChildSAID)
     case deleteIKESA(IKEv1SAID)
     /// Forget silently (dead peer): no message, Child SAs reported deleted.
     case abandonIKESA(IKEv1SAID)
-    case rekeyChildSA(IKEv1ChildSAID)
+    case rekeyChildSA(ChildSAID)
     case rekeyIKESA(IKEv1SAID)
 }
 
@@ -139,9 +101,9 @@ public enum IKEv1Action: Sendable {
     case scheduleTimer(IKEv1TimerID, at: Duration)
     case cancelTimer(IKEv1TimerID)
     case ikeSAEstablished(IKEv1SAInfo)
-    case childSAEstablished(IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
-    case childSARekeyed(old: IKEv1ChildSAID, new: IKEv1ChildSAInfo, keys: IKEv1ChildSAKeys)
-    case childSADeleted(IKEv1ChildSAInfo, reason: String)
+    case childSAEstablished(IKEv1ChildSA)
+    case childSARekeyed(old: ChildSAID, new: IKEv1ChildSA)
+    case childSADeleted(IKEv1ChildSA, reason: String)
     case ikeSADeleted(IKEv1SAInfo, reason: IKESAEnd)
     /// Proof of liveness: an authenticated message from the peer that Vigil has not seen before (a Quick Mode
     /// message, a DELETE or notify with a fresh message ID, an R-U-THERE whose sequence number is above the last
@@ -184,29 +146,8 @@ public struct IKEv1SAInfo: Sendable, Hashable {
     public var localBehindNAT: Bool
 }
 
-public struct IKEv1ChildSAInfo: Sendable, Hashable {
-    public var id: IKEv1ChildSAID
-    public var ikeSA: IKEv1SAID
-    public var connection: String
-    public var inboundSPI: UInt32
-    public var outboundSPI: UInt32
-    public var encryption: EncryptionAlgorithm
-    public var integrity: IntegrityAlgorithm?
-    public var dhGroup: DHGroup?
-    public var localTrafficSelectors: [IPPrefix]
-    public var remoteTrafficSelectors: [IPPrefix]
-    public var localEndpoint: Endpoint
-    public var remoteEndpoint: Endpoint
-    public var udpEncapsulated: Bool
-    public var establishedAt: Duration
-}
-
-public struct IKEv1ChildSAKeys: Sendable {
-    public var encryptionIn: SecureBytes
-    public var encryptionOut: SecureBytes
-    public var integrityIn: SecureBytes?
-    public var integrityOut: SecureBytes?
-}
+/// An IPsec SA pair as Quick Mode negotiated it, its ISAKMP SA named by our cookie.
+public typealias IKEv1ChildSA = NegotiatedChildSA<IKEv1SAID>
 
 extension String {
     func leftPadded(to width: Int) -> String {

@@ -151,7 +151,9 @@ struct ISAKMPSA: Sendable {
             udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 
-    var retransmission: RetransmissionSchedule? { connection.retransmission }
+    func retransmission(default schedule: RetransmissionSchedule) -> RetransmissionSchedule {
+        connection.connection.retransmission(for: peer, default: schedule)
+    }
 }
 
 struct PendingRequest: Sendable {
@@ -161,36 +163,88 @@ struct PendingRequest: Sendable {
     var purpose: String
 }
 
-/// One Quick Mode exchange (RFC 2409 §5.5) in progress.
-struct QuickMode: Sendable {
-    enum Step: Sendable, Equatable { case initiatorSentQM1, responderSentQM2 }
-    let messageID: UInt32
-    var step: Step
-    /// The running IV of this exchange (RFC 2409 Appendix B).
-    var iv: [UInt8]
-    var localNonce: [UInt8]
-    var peerNonce: [UInt8] = []
-    var keyExchange: KeyExchange?
-    var pfsSecret: SecureBytes?
-    let inboundSPI: UInt32
-    var outboundSPI: UInt32 = 0
-    var offered: [Phase2Suite]
-    var suite: Phase2Suite?
-    var localTrafficSelector: IPPrefix
-    var remoteTrafficSelector: IPPrefix
-    /// Phase 2 rekey: the Child SA this one replaces.
-    var rekeyOf: IKEv1ChildSAID?
-    /// Responder: the QM1 we answered and our QM2, to resend on a retransmitted QM1.
-    var lastRequest: [UInt8] = []
-    var lastResponse: [UInt8] = []
+/// One Quick Mode exchange (RFC 2409 §5.5) in progress, one value per step: each case carries what that step has.
+enum QuickMode: Sendable {
+    /// QM1 E{ HASH(1), SA, Ni, [KE], IDci, IDcr } sent; waiting for QM2.
+    case initiatorSentQM1(InitiatorSentQM1)
+    /// QM2 sent in answer to the peer's QM1; waiting for QM3. Everything is agreed.
+    case responderSentQM2(ResponderSentQM2)
 
-    var initiatorNonce: [UInt8] { step == .initiatorSentQM1 ? localNonce : peerNonce }
-    var responderNonce: [UInt8] { step == .initiatorSentQM1 ? peerNonce : localNonce }
+    struct InitiatorSentQM1: Sendable {
+        let messageID: UInt32
+        /// The running IV of this exchange (RFC 2409 Appendix B) after QM1.
+        let iv: [UInt8]
+        /// Ni.
+        let localNonce: [UInt8]
+        /// Our PFS key exchange, when the connection asks for PFS.
+        let keyExchange: KeyExchange?
+        let inboundSPI: UInt32
+        let offered: [Phase2Suite]
+        let localTrafficSelector: IPPrefix
+        let remoteTrafficSelector: IPPrefix
+        /// Phase 2 rekey: the Child SA this one replaces.
+        let rekeyOf: ChildSAID?
+    }
+
+    struct ResponderSentQM2: Sendable {
+        let agreed: AgreedQuickMode
+        /// The running IV of this exchange after QM2.
+        let iv: [UInt8]
+        /// The QM1 we answered and our QM2, to resend on a retransmitted QM1.
+        let lastRequest: [UInt8]
+        let lastResponse: [UInt8]
+    }
+
+    var messageID: UInt32 {
+        switch self {
+        case .initiatorSentQM1(let sent): sent.messageID
+        case .responderSentQM2(let sent): sent.agreed.messageID
+        }
+    }
+
+    var iv: [UInt8] {
+        switch self {
+        case .initiatorSentQM1(let sent): sent.iv
+        case .responderSentQM2(let sent): sent.iv
+        }
+    }
+
+    /// We started it (our QM1).
+    var weInitiated: Bool {
+        switch self {
+        case .initiatorSentQM1: true
+        case .responderSentQM2: false
+        }
+    }
+
+    var rekeyOf: ChildSAID? {
+        switch self {
+        case .initiatorSentQM1(let sent): sent.rekeyOf
+        case .responderSentQM2(let sent): sent.agreed.rekeyOf
+        }
+    }
+}
+
+/// What a Quick Mode agreed on, from either side: enough to derive KEYMAT (RFC 2409 §5.5) and install the IPsec SAs.
+struct AgreedQuickMode: Sendable {
+    let messageID: UInt32
+    let suite: Phase2Suite
+    let inboundSPI: UInt32
+    let outboundSPI: UInt32
+    /// Ni_b and Nr_b.
+    let initiatorNonce: [UInt8]
+    let responderNonce: [UInt8]
+    /// g(qm)^xy when the suite has a PFS group.
+    let pfsSecret: SecureBytes?
+    let localTrafficSelector: IPPrefix
+    let remoteTrafficSelector: IPPrefix
+    /// Phase 2 rekey we started: the Child SA this one replaces.
+    let rekeyOf: ChildSAID?
 }
 
 /// An established IPsec SA pair.
 struct ChildSA: Sendable {
-    var info: IKEv1ChildSAInfo
+    var info: IKEv1ChildSA
     /// We ran the Quick Mode that made it: we rekey it before it expires.
     var weInitiated: Bool
 }

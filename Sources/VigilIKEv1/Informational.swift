@@ -59,7 +59,7 @@ extension IKEv1Endpoint {
         ISAKMP.Notification(protocolID: .isakmp, notifyType: type, spi: sa.cookies, data: messageIDBytes(sequence))
     }
 
-    mutating func deleteChildSA(_ id: IKEv1ChildSAID, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+    mutating func deleteChildSA(_ id: ChildSAID, reason: String, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard let child = children.removeValue(forKey: id) else { return }
         if let sa = sas[child.info.ikeSA] {
             context.log(.info, "sending DELETE for IPsec SA \(id) (out \(String(child.info.outboundSPI, radix: 16))) to \(sa.remote): \(reason)")
@@ -100,7 +100,7 @@ extension IKEv1Endpoint {
             return
         }
         guard let keys = sa.keys else {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             return
         }
         let payloads: [ISAKMP.Payload]
@@ -115,7 +115,7 @@ extension IKEv1Endpoint {
                                      + "decrypt under our keys: pre-shared key mismatch?", &context)
                 return
             }
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped informational from \(from): \(error)")
             return
         }
@@ -127,13 +127,13 @@ extension IKEv1Endpoint {
                                      + "does not verify: pre-shared key mismatch?", &context)
                 return
             }
-            context.count("authenticationFailures")
+            context.count(.authenticationFailures)
             context.log(.warning, "dropped informational from \(from): HASH(1) missing or wrong")
             return
         }
         // HASH(1) is the same in both directions: a valid one does not say who sent the message.
         if sa.freshness.ownMessageIDs.contains(header.messageID) {
-            context.count("reflectedDropped")
+            context.count(.reflectedDropped)
             context.log(.debug, "dropped informational \(String(header.messageID, radix: 16)) from \(from): our own message, reflected")
             return
         }
@@ -145,7 +145,7 @@ extension IKEv1Endpoint {
             // DPD is judged by its sequence numbers (a peer probing every second would flood the window); anything
             // else must carry a message ID the peer has not used before.
             guard sa.freshness.peerMessageIDs.insert(header.messageID) else {
-                context.count("replayedDropped")
+                context.count(.replayedDropped)
                 context.log(.debug, "dropped informational \(String(header.messageID, radix: 16)) from \(from): already received (replay?)")
                 return
             }
@@ -181,14 +181,14 @@ extension IKEv1Endpoint {
         // RFC 3947 §5 / RFC 7296 §2.23 in spirit: only a peer NAT-D showed behind a NAT may move, and only on an
         // authenticated, fresh message; otherwise the datagram was forged or misrouted and the address stays.
         guard sa.isEstablished, sa.peerBehindNAT, from.address.family == sa.remote.address.family else {
-            context.count("addressChangeIgnored")
+            context.count(.addressChangeIgnored)
             context.log(.warning, "authenticated message for ISAKMP SA \(sa.id) from \(from), not \(sa.remote): "
                         + "no NAT detected in front of the peer, its address stays")
             return
         }
         let old = sa.remote
         context.log(.notice, "\(sa.connection.name): peer behind NAT moved from \(old) to \(from) (ISAKMP SA \(sa.id))")
-        context.count("peerAddressChanges")
+        context.count(.peerAddressChanges)
         sa.remote = from
         if to.port == sa.local.port { sa.local = to }
         for (id, child) in children where child.info.ikeSA == sa.id {
@@ -203,7 +203,7 @@ extension IKEv1Endpoint {
         switch notification.notifyType {
         case ISAKMP.NotifyType.rUThere, ISAKMP.NotifyType.rUThereAck:
             guard notification.data.count == 4 else {
-                context.count("malformedDropped")
+                context.count(.malformedDropped)
                 context.log(.warning, "\(ISAKMP.NotifyType.name(notification.notifyType)) without a 32-bit sequence number")
                 return
             }
@@ -216,7 +216,7 @@ extension IKEv1Endpoint {
                 freshMessageReceived(from: from, to: to, sa: &sa, countsAsLife: false, &context)
                 context.actions.append(.dpdAcknowledged(sa.id, sequence: sequence))
             } else {
-                context.count("dpdAckMismatch")
+                context.count(.dpdAckMismatch)
                 context.log(.warning, "R-U-THERE-ACK seq \(sequence) from \(sa.remote) echoes no outstanding R-U-THERE of ours (replay?)")
             }
         case ISAKMP.NotifyType.initialContact:
@@ -227,7 +227,7 @@ extension IKEv1Endpoint {
             // An error notify about a Quick Mode we run ends it (strongSwan sends NO_PROPOSAL_CHOSEN or
             // INVALID_ID_INFORMATION this way). It is authenticated and fresh (checked above).
             guard notification.notifyType < Self.firstStatusNotifyType else { return }
-            let refused = sa.quickModes.filter { $0.value.step == .initiatorSentQM1 }.keys.sorted()
+            let refused = sa.quickModes.filter { $0.value.weInitiated }.keys.sorted()
             guard !refused.isEmpty else { return }
             let code: NegotiationFailure.Code = notification.notifyType == ISAKMP.NotifyType.noProposalChosen ? .noProposalChosen
                 : notification.notifyType == ISAKMP.NotifyType.invalidIDInformation ? .invalidIDInformation : .malformed
@@ -249,15 +249,15 @@ extension IKEv1Endpoint {
     mutating func rUThereReceived(sequence: UInt32, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                   _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         context.log(.info, "received R-U-THERE seq \(sequence) from \(sa.remote), sending R-U-THERE-ACK")
-        context.count("dpdProbesAnswered")
+        context.count(.dpdProbesAnswered)
         if sa.freshness.isOwnSequence(sequence) {
-            context.count("reflectedDropped")
+            context.count(.reflectedDropped)
             context.log(.debug, "R-U-THERE seq \(sequence) from \(from) carries a sequence number we sent: not taken as proof of life")
         } else if sa.freshness.isAboveLastPeerSequence(sequence) {
             sa.freshness.lastPeerSequence = sequence
             freshMessageReceived(from: from, to: to, sa: &sa, &context)
         } else {
-            context.count("dpdStaleSequence")
+            context.count(.dpdStaleSequence)
             context.log(.debug, "R-U-THERE seq \(sequence) is not above the last one (\(sa.freshness.lastPeerSequence.map(String.init) ?? "-")): "
                         + "answered, not taken as proof of life")
         }
@@ -313,7 +313,7 @@ extension IKEv1Endpoint {
     mutating func plaintextInformationalReceived(header: ISAKMP.Header, body: [UInt8], from: Endpoint, sa: inout ISAKMPSA, _ context: inout Context) {
         guard !sa.isEstablished,
               let payloads = try? ISAKMP.decodePayloads(firstPayload: header.nextPayload, body, allowPadding: false) else {
-            context.count("unauthenticatedDropped")
+            context.count(.unauthenticatedDropped)
             return
         }
         for case .notification(let notification) in payloads where notification.notifyType < Self.firstStatusNotifyType {
@@ -322,7 +322,7 @@ extension IKEv1Endpoint {
                                  "peer \(from) sent \(name) in the clear (unauthenticated)", &context)
             return
         }
-        context.count("unauthenticatedDropped")
+        context.count(.unauthenticatedDropped)
     }
 
     static func mainModeFailureCode(_ notifyType: UInt16) -> NegotiationFailure.Code {
@@ -337,7 +337,7 @@ extension IKEv1Endpoint {
     /// An unauthenticated message refused or broke a negotiation of ours: counted, logged, kept as a hint; the
     /// negotiation goes on until its retransmissions (or, as responder, its half-open lifetime) run out.
     func unauthenticatedReply(sa: inout ISAKMPSA, _ code: NegotiationFailure.Code, _ message: String, _ context: inout Context) {
-        context.count("unauthenticatedDropped")
+        context.count(.unauthenticatedDropped)
         context.log(.warning, "\(sa.connection.name): \(message); still waiting for a valid answer")
         sa.lastUnauthenticatedReason = .init(code, message)
     }

@@ -54,19 +54,19 @@ extension IKEv1Endpoint {
         do {
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, body, allowPadding: false)
         } catch {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped malformed MM1 from \(from): \(error)")
             return
         }
         guard let connection = configuration.connections.first(where: { $0.localAddress == to.address && $0.peers.contains { $0.address == from.address } }),
               let peer = connection.peers.first(where: { $0.address == from.address }) else {
-            context.count("unknownPeer")
+            context.count(.unknownPeer)
             context.log(.warning, "MM1 from \(from) to \(to): no connection has this peer")
             return
         }
         context.log(.debug, "received MM1 \(Self.payloadList(payloads)) from \(from)")
         guard case .securityAssociation(let offer)? = payloads.first(where: { $0.type == ISAKMP.PayloadType.securityAssociation.rawValue }) else {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "MM1 from \(from) without an SA payload")
             return
         }
@@ -78,7 +78,7 @@ extension IKEv1Endpoint {
             // Anyone can send an MM1 with this source address: a refusal is not this peer's failure (no
             // `.negotiationFailed`, which the daemon would count against the peer and which could end our own
             // attempt with it); it is unauthenticated junk, counted as such.
-            context.count("unauthenticatedRequestsRefused")
+            context.count(.unauthenticatedRequestsRefused)
             context.log(.warning, "\(connection.name): MM1 from \(from) (unauthenticated): \(reason)")
             // RFC 2408 §5.4: tell the peer in a plaintext informational exchange.
             let notify = ISAKMP.Message(header: .init(initiatorCookie: header.initiatorCookie, responderCookie: 0, nextPayload: 0,
@@ -128,11 +128,11 @@ extension IKEv1Endpoint {
         if fromSource.count >= configuration.maximumHalfOpenPerSource {
             let unproven = fromSource.filter { if case .responderSentMM2 = $0.phase { true } else { false } }
             guard var victim = unproven.min(by: { $0.serial < $1.serial }) else {
-                context.count("halfOpenPerSourceDropped")
+                context.count(.halfOpenPerSourceDropped)
                 context.log(.warning, "MM1 from \(address) dropped: \(fromSource.count) half-open ISAKMP SAs from it already")
                 return false
             }
-            context.count("halfOpenEvicted")
+            context.count(.halfOpenEvicted)
             context.log(.info, "MM1 from \(address): its oldest half-open ISAKMP SA \(victim.id) makes room "
                         + "(\(fromSource.count) from this address already)")
             victim.phase = .dead
@@ -140,7 +140,7 @@ extension IKEv1Endpoint {
             return true
         }
         guard halfOpen.count < configuration.maximumHalfOpen else {
-            context.count("halfOpenLimitDropped")
+            context.count(.halfOpenLimitDropped)
             context.log(.warning, "MM1 from \(address) dropped: \(halfOpen.count) half-open ISAKMP SAs already")
             return false
         }
@@ -158,7 +158,7 @@ extension IKEv1Endpoint {
                                    sa: inout ISAKMPSA, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         // A retransmitted request we already answered: answer again, byte for byte (RFC 2408 §5 retransmission).
         if !sa.isInitiator, raw == sa.lastMainModeRequest, let response = sa.lastMainModeResponse {
-            context.count("retransmittedRequestsAnswered")
+            context.count(.retransmittedRequestsAnswered)
             context.actions.append(.send(bytes: response, from: sa.local, to: sa.remote))
             return
         }
@@ -167,7 +167,7 @@ extension IKEv1Endpoint {
         let encrypted = header.flags.contains(.encryption)
         guard let expectsEncryption = sa.nextMainModeMessageIsEncrypted, encrypted == expectsEncryption,
               raw != sa.lastMainModeMessageReceived else {
-            context.count("unexpectedDropped")
+            context.count(.unexpectedDropped)
             context.log(.debug, "dropped a Main Mode message from \(from) that does not fit ISAKMP SA \(sa.id)'s step (duplicate?)")
             return
         }
@@ -175,14 +175,14 @@ extension IKEv1Endpoint {
         var nextIV: [UInt8]?
         if encrypted {
             guard let keys = sa.keys else {
-                context.count("malformedDropped")
+                context.count(.malformedDropped)
                 context.log(.warning, "encrypted Main Mode message from \(from) before keys exist")
                 return
             }
             do {
                 (plaintext, nextIV) = try keys.decryptPhase1(body)
             } catch {
-                context.count("malformedDropped")
+                context.count(.malformedDropped)
                 context.log(.warning, "Main Mode message from \(from) does not decrypt: \(error)")
                 return
             }
@@ -197,7 +197,7 @@ extension IKEv1Endpoint {
                 mainModeMessageRefused(sa: &sa, .init(.authenticationFailed, "\(sa.isInitiator ? "MM6" : "MM5") from \(from) "
                                                       + "decrypted to garbage (\(error)): pre-shared key mismatch?"), &context)
             } else {
-                context.count("malformedDropped")
+                context.count(.malformedDropped)
                 context.log(.warning, "dropped malformed Main Mode message from \(from): \(error)")
             }
             return
@@ -217,7 +217,7 @@ extension IKEv1Endpoint {
             case .responderSentMM4(let state):
                 try mainMode5Received(raw: raw, payloads: payloads, state: state, from: from, to: to, sa: &sa, &context, &random)
             case .established, .dead:
-                context.count("unexpectedDropped")
+                context.count(.unexpectedDropped)
                 context.log(.debug, "dropped Main Mode message from \(from): ISAKMP SA \(sa.id) is past Main Mode")
             }
         } catch {
@@ -233,21 +233,21 @@ extension IKEv1Endpoint {
     /// retransmitting and the reason becomes the hint of the final failure; as responder the half-open SA waits
     /// for a valid message until it expires, and a bad MM3 is junk from a source that may be spoofed.
     func mainModeMessageRefused(sa: inout ISAKMPSA, _ failure: NegotiationFailure, _ context: inout Context) {
-        if failure.code == .authenticationFailed { context.count("authenticationFailures") }
+        if failure.code == .authenticationFailed { context.count(.authenticationFailures) }
         switch sa.phase {
         case .responderSentMM2:
-            context.count("unauthenticatedRequestsRefused")
+            context.count(.unauthenticatedRequestsRefused)
             context.log(.warning, "\(sa.connection.name): MM3 from \(sa.remote) refused (unauthenticated): \(failure.message)")
         case .initiatorSentMM1, .initiatorSentMM3, .initiatorSentMM5, .responderSentMM4:
             unauthenticatedReply(sa: &sa, failure.code, failure.message, &context)
         case .established, .dead:
-            context.count("unexpectedDropped")
+            context.count(.unexpectedDropped)
         }
     }
 
     func failMainMode(sa: inout ISAKMPSA, _ code: NegotiationFailure.Code, _ message: String, _ context: inout Context) {
         context.log(.error, "\(sa.connection.name): Main Mode with \(sa.remote) failed: \(message)")
-        if code == .authenticationFailed { context.count("authenticationFailures") }
+        if code == .authenticationFailed { context.count(.authenticationFailures) }
         context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: .init(code, message)))
         sa.phase = .dead
     }
@@ -506,7 +506,7 @@ extension IKEv1Endpoint {
             sa.local = to
             sa.remote = from
         } else {
-            context.count("addressChangeIgnored")
+            context.count(.addressChangeIgnored)
             context.log(.warning, "MM5 for ISAKMP SA \(sa.id) came from \(from), not \(sa.remote), with no NAT detected: the address stays")
         }
         if sa.local.port == Self.natTraversalPort { sa.udpEncapsulated = true }
@@ -624,7 +624,7 @@ extension IKEv1Endpoint {
         guard expiry > context.now else { return false }
         sa.fallbackRekeyHeld = true
         let at = context.now + (expiry - context.now) / 2
-        context.count("fallbackRekeyHeld")
+        context.count(.fallbackRekeyHeld)
         context.log(.info, "\(sa.connection.name): rekey of ISAKMP SA \(sa.id) held: a Main Mode from \(sa.remote.address) is in progress")
         context.actions.append(.scheduleTimer(.rekeyIKESA(sa.id), at: at))
         return true

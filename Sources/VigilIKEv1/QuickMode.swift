@@ -23,14 +23,14 @@ extension IKEv1Endpoint {
         }
     }
 
-    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: IKEv1ChildSAID, _ context: inout Context,
+    mutating func startQuickMode(sa: inout ISAKMPSA, rekeyOf: ChildSAID, _ context: inout Context,
                                  _ random: inout some RandomNumberGenerator) {
         guard let old = children[rekeyOf] else { return }
         startQuickMode(sa: &sa, local: old.info.localTrafficSelectors[0], remote: old.info.remoteTrafficSelectors[0],
                        rekeyOf: rekeyOf, &context, &random)
     }
 
-    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: IKEv1ChildSAID?,
+    mutating func startQuickMode(sa: inout ISAKMPSA, local: IPPrefix, remote: IPPrefix, rekeyOf: ChildSAID?,
                                  _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys else { return }
         let connection = sa.connection
@@ -41,38 +41,40 @@ extension IKEv1Endpoint {
         var messageID: UInt32 = 0
         while !sa.freshness.isUnused(messageID) || sa.quickModes[messageID] != nil { messageID = UInt32(truncatingIfNeeded: random.next()) }
         var spi = Self.nonzero32(&random)
-        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        while children[ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
         let suites = ProposalMapping.phase2Suites(connection.espProposals, group: connection.pfsGroup,
                                                   lifetimeSeconds: Self.seconds(connection.childLifetime), udpEncapsulated: sa.udpEncapsulated)
         guard !suites.isEmpty else {
             context.log(.error, "\(connection.name): no IKEv1-capable ESP proposal configured")
             return
         }
-        var quickMode = QuickMode(messageID: messageID, step: .initiatorSentQM1, iv: keys.exchangeIV(messageID: messageID),
-                                  localNonce: Self.randomBytes(Self.nonceLength, &random), inboundSPI: spi, offered: suites,
-                                  localTrafficSelector: local, remoteTrafficSelector: remote, rekeyOf: rekeyOf)
-        var rest: [ISAKMP.Payload] = [.securityAssociation(ProposalMapping.phase2SA(suites, spi: spi)), .nonce(quickMode.localNonce)]
+        let nonce = Self.randomBytes(Self.nonceLength, &random)
+        var rest: [ISAKMP.Payload] = [.securityAssociation(ProposalMapping.phase2SA(suites, spi: spi)), .nonce(nonce)]
+        var keyExchange: KeyExchange?
         if let group = connection.pfsGroup {
             guard let exchange = try? KeyExchange(group: group) else {
                 context.log(.error, "\(connection.name): PFS group \(group) unavailable")
                 return
             }
-            quickMode.keyExchange = exchange
+            keyExchange = exchange
             rest.append(.keyExchange(exchange.publicValue))
         }
         rest += [.identification(ProposalMapping.proxyIdentity(local)), .identification(ProposalMapping.proxyIdentity(remote))]
         let hash = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + ISAKMP.encodePayloads(rest).bytes)
         let payloads = [ISAKMP.Payload.hash(hash)] + rest
         let bytes: [UInt8]
+        let iv: [UInt8]
         do {
-            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID,
-                                                             payloads: payloads, iv: quickMode.iv)
+            (bytes, iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID,
+                                                    payloads: payloads, iv: keys.exchangeIV(messageID: messageID))
         } catch {
             preconditionFailure("AES-CBC with a key we derived failed: \(error)")
         }
-        sa.quickModes[messageID] = quickMode
+        sa.quickModes[messageID] = .initiatorSentQM1(.init(
+            messageID: messageID, iv: iv, localNonce: nonce, keyExchange: keyExchange, inboundSPI: spi, offered: suites,
+            localTrafficSelector: local, remoteTrafficSelector: remote, rekeyOf: rekeyOf))
         sa.freshness.ownMessageIDs.insert(messageID)
-        context.log(.info, "\(connection.name): \(rekeyOf == nil ? "" : "rekeying IPsec SA \(rekeyOf!) with a ")Quick Mode \(String(messageID, radix: 16)) "
+        context.log(.info, "\(connection.name): \(rekeyOf.map { "rekeying IPsec SA \($0) with a " } ?? "")Quick Mode \(String(messageID, radix: 16)) "
                     + "for \(local) === \(remote), inbound SPI \(String(spi, radix: 16))")
         context.log(.debug, "sending QM1 \(Self.payloadList(payloads)) to \(sa.remote)")
         sendRequest(bytes, messageID: messageID, purpose: "Quick Mode \(String(messageID, radix: 16))", sa: &sa, &context)
@@ -81,41 +83,41 @@ extension IKEv1Endpoint {
     mutating func quickModeReceived(header: ISAKMP.Header, body: [UInt8], raw: [UInt8], from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                     _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard sa.isEstablished, let keys = sa.keys, header.flags.contains(.encryption) else {
-            context.count("unexpectedDropped")
+            context.count(.unexpectedDropped)
             context.log(.warning, "dropped Quick Mode from \(from): ISAKMP SA \(sa.id) not established or message not encrypted")
             return
         }
         let messageID = header.messageID
         let quickMode = sa.quickModes[messageID]
-        if let existing = quickMode, existing.step == .responderSentQM2, raw == existing.lastRequest {
-            context.count("retransmittedRequestsAnswered")
+        if case .responderSentQM2(let existing)? = quickMode, raw == existing.lastRequest {
+            context.count(.retransmittedRequestsAnswered)
             context.actions.append(.send(bytes: existing.lastResponse, from: sa.local, to: sa.remote))
             return
         }
         if quickMode == nil, let finished = sa.finishedQuickModes.first(where: { $0.messageID == messageID }) {
             if raw == finished.request, !finished.response.isEmpty {
-                context.count("retransmittedRequestsAnswered")
+                context.count(.retransmittedRequestsAnswered)
                 context.actions.append(.send(bytes: finished.response, from: sa.local, to: sa.remote))
             } else {
-                context.count("unexpectedDropped")
+                context.count(.unexpectedDropped)
             }
             return
         }
         if quickMode == nil {
             // A QM1 under a message ID we chose is our own QM1 reflected; one the peer already used is a replay.
             if sa.freshness.ownMessageIDs.contains(messageID) {
-                context.count("reflectedDropped")
+                context.count(.reflectedDropped)
                 context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): our own message ID, reflected")
                 return
             }
             if sa.freshness.peerMessageIDs.contains(messageID) {
-                context.count("replayedDropped")
+                context.count(.replayedDropped)
                 context.log(.debug, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): message ID already used (replay?)")
                 return
             }
             let carried = children.values.count { $0.info.ikeSA == sa.id }
             guard sa.quickModes.count < IKEv1Limits.quickModesInFlight, carried < IKEv1Limits.ipsecSAsPerISAKMPSA else {
-                context.count("quickModeLimitDropped")
+                context.count(.quickModeLimitDropped)
                 context.log(.warning, "dropped QM1 from \(from): ISAKMP SA \(sa.id) has \(sa.quickModes.count) Quick Modes in flight "
                             + "and \(carried) IPsec SAs")
                 return
@@ -129,46 +131,45 @@ extension IKEv1Endpoint {
             payloads = try ISAKMP.decodePayloads(firstPayload: header.nextPayload, plaintext, allowPadding: true)
             nextIV = next
         } catch {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error)")
             return
         }
         guard case .hash(let hash)? = payloads.first else {
-            context.count("malformedDropped")
+            context.count(.malformedDropped)
             context.log(.warning, "dropped Quick Mode from \(from): HASH is not the first payload")
             return
         }
         do throws(NegotiationFailure) {
-            guard var existing = quickMode else {
+            switch quickMode {
+            case nil:
                 try quickMode1Received(messageID: messageID, hash: hash, payloads: payloads, raw: raw, nextIV: nextIV, keys: keys,
                                        from: from, to: to, sa: &sa, &context, &random)
-                return
-            }
-            existing.iv = nextIV
-            switch existing.step {
-            case .initiatorSentQM1:
-                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, quickMode: existing, keys: keys, from: from, to: to, sa: &sa, &context, &random)
-            case .responderSentQM2:
+            case .initiatorSentQM1(let sent)?:
+                try quickMode2Received(hash: hash, payloads: payloads, raw: raw, sent: sent, nextIV: nextIV, keys: keys, from: from, to: to,
+                                       sa: &sa, &context, &random)
+            case .responderSentQM2(let sent)?:
                 // QM3 { HASH(3) } -->   HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b)
-                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + existing.initiatorNonce + existing.responderNonce)
+                let agreed = sent.agreed
+                let expected = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + agreed.initiatorNonce + agreed.responderNonce)
                 guard constantTimeEquals(expected, hash) else { throw NegotiationFailure(.authenticationFailed, "QM3 HASH(3) does not verify") }
                 context.log(.debug, "received QM3 { HASH } from \(from)")
                 answered(messageID: messageID, sa: &sa, &context)
                 // A late duplicate of QM1 must not start this exchange over.
                 sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: []))
                 freshMessageReceived(from: from, to: to, sa: &sa, &context)
-                installChildSA(quickMode: existing, keys: keys, sa: &sa, weInitiated: false, &context, &random)
+                installChildSA(agreed, keys: keys, sa: &sa, weInitiated: false, &context, &random)
             }
         } catch {
             if error.code == .authenticationFailed {
                 // The HASH does not verify: anyone could have sent this (our own message reflected, noise, a forgery).
                 // It changes nothing; the exchange waits for the peer's real message.
-                context.count("authenticationFailures")
+                context.count(.authenticationFailures)
                 context.log(.warning, "dropped Quick Mode \(String(messageID, radix: 16)) from \(from): \(error.message)")
                 return
             }
             context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
-            let ours = quickMode?.step == .initiatorSentQM1
+            let ours = quickMode?.weInitiated == true
             if sa.quickModes.removeValue(forKey: messageID) != nil {
                 answered(messageID: messageID, sa: &sa, &context)
             }
@@ -215,26 +216,21 @@ extension IKEv1Endpoint {
                         + "\(connection.localTrafficSelectors) === \(connection.remoteTrafficSelectors)")
         }
         var spi = Self.nonzero32(&random)
-        while children[IKEv1ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
-        var quickMode = QuickMode(messageID: messageID, step: .responderSentQM2, iv: nextIV,
-                                  localNonce: Self.randomBytes(Self.nonceLength, &random), inboundSPI: spi, offered: allowed,
-                                  localTrafficSelector: localTS, remoteTrafficSelector: remoteTS, rekeyOf: nil)
-        quickMode.peerNonce = parts.nonce
-        quickMode.outboundSPI = outboundSPI
-        quickMode.suite = suite
+        while children[ChildSAID(spi)] != nil { spi = Self.nonzero32(&random) }
+        let nonce = Self.randomBytes(Self.nonceLength, &random)
         var chosen = proposal
         chosen.spi = ProposalMapping.spiBytes(spi)
         chosen.transforms = [transform]
-        var rest: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .nonce(quickMode.localNonce)]
+        var rest: [ISAKMP.Payload] = [.securityAssociation(ISAKMP.SecurityAssociation(proposals: [chosen])), .nonce(nonce)]
+        var pfsSecret: SecureBytes?
         if let group = suite.group {
             guard let peerKE = parts.keyExchange else { throw .init(.invalidKEPayload, "QM1 asks for PFS \(group) without a KE payload") }
             let exchange = try Self.keyExchange(group)
             do {
-                quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
+                pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
             } catch {
                 throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
             }
-            quickMode.keyExchange = exchange
             rest.append(.keyExchange(exchange.publicValue))
         }
         if let id = parts.initiatorID { rest.append(.identification(id)) }
@@ -243,14 +239,16 @@ extension IKEv1Endpoint {
         let hash2 = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + parts.nonce + ISAKMP.encodePayloads(rest).bytes)
         let reply = [ISAKMP.Payload.hash(hash2)] + rest
         let bytes: [UInt8]
+        let iv: [UInt8]
         do {
-            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: reply, iv: quickMode.iv)
+            (bytes, iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: reply, iv: nextIV)
         } catch {
             preconditionFailure("AES-CBC with a key we derived failed: \(error)")
         }
-        quickMode.lastRequest = raw
-        quickMode.lastResponse = bytes
-        sa.quickModes[messageID] = quickMode
+        let agreed = AgreedQuickMode(
+            messageID: messageID, suite: suite, inboundSPI: spi, outboundSPI: outboundSPI, initiatorNonce: parts.nonce, responderNonce: nonce,
+            pfsSecret: pfsSecret, localTrafficSelector: localTS, remoteTrafficSelector: remoteTS, rekeyOf: nil)
+        sa.quickModes[messageID] = .responderSentQM2(.init(agreed: agreed, iv: iv, lastRequest: raw, lastResponse: bytes))
         context.log(.info, "\(connection.name): Quick Mode \(String(messageID, radix: 16)) from \(sa.remote) accepted: "
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), \(localTS) === \(remoteTS)")
         context.log(.debug, "sending QM2 \(Self.payloadList(reply)) to \(sa.remote)")
@@ -259,12 +257,11 @@ extension IKEv1Endpoint {
     }
 
     // <-- QM2 E{ HASH(2), SA, Nr, [KE], IDci, IDcr }
-    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], quickMode: QuickMode, keys: Phase1Keys,
-                                     from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
+    mutating func quickMode2Received(hash: [UInt8], payloads: [ISAKMP.Payload], raw: [UInt8], sent: QuickMode.InitiatorSentQM1, nextIV: [UInt8],
+                                     keys: Phase1Keys, from: Endpoint, to: Endpoint, sa: inout ISAKMPSA,
                                      _ context: inout Context, _ random: inout some RandomNumberGenerator) throws(NegotiationFailure) {
-        var quickMode = quickMode
-        let messageID = quickMode.messageID
-        let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + quickMode.localNonce + Self.bytesAfterHash(payloads))
+        let messageID = sent.messageID
+        let expected = keys.prf(keys.skeyidA, Self.messageIDBytes(messageID) + sent.localNonce + Self.bytesAfterHash(payloads))
         guard constantTimeEquals(expected, hash) else { throw .init(.authenticationFailed, "QM2 HASH(2) does not verify") }
         context.log(.debug, "received QM2 \(Self.payloadList(payloads)) from \(sa.remote)")
         freshMessageReceived(from: from, to: to, sa: &sa, &context)
@@ -272,42 +269,44 @@ extension IKEv1Endpoint {
         let parts = try QuickModePayloads(payloads, message: "QM2")
         guard parts.sa.proposals.count == 1, parts.sa.proposals[0].transforms.count == 1,
               let suite = ProposalMapping.phase2Suite(parts.sa.proposals[0].transforms[0]),
-              quickMode.offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }),
+              sent.offered.contains(where: { $0.encryption == suite.encryption && $0.integrity == suite.integrity && $0.group == suite.group }),
               let outboundSPI = ProposalMapping.spiValue(parts.sa.proposals[0].spi)
         else { throw .init(.noProposalChosen, "QM2 does not choose exactly one of the ESP transforms we offered") }
         // IKEv1 has no narrowing: the responder echoes our proxy identities (RFC 2409 §5.5).
         if let initiatorID = parts.initiatorID, let responderID = parts.responderID {
-            guard ProposalMapping.prefix(initiatorID) == quickMode.localTrafficSelector,
-                  ProposalMapping.prefix(responderID) == quickMode.remoteTrafficSelector else {
+            guard ProposalMapping.prefix(initiatorID) == sent.localTrafficSelector,
+                  ProposalMapping.prefix(responderID) == sent.remoteTrafficSelector else {
                 throw .init(.invalidIDInformation, "QM2 changed the proxy identities we proposed "
-                            + "(\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector))")
+                            + "(\(sent.localTrafficSelector) === \(sent.remoteTrafficSelector))")
             }
         }
-        quickMode.suite = suite
-        quickMode.outboundSPI = outboundSPI
-        quickMode.peerNonce = parts.nonce
+        var pfsSecret: SecureBytes?
         if let group = suite.group {
-            guard let peerKE = parts.keyExchange, let exchange = quickMode.keyExchange, exchange.group == group else {
+            guard let peerKE = parts.keyExchange, let exchange = sent.keyExchange, exchange.group == group else {
                 throw .init(.invalidKEPayload, "QM2 lacks the PFS KE payload for \(group)")
             }
             do {
-                quickMode.pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
+                pfsSecret = try exchange.sharedSecret(peerPublicValue: peerKE)
             } catch {
                 throw .init(.invalidKEPayload, "PFS key exchange failed: \(error)")
             }
         }
         // QM3 E{ HASH(3) } -->
-        let hash3 = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + quickMode.localNonce + quickMode.peerNonce)
+        let hash3 = keys.prf(keys.skeyidA, [0] + Self.messageIDBytes(messageID) + sent.localNonce + parts.nonce)
         let bytes: [UInt8]
         do {
-            (bytes, quickMode.iv) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: [.hash(hash3)], iv: quickMode.iv)
+            (bytes, _) = try Self.encryptedMessage(sa: sa, keys: keys, exchange: .quickMode, messageID: messageID, payloads: [.hash(hash3)], iv: nextIV)
         } catch {
             preconditionFailure("AES-CBC with a key we derived failed: \(error)")
         }
         context.log(.debug, "sending QM3 { HASH } to \(sa.remote)")
         context.actions.append(.send(bytes: bytes, from: sa.local, to: sa.remote))
         sa.rememberFinishedQuickMode(FinishedQuickMode(messageID: messageID, request: raw, response: bytes))
-        installChildSA(quickMode: quickMode, keys: keys, sa: &sa, weInitiated: true, &context, &random)
+        let agreed = AgreedQuickMode(
+            messageID: messageID, suite: suite, inboundSPI: sent.inboundSPI, outboundSPI: outboundSPI, initiatorNonce: sent.localNonce,
+            responderNonce: parts.nonce, pfsSecret: pfsSecret, localTrafficSelector: sent.localTrafficSelector,
+            remoteTrafficSelector: sent.remoteTrafficSelector, rekeyOf: sent.rekeyOf)
+        installChildSA(agreed, keys: keys, sa: &sa, weInitiated: true, &context, &random)
     }
 
     static func prefixOrThrow(_ id: ISAKMP.Identification) throws(NegotiationFailure) -> IPPrefix {
@@ -321,9 +320,9 @@ extension IKEv1Endpoint {
         outer.family == inner.family && inner.length >= outer.length && outer.contains(inner.address)
     }
 
-    mutating func installChildSA(quickMode: QuickMode, keys: Phase1Keys, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
+    mutating func installChildSA(_ quickMode: AgreedQuickMode, keys: Phase1Keys, sa: inout ISAKMPSA, weInitiated: Bool, _ context: inout Context,
                                  _ random: inout some RandomNumberGenerator) {
-        let suite = quickMode.suite!
+        let suite = quickMode.suite
         let length = suite.keyMaterialLength
         let encryptionLength = suite.encryption.keyBits / 8
         let protocolID = ISAKMP.ProtocolID.esp.rawValue
@@ -331,15 +330,14 @@ extension IKEv1Endpoint {
                                        initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
         let outbound = keys.keyMaterial(length: length, pfsSecret: quickMode.pfsSecret, protocolID: protocolID, spi: quickMode.outboundSPI,
                                         initiatorNonce: quickMode.initiatorNonce, responderNonce: quickMode.responderNonce)
-        let childKeys = IKEv1ChildSAKeys(encryptionIn: inbound[0..<encryptionLength], encryptionOut: outbound[0..<encryptionLength],
-                                         integrityIn: inbound[encryptionLength..<length], integrityOut: outbound[encryptionLength..<length])
+        let childKeys = ChildSAKeys(encryptionIn: inbound[0..<encryptionLength], encryptionOut: outbound[0..<encryptionLength],
+                                    integrityIn: inbound[encryptionLength..<length], integrityOut: outbound[encryptionLength..<length])
         let udp = sa.udpEncapsulated || suite.udpEncapsulated
-        let info = IKEv1ChildSAInfo(
-            id: IKEv1ChildSAID(quickMode.inboundSPI), ikeSA: sa.id, connection: sa.connection.name,
-            inboundSPI: quickMode.inboundSPI, outboundSPI: quickMode.outboundSPI, encryption: suite.encryption,
-            integrity: suite.integrity, dhGroup: suite.group, localTrafficSelectors: [quickMode.localTrafficSelector],
-            remoteTrafficSelectors: [quickMode.remoteTrafficSelector], localEndpoint: sa.local, remoteEndpoint: sa.remote,
-            udpEncapsulated: udp, establishedAt: context.now)
+        let info = IKEv1ChildSA(
+            ikeSA: sa.id, connection: sa.connection.name, inboundSPI: quickMode.inboundSPI, outboundSPI: quickMode.outboundSPI,
+            algorithms: ChildAlgorithms(encryption: suite.encryption, integrity: suite.integrity, dhGroup: suite.group),
+            localTrafficSelectors: [quickMode.localTrafficSelector], remoteTrafficSelectors: [quickMode.remoteTrafficSelector],
+            localEndpoint: sa.local, remoteEndpoint: sa.remote, udpEncapsulated: udp, establishedAt: context.now, keys: childKeys)
         children[info.id] = ChildSA(info: info, weInitiated: weInitiated)
         sa.quickModes[quickMode.messageID] = nil
         context.log(.notice, "\(sa.connection.name): IPsec SA established, SPIs in \(String(info.inboundSPI, radix: 16)) out \(String(info.outboundSPI, radix: 16)), "
@@ -352,7 +350,7 @@ extension IKEv1Endpoint {
             context.actions.append(.scheduleTimer(.rekeyChildSA(info.id), at: context.now + lifetime - margin))
         }
         if let old = quickMode.rekeyOf, let oldChild = children[old] {
-            context.actions.append(.childSARekeyed(old: old, new: info, keys: childKeys))
+            context.actions.append(.childSARekeyed(old: old, new: info))
             sas[sa.id] = sa
             // The DELETE travels on the ISAKMP SA that ran the rekey: after a Phase 1 rekey strongSwan has moved the
             // old IPsec SA to the new ISAKMP SA and ignores a DELETE on the old one.
@@ -361,7 +359,7 @@ extension IKEv1Endpoint {
             retireIfReplaced(oldChild.info.ikeSA, &context, &random)
             if let updated = sas[sa.id] { sa = updated }
         } else {
-            context.actions.append(.childSAEstablished(info, keys: childKeys))
+            context.actions.append(.childSAEstablished(info))
         }
     }
 
@@ -378,7 +376,7 @@ extension IKEv1Endpoint {
         sendISAKMPDelete(sa: &sa, reason: .local(reason), &context, &random)
     }
 
-    mutating func rekeyChildSA(_ id: IKEv1ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
+    mutating func rekeyChildSA(_ id: ChildSAID, _ context: inout Context, _ random: inout some RandomNumberGenerator) {
         guard let child = children[id], var sa = sas[child.info.ikeSA], sa.isEstablished else { return }
         guard !sa.quickModes.values.contains(where: { $0.rekeyOf == id }) else { return }
         startQuickMode(sa: &sa, rekeyOf: id, &context, &random)

@@ -51,62 +51,8 @@ extension IKEv2Endpoint {
         }
     }
 
-    public struct ConnectionConfiguration: Sendable {
-        /// e.g. "SITE-A/10" (crypto map / sequence).
-        public var name: String
-        public var localAddress: IPAddress
-        public var localIdentity: Identity
-        /// Who may connect as responder, and whom we may initiate to.
-        public var peers: [PeerConfiguration]
-        public var ikeProposals: [IKEProposal]
-        public var espProposals: [ESPProposal]
-        /// PFS group for Child SA rekeys (CREATE_CHILD_SA carries KE); the first Child SA never has its own KE.
-        public var pfsGroup: DHGroup?
-        public var localTrafficSelectors: [IPPrefix]
-        public var remoteTrafficSelectors: [IPPrefix]
-        /// Rekey the IKE SA / Child SA after this (minus a random jitter of up to 10 %).
-        public var ikeLifetime: Duration
-        public var childLifetime: Duration
-        /// Send a fake NAT_DETECTION_SOURCE_IP so ESP goes in UDP 4500 (what kernel-libipsec peers expect).
-        public var forceUDPEncapsulation: Bool
-        public var retransmission: RetransmissionSchedule?
-
-        public init(
-            name: String, localAddress: IPAddress, localIdentity: Identity, peers: [PeerConfiguration],
-            ikeProposals: [IKEProposal], espProposals: [ESPProposal], pfsGroup: DHGroup? = nil,
-            localTrafficSelectors: [IPPrefix], remoteTrafficSelectors: [IPPrefix],
-            ikeLifetime: Duration = .seconds(14_400), childLifetime: Duration = .seconds(3_600),
-            forceUDPEncapsulation: Bool = false, retransmission: RetransmissionSchedule? = nil
-        ) {
-            self.name = name
-            self.localAddress = localAddress
-            self.localIdentity = localIdentity
-            self.peers = peers
-            self.ikeProposals = ikeProposals
-            self.espProposals = espProposals
-            self.pfsGroup = pfsGroup
-            self.localTrafficSelectors = localTrafficSelectors
-            self.remoteTrafficSelectors = remoteTrafficSelectors
-            self.ikeLifetime = ikeLifetime
-            self.childLifetime = childLifetime
-            self.forceUDPEncapsulation = forceUDPEncapsulation
-            self.retransmission = retransmission
-        }
-    }
-
-    public struct PeerConfiguration: Sendable {
-        public var address: IPAddress
-        /// The remote IKE ID expected.
-        public var identity: Identity
-        public var preSharedKey: SecureBytes
-        /// Overrides the connection's schedule for this peer.
-        public var retransmission: RetransmissionSchedule?
-
-        public init(address: IPAddress, identity: Identity, preSharedKey: SecureBytes, retransmission: RetransmissionSchedule? = nil) {
-            self.address = address
-            self.identity = identity
-            self.preSharedKey = preSharedKey
-            self.retransmission = retransmission
-        }
-    }
+    /// One per crypto-map entry; IKEv2 has nothing of its own to add. The IKE SA and the Child SA are rekeyed after
+    /// their lifetimes minus a random jitter of up to 10 %.
+    public typealias ConnectionConfiguration = VigilIKE.ConnectionConfiguration
+    public typealias PeerConfiguration = VigilIKE.PeerConfiguration
 }

@@ -93,12 +93,12 @@ extension IKESA {
         guard case .initiatorInit(var state) = phase, let request = outstanding, case .ikeSAInit = request.kind,
               message.header.isResponse, message.header.messageID == 0
         else {
-            effects.count("unexpectedMessages")
+            effects.count(.unexpectedMessages)
             return
         }
         let payloads = message.payloads
         effects.log(.info, "\(label): received \(message.summary) from \(remote)")
-        func ignore(_ code: NegotiationFailure.Code, _ reason: String, counter: String) {
+        func ignore(_ code: NegotiationFailure.Code, _ reason: String, counter: IKECounter) {
             effects.count(counter)
             effects.log(.warning, "\(label): \(reason); unauthenticated, so still waiting for a valid answer (RFC 7296 §2.21.1)")
             unauthenticatedHint = NegotiationFailure(code, reason)
@@ -108,7 +108,7 @@ extension IKESA {
                   state.cookieRetries < IKEv2Tunables.maximumCookieRetries
             else {
                 ignore(.malformed, "responder \(remote) demanded a COOKIE we do not follow (\(cookie.data.count) octets, \(state.cookieRetries) retries so far)",
-                       counter: "unauthenticatedNotifies")
+                       counter: .unauthenticatedNotifies)
                 return
             }
             effects.log(.info, "\(label): responder demands a COOKIE; retrying IKE_SA_INIT with it")
@@ -125,13 +125,13 @@ extension IKESA {
                   offered.contains(group), group != state.keyExchange.group, !state.changedGroup
             else {
                 ignore(.invalidKEPayload, "responder \(remote) sent INVALID_KE_PAYLOAD asking for a group we did not offer or already tried",
-                       counter: "unauthenticatedNotifies")
+                       counter: .unauthenticatedNotifies)
                 return
             }
             do {
                 state.keyExchange = try KeyExchange(group: group)
             } catch {
-                ignore(.internalError, "key exchange for \(group), which the responder asked for: \(error)", counter: "unauthenticatedNotifies")
+                ignore(.internalError, "key exchange for \(group), which the responder asked for: \(error)", counter: .unauthenticatedNotifies)
                 return
             }
             state.changedGroup = true
@@ -143,21 +143,21 @@ extension IKESA {
         if let error = payloads.errorNotify {
             ignore(failureCode(error.type), "responder \(remote) answered IKE_SA_INIT with \(error.type)"
                    + (error.type == .noProposalChosen ? " (no common IKE proposal; we offered \(connection.ikeProposals.map(\.description).joined(separator: ", ")))" : ""),
-                   counter: "unauthenticatedNotifies")
+                   counter: .unauthenticatedNotifies)
             return
         }
         guard let sa = payloads.securityAssociation, let ke = payloads.keyExchange, let nr = payloads.nonce,
               IKEv2.Spec.nonceLengths.contains(nr.count), message.header.responderSPI != 0
         else {
-            ignore(.malformed, "IKE_SA_INIT response from \(remote) lacks SA, KE or a valid Nr", counter: "unusableInitResponses")
+            ignore(.malformed, "IKE_SA_INIT response from \(remote) lacks SA, KE or a valid Nr", counter: .unusableInitResponses)
             return
         }
         guard let algorithms = ProposalNegotiation.accepted(sa, offered: connection.ikeProposals) else {
-            ignore(.noProposalChosen, "responder \(remote) chose an IKE proposal we did not offer", counter: "unusableInitResponses")
+            ignore(.noProposalChosen, "responder \(remote) chose an IKE proposal we did not offer", counter: .unusableInitResponses)
             return
         }
         guard ke.group == algorithms.dhGroup.rawValue, algorithms.dhGroup == state.keyExchange.group else {
-            ignore(.invalidKEPayload, "responder \(remote) sent KE of group \(ke.group) for chosen group \(algorithms.dhGroup)", counter: "unusableInitResponses")
+            ignore(.invalidKEPayload, "responder \(remote) sent KE of group \(ke.group) for chosen group \(algorithms.dhGroup)", counter: .unusableInitResponses)
             return
         }
         let peerSPI = message.header.responderSPI
@@ -168,7 +168,7 @@ extension IKESA {
             keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: state.nonce, nr: nr, spiI: initiatorSPI, spiR: peerSPI)
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: true)
         } catch {
-            ignore(.malformed, "responder \(remote) sent an unusable KE: \(error)", counter: "unusableInitResponses")
+            ignore(.malformed, "responder \(remote) sent an unusable KE: \(error)", counter: .unusableInitResponses)
             return
         }
         responderSPI = peerSPI
@@ -250,7 +250,7 @@ extension IKESA {
     /// (an orphan nothing uses or watches), it is deleted with INFORMATIONAL { D(IKE) } (§1.4.1) and the failure
     /// reported. The SA was never reported established, so no `ikeSADeleted` follows.
     private mutating func deleteWithoutChild(_ code: NegotiationFailure.Code, _ message: String, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        effects.count("childlessIKESAsDeleted")
+        effects.count(.childlessIKESAsDeleted)
         effects.log(.warning, "\(label): no Child SA: \(message); deleting the IKE SA")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
         sendDelete(random: &random, effects: &effects)
@@ -365,27 +365,26 @@ extension IKESA {
         remoteSelectors: [IKEv2.TrafficSelector], keys: ChildSAKeys, rekeyOf old: ChildSAID?, asResponder: Bool,
         now: Duration, random: inout some RandomNumberGenerator, effects: inout Effects
     ) {
-        var info = ChildSAInfo(
-            id: ChildSAID(inbound), ikeSA: id, connection: connection.name, inboundSPI: inbound, outboundSPI: outbound,
-            encryption: algorithms.encryption, integrity: algorithms.integrity, dhGroup: algorithms.dhGroup,
+        let info = IKEv2ChildSA(
+            ikeSA: id, connection: connection.name, inboundSPI: inbound, outboundSPI: outbound, algorithms: algorithms,
             localTrafficSelectors: TrafficSelectorNarrowing.prefixes(localSelectors),
             remoteTrafficSelectors: TrafficSelectorNarrowing.prefixes(remoteSelectors),
-            localEndpoint: local, remoteEndpoint: remote, udpEncapsulated: udpEncapsulated, establishedAt: now
+            localEndpoint: local, remoteEndpoint: remote, udpEncapsulated: udpEncapsulated, establishedAt: now, keys: keys,
+            negotiatedAsResponder: asResponder, outboundAwaitsOldDeletion: old != nil && asResponder
         )
-        info.negotiatedAsResponder = asResponder
         children.append(ChildSA(info: info, state: .installed, localSelectors: localSelectors, remoteSelectors: remoteSelectors))
         effects.log(.notice, "\(label): Child SA \(connection.name){\(hex32(inbound))_i \(hex32(outbound))_o} \(old == nil ? "established" : "rekeyed") with \(algorithms), TS \(localSelectors.map(\.description).joined(separator: " ")) === \(remoteSelectors.map(\.description).joined(separator: " "))\(udpEncapsulated ? ", ESP in UDP" : "")")
         if let old {
-            effects.actions.append(.childSARekeyed(old: old, new: info, keys: keys))
+            effects.actions.append(.childSARekeyed(old: old, new: info))
         } else {
-            effects.actions.append(.childSAEstablished(info, keys: keys))
+            effects.actions.append(.childSAEstablished(info))
         }
         scheduleRekey(.rekeyChildSA(info.id), lifetime: connection.childLifetime, now: now, random: &random, effects: &effects)
     }
 
     /// Negotiation failed: report it and forget the SA.
     mutating func fail(_ code: NegotiationFailure.Code, _ message: String, effects: inout Effects) {
-        if code == .authenticationFailed { effects.count("authenticationFailures") }
+        if code == .authenticationFailed { effects.count(.authenticationFailures) }
         effects.log(.error, "\(label): \(message)")
         effects.actions.append(.negotiationFailed(connection: connection.name, peer: peer.address, reason: NegotiationFailure(code, message)))
         close(reason: .local(message), effects: &effects)

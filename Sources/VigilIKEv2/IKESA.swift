@@ -11,7 +11,7 @@ struct Effects {
     var spawned: [IKESA] = []
     /// Forget this SA once the actions are out.
     var closed = false
-    var counters: [String: UInt64] = [:]
+    var counters: [IKECounter: UInt64] = [:]
     /// The peer sent INITIAL_CONTACT in an authenticated IKE_AUTH: other SAs with it are stale (§2.4).
     var initialContact: (address: IPAddress, identity: Identity)?
     /// The peer authenticated a new IKE SA of this connection: its older IKE SAs without a Child SA are orphans and
@@ -19,7 +19,7 @@ struct Effects {
     var supersedesChildless: (connection: String, identity: Identity)?
 
     mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
-    mutating func count(_ name: String) { counters[name, default: 0] += 1 }
+    mutating func count(_ name: IKECounter) { counters[name, default: 0] += 1 }
 }
 
 /// Facts about the endpoint an SA needs while handling an event.
@@ -35,8 +35,8 @@ struct SAContext {
 
 /// A Child SA as the IKE SA that owns it sees it.
 struct ChildSA: Sendable {
-    enum State: Sendable { case installed, rekeying, rekeyed, deleting }
-    var info: ChildSAInfo
+    typealias State = ChildSAStatus.State
+    var info: IKEv2ChildSA
     var state: State
     /// The selectors as negotiated (kept for rekeys: TSi/TSr from our point of view).
     var localSelectors: [IKEv2.TrafficSelector]
@@ -367,7 +367,7 @@ struct IKESA: @unchecked Sendable {
             close(reason: .peerUnreachable, effects: &effects)
             return
         }
-        effects.count("retransmissions")
+        effects.count(.retransmissions)
         effects.log(.info, "\(label): retransmit \(request.transmissions) of request \(messageID) to \(remote)")
         transmit(request.datagram, &effects)
         effects.actions.append(.scheduleTimer(.retransmit(id, messageID: messageID), at: context.now + schedule.delay(afterAttempt: request.transmissions)))

@@ -25,7 +25,7 @@ public struct IKEv2Endpoint: Sendable {
     /// New negotiations use the configuration as it is then; existing SAs keep the connection they were made with.
     public var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
-    var counterValues: [String: UInt64] = [:]
+    var counterValues: [IKECounter: UInt64] = [:]
     /// §2.6: the secrets behind stateless cookies, drawn from `random` when first needed and rotated on a timer.
     var cookieSecrets = CookieSecrets()
 
@@ -34,26 +34,11 @@ public struct IKEv2Endpoint: Sendable {
     }
 
     public var ikeSAs: [IKESAInfo] { sas.values.map(\.info).sorted { $0.id < $1.id } }
-    public var childSAs: [ChildSAInfo] {
-        sas.values.flatMap { sa in
-            sa.children.map { child in
-                var info = child.info
-                info.state = switch child.state {
-                case .installed: .installed
-                case .rekeying: .rekeying
-                case .rekeyed: .rekeyed
-                case .deleting: .deleting
-                }
-                return info
-            }
-        }.sorted { $0.id < $1.id }
+    public var childSAs: [ChildSAStatus] {
+        sas.values.flatMap { sa in sa.children.map { ChildSAStatus(childSA: $0.info, state: $0.state) } }.sorted { $0.id < $1.id }
     }
-    /// malformedDatagrams, unknownSPIs, unknownPeers, integrityFailures, authenticationFailures, retransmissions,
-    /// retransmittedRequests, invalidMessageIDs, cookiesSent, halfOpenExpired, reflectedMessages (our own messages
-    /// sent back to us), unauthenticatedNotifies and unusableInitResponses (IKE_SA_INIT answers ignored, §2.21.1),
-    /// unauthenticatedRefusals (IKE_SA_INIT requests we refused: spoofable, never a peer's failure),
-    /// addressChangesRefused, peerAddressChanges, halfOpenEvicted, childlessIKESAsDeleted, ...
-    public var counters: [String: UInt64] { counterValues }
+    /// What the engine counted (`IKECounter` names and exports them).
+    public var counters: [IKECounter: UInt64] { counterValues }
 
     public mutating func handle(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         switch event {
@@ -134,7 +119,7 @@ public struct IKEv2Endpoint: Sendable {
         return actions
     }
 
-    mutating func count(_ name: String) { counterValues[name, default: 0] += 1 }
+    mutating func count(_ name: IKECounter) { counterValues[name, default: 0] += 1 }
 
     /// IKE SAs replaced by rekeys wait for the peer's DELETE (or their expiry timer). A peer that rekeys again and
     /// again without deleting cannot grow the table: beyond `IKEv2Tunables.maximumReplacedIKESAs` per peer the
@@ -145,7 +130,7 @@ public struct IKEv2Endpoint: Sendable {
             .sorted { ($0.establishedAt ?? .zero, $0.id) < ($1.establishedAt ?? .zero, $1.id) }
         var actions: [IKEv2Action] = []
         for excess in replaced.dropLast(IKEv2Tunables.maximumReplacedIKESAs) {
-            count("replacedIKESAsForgotten")
+            count(.replacedIKESAsForgotten)
             actions += end(excess, .info, "replaced long ago and never deleted by the peer; forgotten", reason: .replaced("rekeyed"), random: &random)
         }
         return actions
@@ -174,7 +159,7 @@ public struct IKEv2Endpoint: Sendable {
             return [.log(.error, reason.message), .negotiationFailed(connection: name, peer: peerAddress, reason: reason)]
         }
         var effects = Effects()
-        let schedule = peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+        let schedule = connection.retransmission(for: peer, default: configuration.retransmission)
         do {
             let sa = try IKESA.initiator(id: newIKESAID(&random), connection: connection, peer: peer, schedule: schedule,
                                          context: context(now: now), random: &random, effects: &effects)
@@ -199,7 +184,7 @@ public struct IKEv2Endpoint: Sendable {
         do {
             message = try IKEv2.Message.parse(bytes)
         } catch {
-            count("malformedDatagrams")
+            count(.malformedDatagrams)
             return [.log(.warning, "dropping malformed IKEv2 datagram from \(from): \(error)")]
         }
         let header = message.header
@@ -208,7 +193,7 @@ public struct IKEv2Endpoint: Sendable {
         // request to answer.
         let senderSPI = header.isFromInitiator ? header.initiatorSPI : header.responderSPI
         if senderSPI != 0, let own = sas[IKESAID(senderSPI)], own.isOriginalInitiator == header.isFromInitiator {
-            count("reflectedMessages")
+            count(.reflectedMessages)
             return [.log(.debug, "\(header.exchangeType) \(header.isResponse ? "response" : "request") \(header.messageID) from \(from) is our own (\(own.label)), reflected; dropped")]
         }
         if header.exchangeType == .ikeSAInit, !header.isResponse, header.isFromInitiator, header.responderSPI == 0 {
@@ -216,14 +201,14 @@ public struct IKEv2Endpoint: Sendable {
         }
         let ours = IKESAID(header.isFromInitiator ? header.responderSPI : header.initiatorSPI)
         guard let sa = sas[ours] else {
-            count("unknownSPIs")
+            count(.unknownSPIs)
             return [.log(.debug, "\(header.exchangeType) from \(from) for unknown IKE SA \(hex64(header.initiatorSPI))_i \(hex64(header.responderSPI))_r; dropped")]
         }
         let peerSPIMatches = header.isFromInitiator
             ? sa.initiatorSPI == header.initiatorSPI && !sa.isOriginalInitiator
             : sa.isOriginalInitiator && (sa.responderSPI == 0 || sa.responderSPI == header.responderSPI)
         guard peerSPIMatches else {
-            count("unknownSPIs")
+            count(.unknownSPIs)
             return [.log(.debug, "\(header.exchangeType) from \(from) with SPIs not matching \(sa.label); dropped")]
         }
         return withSA(ours, now: now, random: &random) { sa, context, effects, random in
@@ -240,7 +225,7 @@ public struct IKEv2Endpoint: Sendable {
         let payloads = message.payloads
         if let existing = sas.values.first(where: { !$0.isOriginalInitiator && $0.initiatorSPI == header.initiatorSPI && $0.remote.address == from.address }) {
             guard case .responderHalfOpen = existing.phase, let cached = existing.cachedResponse, cached.messageID == 0 else { return [] }
-            count("retransmittedRequests")
+            count(.retransmittedRequests)
             return [.log(.info, "\(existing.label): retransmitted IKE_SA_INIT; sending the cached response"), .send(bytes: cached.datagram, from: to, to: from)]
         }
         var actions: [IKEv2Action] = [.log(.info, "received \(message.summary) from \(from)")]
@@ -248,11 +233,11 @@ public struct IKEv2Endpoint: Sendable {
             connection.localAddress == to.address && connection.peers.contains { $0.address == from.address }
         }
         guard !candidates.isEmpty else {
-            count("unknownPeers")
+            count(.unknownPeers)
             return actions + [.log(.warning, "IKE_SA_INIT from \(from): no connection has this peer; ignored")]
         }
         guard let sa = payloads.securityAssociation, let ke = payloads.keyExchange, let ni = payloads.nonce else {
-            count("malformedDatagrams")
+            count(.malformedDatagrams)
             return actions + [.log(.warning, "IKE_SA_INIT from \(from) lacks SA, KE or Ni; dropped")]
         }
         func reply(_ notify: IKEv2.Notify) -> IKEv2Action {
@@ -276,7 +261,7 @@ public struct IKEv2Endpoint: Sendable {
                 if case .notify(let n) = payload, n.type == .cookie { n.data } else { nil }
             }
             guard let offered, cookieSecrets.verify(offered, ni: ni, address: from.address, spi: header.initiatorSPI) else {
-                count("cookiesSent")
+                count(.cookiesSent)
                 actions.append(reply(IKEv2.Notify(type: .cookie, data: cookieSecrets.cookie(ni: ni, address: from.address, spi: header.initiatorSPI))))
                 return actions
             }
@@ -284,7 +269,7 @@ public struct IKEv2Endpoint: Sendable {
             let excess = fromSource.count - configuration.halfOpenLimitPerSource + 1
             if excess > 0 {
                 for evicted in fromSource.sorted(by: { $0.halfOpenSince < $1.halfOpenSince }).prefix(excess) {
-                    count("halfOpenEvicted")
+                    count(.halfOpenEvicted)
                     actions += end(evicted, .info, "half-open SA evicted for a new IKE_SA_INIT from \(from) with a valid COOKIE",
                                    reason: .local("half-open SA evicted"), random: &random)
                 }
@@ -304,7 +289,7 @@ public struct IKEv2Endpoint: Sendable {
             // Anyone can send this from a listed peer's address: it is refused and counted, never reported as that
             // peer's failure, and it touches none of our own negotiations with the peer.
             let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", ")) (unauthenticated IKE_SA_INIT; refused)"
-            count("unauthenticatedRefusals")
+            count(.unauthenticatedRefusals)
             actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
             actions.append(.log(.warning, message))
             return actions
@@ -325,7 +310,7 @@ public struct IKEv2Endpoint: Sendable {
             keys = IKESAKeys.initial(algorithms, sharedSecret: shared, ni: ni, nr: nr, spiI: header.initiatorSPI, spiR: id.spi)
             protection = try MessageProtection(keys: keys, weAreOriginalInitiator: false)
         } catch {
-            count("unauthenticatedRefusals")
+            count(.unauthenticatedRefusals)
             return actions + [.log(.warning, "IKE_SA_INIT from \(from): unusable KE: \(error)")]
         }
         var effects = Effects()
@@ -333,7 +318,7 @@ public struct IKEv2Endpoint: Sendable {
             id: id, connection: connection, peer: peer, isOriginalInitiator: false, initiatorSPI: header.initiatorSPI,
             responderSPI: id.spi, local: to, remote: from,
             phase: .initiatorInit(IKESA.InitiatorInit(keyExchange: ours, nonce: nr, cookie: nil)),  // replaced below
-            schedule: peer.retransmission ?? connection.retransmission ?? configuration.retransmission
+            schedule: connection.retransmission(for: peer, default: configuration.retransmission)
         )
         state.evaluateNAT(payloads, header: header, effects: &effects)
         var answerWithSPI = answer
@@ -364,7 +349,7 @@ public struct IKEv2Endpoint: Sendable {
         case .halfOpenExpiry(let id):
             return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 guard case .responderHalfOpen = sa.phase else { return }
-                effects.count("halfOpenExpired")
+                effects.count(.halfOpenExpired)
                 effects.log(.info, "\(sa.label): half-open SA expired (no IKE_AUTH from \(sa.remote))")
                 sa.close(reason: .local("half-open timeout"), effects: &effects)
             }

@@ -1,5 +1,6 @@
 import VigilAlgorithms
 import VigilCrypto
+import VigilIKE
 import VigilWire
 
 /// The keys of one IKE SA (RFC 7296 §2.14): {SK_d | SK_ai | SK_ar | SK_ei | SK_er | SK_pi | SK_pr}.

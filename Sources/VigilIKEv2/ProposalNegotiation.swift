@@ -1,4 +1,5 @@
 import VigilAlgorithms
+import VigilIKE
 import VigilWire
 
 /// SA payloads from configured proposals, and the choice among a peer's proposals (RFC 7296 §2.7, §3.3).

@@ -12,14 +12,6 @@ public struct IKESAID: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String { hex64(spi) }
 }
 
-/// A Child SA's id: our inbound ESP SPI.
-public struct ChildSAID: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public var inboundSPI: UInt32
-    public init(_ inboundSPI: UInt32) { self.inboundSPI = inboundSPI }
-    public static func < (a: ChildSAID, b: ChildSAID) -> Bool { a.inboundSPI < b.inboundSPI }
-    public var description: String { hex32(inboundSPI) }
-}
-
 /// The timers the engine asks the runtime to run; each fires back as `.timerFired`.
 public enum IKEv2TimerID: Hashable, Sendable {
     /// Our outstanding request with this message ID is due for retransmission.
@@ -50,17 +42,6 @@ public struct IKEAlgorithms: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The algorithms chosen for a Child SA (ESP).
-public struct ChildAlgorithms: Hashable, Sendable, CustomStringConvertible {
-    public var encryption: EncryptionAlgorithm
-    public var integrity: IntegrityAlgorithm?
-    public var dhGroup: DHGroup?
-
-    public var description: String {
-        ([encryption.rawValue] + (integrity.map { [$0.rawValue] } ?? []) + (dhGroup.map { [$0.keyword] } ?? [])).joined(separator: "-")
-    }
-}
-
 /// A read-only view of one IKE SA.
 public struct IKESAInfo: Sendable, Hashable {
     public enum State: String, Hashable, Sendable {
@@ -87,8 +68,12 @@ public struct IKESAInfo: Sendable, Hashable {
     public var remoteBehindNAT: Bool
 }
 
-/// A read-only view of one Child SA.
-public struct ChildSAInfo: Sendable, Hashable {
+/// A Child SA as IKEv2 negotiated it, its IKE SA named by our SPI.
+public typealias IKEv2ChildSA = NegotiatedChildSA<IKESAID>
+
+/// A read-only view of one Child SA: what was negotiated, and where its rekey stands.
+@dynamicMemberLookup
+public struct ChildSAStatus: Sendable, Hashable {
     public enum State: String, Hashable, Sendable {
         case installed
         case rekeying    // our CREATE_CHILD_SA for it is in flight
@@ -96,33 +81,10 @@ public struct ChildSAInfo: Sendable, Hashable {
         case deleting
     }
 
-    public var id: ChildSAID
-    public var ikeSA: IKESAID
-    public var connection: String
-    public var inboundSPI: UInt32
-    public var outboundSPI: UInt32
-    public var encryption: EncryptionAlgorithm
-    public var integrity: IntegrityAlgorithm?
-    public var dhGroup: DHGroup?
-    public var localTrafficSelectors: [IPPrefix]
-    public var remoteTrafficSelectors: [IPPrefix]
-    public var localEndpoint: Endpoint
-    public var remoteEndpoint: Endpoint
-    public var udpEncapsulated: Bool
-    public var establishedAt: Duration
-    public var state: State = .installed
-    /// We answered the exchange that created it (IKE_AUTH or CREATE_CHILD_SA as responder). After a rekey the
-    /// initiator installs its new inbound SA only when our response arrives, so until it deletes the old Child SA
-    /// (which it does once the new one is in) the responder keeps sending on the old outbound SA.
-    public var negotiatedAsResponder = false
-}
+    public var childSA: IKEv2ChildSA
+    public var state: State
 
-/// Keys of one Child SA, per direction (RFC 7296 §2.17). GCM keys include the 4-byte salt.
-public struct ChildSAKeys: Sendable, Hashable {
-    public var encryptionIn: SecureBytes
-    public var encryptionOut: SecureBytes
-    public var integrityIn: SecureBytes?
-    public var integrityOut: SecureBytes?
+    public subscript<Value>(dynamicMember path: KeyPath<IKEv2ChildSA, Value>) -> Value { childSA[keyPath: path] }
 }
 
 public enum IKEv2Event: Sendable {
@@ -150,9 +112,9 @@ public enum IKEv2Action: Sendable {
     case scheduleTimer(IKEv2TimerID, at: Duration)
     case cancelTimer(IKEv2TimerID)
     case ikeSAEstablished(IKESAInfo)
-    case childSAEstablished(ChildSAInfo, keys: ChildSAKeys)
-    case childSARekeyed(old: ChildSAID, new: ChildSAInfo, keys: ChildSAKeys)
-    case childSADeleted(ChildSAInfo, reason: String)
+    case childSAEstablished(IKEv2ChildSA)
+    case childSARekeyed(old: ChildSAID, new: IKEv2ChildSA)
+    case childSADeleted(IKEv2ChildSA, reason: String)
     case ikeSADeleted(IKESAInfo, reason: IKESAEnd)
     /// The IKE SA was rekeyed (§2.18): its Child SAs now belong to `new`; the old id is gone without an
     /// `ikeSADeleted` (this is not a failure).

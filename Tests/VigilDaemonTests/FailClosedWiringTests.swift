@@ -3,6 +3,7 @@ import Testing
 import VigilAddressing
 import VigilConfig
 import VigilCrypto
+import VigilIKE
 @testable import VigilDaemon
 import VigilKernel
 
@@ -51,12 +52,13 @@ import VigilKernel
 
     func child(_ session: SessionKey, spi: UInt32, remote: Endpoint) -> NegotiatedChild {
         NegotiatedChild(
-            session: session, connection: "LAB/10", inboundSPI: spi, outboundSPI: spi + 1,
-            encryption: .aes256cbc, integrity: .hmacSHA2_256_128, dhGroup: nil,
+            ikeSA: session, connection: "LAB/10", inboundSPI: spi, outboundSPI: spi + 1,
+            algorithms: ChildAlgorithms(encryption: .aes256cbc, integrity: .hmacSHA2_256_128, dhGroup: nil),
             localTrafficSelectors: [try! IPPrefix.parse("10.1.1.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.2.1.0/24")],
-            localEndpoint: Endpoint(Self.local, 4500), remoteEndpoint: remote, udpEncapsulated: true,
-            encryptionIn: SecureBytes(Array(repeating: 1, count: 32)), encryptionOut: SecureBytes(Array(repeating: 2, count: 32)),
-            integrityIn: SecureBytes(Array(repeating: 3, count: 32)), integrityOut: SecureBytes(Array(repeating: 4, count: 32)))
+            localEndpoint: Endpoint(Self.local, 4500), remoteEndpoint: remote, udpEncapsulated: true, establishedAt: .zero,
+            keys: ChildSAKeys(
+                encryptionIn: SecureBytes(Array(repeating: 1, count: 32)), encryptionOut: SecureBytes(Array(repeating: 2, count: 32)),
+                integrityIn: SecureBytes(Array(repeating: 3, count: 32)), integrityOut: SecureBytes(Array(repeating: 4, count: 32))))
     }
 
     /// The daemon over the in-memory kernel with the stub engine registered (nothing started yet).

@@ -87,7 +87,7 @@ final class InteropDriver {
         return done(self)
     }
 
-    var established: [IKEv1ChildSAInfo] { actions.compactMap { if case .childSAEstablished(let info, _) = $0 { info } else { nil } } }
+    var established: [IKEv1ChildSA] { actions.compactMap { if case .childSAEstablished(let info) = $0 { info } else { nil } } }
     var failures: [NegotiationFailure] { actions.compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } } }
     var acknowledged: [UInt32] { actions.compactMap { if case .dpdAcknowledged(_, let sequence) = $0 { sequence } else { nil } } }
     var log: String { actions.compactMap { if case .log(_, let text) = $0 { text } else { nil } }.joined(separator: "\n") }
@@ -163,15 +163,15 @@ final class InteropLab {
                           id-b = 192.0.2.1 }
             }
             """)
-            let connection = IKEv1Endpoint.ConnectionConfiguration(
+            let connection = IKEv1Endpoint.ConnectionConfiguration(ConnectionConfiguration(
                 name: "lab", localAddress: Self.vigilAddress, localIdentity: .address(Self.vigilAddress),
                 peers: [.init(address: Self.swanAddress, identity: .address(Self.swanAddress),
                               preSharedKey: SecureBytes(Array(options.vigilPSK.utf8)))],
                 ikeProposals: [try IKEProposal.parse(options.ike)], espProposals: [try ESPProposal.parse(options.esp)],
                 pfsGroup: options.pfs, localTrafficSelectors: [Self.vigilNet], remoteTrafficSelectors: [Self.swanNet],
-                ikeLifetime: options.vigilIKELifetime, childLifetime: options.vigilChildLifetime, rekeyMargin: options.rekeyMargin,
+                ikeLifetime: options.vigilIKELifetime, childLifetime: options.vigilChildLifetime,
                 forceUDPEncapsulation: options.forceUDPEncapsulation,
-                retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
+                retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3)), rekeyMargin: options.rekeyMargin)
             driver = try InteropDriver(namespace: vigilNS, address: Self.vigilAddress,
                                        configuration: .init(connections: [connection], halfOpenTimeout: options.halfOpenTimeout))
         } catch {

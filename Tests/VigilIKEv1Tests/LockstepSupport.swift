@@ -28,12 +28,12 @@ enum Fixture {
                            psk: String = "lab-secret-123", ike: String = "aes256-sha256-modp2048",
                            esp: String = "aes256-sha256", pfs: DHGroup? = .modp2048,
                            force: Bool = false) -> IKEv1Endpoint.ConnectionConfiguration {
-        IKEv1Endpoint.ConnectionConfiguration(
+        IKEv1Endpoint.ConnectionConfiguration(ConnectionConfiguration(
             name: "SITE/10", localAddress: local, localIdentity: .address(local),
             peers: [.init(address: remote, identity: .address(remote), preSharedKey: SecureBytes(Array(psk.utf8)))],
             ikeProposals: [try! IKEProposal.parse(ike)], espProposals: [try! ESPProposal.parse(esp)], pfsGroup: pfs,
-            localTrafficSelectors: [localNet], remoteTrafficSelectors: [remoteNet], forceUDPEncapsulation: force,
-            retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3))
+            localTrafficSelectors: [localNet], remoteTrafficSelectors: [remoteNet], ikeLifetime: .seconds(28_800),
+            forceUDPEncapsulation: force, retransmission: RetransmissionSchedule(timeout: .seconds(1), base: 1.5, tries: 3)))
     }
 
     static func westEndpoint(psk: String = "lab-secret-123", ike: String = "aes256-sha256-modp2048", esp: String = "aes256-sha256",
@@ -143,11 +143,11 @@ struct Lockstep {
 }
 
 extension [IKEv1Action] {
-    var established: [IKEv1ChildSAInfo] {
-        compactMap { if case .childSAEstablished(let info, _) = $0 { info } else { nil } }
+    var established: [IKEv1ChildSA] {
+        compactMap { if case .childSAEstablished(let info) = $0 { info } else { nil } }
     }
-    var keys: [IKEv1ChildSAKeys] {
-        compactMap { if case .childSAEstablished(_, let keys) = $0 { keys } else { nil } }
+    var keys: [ChildSAKeys] {
+        compactMap { if case .childSAEstablished(let info) = $0 { info.keys } else { nil } }
     }
     var ikeEstablished: [IKEv1SAInfo] {
         compactMap { if case .ikeSAEstablished(let info) = $0 { info } else { nil } }

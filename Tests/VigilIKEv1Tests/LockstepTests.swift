@@ -82,7 +82,7 @@ import VigilWire
         net.settle()
         // East cannot read MM5: nothing in it is authenticated, so both sides keep waiting (issue 13)...
         #expect(net.eastActions.failures.isEmpty && net.westActions.failures.isEmpty)
-        #expect(net.east.counters["unauthenticatedDropped", default: 0] >= 1)
+        #expect(net.east.counters[.unauthenticatedDropped, default: 0] >= 1)
         // ... until west's MM5 retransmissions run out and east's half-open SA expires: then both say why.
         net.advance(to: .seconds(40))
         #expect(net.east.ikeSAs.isEmpty && net.west.ikeSAs.isEmpty)
@@ -101,7 +101,7 @@ import VigilWire
         // East refuses the MM1 (anyone could have sent it): junk, not west's failure. West ignores the
         // unauthenticated NO_PROPOSAL_CHOSEN until its retransmissions run out, then reports it.
         #expect(net.eastActions.failures.isEmpty)
-        #expect(net.east.counters["unauthenticatedRequestsRefused"] == 1)
+        #expect(net.east.counters[.unauthenticatedRequestsRefused] == 1)
         #expect(net.westActions.failures.isEmpty)
         net.advance(to: .seconds(30))
         #expect(net.westActions.failures.map(\.code) == [.noProposalChosen], "\(net.westActions.logText)")
@@ -138,7 +138,7 @@ import VigilWire
         let ackBytes = try #require(net.wire.first)
         net.deliver()
         let replayed = net.east(.datagramReceived(bytes: ackBytes.bytes, from: ackBytes.from, to: ackBytes.to))
-        #expect(net.east.counters["dpdAckMismatch"] == 1)
+        #expect(net.east.counters[.dpdAckMismatch] == 1)
         #expect(replayed.proofsOfLife == 0, "a replayed ACK is no proof of life")
         let allAcked: [UInt32] = net.eastActions.compactMap { if case .dpdAcknowledged(_, let s) = $0 { s } else { nil } }
         #expect(allAcked == [7, 8, 9])
@@ -243,8 +243,8 @@ import VigilWire
             _ = endpoint.handle(.datagramReceived(bytes: bytes, from: Endpoint(Fixture.west, 500), to: Endpoint(Fixture.east, 500)),
                                 now: .zero, random: &random)
         }
-        #expect(endpoint.counters["malformedDropped", default: 0] + endpoint.counters["unknownSPIDropped", default: 0]
-                + endpoint.counters["unsupportedExchangeDropped", default: 0] == 4)
+        #expect(endpoint.counters[.malformedDropped, default: 0] + endpoint.counters[.unknownSPIDropped, default: 0]
+                + endpoint.counters[.unsupportedExchangeDropped, default: 0] == 4)
         #expect(endpoint.ikeSAs.isEmpty)
     }
 
@@ -269,7 +269,7 @@ import VigilWire
         // QM3 E{ HASH(3) } --> again, same bytes
         net.deliver()
         #expect(net.east.childSAs.count == 1)
-        #expect(net.west.counters["retransmittedRequestsAnswered"] == 1)
+        #expect(net.west.counters[.retransmittedRequestsAnswered] == 1)
         #expect(net.west.childSAs.first?.inboundSPI == net.east.childSAs.first?.outboundSPI)
     }
 
@@ -352,9 +352,9 @@ import VigilWire
             }
         }
         #expect(east.ikeSAs.count == 3)
-        #expect(east.counters["halfOpenLimitDropped"] == 2)
+        #expect(east.counters[.halfOpenLimitDropped] == 2)
         for id in expiries { _ = east.handle(.timerFired(id), now: .seconds(30), random: &random) }
         #expect(east.ikeSAs.isEmpty)
-        #expect(east.counters["halfOpenExpired"] == 3)
+        #expect(east.counters[.halfOpenExpired] == 3)
     }
 }

@@ -116,7 +116,7 @@ import VigilWire
             let (west, east) = Self.run(seed: seed, loss: 0.2, duplication: 0.15)
             if west.engine.childSAs.count == 1 && east.engine.childSAs.count == 1 { agreed += 1 }
             let counters = [west.engine.counters, east.engine.counters]
-            if counters.contains(where: { $0["retransmissions", default: 0] + $0["retransmittedRequestsAnswered", default: 0] > 0 }) {
+            if counters.contains(where: { $0[.retransmissions, default: 0] + $0[.retransmittedRequestsAnswered, default: 0] > 0 }) {
                 recovered += 1
             }
         }

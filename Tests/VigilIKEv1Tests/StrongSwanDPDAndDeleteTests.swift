@@ -16,10 +16,10 @@ import VigilLab
         try lab.establish()
         // Three R-U-THEREs answered, and strongSwan has parsed the ACKs.
         lab.driver.run(seconds: 15) { _ in
-            lab.driver.endpoint.counters["dpdProbesAnswered", default: 0] >= 3
+            lab.driver.endpoint.counters[.dpdProbesAnswered, default: 0] >= 3
                 && lab.swan.log.components(separatedBy: "N(DPD_ACK)").count > 3
         }
-        let answered = lab.driver.endpoint.counters["dpdProbesAnswered", default: 0]
+        let answered = lab.driver.endpoint.counters[.dpdProbesAnswered, default: 0]
         #expect(answered >= 3, "Vigil answered \(answered) R-U-THERE; strongSwan:\n\(lab.swan.log)")
         // The sequence numbers Vigil echoed are strongSwan's: consecutive, and strongSwan accepted every ACK.
         let sequences = lab.driver.log.split(separator: "\n").compactMap { line -> UInt32? in
@@ -156,7 +156,7 @@ import VigilLab
         // Vigil refuses strongSwan's MM1: anyone could send one from that address, so it is counted as junk (not
         // the peer's failure) and logged with both sides' algorithms.
         #expect(lab.driver.failures.count == 1, "\(lab.driver.failures)")
-        #expect(lab.driver.endpoint.counters["unauthenticatedRequestsRefused", default: 0] >= 1)
+        #expect(lab.driver.endpoint.counters[.unauthenticatedRequestsRefused, default: 0] >= 1)
         #expect(lab.driver.log.contains("MM1 from 192.0.2.2:500 (unauthenticated): no proposal chosen")
                 && lab.driver.log.contains("aes256-sha256"), "\(lab.driver.log)")
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)

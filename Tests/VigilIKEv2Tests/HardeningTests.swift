@@ -40,16 +40,16 @@ extension Datagram {
             let eastBack = lockstep.eastHandles(.datagramReceived(bytes: eastCheck.bytes, from: eastCheck.to, to: eastCheck.from))
             #expect(!eastBack.provesLife && eastBack.sent.isEmpty)
         }
-        #expect(lockstep.west.counters["reflectedMessages"] == 4)
-        #expect(lockstep.east.counters["reflectedMessages"] == 4)
-        #expect(lockstep.west.counters["livenessRetransmissions"] == 3, "the first check is still unanswered")
+        #expect(lockstep.west.counters[.reflectedMessages] == 4)
+        #expect(lockstep.east.counters[.reflectedMessages] == 4)
+        #expect(lockstep.west.counters[.livenessRetransmissions] == 3, "the first check is still unanswered")
 
         // IKE_SA_INIT { SA, KE, Ni, N, N } -->  (reflected): not a peer's request that creates a half-open SA
         var fresh = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         let initRequest = try #require(fresh.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress)).sent.first)
         let reflected = fresh.westHandles(.datagramReceived(bytes: initRequest.bytes, from: initRequest.to, to: initRequest.from))
         #expect(reflected.sent.isEmpty)
-        #expect(fresh.west.ikeSAs.count == 1 && fresh.west.counters["reflectedMessages"] == 1)
+        #expect(fresh.west.ikeSAs.count == 1 && fresh.west.counters[.reflectedMessages] == 1)
     }
 
     /// Defect 1: a captured liveness response replayed (after it was consumed, and after a newer check went out) is
@@ -70,7 +70,7 @@ extension Datagram {
         // INFORMATIONAL { } -->  (a newer check, lost)   <-- the old response replayed again
         _ = lockstep.westHandles(.sendLivenessCheck(westID))
         #expect(!lockstep.deliver(response).provesLife)
-        #expect(lockstep.west.counters["unexpectedResponses"] == 2)
+        #expect(lockstep.west.counters[.unexpectedResponses] == 2)
         // INFORMATIONAL { } -->  (the first request replayed to east): answered from the cache, no life
         let replay = lockstep.deliver(request)
         #expect(!replay.provesLife)
@@ -98,15 +98,15 @@ extension ProofOfLifeTests {
         // <-- INFORMATIONAL request { } claiming to come from the original initiator (west's own role)
         let ownRole = lockstep.deliver(sealed(.initiator, messageID: west.nextPeerRequestID))
         #expect(!ownRole.provesLife && ownRole.sent.isEmpty)
-        #expect(lockstep.west.counters["reflectedMessages"] == 1)
+        #expect(lockstep.west.counters[.reflectedMessages] == 1)
         // <-- INFORMATIONAL response { } while west has nothing outstanding
         let stray = lockstep.deliver(sealed(.response, messageID: west.nextPeerRequestID))
         #expect(!stray.provesLife)
-        #expect(lockstep.west.counters["unexpectedResponses"] == 1)
+        #expect(lockstep.west.counters[.unexpectedResponses] == 1)
         // <-- INFORMATIONAL request { } with a message ID outside the window (not the next expected, not the cached one)
         let stale = lockstep.deliver(sealed([], messageID: west.nextPeerRequestID &+ 5))
         #expect(!stale.provesLife && stale.sent.isEmpty)
-        #expect(lockstep.west.counters["invalidMessageIDs"] == 1)
+        #expect(lockstep.west.counters[.invalidMessageIDs] == 1)
         // <-- INFORMATIONAL request { } with the next message ID: that one is the peer's word.
         #expect(lockstep.deliver(sealed([], messageID: west.nextPeerRequestID)).provesLife)
     }
@@ -130,7 +130,7 @@ extension ProofOfLifeTests {
         // <-- INFORMATIONAL { }  (to where the request came from)
         #expect(answer.sent.first?.to == elsewhere)
         #expect(lockstep.east.ikeSAs.first?.remoteEndpoint == original)
-        #expect(lockstep.east.counters["addressChangesRefused"] == 1)
+        #expect(lockstep.east.counters[.addressChangesRefused] == 1)
         // <-- CREATE_CHILD_SA { N(REKEY_SA), SA, Ni, TSi, TSr }: still to the original endpoint
         let child = try #require(lockstep.east.childSAs.first)
         let rekey = lockstep.eastHandles(.rekeyChildSA(child.id))
@@ -250,7 +250,7 @@ extension ProofOfLifeTests {
         // <-- IKE_SA_INIT { N(NO_PROPOSAL_CHOSEN) }  (forged)
         let forged = lockstep.deliver(try Self.initResponse(to: request, IKEv2.Notify(type: .noProposalChosen)))
         #expect(forged.failures.isEmpty && forged.sent.isEmpty)
-        #expect(lockstep.west.counters["unauthenticatedNotifies"] == 1)
+        #expect(lockstep.west.counters[.unauthenticatedNotifies] == 1)
         // IKE_SA_INIT -->  <-- IKE_SA_INIT  IKE_AUTH -->  <-- IKE_AUTH
         let all = lockstep.pump([.send(bytes: request.bytes, from: request.from, to: request.to)])
         #expect(all.established.count == 2, "\(all.logText)")
@@ -273,7 +273,7 @@ extension ProofOfLifeTests {
         // --> IKE_SA_INIT { N(NO_PROPOSAL_CHOSEN) }  (to the spoofed source)
         #expect(refusal.failures.isEmpty)
         #expect(refusal.logText.contains("no common IKE proposal"))
-        #expect(lockstep.west.counters["unauthenticatedRefusals"] == 1)
+        #expect(lockstep.west.counters[.unauthenticatedRefusals] == 1)
         #expect(lockstep.west.ikeSAs.count == 1)
         let all = lockstep.pump(start)
         #expect(all.established.count == 2, "\(all.logText)")
@@ -302,7 +302,7 @@ extension ProofOfLifeTests {
         }
         #expect(followed == IKEv2Tunables.maximumCookieRetries)
         #expect(lockstep.west.ikeSAs.count == 1)
-        #expect(lockstep.west.counters["unauthenticatedNotifies"] == 3)
+        #expect(lockstep.west.counters[.unauthenticatedNotifies] == 3)
     }
 }
 
@@ -323,7 +323,7 @@ extension ProofOfLifeTests {
         // ... and the last time INFORMATIONAL { D(IKE) } -->
         #expect(all.deletedIKESAs.count == 2, "\(all.logText)")
         #expect(lockstep.west.ikeSAs.isEmpty && lockstep.east.ikeSAs.isEmpty)
-        #expect(lockstep.west.counters["childRekeysGivenUp"] == 1)
+        #expect(lockstep.west.counters[.childRekeysGivenUp] == 1)
     }
 
     /// Defect 5: when the peer brings up a new IKE SA, its old childless one is deleted at both ends, not kept.
@@ -382,7 +382,7 @@ extension ProofOfLifeTests {
         }
         #expect(lockstep.west.ikeSAs.filter { $0.state == .deleting }.count == IKEv2Tunables.maximumReplacedIKESAs)
         #expect(lockstep.west.ikeSAs.filter { $0.state == .established }.count == 1)
-        #expect(lockstep.west.counters["replacedIKESAsForgotten"] == 3)
+        #expect(lockstep.west.counters[.replacedIKESAsForgotten] == 3)
         #expect(lockstep.west.childSAs.count == 1)
     }
 }
@@ -456,7 +456,7 @@ extension OrphanTests {
         let retry = lockstep.deliver(try #require(demand.sent.first))
         _ = lockstep.deliver(try #require(retry.sent.first))
         #expect(lockstep.east.ikeSAs.count == 2)
-        #expect(lockstep.east.counters["halfOpenEvicted"] == 1)
+        #expect(lockstep.east.counters[.halfOpenEvicted] == 1)
         // Another listed source is not starved: answered without a COOKIE.
         var otherConfig = Fixtures.connection(west: true)
         otherConfig.localAddress = other

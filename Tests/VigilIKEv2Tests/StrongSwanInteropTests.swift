@@ -43,7 +43,7 @@ final class SwanLab {
                 peers: [.init(address: Self.swanAddress, identity: .fqdn("east"), preSharedKey: SecureBytes(Array(Self.secret.utf8)))],
                 ikeProposals: [try IKEProposal.parse(swanOptions.ike)], espProposals: [try ESPProposal.parse(swanOptions.esp)],
                 localTrafficSelectors: [try IPPrefix.parse("10.1.0.0/24")], remoteTrafficSelectors: [try IPPrefix.parse("10.2.0.0/24")],
-                forceUDPEncapsulation: true
+                ikeLifetime: .seconds(14_400), forceUDPEncapsulation: true
             )
             vigil(&connection)
             var configuration = IKEv2Endpoint.Configuration(connections: [connection])
@@ -133,7 +133,7 @@ final class SwanLab {
     }
 
     /// strongSwan's view agrees with ours: same SPIs (mirrored) and an installed Child SA.
-    func expectSameSAs(_ child: ChildSAInfo, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectSameSAs(_ child: IKEv2ChildSA, sourceLocation: SourceLocation = #_sourceLocation) {
         let sas = swanSAs
         #expect(sas.contains("state=ESTABLISHED"), "strongSwan: \(sas)", sourceLocation: sourceLocation)
         #expect(sas.contains("state=INSTALLED"), "strongSwan: \(sas)", sourceLocation: sourceLocation)
@@ -164,11 +164,11 @@ final class SwanLab {
     }
 
     /// The Child SA with this inbound SPI and the keys handed out for it (at establishment or rekey).
-    func child(inboundSPI: [UInt8]) -> (info: ChildSAInfo, keys: ChildSAKeys)? {
+    func child(inboundSPI: [UInt8]) -> (info: IKEv2ChildSA, keys: ChildSAKeys)? {
         for action in driver.actions.reversed() {
             switch action {
-            case .childSAEstablished(let info, let keys) where bigEndian(info.inboundSPI) == inboundSPI: return (info, keys)
-            case .childSARekeyed(_, let info, let keys) where bigEndian(info.inboundSPI) == inboundSPI: return (info, keys)
+            case .childSAEstablished(let info) where bigEndian(info.inboundSPI) == inboundSPI: return (info, info.keys)
+            case .childSARekeyed(_, let info) where bigEndian(info.inboundSPI) == inboundSPI: return (info, info.keys)
             default: continue
             }
         }
@@ -177,7 +177,7 @@ final class SwanLab {
 
     /// A ping from strongSwan's protected subnet arrives as ESP in UDP 4500 on `child`; its ICV verifies with our
     /// inbound keys and it decrypts to the ICMP packet (RFC 4303, RFC 3948; GCM per RFC 4106).
-    func expectESPOpens(_ expected: ChildSAInfo, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    func expectESPOpens(_ expected: IKEv2ChildSA, sourceLocation: SourceLocation = #_sourceLocation) throws {
         let before = driver.esp.count
         _ = try swanNamespace.run(["ping", "-c", "1", "-W", "1", "-I", "10.2.0.1", "10.1.0.1"])
         #expect(driver.run(seconds: 15) { _ in self.driver.esp.count > before }, sourceLocation: sourceLocation)
@@ -348,7 +348,7 @@ final class SwanLab {
         #expect(actions.has { if case .ikeSARekeyed = $0 { true } else { false } }, "\(actions.logText)")
         #expect(actions.deletedIKESAs.isEmpty, "\(actions.logText)\n\(lab.swan.log)")
         #expect(lab.driver.endpoint.ikeSAs.count == 1)
-        let child = try #require(lab.driver.endpoint.childSAs.last)
+        let child = try #require(lab.driver.endpoint.childSAs.last?.childSA)
         #expect(lab.driver.endpoint.childSAs.count == 1, "\(lab.driver.endpoint.childSAs)")
         lab.expectSameSAs(child)
         try lab.expectESPOpens(child)
@@ -380,7 +380,7 @@ final class SwanLab {
         #expect(actions.has { if case .ikeSARekeyed = $0 { true } else { false } }, "\(actions.logText)")
         #expect(actions.deletedIKESAs.isEmpty)
         #expect(lab.driver.endpoint.ikeSAs.count == 1)
-        let child = try #require(lab.driver.endpoint.childSAs.last)
+        let child = try #require(lab.driver.endpoint.childSAs.last?.childSA)
         #expect(child.dhGroup == .curve25519)
         lab.expectSameSAs(child)
         try lab.expectESPOpens(child)
@@ -429,7 +429,7 @@ final class SwanLab {
         if let current = live.first {
             #expect(sas.contains("initiator-spi=\(hex64(current.initiatorSPI))"), "\(sas)")
         }
-        if let child = lab.driver.endpoint.childSAs.first { lab.expectSameSAs(child) }
+        if let child = lab.driver.endpoint.childSAs.first?.childSA { lab.expectSameSAs(child) }
         // The survivor carries traffic.
         let answered = lab.driver.actions.livenessAnswers
         if let current = live.first {
@@ -445,7 +445,7 @@ final class SwanLab {
         let up = lab.driver.run(seconds: 10) { !$0.established.isEmpty }
         initiate.waitUntilExit()
         #expect(up, "\(lab.driver.actions.logText)\n\(lab.swan.log)")
-        #expect(lab.driver.endpoint.counters["cookiesSent"] == 1)
+        #expect(lab.driver.endpoint.counters[.cookiesSent] == 1)
         #expect(lab.driver.actions.logText.contains("received IKE_SA_INIT request 0 { N(COOKIE), SA, KE"))
         if let child = lab.driver.actions.established.first { lab.expectSameSAs(child) }
     }
@@ -491,7 +491,7 @@ final class SwanLab {
             lab.driver.run(seconds: 0.5)
         }
         #expect(lab.driver.actions.livenessAnswers == 0)
-        #expect(lab.driver.endpoint.counters["livenessRetransmissions"] == 2)
+        #expect(lab.driver.endpoint.counters[.livenessRetransmissions] == 2)
         // A request on the retransmission schedule declares the peer unreachable.
         lab.driver.handle(.abandonIKESA(id))
         #expect(lab.driver.endpoint.ikeSAs.isEmpty)
@@ -529,9 +529,9 @@ final class SwanLab {
         lab.driver.run(seconds: 10) { !$0.failures.isEmpty }
         #expect(lab.driver.actions.failures.map(\.code) == [.noProposalChosen], "\(lab.driver.actions.logText)")
         #expect(lab.driver.actions.failures.first?.message.contains("NO_PROPOSAL_CHOSEN") == true)
-        #expect((lab.driver.endpoint.counters["unauthenticatedNotifies"] ?? 0) >= 2, "every retransmission is answered and ignored")
+        #expect((lab.driver.endpoint.counters[.unauthenticatedNotifies] ?? 0) >= 2, "every retransmission is answered and ignored")
         let initiate = try lab.swanctlInBackground(["--initiate", "--child", "net", "--timeout", "5"])
-        let refused = lab.driver.run(seconds: 5) { _ in (lab.driver.endpoint.counters["unauthenticatedRefusals"] ?? 0) >= 1 }
+        let refused = lab.driver.run(seconds: 5) { _ in (lab.driver.endpoint.counters[.unauthenticatedRefusals] ?? 0) >= 1 }
         initiate.waitUntilExit()
         #expect(refused)
         #expect(lab.driver.actions.failures.map(\.code) == [.noProposalChosen], "no failure for an unauthenticated request")

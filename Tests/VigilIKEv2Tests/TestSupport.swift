@@ -30,21 +30,21 @@ extension [IKEv2Action] {
     var failures: [NegotiationFailure] {
         compactMap { if case .negotiationFailed(_, _, let reason) = $0 { reason } else { nil } }
     }
-    var established: [ChildSAInfo] {
-        compactMap { if case .childSAEstablished(let info, _) = $0 { info } else { nil } }
+    var established: [IKEv2ChildSA] {
+        compactMap { if case .childSAEstablished(let info) = $0 { info } else { nil } }
     }
     var childKeys: [ChildSAKeys] {
         compactMap {
             switch $0 {
-            case .childSAEstablished(_, let keys), .childSARekeyed(_, _, let keys): keys
+            case .childSAEstablished(let info), .childSARekeyed(_, let info): info.keys
             default: nil
             }
         }
     }
-    var rekeyed: [(old: ChildSAID, new: ChildSAInfo)] {
-        compactMap { if case .childSARekeyed(let old, let new, _) = $0 { (old, new) } else { nil } }
+    var rekeyed: [(old: ChildSAID, new: IKEv2ChildSA)] {
+        compactMap { if case .childSARekeyed(let old, let new) = $0 { (old, new) } else { nil } }
     }
-    var deletedChildren: [ChildSAInfo] {
+    var deletedChildren: [IKEv2ChildSA] {
         compactMap { if case .childSADeleted(let info, _) = $0 { info } else { nil } }
     }
     var deletedIKESAs: [IKESAInfo] {

@@ -38,13 +38,13 @@ enum FuzzIKEv1Encrypted {
     static func connection(west isWest: Bool) -> IKEv1Endpoint.ConnectionConfiguration {
         let local = isWest ? west : east
         let remote = isWest ? east : west
-        return IKEv1Endpoint.ConnectionConfiguration(
+        return IKEv1Endpoint.ConnectionConfiguration(.init(
             name: "SITE/10", localAddress: local, localIdentity: .address(local),
             peers: [.init(address: remote, identity: .address(remote), preSharedKey: SecureBytes(Array("fuzz-secret".utf8)))],
             ikeProposals: [try! IKEProposal.parse("aes256-sha256-modp2048")], espProposals: [try! ESPProposal.parse("aes256-sha256")],
             pfsGroup: nil,
             localTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.1.0.0/24" : "10.2.0.0/24")],
-            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/24")])
+            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/24")], ikeLifetime: .seconds(28_800)))
     }
 
     /// Two endpoints and the datagrams between them.
@@ -88,25 +88,26 @@ enum FuzzIKEv1Encrypted {
             var ours = established
             let oursChild = (receiverIsWest ? ours.west : ours.east).childSAs[0].id
             ours.handle(westSide: receiverIsWest, .rekeyChildSA(oursChild))
-            sessions.append(session(ours, receiverIsWest: receiverIsWest, step: .initiatorSentQM1))
+            sessions.append(session(ours, receiverIsWest: receiverIsWest, weInitiated: true))
             // The peer's Quick Mode: its QM1 delivered, our QM2 sent, QM3 awaited.
             var theirs = established
             let theirsChild = (receiverIsWest ? theirs.east : theirs.west).childSAs[0].id
             theirs.handle(westSide: !receiverIsWest, .rekeyChildSA(theirsChild))
             theirs.deliver(1)
-            sessions.append(session(theirs, receiverIsWest: receiverIsWest, step: .responderSentQM2))
+            sessions.append(session(theirs, receiverIsWest: receiverIsWest, weInitiated: false))
         }
         return sessions
     }()
 
-    static func session(_ pair: Pair, receiverIsWest: Bool, step: QuickMode.Step) -> Session {
+    /// The session whose Quick Mode is ours waiting for QM2 (`weInitiated`), or the peer's waiting for QM3.
+    static func session(_ pair: Pair, receiverIsWest: Bool, weInitiated: Bool) -> Session {
         let endpoint = receiverIsWest ? pair.west : pair.east
         guard let sa = endpoint.sas.values.first(where: \.isEstablished),
-              let quickMode = sa.quickModes.values.first(where: { $0.step == step }) else {
-            preconditionFailure("the fuzz harness's Quick Mode is not at \(step)")
+              let quickMode = sa.quickModes.values.first(where: { $0.weInitiated == weInitiated }) else {
+            preconditionFailure("the fuzz harness's Quick Mode is not at \(weInitiated ? "QM2" : "QM3")")
         }
         return Session(endpoint: endpoint, id: sa.id,
-                       kind: step == .initiatorSentQM1 ? .awaitingQM2(quickMode.messageID) : .awaitingQM3(quickMode.messageID),
+                       kind: weInitiated ? .awaitingQM2(quickMode.messageID) : .awaitingQM3(quickMode.messageID),
                        pair: pair, receiverIsWest: receiverIsWest)
     }
 
@@ -142,15 +143,15 @@ enum FuzzIKEv1Encrypted {
             case .awaitingQM2(let id):
                 // QM2: HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [| KE] [| IDci | IDcr]).
                 messageID = id
-                let quickMode = sa.quickModes[id]!
-                plaintext = hashed(rest, firstPayload, keys.prf(keys.skeyidA, IKEv1Endpoint.messageIDBytes(id) + quickMode.localNonce + covered(rest, firstPayload)))
-                iv = quickMode.iv
+                guard case .initiatorSentQM1(let sent)? = sa.quickModes[id] else { preconditionFailure("the harness's QM1 is gone") }
+                plaintext = hashed(rest, firstPayload, keys.prf(keys.skeyidA, IKEv1Endpoint.messageIDBytes(id) + sent.localNonce + covered(rest, firstPayload)))
+                iv = sent.iv
             case .awaitingQM3(let id):
                 // QM3: HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b); anything after it rides along.
                 messageID = id
-                let quickMode = sa.quickModes[id]!
-                plaintext = hashed(rest, firstPayload, keys.prf(keys.skeyidA, [0] + IKEv1Endpoint.messageIDBytes(id) + quickMode.initiatorNonce + quickMode.responderNonce))
-                iv = quickMode.iv
+                guard case .responderSentQM2(let sent)? = sa.quickModes[id] else { preconditionFailure("the harness's QM2 is gone") }
+                plaintext = hashed(rest, firstPayload, keys.prf(keys.skeyidA, [0] + IKEv1Endpoint.messageIDBytes(id) + sent.agreed.initiatorNonce + sent.agreed.responderNonce))
+                iv = sent.iv
             }
         case 2:
             exchange = control & 0b100 != 0 ? .informational : .quickMode

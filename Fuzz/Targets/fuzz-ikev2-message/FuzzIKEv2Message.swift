@@ -21,7 +21,8 @@ enum FuzzIKEv2Message {
             peers: [.init(address: west, identity: .fqdn("west"), preSharedKey: SecureBytes(Array("fuzz-secret".utf8)))],
             ikeProposals: [try! IKEProposal.parse("aes128gcm16-prfsha256-x25519"), try! IKEProposal.parse("aes256-sha256-x25519")],
             espProposals: [try! ESPProposal.parse("aes128gcm16")],
-            localTrafficSelectors: [try! IPPrefix.parse("10.2.0.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.1.0.0/24")])
+            localTrafficSelectors: [try! IPPrefix.parse("10.2.0.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.1.0.0/24")],
+            ikeLifetime: .seconds(14_400))
     ]))
 
     static func run(_ bytes: [UInt8]) {

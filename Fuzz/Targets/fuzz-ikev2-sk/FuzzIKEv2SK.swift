@@ -57,7 +57,7 @@ enum FuzzIKEv2SK {
                           preSharedKey: SecureBytes(Array("fuzz-secret".utf8)))],
             ikeProposals: [try! IKEProposal.parse(ike)], espProposals: [try! ESPProposal.parse(esp)], pfsGroup: .curve25519,
             localTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.1.0.0/24" : "10.2.0.0/24")],
-            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/16")])
+            remoteTrafficSelectors: [try! IPPrefix.parse(isWest ? "10.2.0.0/24" : "10.1.0.0/16")], ikeLifetime: .seconds(14_400))
     }
 
     static func firstSend(_ actions: [IKEv2Action]) -> (bytes: [UInt8], from: Endpoint, to: Endpoint)? {

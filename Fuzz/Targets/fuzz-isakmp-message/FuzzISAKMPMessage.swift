@@ -16,12 +16,13 @@ enum FuzzISAKMPMessage {
 
     /// A responder for one peer with strongSwan's default-like Main Mode proposal, so captured MM1s match.
     static let responder = IKEv1Endpoint(configuration: .init(connections: [
-        IKEv1Endpoint.ConnectionConfiguration(
+        IKEv1Endpoint.ConnectionConfiguration(.init(
             name: "WEST/10", localAddress: east, localIdentity: .address(east),
             peers: [.init(address: west, identity: .address(west), preSharedKey: SecureBytes(Array("fuzz-secret".utf8)))],
             ikeProposals: [try! IKEProposal.parse("aes256-sha256-modp2048"), try! IKEProposal.parse("aes128-sha1-modp2048")],
             espProposals: [try! ESPProposal.parse("aes256-sha256")], pfsGroup: nil,
-            localTrafficSelectors: [try! IPPrefix.parse("10.2.0.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.1.0.0/24")])
+            localTrafficSelectors: [try! IPPrefix.parse("10.2.0.0/24")], remoteTrafficSelectors: [try! IPPrefix.parse("10.1.0.0/24")],
+            ikeLifetime: .seconds(28_800)))
     ]))
 
     static func run(_ bytes: [UInt8]) {
