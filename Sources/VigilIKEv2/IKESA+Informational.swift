@@ -25,7 +25,12 @@ extension IKESA {
 
     /// `.deleteIKESA`: INFORMATIONAL { D } and forget at once (the peer may be gone).
     mutating func deleteIKESA(context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
-        if isEstablished { sendDelete(random: &random, effects: &effects) }
+        if isEstablished {
+            sendDelete(random: &random, effects: &effects)
+        } else if withdrawn, let delete = outstanding {
+            // Its DELETE is already out: once more, not awaited.
+            transmit(delete.datagram, &effects)
+        }
         close(reason: .local("deleted"), effects: &effects)
     }
 

@@ -180,6 +180,8 @@ struct IKESA: @unchecked Sendable {
     var remoteIdentity: Identity?
     var establishedAt: Duration?
     var rekeyedAway = false
+    /// Our IKE_AUTH went unanswered: the SA is only deleting itself at the peer, which may have completed it.
+    var withdrawn = false
     /// §2.25.2: the peer's IKE SA rekey we answered while ours was in flight.
     var collision: IKERekeyCollision?
     var schedule: RetransmissionSchedule
@@ -232,7 +234,7 @@ struct IKESA: @unchecked Sendable {
     var info: IKESAInfo {
         let state: IKESAInfo.State
         switch phase {
-        case .initiatorInit, .initiatorAuth, .responderHalfOpen: state = .connecting
+        case .initiatorInit, .initiatorAuth, .responderHalfOpen: state = withdrawn ? .deleting : .connecting
         case .established:
             if rekeyedAway {
                 state = .deleting
@@ -343,13 +345,20 @@ struct IKESA: @unchecked Sendable {
 
     // MARK: - Timers
 
-    mutating func retransmitTimerFired(messageID: UInt32, context: SAContext, effects: inout Effects) {
+    mutating func retransmitTimerFired(
+        messageID: UInt32, context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects
+    ) {
         guard var request = outstanding, request.messageID == messageID, request.onSchedule else { return }
         guard request.transmissions <= schedule.tries else {
             if rekeyedAway {
                 // A replaced SA whose DELETE goes unanswered: its successor speaks for the peer.
                 outstanding = nil
                 close(reason: .replaced("rekeyed"), effects: &effects)
+                return
+            }
+            if withdrawn {
+                effects.log(.info, "\(label): DELETE of the withdrawn SA unanswered; forgotten")
+                close(reason: .peerUnreachable, effects: &effects)
                 return
             }
             effects.log(.warning, "\(label): giving up after \(schedule.tries) retransmissions of message \(messageID); peer \(remote) unreachable")
@@ -364,7 +373,11 @@ struct IKESA: @unchecked Sendable {
             }
             if !request.isLiveness { effects.actions.append(.exchangeInFlight(id, false)) }
             outstanding = nil
-            close(reason: .peerUnreachable, effects: &effects)
+            if case .ikeAuth = request.kind, protection != nil {
+                withdraw(context: context, random: &random, effects: &effects)
+            } else {
+                close(reason: .peerUnreachable, effects: &effects)
+            }
             return
         }
         effects.count(.retransmissions)
@@ -373,6 +386,20 @@ struct IKESA: @unchecked Sendable {
         effects.actions.append(.scheduleTimer(.retransmit(id, messageID: messageID), at: context.now + schedule.delay(afterAttempt: request.transmissions)))
         request.transmissions += 1
         outstanding = request
+    }
+
+    /// An IKE_AUTH request whose retransmissions ran out may still have been answered: the response lost, or the
+    /// responder slow (charon answers a request once it has installed the Child SA, and ignores retransmissions of
+    /// it meanwhile). The responder would then keep an IKE SA and a Child SA we never had, and send its traffic
+    /// into them. So the SA is not forgotten silently: it sends INFORMATIONAL { D(IKE) } under its keys, as an
+    /// ordinary request retransmitted on the schedule (a responder still busy with message 1 takes message 2 only
+    /// after answering it), and is forgotten when that is answered or its retransmissions run out. The failure is
+    /// already reported; the late IKE_AUTH response, if it comes, is not the outstanding request and is dropped.
+    mutating func withdraw(context: SAContext, random: inout some RandomNumberGenerator, effects: inout Effects) {
+        withdrawn = true
+        effects.log(.notice, "\(label): withdrawing after the unanswered IKE_AUTH: deleting the SA at \(remote) in case it completed there")
+        let delete: [IKEv2.Payload] = [.delete(IKEv2.Delete(protocolID: .ike, spis: []))]
+        startRequest(.informational, delete, kind: .deleteIKE, now: context.now, random: &random, effects: &effects)
     }
 
     /// Forgets the SA: its Child SAs and itself are reported deleted, its timers cancelled.

@@ -345,7 +345,7 @@ public struct IKEv2Endpoint: Sendable {
     mutating func timerFired(_ timer: IKEv2TimerID, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         switch timer {
         case .retransmit(let id, let messageID):
-            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.retransmitTimerFired(messageID: messageID, context: context, effects: &effects) }
+            return withSA(id, now: now, random: &random) { sa, context, effects, random in sa.retransmitTimerFired(messageID: messageID, context: context, random: &random, effects: &effects) }
         case .halfOpenExpiry(let id):
             return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 guard case .responderHalfOpen = sa.phase else { return }

@@ -92,6 +92,31 @@ import VigilAddressing
 
     /// Every dead-peer action: `restart` fails over, `clear` leaves the entry idle with nothing installed for the
     /// dead peer, `hold` keeps the entry down (traffic held by the policies) and moves on no further by itself.
+    /// The peer completes IKE_AUTH but its answers never arrive (lost, or too late for the retransmissions): the
+    /// gateway gives up and moves on, and the peer must not keep the IKE SA and Child SA the gateway never had
+    /// (it would send the tunnel's traffic into them). The gateway deletes the SA at the peer under its keys.
+    @Test func anIKEAuthAnsweredTooLateLeavesNoSAAtThePeer() throws {
+        let lab = try InProcessLab(seed: 12)
+        let peer1 = try #require(IPAddress(Self.peer1))
+        lab.drop = { datagram in
+            // IKEv2 header (RFC 7296 §3.1): exchange type at octet 18, flags at 19 (0x20 = Response).
+            datagram.from.address == peer1 && datagram.bytes.count > 19
+                && datagram.bytes[18] == 35 && datagram.bytes[19] & 0x20 != 0
+        }
+        try lab.start()
+        let moved = lab.run(within: .seconds(30)) { lab.activePeer == Self.peer2 && lab.outboundPeers == [Self.peer2] }
+        let story = lab.narrative.joined(separator: "\n")
+        #expect(moved, "\(story)")
+        let failed = try #require(lab.firstEvent("attemptFailed", peer: Self.peer1), "\(story)")
+        let authResponses = lab.network.sent.filter { $0.from.address == peer1 && $0.bytes.count > 19 && $0.bytes[18] == 35 }
+        #expect(authResponses.count >= 2, "the peer answered the IKE_AUTH and its retransmissions: \(authResponses)")
+        // The DELETE went out with the failure: a one-way trip later the peer holds nothing.
+        #expect(lab.run(within: .seconds(1)) { lab.childSAs(of: lab.peers[0]) == 0 },
+                "peer1 kept the Child SA of the abandoned IKE_AUTH:\n\(lab.narrative(of: lab.peers[0]).joined(separator: "\n"))")
+        #expect(lab.peers[0].daemon.status().entries.allSatisfy { $0.activePeer == nil }, "\(lab.narrative(of: lab.peers[0]))")
+        #expect(failed.time < lab.now.seconds)
+    }
+
     @Test(arguments: ["restart", "clear", "hold"])
     func theDeadPeerActionDecidesWhatFollowsADeath(action: String) throws {
         var settings = InProcessLab.Settings()

@@ -52,6 +52,8 @@ final class InProcessLab {
     private(set) var peers: [Host] = []
     /// Addresses whose traffic the network drops (killed hosts, cut links).
     private var unreachable: Set<IPAddress> = []
+    /// A test's own loss: datagrams it returns true for are dropped.
+    var drop: (SimulatedNetwork.Datagram) -> Bool = { _ in false }
     private var random: DaemonRandom
     /// Each host's state file (run-time peer lists) lives here, removed with the lab.
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vigil-in-process-\(UUID().uuidString.prefix(8))").path
@@ -64,7 +66,7 @@ final class InProcessLab {
         random = .seeded(seed)
         network = SimulatedNetwork(scheduler: scheduler, latency: settings.latency)
         network.filter = { [unowned self] datagram in
-            !unreachable.contains(datagram.from.address) && !unreachable.contains(datagram.to.address)
+            !unreachable.contains(datagram.from.address) && !unreachable.contains(datagram.to.address) && !drop(datagram)
         }
         for index in 0..<settings.peers {
             peers.append(try makeHost(name: "peer\(index + 1)", yaml: responderYAML(index), secrets: Self.secrets([Self.gatewayAddress])))

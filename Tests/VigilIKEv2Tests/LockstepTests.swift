@@ -284,6 +284,70 @@ import VigilIKE
         #expect(lockstep.east.ikeSAs.count == 1 && lockstep.east.childSAs.count == 1)
     }
 
+    /// Runs IKE_SA_INIT and lets east complete IKE_AUTH, but loses every IKE_AUTH response on its way to west
+    /// until west's retransmissions run out. Returns the late response and west's actions from the give-up on.
+    static func loseTheAuthResponses(_ lockstep: inout Lockstep) throws -> (lateResponse: Datagram, west: [IKEv2Action]) {
+        let initRequest = try #require(lockstep.westHandles(.initiate(connection: "EAST/10", peer: Lockstep.eastAddress)).sent.first)
+        let initResponse = try #require(lockstep.deliver(initRequest).sent.first)
+        var actions = lockstep.deliver(initResponse)
+        let authRequest = try #require(actions.sent.first)
+        let lateResponse = try #require(lockstep.deliver(authRequest).sent.first)
+        #expect(lockstep.east.childSAs.count == 1, "east completed IKE_AUTH and installed its Child SA")
+        while !actions.contains(where: { if case .negotiationFailed = $0 { true } else { false } }) {
+            let timer = try #require(actions.timers.last { if case .retransmit = $0.0 { true } else { false } })
+            lockstep.now = timer.1
+            actions = lockstep.westHandles(.timerFired(timer.0))
+            // Each retransmission reaches east, which answers it from its cache: lost too.
+            for retransmission in actions.sent where !actions.contains(where: { if case .negotiationFailed = $0 { true } else { false } }) {
+                #expect(lockstep.deliver(retransmission).sent.count == 1)
+            }
+        }
+        return (lateResponse, actions)
+    }
+
+    /// West gives up on an IKE_AUTH that east completed: west deletes the SA at east under its keys, so east does
+    /// not keep an IKE SA and a Child SA that west never had (and send its traffic into them).
+    @Test func unansweredIKEAuthIsDeletedAtThePeer() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        let (lateResponse, gaveUp) = try Self.loseTheAuthResponses(&lockstep)
+        #expect(gaveUp.failures.map(\.code) == [.timeout])
+        #expect(gaveUp.established.isEmpty && gaveUp.deletedIKESAs.isEmpty, "nothing was up at west, nothing is reported down")
+        // INFORMATIONAL { D(IKE) } --> under the IKE SA's keys, message ID 2.
+        let delete = try #require(gaveUp.sent.last)
+        let header = try IKEv2.Message.parse(delete.bytes).header
+        #expect(header.exchangeType == .informational && header.messageID == 2 && !header.flags.contains(.response))
+        #expect(lockstep.west.ikeSAs.map(\.state) == [.deleting])
+        // The late IKE_AUTH response is not the outstanding request: dropped, nothing established.
+        let late = lockstep.deliver(lateResponse)
+        #expect(late.established.isEmpty && late.sent.isEmpty)
+        #expect(lockstep.west.counters[.unexpectedResponses] == 1)
+        // East deletes its IKE SA and the Child SA with it, and answers; west forgets the SA.
+        let deleted = lockstep.pump([.send(bytes: delete.bytes, from: delete.from, to: delete.to)])
+        #expect(lockstep.east.ikeSAs.isEmpty && lockstep.east.childSAs.isEmpty)
+        #expect(deleted.ikeSAEnds == [.deletedByPeer], "only east had the SA up: \(deleted.ikeSAEnds)")
+        #expect(deleted.deletedChildren.count == 1)
+        #expect(lockstep.west.ikeSAs.isEmpty)
+    }
+
+    /// The DELETE of a withdrawn SA is retransmitted like any request (a responder still busy with IKE_AUTH takes
+    /// message 2 only after answering message 1) and the SA is forgotten quietly when nobody answers it.
+    @Test func unansweredDeleteOfAWithdrawnSAIsRetransmittedThenForgotten() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        var (_, actions) = try Self.loseTheAuthResponses(&lockstep)
+        let delete = try #require(actions.sent.last)
+        var deletes = 1
+        while let timer = actions.timers.last(where: { if case .retransmit = $0.0 { true } else { false } }) {
+            lockstep.now = timer.1
+            actions = lockstep.westHandles(.timerFired(timer.0))
+            #expect(actions.failures.isEmpty && actions.deletedIKESAs.isEmpty, "the failure was reported once, at the give-up")
+            #expect(actions.sent.allSatisfy { $0.bytes == delete.bytes }, "retransmitted unchanged")
+            deletes += actions.sent.count
+        }
+        #expect(deletes == 1 + RetransmissionSchedule.strongSwanDefault.tries)
+        #expect(lockstep.west.ikeSAs.isEmpty)
+        #expect(lockstep.east.childSAs.count == 1, "east never heard: its SA is left to its own liveness checks")
+    }
+
     @Test func abandonSendsNothingAndReportsDeletions() throws {
         var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
         _ = try Self.establish(&lockstep)
