@@ -77,6 +77,11 @@ public enum ConfigurationLoader {
     // MARK: steps
 
     private static func compose(_ yaml: String, file: String, _ diagnostics: inout Diagnostics) -> Node? {
+        if let deep = NestingBound.firstViolation(in: yaml) {
+            diagnostics.report(file, line: deep.line,
+                "nested more than \(NestingBound.limit) levels deep (indentation, indicators and open brackets); refused before parsing: a Vigil configuration needs about ten")
+            return nil
+        }
         do {
             // UTF-8 named here: Yams' default encoding reads the process environment on every parse.
             guard let root = try Yams.compose(yaml: yaml, .default, .default, .utf8) else {

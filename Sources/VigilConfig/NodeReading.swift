@@ -9,6 +9,11 @@ struct Diagnostics {
             file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, path: path, message: message))
     }
 
+    /// A problem found before the YAML tree exists: a line, no node.
+    mutating func report(_ file: String, line: Int, _ message: String) {
+        errors.append(ConfigurationError(file: file, line: line, column: 1, path: "", message: message))
+    }
+
     mutating func report(_ field: Field, _ message: String) {
         report(field.file, field.node.mark, field.path, message)
     }
