@@ -16,8 +16,9 @@ import VigilLab
     static let second = FailoverLab.gatewayAddress(1)
 
     /// A lab with two gateways, vigild up with the first, and pings from the host flowing through it.
-    private func establishedLab(monitor: String?) throws -> (VigildLab, PingMonitorLite) {
+    private func establishedLab(ikeVersion: Int, monitor: String?) throws -> (VigildLab, PingMonitorLite) {
         var settings = VigildLab.Settings()
+        settings.ikeVersion = ikeVersion
         settings.gatewayCount = 2
         settings.monitor = monitor
         let lab = try VigildLab(settings)
@@ -42,8 +43,14 @@ import VigilLab
             .map { "  \($0.wallClock) \($0.kind) \($0.peer ?? "-") \($0.detail)" }.joined(separator: "\n")
     }
 
-    @Test func brokenForwardingOnTheActivePeerIsDataPathDeadAndFailsOver() throws {
-        let (lab, ping) = try establishedLab(monitor: Self.monitor)
+    /// A DPD answer (IKEv2 liveness check or IKEv1 R-U-THERE-ACK) from `peer` after `date`.
+    private static func dpdAnswered(_ event: DaemonEvent, by peer: String, after date: Date) -> Bool {
+        (event.kind == "liveness-answered" || event.kind == "r-u-there-ack") && event.peer == peer && VigildLab.date(of: event) > date
+    }
+
+    @Test(arguments: [2, 1])
+    func brokenForwardingOnTheActivePeerIsDataPathDeadAndFailsOver(ikeVersion: Int) throws {
+        let (lab, ping) = try establishedLab(ikeVersion: ikeVersion, monitor: Self.monitor)
         defer { lab.destroy() }
         let started = try #require(try lab.events().first { $0.kind == "tunnel-monitor-started" && $0.peer == Self.first },
                                    "monitoring did not start with the first peer:\n\(lab.diagnostics)")
@@ -69,8 +76,7 @@ import VigilLab
 
         // The gateway's IKE daemon kept answering DPD the whole time: DPD alone would never have moved.
         #expect(!events.contains { $0.kind == "declared-dead" }, "DPD declared a peer dead:\n\(timeline)")
-        #expect(events.contains { $0.kind == "liveness-answered" && $0.peer == Self.first && VigildLab.date(of: $0) > brokenAt
-                                  && VigildLab.date(of: $0) <= VigildLab.date(of: death) },
+        #expect(events.contains { Self.dpdAnswered($0, by: Self.first, after: brokenAt) && VigildLab.date(of: $0) <= VigildLab.date(of: death) },
                 "no DPD answer from the first gateway between the break and the death:\n\(timeline)")
         #expect(events.contains { $0.kind == "peerDead" && $0.peer == Self.first && VigildLab.date(of: $0) >= VigildLab.date(of: death) },
                 "the coordinator was not told of the death:\n\(timeline)")
@@ -87,18 +93,19 @@ import VigilLab
         #expect(failure?.hasPrefix("data path dead: 3 echo requests to 10.2.0.1 unanswered") == true, "\(String(describing: failure))")
 
         let toSecond = VigildLab.date(of: programmed).timeIntervalSince(brokenAt)
-        print("[tunnel-monitor] forwarding broken on gateway 1: data-path-dead after \(String(format: "%.3f", detection)) s, "
+        print("[tunnel-monitor] IKEv\(ikeVersion) forwarding broken on gateway 1: data-path-dead after \(String(format: "%.3f", detection)) s, "
             + "data plane via gateway 2 after \(String(format: "%.3f", toSecond)) s, ping blackout \(String(format: "%.3f", report.blackout)) s")
     }
 
-    @Test func withoutMonitoringBrokenForwardingGoesUnnoticed() throws {
-        let (lab, ping) = try establishedLab(monitor: nil)
+    @Test(arguments: [2, 1])
+    func withoutMonitoringBrokenForwardingGoesUnnoticed(ikeVersion: Int) throws {
+        let (lab, ping) = try establishedLab(ikeVersion: ikeVersion, monitor: nil)
         defer { lab.destroy() }
         let brokenAt = Date()
         try lab.lab.breakForwarding(0)
         // Six monitor intervals' worth of observation: no failover (nothing to wait for but its absence).
         let moved = try lab.waitForEvent(timeout: 6 * Self.interval) { $0.kind == "dataplane-programmed" && $0.peer == Self.second }
-        let answered = try lab.waitForEvent(timeout: 5) { $0.kind == "liveness-answered" && $0.peer == Self.first && VigildLab.date(of: $0) > brokenAt }
+        let answered = try lab.waitForEvent(timeout: 5) { Self.dpdAnswered($0, by: Self.first, after: brokenAt) }
         let pingedThrough = ping.waitForReplies(1, after: brokenAt.addingTimeInterval(0.2), timeout: 0.5)
         _ = ping.stop()
         let events = try lab.events()
