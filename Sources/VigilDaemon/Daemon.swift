@@ -134,7 +134,8 @@ public final class Daemon: @unchecked Sendable {
         restorePeerLists()
         for name in entryOrder {
             let entry = entries[name]!
-            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")
+            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)"
+                + (entry.entry.monitor.map { "; monitor \($0.summary)" } ?? ""))
             if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
         }
         scheduleSampler()

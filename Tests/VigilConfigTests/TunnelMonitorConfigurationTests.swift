@@ -23,6 +23,12 @@ import VigilAddressing
                                                        interval: .seconds(2), threshold: 3))
     }
 
+    @Test func configCheckSummaryShowsTheMonitor() throws {
+        let yaml = Self.withMonitor("{ address: 10.2.0.10, source: 10.1.0.1, interval: 2s, threshold: 3 }")
+        let configuration = try ConfigurationLoader.load(yaml: yaml, fileName: "test.yaml", secrets: validSecrets)
+        #expect(configuration.normalizedSummary.contains("      monitor: echo 10.1.0.1 -> 10.2.0.10 every 2s, dead after 3 unanswered\n"))
+    }
+
     @Test func intervalAndThresholdDefaultToPaloAltos() throws {
         let entry = try Self.entry(Self.withMonitor("{ address: 10.2.0.10, source: 10.1.0.1 }"))
         #expect(entry.monitor?.interval == .seconds(3))

@@ -73,6 +73,7 @@ import VigilAddressing
         lab.run(for: .seconds(5))   // answered echo requests (and DPD): nothing declared
         #expect(lab.firstEvent("data-path-dead") == nil, "\(lab.narrative.joined(separator: "\n"))")
         #expect(lab.firstEvent("tunnel-monitor-started", peer: Self.peer1) != nil)
+        #expect(lab.firstEvent("entry-loaded")?.detail.hasSuffix("; monitor echo 10.1.0.1 -> 10.2.0.10 every 500ms, dead after 3 unanswered") == true)
         #expect(echo.opened == [IPAddress("10.1.0.1")!])
         #expect(echo.sent.count >= 10 && echo.sent.allSatisfy { $0.peer == Self.peer1 })
 
