@@ -68,8 +68,9 @@ struct DocumentParser {
     static let entryKeys = [
         "sequence", "ike-version", "peers", "idle-time", "preemption", "traffic", "ike-proposals", "esp-proposals",
         "pfs-group", "ike-lifetime", "child-lifetime", "rekey-margin", "dpd", "start", "encapsulation",
-        "connect-timeout", "backoff", "local-identity", "retransmit", "hooks",
+        "connect-timeout", "backoff", "local-identity", "retransmit", "hooks", "monitor",
     ]
+    static let monitorKeys = ["address", "source", "interval", "threshold"]
     static let peerKeys = ["address", "identity", "default"]
     static let trafficKeys = ["local", "remote"]
     static let preemptionKeys = ["hold-down", "max-flaps", "flap-window"]
@@ -425,6 +426,7 @@ struct DocumentParser {
         let retransmitOverride = section["retransmit"].map { parseRetransmit($0) } ?? RetransmitOverride()
         if retransmitOverride.invalid { ok = false }
         let hooks = need(section["hooks"].map { parseHooks($0) } ?? [])
+        let monitor = section["monitor"].map { need(parseMonitor($0, traffic: traffic?.map(\.value))) }
 
         guard ok, let sequence, let version, let peerList, let traffic, let ikeProposals, let espProposals,
               let ikeLifetime, let childLifetime, let dpd, let start, let encapsulation, let connectTimeout, let backoff, let hooks
@@ -437,6 +439,7 @@ struct DocumentParser {
             connectTimeout: connectTimeout, backoff: backoff, localIdentity: localIdentity ?? nil,
             retransmit: retransmitOverride.applied(to: globalRetransmit))
         entry.hooks = hooks
+        entry.monitor = monitor ?? nil
         let site = EntrySite(
             mapName: field.path, field: field, trafficFields: traffic.map(\.field), peerFields: peerList.peers.map(\.field))
         return (entry, site)
@@ -497,6 +500,48 @@ struct DocumentParser {
             ok = false
         }
         return ok ? result : nil
+    }
+
+    /// `monitor: {address, source, interval, threshold}`; nil when anything is wrong (each problem reported). The
+    /// addresses are checked against the entry's selectors when those could be read.
+    private mutating func parseMonitor(_ field: Field, traffic: [TrafficSelectorPair]?) -> TunnelMonitorSettings? {
+        guard let section = Section(field, allowed: Self.monitorKeys, &diagnostics) else { return nil }
+        let address = section.required("address", &diagnostics, allowed: "the IPv4 address to ping through the tunnel, inside a remote traffic selector")
+            .flatMap { parseMonitorAddress($0) }
+        let source = section.required("source", &diagnostics, allowed: "this host's IPv4 address to ping from, inside a local traffic selector")
+            .flatMap { parseMonitorAddress($0) }
+        var interval = ConfigurationLimits.defaultMonitorInterval
+        var threshold = ConfigurationLimits.defaultMonitorThreshold
+        var ok = [
+            read(section["interval"], into: &interval) { $0.duration(&$1, in: ConfigurationLimits.monitorInterval) },
+            read(section["threshold"], into: &threshold) { $0.integer(&$1, in: ConfigurationLimits.monitorThreshold) },
+        ].allSatisfy { $0 }
+        guard let address, let source else { return nil }
+        if let traffic, !traffic.contains(where: { $0.local.contains(source.value) && $0.remote.contains(address.value) }) {
+            let selectors = traffic.map(\.description).joined(separator: ", ")
+            if !traffic.contains(where: { $0.local.contains(source.value) }) {
+                diagnostics.report(source.field, "source \(source.value) is not inside a local traffic selector of this entry (\(selectors)), so its echo requests would not enter the tunnel; allowed: an address of this host inside a local prefix")
+            } else if !traffic.contains(where: { $0.remote.contains(address.value) }) {
+                diagnostics.report(address.field, "address \(address.value) is not inside a remote traffic selector of this entry (\(selectors)), so the echo requests would not go through the tunnel; allowed: an address inside a remote prefix")
+            } else {
+                diagnostics.report(address.field, "source \(source.value) and address \(address.value) are not in one traffic selector pair of this entry (\(selectors)); allowed: source inside the local and address inside the remote prefix of the same pair")
+            }
+            ok = false
+        }
+        return ok ? TunnelMonitorSettings(address: address.value, source: source.value, interval: interval, threshold: threshold) : nil
+    }
+
+    private mutating func parseMonitorAddress(_ field: Field) -> Setting<IPAddress>? {
+        guard let text = field.scalar(&diagnostics, expecting: "an IPv4 address such as 10.2.0.10") else { return nil }
+        guard let address = IPAddress(text) else {
+            diagnostics.report(field, "'\(text)' is not an IP address; allowed: an IPv4 address such as 10.2.0.10")
+            return nil
+        }
+        guard address.family == .ipv4 else {
+            diagnostics.report(field, "\(address) is IPv6; tunnel monitoring sends ICMP (IPv4) echo requests only; allowed: an IPv4 address (monitor an IPv4 selector pair of the entry)")
+            return nil
+        }
+        return Setting(value: address, field: field)
     }
 
     /// Reads an optional key into `target` (left at its default when absent); false when present but wrong.

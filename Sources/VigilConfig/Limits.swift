@@ -50,6 +50,14 @@ public enum ConfigurationLimits {
     /// Hooks listed at one level (global or one entry).
     public static let hooksPerLevel: ClosedRange<Int> = 0 ... 16
 
+    /// An entry's `monitor` (tunnel monitoring). Palo Alto's tunnel monitor defaults to an interval of 3 s and a
+    /// threshold of 5 (Juniper's VPN monitor to 10 s and 10); Vigil takes Palo Alto's and allows sub-second intervals,
+    /// as it does for DPD.
+    public static let monitorInterval: ClosedRange<Duration> = .milliseconds(100) ... .seconds(3600)
+    public static let defaultMonitorInterval: Duration = .seconds(3)
+    public static let monitorThreshold: ClosedRange<Int> = 1 ... 100
+    public static let defaultMonitorThreshold = 5
+
     /// `global.metrics.listen`: a TCP port (RFC 793; 0 would be "any port", which Prometheus could not find).
     /// Prometheus's own exporters take theirs from 9100 up; nothing is chosen by default (the endpoint is off).
     public static let metricsPort: ClosedRange<Int> = 1 ... 65535

@@ -288,6 +288,8 @@ public struct CryptoMapEntry: Hashable, Sendable {
     public var backoff: Backoff
     /// This entry's own updown hooks, run after `global.hooks`.
     public var hooks: [Hook] = []
+    /// Tunnel monitoring (`monitor`): ICMP echo through the tunnel; nil, the default, monitors nothing.
+    public var monitor: TunnelMonitorSettings? = nil
     /// Overrides `global.identity` for this entry.
     public var localIdentity: Identity?
     /// Global schedule merged with this entry's overrides.
@@ -320,6 +322,27 @@ public struct CryptoMapEntry: Hashable, Sendable {
         self.backoff = backoff
         self.localIdentity = localIdentity
         self.retransmit = retransmit
+    }
+}
+
+/// An entry's `monitor` key (Palo Alto's tunnel monitor, Juniper's VPN monitor): ICMP echo requests from `source` to
+/// `address` every `interval`, through the tunnel; `threshold` unanswered in a row while the entry is established
+/// declare the data path dead, and the entry fails over as from a dead peer. Checked at load: both addresses IPv4,
+/// `source` inside the local and `address` inside the remote prefix of one of the entry's traffic selector pairs.
+public struct TunnelMonitorSettings: Hashable, Sendable {
+    /// The address behind the peers that is pinged (inside a remote traffic selector).
+    public var address: IPAddress
+    /// Our address the echo requests are sent from (inside a local traffic selector, configured on this host).
+    public var source: IPAddress
+    public var interval: Duration
+    public var threshold: Int
+
+    public init(address: IPAddress, source: IPAddress, interval: Duration = ConfigurationLimits.defaultMonitorInterval,
+                threshold: Int = ConfigurationLimits.defaultMonitorThreshold) {
+        self.address = address
+        self.source = source
+        self.interval = interval
+        self.threshold = threshold
     }
 }
 

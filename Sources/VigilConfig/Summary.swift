@@ -55,6 +55,7 @@ extension VigilConfiguration {
                 lines.append("      start: \(entry.start), encapsulation: \(entry.encapsulation), connect-timeout: \(entry.connectTimeout.configurationText), backoff: \(entry.backoff.initial.configurationText) to \(entry.backoff.maximum.configurationText)")
                 lines.append("      retransmit: \(entry.retransmit.summary)")
                 for hook in entry.hooks { lines.append("      hook: \(hook.summary)") }
+                if let monitor = entry.monitor { lines.append("      monitor: \(monitor.summary)") }
             }
         }
         return lines.joined(separator: "\n") + "\n"
@@ -69,6 +70,14 @@ extension DPDSettings {
         case .periodic, .onDemand, .onIdle:
             "\(mode), interval \(interval?.configurationText ?? "none"), retry \(retry.configurationText), retries \(retries), action \(action)"
         }
+    }
+}
+
+extension TunnelMonitorSettings {
+    /// `echo 10.1.0.1 -> 10.2.0.10 every 2s, dead after 3 unanswered`: the summary `vigil config check` prints and
+    /// vigild's `entry-loaded` event repeats.
+    public var summary: String {
+        "echo \(source) -> \(address) every \(interval.configurationText), dead after \(threshold) unanswered"
     }
 }
 

@@ -28,6 +28,12 @@ public enum EventKind: String, Codable, Sendable, CaseIterable {
     case rUThere = "r-u-there"
     case livenessCheck = "liveness-check"
     case declaredDead = "declared-dead"
+    /// Tunnel monitoring: `threshold` echo requests through the tunnel unanswered; the entry fails over as from a
+    /// dead peer.
+    case dataPathDead = "data-path-dead"
+    case tunnelMonitorStarted = "tunnel-monitor-started"
+    /// The monitor's ICMP socket could not be opened or sent on (the entry is not monitored meanwhile).
+    case tunnelMonitorUnavailable = "tunnel-monitor-unavailable"
     case kernelReconciled = "kernel-reconciled"
     case entryLoaded = "entry-loaded"
     case shutdown = "shutdown"

@@ -13,6 +13,7 @@ extension Daemon {
     func coordinate(_ entry: EntryRuntime, _ event: FailoverCoordinator<String>.Event) {
         let actions = entry.coordinator.handle(event, now: loop.now, random: &random)
         for action in actions { perform(action, entry) }
+        updateTunnelMonitor(entry)
     }
 
     /// The coordinator's one timer, armed as its `.scheduleTimer` says (a later one replaces it; an early or stale

@@ -50,6 +50,10 @@ public final class Daemon: @unchecked Sendable {
     /// The selector pairs that use each installed SA (a Child SA's pairs share its SAs).
     var saUsers = SAUsers()
     lazy var hooks = DaemonHooks(global: configuration.global.hooks)
+    /// Tunnel monitoring (Daemon+TunnelMonitor.swift): its ICMP sockets (raw sockets in vigild; none in process
+    /// unless a test sets one), and the monitor of each monitored entry.
+    public var echoNetwork: (any EchoNetwork)?
+    var tunnelMonitors: [String: TunnelMonitorRecord] = [:]
 
     private var queue: [() -> Void] = []
     private var draining = false
@@ -130,7 +134,8 @@ public final class Daemon: @unchecked Sendable {
         restorePeerLists()
         for name in entryOrder {
             let entry = entries[name]!
-            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)")
+            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)"
+                + (entry.entry.monitor.map { "; monitor \($0.summary)" } ?? ""))
             if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
         }
         scheduleSampler()
@@ -145,6 +150,7 @@ public final class Daemon: @unchecked Sendable {
             engines[key.version]?.delete(key)
             if let timer = record.detectorTimer { loop.cancel(timer) }
         }
+        stopTunnelMonitors()
         // Let the DELETE requests leave before the sockets close.
         drainQueueOnly()
         for name in entryOrder {

@@ -33,6 +33,7 @@ public enum DaemonRunner {
         let kernel = try makeKernel(configuration: configuration, options: options, clock: loop.clock, logger: logger)
         let daemon = Daemon(configuration: configuration, loop: loop, network: network, kernel: kernel.daemonKernel, logger: logger)
         daemon.configurationPath = options.configPath
+        daemon.echoNetwork = SocketEchoNetwork(loop: loop)
         daemon.registerEngines(forceEncapsulation: kernel.forcesEncapsulation)
         kernel.attach?(daemon, loop, network)
         try daemon.serveControl(on: loop)

@@ -6,6 +6,8 @@ struct FailoverPhases {
     enum Reason: String, CaseIterable {
         /// RFC 3706 / RFC 7296 §2.4 dead peer detection declared the active peer dead.
         case deadPeerDetection = "dpd"
+        /// Tunnel monitoring: echo requests through the tunnel went unanswered while the peer may still answer DPD.
+        case dataPathDead = "data-path-dead"
         /// An established IKE SA's request went unanswered through every retransmission (RFC 7296 §2.4).
         case retransmissionsExhausted = "retransmissions-exhausted"
         /// The peer deleted its established IKE SA.

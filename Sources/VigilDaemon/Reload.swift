@@ -84,7 +84,7 @@ struct ReloadPlan: Equatable {
             Field("pfs-group", \.pfsGroup), Field("ike-lifetime", \.ikeLifetime), Field("child-lifetime", \.childLifetime),
             Field("rekey-margin", \.rekeyMargin), Field("dpd", \.dpd), Field("start", \.start), Field("encapsulation", \.encapsulation),
             Field("connect-timeout", \.connectTimeout), Field("backoff", \.backoff), Field("local-identity", \.localIdentity),
-            Field("retransmit", \.retransmit),
+            Field("retransmit", \.retransmit), Field("monitor", \.monitor),
         ])
     }
 

@@ -94,7 +94,27 @@ public final class FailoverLab: @unchecked Sendable {
             }
         }
         """
-        try runNft(rules)
+        try runNft(rules, in: wan)
+    }
+
+    /// Breaks forwarding on gateway `index` while its charon keeps answering IKE (DPD included): nftables in the
+    /// gateway's namespace drops what comes out of the tunnel, the decrypted packets kernel-libipsec hands to the
+    /// `ipsec0` TUN device, whether for the gateway itself (the service address on its loopback: input) or for a
+    /// host behind it (forward). ESP and IKE on `wan0` are untouched.
+    public func breakForwarding(_ index: Int) throws {
+        let rules = """
+        table inet vigil_lab_blackhole {
+            chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "ipsec0" drop
+            }
+            chain forward {
+                type filter hook forward priority 0; policy accept;
+                iifname "ipsec0" drop
+            }
+        }
+        """
+        try runNft(rules, in: gateways[index])
     }
 
     /// Undoes `cutLink`.
@@ -102,11 +122,11 @@ public final class FailoverLab: @unchecked Sendable {
         try wan.exec(["nft", "delete", "table", "bridge", "vigil_lab_cut_\(index)"])
     }
 
-    private func runNft(_ rules: String) throws {
+    private func runNft(_ rules: String, in namespace: NetworkNamespace) throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("vigil-nft-\(UUID().uuidString.prefix(8)).nft")
         try rules.write(to: file, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(at: file) }
-        try wan.exec(["nft", "-f", file.path])
+        try namespace.exec(["nft", "-f", file.path])
     }
 
     /// Kills every charon and deletes every namespace.

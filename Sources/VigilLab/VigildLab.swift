@@ -35,6 +35,8 @@ public final class VigildLab: @unchecked Sendable {
         public var encapsulation = "force"
         /// strongSwan gateways leave ESP to the kernel (kernel-netlink) instead of kernel-libipsec.
         public var gatewayKernelESP = false
+        /// The entry's `monitor` key (tunnel monitoring), as YAML, e.g. `{ address: 10.2.0.1, source: 10.1.0.1 }`.
+        public var monitor: String?
         /// More `global:` keys, as YAML lines indented by two spaces (e.g. `  hooks: [...]`).
         public var extraGlobal: String?
         public init() {}
@@ -103,6 +105,7 @@ public final class VigildLab: @unchecked Sendable {
         if let holdDown = settings.preemptionHoldDown { entry += "\n        preemption: { hold-down: \(holdDown) }" }
         if let child = settings.childLifetime { entry += "\n        child-lifetime: \(child)" }
         if let ike = settings.ikeLifetime { entry += "\n        ike-lifetime: \(ike)" }
+        if let monitor = settings.monitor { entry += "\n        monitor: \(monitor)" }
         return """
         global:
           identity: \(FailoverLab.vigilWANAddress)

@@ -1,29 +1,6 @@
 import Testing
 @testable import VigilLiveness
 
-/// Drives a detector by following its own wakeups until `end`, recording what it did and when.
-private func run(_ detector: inout DeadPeerDetector, until end: Duration,
-                 inputs: [(Duration, DeadPeerDetector.Event)] = []) -> [(Duration, DeadPeerDetector.Action)] {
-    var pending = inputs.sorted { $0.0 < $1.0 }[...]
-    var log: [(Duration, DeadPeerDetector.Action)] = []
-    while true {
-        let wake = detector.nextWakeup
-        let nextInput = pending.first?.0
-        let at: Duration
-        let event: DeadPeerDetector.Event
-        if let input = nextInput, wake.map({ input <= $0 }) ?? true {
-            (at, event) = pending.removeFirst()
-        } else if let wake {
-            (at, event) = (wake, .timerFired)
-        } else {
-            break
-        }
-        if at > end { break }
-        if let action = detector.handle(event, now: at) { log.append((at, action)) }
-    }
-    return log
-}
-
 private func config(_ mode: DeadPeerDetector.Configuration.Mode, flavour: DeadPeerDetector.Configuration.ProbeFlavour = .ikev1(firstSequence: 100))
     -> DeadPeerDetector.Configuration {
     .init(mode: mode, interval: .seconds(10), retry: .seconds(2), retries: 5, flavour: flavour)
