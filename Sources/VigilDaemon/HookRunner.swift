@@ -119,13 +119,22 @@ final class HookRunner: Sendable {
         }
     }
 
+    /// glibc's posix_spawn_file_actions_addclosefrom_np (2.34 and later), which Swift's Glibc module does not
+    /// declare: looked up once.
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    static let addCloseFrom: AddCloseFrom? = {
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "posix_spawn_file_actions_addclosefrom_np") else { return nil }
+        return unsafeBitCast(symbol, to: AddCloseFrom.self)
+    }()
+
     struct SpawnError: Error {
         let code: Int32
     }
 
     /// posix_spawn(2) of `path` with no arguments but its name: its own process group (so the timeout kills what it
     /// started too), every signal at its default and none blocked (vigild ignores SIGHUP/SIGTERM/SIGINT and an
-    /// ignored signal stays ignored across exec), stdin /dev/null, stdout and stderr to `output`.
+    /// ignored signal stays ignored across exec), stdin /dev/null, stdout and stderr to `output`, every other
+    /// descriptor closed.
     static func spawn(path: String, environment: [String], output: Int32) -> Result<pid_t, SpawnError> {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -133,6 +142,10 @@ final class HookRunner: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, output, 1)
         posix_spawn_file_actions_adddup2(&actions, output, 2)
+        // Nothing else of vigild's reaches the hook, also a descriptor some library opened without close-on-exec:
+        // an inherited socket would be the hook's to use, and an inherited writer of an executable makes execve(2)
+        // of it fail with ETXTBSY for as long as the hook (or what it left running) lives.
+        if let closeFrom = Self.addCloseFrom { _ = closeFrom(&actions, 3) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

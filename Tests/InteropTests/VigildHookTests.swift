@@ -13,7 +13,7 @@ import VigilLab
     /// A hook that writes its environment to a file of its own per run in `directory`.
     static func writeHook(in directory: URL) throws -> String {
         let path = directory.appendingPathComponent("updown").path
-        try """
+        try ExecutableFile.write("""
         #!/bin/sh
         out="\(directory.path)/runs"
         mkdir -p "$out"
@@ -21,8 +21,7 @@ import VigilLab
         mv "$out/.$$" "$out/$VIGIL_EVENT-$$"
         echo "recorded $VIGIL_EVENT"
 
-        """.write(toFile: path, atomically: true, encoding: .utf8)
-        chmod(path, 0o755)
+        """, to: path)
         return path
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import VigilLab
 import VigilAddressing
 import VigilConfig
 @testable import VigilDaemon
@@ -97,8 +98,7 @@ import VigilConfig
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("vigil-hook-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/updown"
-        try "#!/bin/sh\n\(body)\n".write(toFile: path, atomically: true, encoding: .utf8)
-        #expect(chmod(path, 0o755) == 0)
+        try ExecutableFile.write("#!/bin/sh\n\(body)\n", to: path)
         return (path, directory)
     }
 
@@ -138,6 +138,26 @@ import VigilConfig
         let added: Set<String> = ["PWD", "SHLVL", "_", "OLDPWD"]
         #expect(seen.filter { !added.contains($0.key) } == environment)
         #expect(try String(contentsOfFile: directory + "/stdin", encoding: .utf8).isEmpty)
+        #expect(Self.wait { runner.running == 0 })
+    }
+
+    /// A descriptor of vigild's that some library left without close-on-exec must not reach the hook (an inherited
+    /// socket would be the hook's to use; an inherited writer of an executable makes its execve fail with ETXTBSY).
+    @Test func theScriptInheritsNoDescriptorButItsOutput() throws {
+        let (path, directory) = try Self.script("for fd in /proc/$$/fd/*; do readlink \"$fd\"; done > \"$(dirname \"$0\")/fds\"; echo done")
+        let leaked = open(directory + "/leaked", O_WRONLY | O_CREAT, 0o600)  // deliberately without O_CLOEXEC
+        #expect(leaked > 2)
+        defer { close(leaked) }
+        let runner = HookRunner()
+        let results = Results()
+        #expect(runner.run(Hook(path: path), environment: [:], completion: results.add) == nil)
+        #expect(Self.wait { results.count == 1 })
+        #expect(results.first?.0 == .exited(0))
+        let open = try String(contentsOfFile: directory + "/fds", encoding: .utf8).split(separator: "\n").map(String.init)
+        #expect(!open.isEmpty)
+        #expect(!open.contains { $0.hasSuffix("/leaked") }, "the hook inherited descriptor \(leaked): \(open)")
+        // Nothing but /dev/null, the output pipe and the shell's own script and redirection.
+        #expect(open.allSatisfy { $0 == "/dev/null" || $0.hasPrefix("pipe:") || $0.hasSuffix("/updown") || $0.hasSuffix("/fds") }, "\(open)")
         #expect(Self.wait { runner.running == 0 })
     }
 
