@@ -6,39 +6,35 @@ import VigilKernel
 extension Daemon {
     /// Start-up: every entry's selector pairs guarded before any negotiation (block, or hold for DPD action
     /// `hold`), leftovers of a killed run adopted in place, then removed only where nothing needs them. Returns the
-    /// line for the `kernel-reconciled` event.
+    /// line for the `kernel-reconciled` event. Selectors that cover the tunnel endpoints themselves (a full tunnel,
+    /// 0.0.0.0/0 or ::/0) are guarded like any other: every IKE socket bypasses IPsec policies (`UDPSocket`,
+    /// `SocketPolicy.bypass`), so a guard never blocks IKE.
     func reconcileFailClosed() -> String {
         var guards: [String: SelectorGuard] = [:]
         var problems: [String] = []
         for name in entryOrder {
             let entry = entries[name]!
-            for (key, built) in failClosedGuards(entry, unguardable: &problems) {
+            for (key, built) in failClosedGuards(entry) {
                 switch built {
                 case .success(let selectorGuard): guards[key] = guards[key] ?? selectorGuard
                 case .failure(let error): problems.append("\(entry.name) \(key): \(error)")
                 }
             }
         }
-        let line = kernel.reconcile(guards: guards)
+        let peers = entryOrder.flatMap { name in entries[name]!.addresses.values }
+        let line = kernel.reconcile(guards: guards, peers: peers)
         return problems.isEmpty ? line : line + "; not guarded: " + problems.joined(separator: "; ")
     }
 
     /// The guards of one entry: its configured local and remote prefixes paired as the IKE engines propose them
     /// (every local with every remote of its family), so a Child SA's policies land on a guard in place.
-    func failClosedGuards(_ entry: EntryRuntime, unguardable: inout [String]) -> [(String, Result<SelectorGuard, KernelPlanError>)] {
+    func failClosedGuards(_ entry: EntryRuntime) -> [(String, Result<SelectorGuard, KernelPlanError>)] {
         let locals = unique(entry.entry.traffic.map(\.local))
         let remotes = unique(entry.entry.traffic.map(\.remote))
-        let peers = entry.entry.peers.compactMap { entry.addresses[$0.description] }
-        let firstPeer = peers.first
+        let firstPeer = entry.entry.peers.lazy.compactMap { entry.addresses[$0.description] }.first
         var result: [(String, Result<SelectorGuard, KernelPlanError>)] = []
         for local in locals {
             for remote in remotes where remote.family == local.family {
-                // Selectors that cover our own tunnel endpoints and a peer's (a full tunnel, 0.0.0.0/0) would block
-                // IKE itself: the IKE sockets carry no per-socket bypass policy yet. Left unguarded, and said so.
-                if configuration.global.listen.contains(where: local.contains), peers.contains(where: remote.contains) {
-                    unguardable.append("\(entry.name) \(local)=\(remote): covers the IKE endpoints (needs IKE socket bypass policies)")
-                    continue
-                }
                 let form: SelectorGuard.Form
                 switch entry.entry.dpd.action {
                 case .hold:

@@ -52,11 +52,17 @@ public final class DaemonKernel {
     /// Start-up, fail closed: guard every configured selector pair (leftovers of a killed run updated in place into
     /// the guard, never deleted first), install the blackhole routes and the rule, and only then remove what an
     /// earlier run left and nobody adopted. Returns a line for the event log.
-    func reconcile(guards wanted: [String: SelectorGuard]) -> String {
+    ///
+    /// No blackhole route goes to a remote subnet that holds a peer (`peers`, a full tunnel): routes apply to every
+    /// socket, so it would drop IKE and the outer ESP-in-UDP packets themselves (the sockets' IPsec policy bypass
+    /// does not reach routing). Its guard policies still go in; the line says which routes were left out.
+    func reconcile(guards wanted: [String: SelectorGuard], peers: [IPAddress] = []) -> String {
         let keys = wanted.keys.sorted()
         let ordered = keys.map { wanted[$0]! }
+        let remoteSubnets = Set(ordered.map(\.remoteSubnet))
+        let coveringPeers = remoteSubnets.filter { subnet in peers.contains(where: subnet.contains) }
         let drops = installsDropRoutes
-            ? Array(Set(ordered.map { RouteID(table: table, destination: $0.remoteSubnet, type: .blackhole) }))
+            ? remoteSubnets.subtracting(coveringPeers).map { RouteID(table: table, destination: $0, type: .blackhole) }
                 .sorted { $0.description < $1.description }
             : []
         var lines: [String] = []
@@ -102,6 +108,10 @@ public final class DaemonKernel {
             for key in keys where wanted[key]!.policies.allSatisfy({ !refused.contains($0.0) }) { guards[key] = wanted[key]! }
             lines.append("could not list the kernel's state (\(error)); \(guards.count) of \(wanted.count) selector pairs guarded, "
                 + "leftovers left in place")
+        }
+        if installsDropRoutes, !coveringPeers.isEmpty {
+            lines.append("no blackhole route to \(coveringPeers.map(\.description).sorted().joined(separator: ", ")): "
+                + "it holds a peer, and the route would drop IKE")
         }
         return lines.joined(separator: "; ")
     }

@@ -2,8 +2,11 @@
 import Glibc
 #endif
 import VigilAddressing
+import VigilNetlink
 
 /// A bound, non-blocking UDP socket for IKE (port 500) or IKE + ESP-in-UDP (port 4500). Owns its descriptor.
+/// Every one bypasses IPsec policies (`SocketPolicy.bypass`): a fail-closed guard or a Child SA whose selectors
+/// cover the tunnel endpoints (a full tunnel) never captures IKE or the outer ESP-in-UDP packets.
 public final class UDPSocket: @unchecked Sendable {
     public let fd: Int32
     public let local: Endpoint
@@ -25,6 +28,12 @@ public final class UDPSocket: @unchecked Sendable {
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         if family == AF_INET6 {
             _ = setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
+        do {
+            try SocketPolicy.bypass(descriptor: fd, family: local.address.family)
+        } catch {
+            close(fd)
+            throw Failure(operation: "IPsec policy bypass for \(local), \(error.call)", errno: error.errno)
         }
         let status = SocketAddress(local).withPointer { bind(fd, $0, $1) }
         guard status == 0 else {

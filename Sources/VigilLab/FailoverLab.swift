@@ -142,7 +142,8 @@ public final class FailoverLab: @unchecked Sendable {
     public static func remoteGatewayConfig(
         index: Int, ikeVersion: Int, ikeProposal: String, espProposal: String, psk: String,
         vigilIdentity: String = vigilWANAddress, dpdDelay: String? = nil, dpdAction: String = "clear",
-        rekeyTime: String? = nil, childRekeyTime: String? = nil, startAction: String = "none", forceEncapsulation: Bool = true
+        rekeyTime: String? = nil, childRekeyTime: String? = nil, startAction: String = "none", forceEncapsulation: Bool = true,
+        localTS: String = remoteSubnet, remoteTS: String = localSubnet
     ) -> String {
         let gatewayID = gatewayAddress(index)
         var ike = """
@@ -164,8 +165,8 @@ public final class FailoverLab: @unchecked Sendable {
                          id = \(vigilIdentity) }
                 children {
                     site {
-                        local_ts = \(remoteSubnet)
-                        remote_ts = \(localSubnet)
+                        local_ts = \(localTS)
+                        remote_ts = \(remoteTS)
                         esp_proposals = \(espProposal)
                         dpd_action = \(dpdAction)
                         start_action = \(startAction)

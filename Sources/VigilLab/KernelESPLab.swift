@@ -26,7 +26,7 @@ public enum KernelESPLab {
     public static let caseNames = [
         "tunnel-ikev2-esp", "tunnel-ikev2-udp", "tunnel-ikev1-esp", "tunnel-ikev1-udp",
         "failover-no-clear-text", "no-peer-up-hold", "no-peer-up-restart", "rekey-under-traffic", "restart-reconciles",
-        "failover-figures",
+        "full-tunnel", "failover-figures",
     ]
     /// The case `make bench-kernel-esp` runs alone to print figures: Vigil's kernel-mode failover beside strongSwan's
     /// (tested for order and correctness; its times under emulation are reported, never asserted).
@@ -47,6 +47,7 @@ public enum KernelESPLab {
             case "no-peer-up-restart": try noPeerUp(action: "restart", &result)
             case "rekey-under-traffic": try rekey(&result)
             case "restart-reconciles": try restart(&result)
+            case "full-tunnel": try fullTunnel(&result)
             case "failover-figures": try figures(&result)
             default: result.failures.append("no such case")
             }
@@ -87,9 +88,12 @@ public enum KernelESPLab {
         return status
     }
 
-    /// Pings the remote service from the host; returns replies received.
-    static func ping(_ lab: VigildLab, count: Int, interval: String = "0.05") throws -> Int {
-        let result = try lab.lab.host.run(["ping", "-n", "-q", "-c", "\(count)", "-i", interval, "-W", "2", FailoverLab.remoteServiceAddress])
+    /// Pings the remote service from the host (or from `namespace`, with `source` as the source address); returns
+    /// replies received.
+    static func ping(_ lab: VigildLab, count: Int, interval: String = "0.05", from namespace: NetworkNamespace? = nil,
+                     source: String? = nil) throws -> Int {
+        let result = try (namespace ?? lab.lab.host).run(["ping", "-n", "-q", "-c", "\(count)", "-i", interval, "-W", "2"]
+            + (source.map { ["-I", $0] } ?? []) + [FailoverLab.remoteServiceAddress])
         let summary = result.stdout.split(separator: "\n").first { $0.contains("received") } ?? ""
         let parts = summary.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         return parts.dropFirst().first.flatMap { Int($0.split(separator: " ").first ?? "") } ?? 0
@@ -407,6 +411,55 @@ public enum KernelESPLab {
         let status = try status(lab)
         let inbound = status.entries.flatMap(\.childSAs).compactMap { UInt32($0.inboundSPI, radix: 16) }
         result.expect(inbound.count == 1 && last.contains { $0.spi == inbound[0] }, "status Child SA \(inbound) is not what the kernel holds")
+    }
+
+    // MARK: Case: a full tunnel whose policies cover vigild's own IKE
+
+    /// vigild's selectors 192.0.2.0/24 (its WAN address) to 0.0.0.0/0, the gateway's the mirror: the block guard at
+    /// start and then the tunnel's own policies cover vigild's IKE packets to the gateway. Pings from vigild's
+    /// address go through kernel ESP, and IKE keeps working under the tunnel (a Child SA rekey, DPD rounds) only
+    /// because the IKE sockets bypass IPsec policies.
+    static func fullTunnel(_ result: inout KernelESPCaseResult) throws {
+        var settings = kernelSettings(ikeVersion: 2, encapsulated: false, gateways: 1)
+        settings.espProposal = "aes256gcm16"
+        settings.traffic = ("192.0.2.0/24", "0.0.0.0/0")
+        settings.gatewayTraffic = ("0.0.0.0/0", "192.0.2.0/24")
+        let lab = try VigildLab(settings)
+        defer { lab.destroy() }
+        try lab.startGateways(childRekeyTime: "8s")
+        try lab.startVigild()
+        let reconciled = try lab.waitForEvent(timeout: 10) { $0.kind == "kernel-reconciled" }
+        result.expect(reconciled?.detail.contains("1 block and 0 hold guards for 1 selector pairs") == true,
+                      "the full tunnel was not guarded at start: \(reconciled?.detail ?? "no kernel-reconciled event")")
+        result.expect(reconciled?.detail.lowercased().contains("not guarded") == false, "reported unguarded: \(reconciled?.detail ?? "")")
+        try up(lab)
+        let programmed = try lab.events().first { $0.kind == "dataplane-programmed" }
+        let policies = try lab.lab.vigil.exec(["ip", "xfrm", "policy", "list", "dir", "out"]).stdout
+        result.expect(policies.contains("src 192.0.2.0/24 dst 0.0.0.0/0") && !policies.contains("action block"),
+                      "the tunnel's outbound policy is not in place of the guard:\n\(policies)")
+
+        let before = try ping(lab, count: 20, from: lab.lab.vigil, source: FailoverLab.vigilWANAddress)
+        result.expect(before >= 18, "\(before) of 20 pings through the full tunnel came back")
+        let carried = try vigilStates(lab).map(\.packets).reduce(0, +)
+        result.expect(carried >= 36, "Vigil's SAs counted \(carried) packets for \(before) pings")
+
+        // IKE under the tunnel's own policies: a CREATE_CHILD_SA rekey (strongSwan's, every 8 s) and DPD rounds.
+        let started = Date()
+        var rekeyed = false, answered = 0
+        while Date().timeIntervalSince(started) < 60 {
+            let events = try lab.events()
+            rekeyed = events.contains { $0.kind == "phase2-rekeyed" }
+            answered = events.filter { $0.kind == "liveness-answered" && $0.time > (programmed?.time ?? 0) }.count
+            if rekeyed && answered >= 3 { break }
+            usleep(200_000)
+        }
+        result.expect(rekeyed, "no Child SA rekey within 60 s under the full tunnel:\n\(String(lab.diagnostics.suffix(3000)))")
+        result.expect(answered >= 3, "\(answered) DPD rounds answered under the full tunnel, expected 3")
+        let after = try ping(lab, count: 20, from: lab.lab.vigil, source: FailoverLab.vigilWANAddress)
+        result.expect(after >= 18, "\(after) of 20 pings came back after the rekey")
+        result.expect(try lab.events().allSatisfy { $0.kind != "declared-dead" }, "the gateway was declared dead under the full tunnel")
+        result.note("full tunnel 192.0.2.0/24 <-> 0.0.0.0/0: guarded at start, \(before)/20 and \(after)/20 pings, "
+            + "Child SA rekeyed, \(answered) DPD rounds answered, \(carried) packets on Vigil's SAs")
     }
 
     // MARK: Case 4: SIGKILL of vigild, restart, reconciliation

@@ -26,6 +26,9 @@ public final class StrongSwan: @unchecked Sendable {
         public var retransmitTries: Int = 5
         /// Whether to carry ESP in userspace (kernel-libipsec) or leave SAs to XFRM (fails on this kernel).
         public var userspaceESP = true
+        /// kernel-libipsec's `allow_peer_ts`: also route a remote traffic selector that holds the IKE peer into the
+        /// TUN device. Off for a full tunnel, where that route would carry charon's own IKE into the tunnel.
+        public var allowPeerTrafficSelectors = true
         public init() {}
     }
 
@@ -53,7 +56,7 @@ public final class StrongSwan: @unchecked Sendable {
             retransmit_tries = \(settings.retransmitTries)
             plugins {
                 vici { socket = unix://\(viciSocket) }
-                kernel-libipsec { allow_peer_ts = yes }
+                kernel-libipsec { allow_peer_ts = \(settings.allowPeerTrafficSelectors ? "yes" : "no") }
             }
             filelog {
                 lab {

@@ -1,4 +1,5 @@
 import Foundation
+import VigilAddressing
 import VigilControl
 
 /// vigild in the failover lab against strongSwan gateways: its configuration, start, control API and events. Used
@@ -37,6 +38,10 @@ public final class VigildLab: @unchecked Sendable {
         public var gatewayKernelESP = false
         /// The entry's `monitor` key (tunnel monitoring), as YAML, e.g. `{ address: 10.2.0.1, source: 10.1.0.1 }`.
         public var monitor: String?
+        /// vigild's traffic selectors (its entry's `traffic`) and the gateways' (`local_ts`, `remote_ts`), when not
+        /// the lab's subnets: e.g. a full tunnel, whose selectors cover the tunnel endpoints themselves.
+        public var traffic: (local: String, remote: String) = (FailoverLab.localSubnet, FailoverLab.remoteSubnet)
+        public var gatewayTraffic: (local: String, remote: String) = (FailoverLab.remoteSubnet, FailoverLab.localSubnet)
         /// More `global:` keys, as YAML lines indented by two spaces (e.g. `  hooks: [...]`).
         public var extraGlobal: String?
         public init() {}
@@ -69,6 +74,9 @@ public final class VigildLab: @unchecked Sendable {
         for index in indices ?? Array(0..<settings.gatewayCount) {
             var strongSwan = StrongSwan.Settings()
             strongSwan.userspaceESP = !settings.gatewayKernelESP
+            // A full tunnel: the gateway's remote selector holds vigild's address.
+            let vigil = IPAddress(FailoverLab.vigilWANAddress)!
+            strongSwan.allowPeerTrafficSelectors = !((try? IPPrefix.parse(settings.gatewayTraffic.remote))?.contains(vigil) ?? false)
             try lab.startStrongSwan(index, swanctlConf: gatewayConfig(index, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime),
                                     settings: strongSwan)
         }
@@ -78,7 +86,8 @@ public final class VigildLab: @unchecked Sendable {
         FailoverLab.remoteGatewayConfig(
             index: index, ikeVersion: settings.ikeVersion, ikeProposal: settings.ikeProposal, espProposal: settings.espProposal,
             psk: Self.psk, dpdDelay: dpdDelay, rekeyTime: rekeyTime, childRekeyTime: childRekeyTime,
-            forceEncapsulation: settings.encapsulation == "force")
+            forceEncapsulation: settings.encapsulation == "force",
+            localTS: settings.gatewayTraffic.local, remoteTS: settings.gatewayTraffic.remote)
     }
 
     public var configYAML: String {
@@ -93,8 +102,8 @@ public final class VigildLab: @unchecked Sendable {
                 peers:
         \(peerList)
                 traffic:
-                  - local: \(FailoverLab.localSubnet)
-                    remote: \(FailoverLab.remoteSubnet)
+                  - local: \(settings.traffic.local)
+                    remote: \(settings.traffic.remote)
                 ike-proposals: [\(settings.ikeProposal)]
                 esp-proposals: [\(settings.espProposal)]
                 encapsulation: \(settings.encapsulation)

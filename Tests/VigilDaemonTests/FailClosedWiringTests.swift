@@ -75,6 +75,44 @@ import VigilKernel
         return (daemon, kernel, engine)
     }
 
+    /// A full tunnel: selectors that cover our listen address and the peers' (0.0.0.0/0, or a /24 holding the listen
+    /// address to everything) are guarded like any other pair, since every IKE socket bypasses IPsec policies
+    /// (`SocketBypassTests`, the strongSwan full-tunnel interop test). Nothing is reported unguarded.
+    @Test(arguments: [("0.0.0.0/0", "0.0.0.0/0"), ("192.0.2.0/24", "0.0.0.0/0")])
+    func aFullTunnelIsGuardedLikeAnyOtherPair(local: String, remote: String) throws {
+        let yaml = Self.yaml.replacingOccurrences(of: "local: 10.1.1.0/24", with: "local: \(local)")
+            .replacingOccurrences(of: "remote: 10.2.1.0/24", with: "remote: \(remote)")
+        let (daemon, kernel, _) = try Self.daemonWithStubEngine(yaml: yaml)
+        let line = daemon.reconcileFailClosed()
+        #expect(line.contains("1 block and 0 hold guards for 1 selector pairs"), "\(line)")
+        #expect(!line.contains("not guarded") && !line.contains("NOT guarded"), "\(line)")
+        let policies = try kernel.listPolicies()
+        #expect(policies.count == 3 && policies.allSatisfy { $0.request.action == .block }, "\(policies)")
+        let outbound = try #require(policies.first { $0.id.direction == .outbound })
+        #expect(outbound.id.selector == PolicySelector(source: try IPPrefix.parse(local), destination: try IPPrefix.parse(remote)))
+    }
+
+    /// The userspace data plane's blackhole routes apply to every socket, the IKE sockets too: none goes to a remote
+    /// subnet that holds a peer (a full tunnel), and the line says so; the guard policies still go in.
+    @Test func aFullTunnelGetsNoBlackholeRouteThatWouldDropIKE() throws {
+        let yaml = Self.yaml.replacingOccurrences(of: "dataplane: kernel", with: "dataplane: userspace")
+            .replacingOccurrences(of: "kernel: { install-routes: false }", with: "kernel: { install-routes: true }")
+            .replacingOccurrences(of: "remote: 10.2.1.0/24", with: "remote: 10.2.1.0/24\n          - local: 10.1.1.0/24\n            remote: 0.0.0.0/0")
+        let configuration = try ConfigurationLoader.load(
+            yaml: yaml, fileName: "/nonexistent/vigil.yaml",
+            secrets: "pre-shared-keys:\n  198.51.100.2: \"a\"\n  203.0.113.2: \"b\"\n")
+        let kernel = RecordingKernel()
+        let daemonKernel = DaemonKernel(ipsec: kernel, routes: kernel, dataplaneDescription: "recorded",
+                                        settings: configuration.global.kernel, tunnelDevice: "vigil0")
+        let daemon = Daemon(configuration: configuration, loop: EventLoop(), kernel: daemonKernel, logger: Logger(label: "test"))
+        let line = daemon.reconcileFailClosed()
+        #expect(line.contains("2 block and 0 hold guards for 2 selector pairs, 1 blackhole routes"), "\(line)")
+        #expect(line.contains("no blackhole route to 0.0.0.0/0: it holds a peer"), "\(line)")
+        let blackholes = try kernel.listRoutes(table: VigilOwnership.defaultRouteTable).filter { $0.id.type == .blackhole }.map(\.id.destination)
+        #expect(blackholes == [try IPPrefix.parse("10.2.1.0/24")], "\(blackholes)")
+        #expect(try kernel.listPolicies().count == 6)
+    }
+
     @Test func guardsRepointedMovedAndRestoredInPlace() throws {
         let (daemon, kernel, engine) = try Self.daemonWithStubEngine()
 
