@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "VigilAddressing"),
         .target(name: "VigilAlgorithms"),
         .target(name: "VigilWire", dependencies: ["VigilAddressing"]),
-        .target(name: "VigilConfig", dependencies: ["VigilAddressing", "VigilAlgorithms", "VigilIKE", .product(name: "Yams", package: "Yams")]),
+        .target(name: "VigilConfig", dependencies: ["VigilAddressing", "VigilAlgorithms", "VigilCrypto", "VigilIKE", .product(name: "Yams", package: "Yams")]),
         .target(name: "VigilLiveness"),
         // `vigil import cisco`: an IOS running-config in, Vigil YAML and secrets out (text only, no file I/O).
         .target(name: "VigilCiscoImport", dependencies: ["VigilAddressing", "VigilAlgorithms"]),
@@ -81,7 +81,7 @@ let package = Package(
         .testTarget(name: "VigilAddressingTests", dependencies: ["VigilAddressing"]),
         .testTarget(name: "VigilAlgorithmsTests", dependencies: ["VigilAlgorithms"]),
         .testTarget(name: "VigilWireTests", dependencies: ["VigilWire"]),
-        .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig", "VigilIKE"]),
+        .testTarget(name: "VigilConfigTests", dependencies: ["VigilConfig", "VigilIKE", "VigilCrypto"]),
         .testTarget(name: "VigilIKETests", dependencies: ["VigilIKE", "VigilAddressing", "VigilAlgorithms", "VigilCrypto"]),
         .testTarget(name: "VigilLivenessTests", dependencies: ["VigilLiveness"]),
         .testTarget(name: "VigilCiscoImportTests", dependencies: ["VigilCiscoImport", "VigilConfig", "VigilLab", "VigilDaemon"]),

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 @_exported import VigilAddressing
+import VigilCrypto
 import VigilAlgorithms
 import VigilIKE
 
@@ -415,46 +416,24 @@ public struct Peer: Hashable, Sendable, CustomStringConvertible {
     public var description: String { address.description }
 }
 
-/// Key material that never prints: `description`, `debugDescription` and mirrors show `<secret>`. Its storage is
-/// wiped (explicit_bzero) when the last copy is released.
+/// Key material that never prints: `description`, `debugDescription` and mirrors show `<secret>`. Kept in
+/// `SecureBytes`, the one wiped storage of the project (cleansed when the last copy is released).
 public struct Secret: Hashable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    final class Storage: @unchecked Sendable {  // immutable after init
-        let buffer: UnsafeMutableRawBufferPointer
-        init(_ bytes: [UInt8]) {
-            buffer = .allocate(byteCount: bytes.count, alignment: 16)
-            bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
-        }
-        deinit {
-            if let base = buffer.baseAddress { explicit_bzero(base, buffer.count) }
-            #if DEBUG
-            Secret.wipeObserver?(Array(buffer))
-            #endif
-            buffer.deallocate()
-        }
-    }
-
-    #if DEBUG
-    /// Tests only: sees each storage's bytes right after the wipe.
-    nonisolated(unsafe) static var wipeObserver: (([UInt8]) -> Void)?
-    #endif
-
-    let storage: Storage
+    /// The key in wiped storage, as the engines take it (no intermediate array).
+    public let secureBytes: SecureBytes
 
     public init(bytes: [UInt8]) {
-        storage = Storage(bytes)
+        secureBytes = SecureBytes(bytes)
     }
 
     /// A copy of the key (the caller's copy is not wiped: prefer `withUnsafeBytes`).
-    public var bytes: [UInt8] { Array(storage.buffer) }
-    public var count: Int { storage.buffer.count }
+    public var bytes: [UInt8] { secureBytes.bytes }
+    public var count: Int { secureBytes.count }
 
     /// Lends the key without copying it.
-    public func withUnsafeBytes<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
-        try body(UnsafeRawBufferPointer(storage.buffer))
+    public func withUnsafeBytes<T, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> T) throws(E) -> T {
+        try secureBytes.withUnsafeBytes(body)
     }
-
-    public static func == (a: Secret, b: Secret) -> Bool { a.storage.buffer.elementsEqual(b.storage.buffer) }
-    public func hash(into hasher: inout Hasher) { hasher.combine(bytes: UnsafeRawBufferPointer(storage.buffer)) }
 
     public var description: String { "<secret>" }
     public var debugDescription: String { "<secret>" }

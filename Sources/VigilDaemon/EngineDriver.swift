@@ -83,8 +83,8 @@ public protocol IKEEngineDriver: AnyObject {
 public typealias EnginePeer = PeerConfiguration
 
 extension SecureBytes {
-    /// A configured key into the engines' wiped storage, copied without an intermediate array.
+    /// A configured key, already in wiped storage: shared, not copied.
     init(_ secret: Secret) {
-        self = secret.withUnsafeBytes { SecureBytes(copying: $0) }
+        self = secret.secureBytes
     }
 }

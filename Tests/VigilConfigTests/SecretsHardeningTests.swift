@@ -1,5 +1,7 @@
 import Foundation
+import Synchronization
 import Testing
+@testable import VigilCrypto
 @testable import VigilConfig
 
 /// Issue 13, defect 9: the secrets file is checked on the descriptor that is read (owner, mode, kind), and keys live
@@ -47,17 +49,16 @@ import Testing
     }
 
     @Test func secretStorageIsWipedWhenTheLastCopyIsReleased() {
-        var wiped: [[UInt8]] = []
-        Secret.wipeObserver = { wiped.append($0) }
-        defer { Secret.wipeObserver = nil }
-        do {
+        let wiped = Mutex<[[UInt8]]>([])
+        SecureBytes.withWipeObserver({ bytes in wiped.withLock { $0.append(bytes) } }) {
             let secret = Secret(bytes: Array("hunter2-but-longer".utf8))
             let copy = secret
             #expect(copy == secret)
             #expect(copy.bytes == Array("hunter2-but-longer".utf8))
             #expect(secret.withUnsafeBytes { $0.count } == 18)
+            #expect("\(secret)" == "<secret>" && String(reflecting: secret) == "<secret>")
         }
-        #expect(wiped == [[UInt8](repeating: 0, count: 18)])
+        #expect(wiped.withLock { $0 } == [[UInt8](repeating: 0, count: 18)])
     }
 
     @Test func controlGroupMustBeAGroupName() throws {
