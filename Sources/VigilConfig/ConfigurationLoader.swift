@@ -133,12 +133,14 @@ public enum ConfigurationLoader {
 
     /// Every listed peer gets its key: by its configured identity first, then by its address or host name.
     private static func assignKeys(_ secrets: [Identity: Secret], to maps: inout [CryptoMap], allPeers: [Setting<Peer>], _ diagnostics: inout Diagnostics) {
+        // By identity first, then by address (IKEv1 Main Mode must pick the key before the peer's ID arrives,
+        // and Cisco's `crypto isakmp key ... address` keys are by address).
         func key(for peer: Peer) -> Secret? {
-            [peer.identity, peer.expectedIdentity].compactMap { $0 }.lazy.compactMap { secrets[$0] }.first
+            [peer.identity, peer.addressIdentity].compactMap { $0 }.lazy.compactMap { secrets[$0] }.first
         }
         for setting in allPeers where key(for: setting.value) == nil {
             let peer = setting.value
-            let names = [peer.identity, peer.expectedIdentity].compactMap { $0?.description }.uniqued.map { "'\($0)'" }
+            let names = [peer.identity, peer.addressIdentity].compactMap { $0?.description }.uniqued.map { "'\($0)'" }
             diagnostics.report(setting.field, "peer \(peer.address) has no pre-shared key in the secrets file; allowed: add one under pre-shared-keys as \(names.joined(separator: " or "))")
         }
         for mapIndex in maps.indices {

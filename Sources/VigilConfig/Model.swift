@@ -405,11 +405,13 @@ public struct Peer: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The identity the peer is expected to present.
-    public var expectedIdentity: Identity {
-        if let identity { return identity }
+    public var expectedIdentity: Identity { identity ?? addressIdentity }
+
+    /// The identity its address (or host name) stands for: a secrets key by address.
+    public var addressIdentity: Identity {
         switch address {
-        case .ip(let address): return .address(address)
-        case .host(let name): return .fqdn(name)
+        case .ip(let address): .address(address)
+        case .host(let name): .fqdn(name)
         }
     }
 

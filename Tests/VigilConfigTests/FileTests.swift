@@ -108,6 +108,29 @@ struct ScratchDirectory {
         #expect(peers[1].preSharedKey.bytes == Array("by-name".utf8))
         #expect(configuration.global.secretsPath == "dir/secrets.yaml")
     }
+
+    /// A peer with an identity of its own whose key is filed by address (Cisco's `crypto isakmp key ... address`;
+    /// IKEv1 Main Mode picks the key before the peer's ID arrives) still finds it; the error names both names.
+    @Test func aPeerWithAnIdentityFindsAKeyFiledByItsAddress() throws {
+        let yaml = changing("        peers: [198.51.100.1, 198.51.100.2]", to: """
+                    peers:
+                      - address: 198.51.100.1
+                        identity: "@peer1.example.net"
+                      - address: 198.51.100.4
+                        identity: "@peer4.example.net"
+            """)
+        let secrets = """
+        pre-shared-keys:
+          198.51.100.1: by-address
+
+        """
+        let missing = try singleError(yaml, secrets: secrets)
+        #expect(missing.message == "peer 198.51.100.4 has no pre-shared key in the secrets file; allowed: add one under pre-shared-keys as 'peer4.example.net' or '198.51.100.4'", "\(missing)")
+        let configuration = try ConfigurationLoader.load(yaml: yaml, fileName: "dir/main.yaml", secrets: secrets + "  198.51.100.4: four\n")
+        let peers = configuration.cryptoMaps[0].entries[0].peers
+        #expect(peers[0].preSharedKey.bytes == Array("by-address".utf8))
+        #expect(peers[0].expectedIdentity == .fqdn("peer1.example.net"), "the identity expected from the peer stays its own")
+    }
 }
 
 /// Every example in config/ loads; the copy's secrets files get mode 600 because git keeps only 644/755.
