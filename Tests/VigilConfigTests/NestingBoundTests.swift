@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import VigilConfig
 
@@ -10,6 +11,18 @@ import Testing
         let error = try singleError(deep)
         #expect(error.line == 15, "\(error)")
         #expect(error.message.contains("nested more than 64 levels deep"), "\(error)")
+    }
+
+    /// The fuzzer's own inputs (kept in its seed corpus): each refused at once, with the nesting error.
+    @Test func theFuzzFindingsAreRefusedWithTheNestingError() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Fuzz/corpus/fuzz-config").standardized
+        let findings = try FileManager.default.contentsOfDirectory(atPath: corpus.path).filter { $0.hasPrefix("finding-nested-complex-keys-") }
+        #expect(findings.count == 2)
+        for name in findings {
+            let text = String(decoding: try Data(contentsOf: corpus.appendingPathComponent(name)), as: UTF8.self)
+            let found = errors(text)
+            #expect(found.contains { $0.message.contains("nested more than 64 levels deep") }, "\(name): \(found.map(\.description))")
+        }
     }
 
     @Test func deepFlowCollectionsAcrossLinesAreRefused() throws {
