@@ -47,7 +47,18 @@ import VigilKernel
 
     // MARK: The reload plan
 
-    @Test func aChangedFileListReplacesTheRunningOneAndOtherChangesNeedARestart() throws {
+    @Test func aChangedFileListIsAppliedInPlace() throws {
+        let old = try Self.configuration()
+        let next = try Self.configuration(FailClosedWiringTests.yaml
+            .replacingOccurrences(of: "peers: [198.51.100.2, 203.0.113.2]", with: "peers: [203.0.113.2, 198.51.100.2]"))
+        let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
+        let entry = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.peerList(entry: "LAB/10", peers: entry.peers, preferred: nil)])
+        #expect(plan.needsRestart.isEmpty && plan.kept.isEmpty)
+    }
+
+    /// Other settings of an entry replace it (its new list comes with it); global ones still need a restart.
+    @Test func aChangedEntryIsReplacedAndGlobalChangesNeedARestart() throws {
         let old = try Self.configuration()
         let next = try Self.configuration(FailClosedWiringTests.yaml
             .replacingOccurrences(of: "peers: [198.51.100.2, 203.0.113.2]", with: "peers: [203.0.113.2, 198.51.100.2]")
@@ -55,9 +66,28 @@ import VigilKernel
             .replacingOccurrences(of: "  listen: [192.0.2.1]", with: "  listen: [192.0.2.1, 192.0.2.5]"))
         let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
         let entry = try #require(next.cryptoMaps.first?.entries.first)
-        #expect(plan.changes == [.peerList(entry: "LAB/10", peers: entry.peers, preferred: nil)])
-        #expect(plan.needsRestart == ["LAB/10 (esp-proposals)", "global (listen)"])
+        #expect(plan.changes == [.replaceEntry("LAB/10", entry: entry, changed: ["esp-proposals"], runTimeList: nil)])
+        #expect(plan.needsRestart == ["global (listen)"])
         #expect(plan.kept.isEmpty)
+    }
+
+    /// A replaced entry keeps a list set at run time when the file did not change its list.
+    @Test func aReplacedEntryKeepsARunTimeListTheFileDidNotChange() throws {
+        let old = try Self.configuration()
+        var running = Self.running(old)
+        running[0].entry.peers.reverse()
+        let next = try Self.configuration(FailClosedWiringTests.yaml.replacingOccurrences(of: "retries: 3", with: "retries: 5"))
+        let plan = ReloadPlan.make(running: running, runningGlobal: old.global, next: next)
+        let entry = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.replaceEntry("LAB/10", entry: entry, changed: ["dpd"],
+                                               runTimeList: ReloadPlan.PeerList(peers: entry.peers.reversed(), preferred: nil))])
+        #expect(plan.kept == ["peers of LAB/10 as set at run time (203.0.113.2, 198.51.100.2)"])
+    }
+
+    /// An identical file changes nothing: no entry is touched (its SAs stay).
+    @Test func anUnchangedFileChangesNothing() throws {
+        let old = try Self.configuration()
+        #expect(ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: try Self.configuration()) == ReloadPlan())
     }
 
     /// The defect the configured list fixes: a reload of an unchanged file must keep a list set at run time (the
@@ -80,12 +110,13 @@ import VigilKernel
         #expect(plan.changes == [.credentials(entry: "LAB/10", peers: next.cryptoMaps[0].entries[0].peers)])
     }
 
-    @Test func newAndRemovedEntriesNeedARestart() throws {
+    @Test func newEntriesAreAddedAndRemovedOnesRemoved() throws {
         let old = try Self.configuration()
         let next = try Self.configuration(FailClosedWiringTests.yaml.replacingOccurrences(of: "sequence: 10", with: "sequence: 20"))
         let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
-        #expect(plan.needsRestart == ["new entry LAB/20", "removed entry LAB/10"])
-        #expect(plan.changes.isEmpty)
+        let added = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.removeEntry("LAB/10"), .addEntry(map: "LAB", entry: added)])
+        #expect(plan.needsRestart.isEmpty)
     }
 
     @Test func aRefusedReloadReportsEveryErrorAndChangesNothing() throws {
