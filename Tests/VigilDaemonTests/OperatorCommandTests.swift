@@ -158,6 +158,42 @@ import VigilKernel
         #expect(stored.entries.isEmpty)
     }
 
+    /// A replaced entry keeps its run-time list (and the state file it) while the file leaves its list alone; a
+    /// removed entry's stored list leaves the state file. The engine learns and forgets the connections.
+    @Test func replacedAndRemovedEntriesAndTheStateFile() throws {
+        let (daemon, engine, directory) = try Self.daemonOnDisk()
+        let path = directory + "/vigil.yaml", state = directory + "/state/peers.json"
+        let set = daemon.handleControl(ControlRequest(command: .setPeers, map: "LAB", sequence: 10, peers: ["203.0.113.3", "198.51.100.2"]))
+        #expect(set.ok, "\(String(describing: set.error))")
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+
+        try good.replacingOccurrences(of: "retries: 3", with: "retries: 5").write(toFile: path, atomically: true, encoding: .utf8)
+        var report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.replaced == ["LAB/10 (dpd)"] && report.kept.count == 1, "\(report)")
+        #expect(daemon.entries["LAB/10"]?.peerNames == ["203.0.113.3", "198.51.100.2"])
+        #expect(daemon.entries["LAB/10"]?.entry.dpd.retries == 5)
+        #expect(try StateFile.read(path: state)?.entries.map(\.peers) == [["203.0.113.3", "198.51.100.2"]])
+        #expect(engine.connections == ["LAB/10"])
+
+        try good.replacingOccurrences(of: "sequence: 10", with: "sequence: 20").write(toFile: path, atomically: true, encoding: .utf8)
+        report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.removed == ["LAB/10"] && report.added == ["LAB/20"], "\(report)")
+        #expect(report.summary.contains("added: LAB/20") && report.summary.contains("removed: LAB/10"), "\(report.summary)")
+        #expect(daemon.entryOrder == ["LAB/20"] && daemon.entries["LAB/10"] == nil)
+        #expect(try StateFile.read(path: state)?.entries.isEmpty == true, "the removed entry's run-time list is still stored")
+        #expect(engine.connections == ["LAB/20"])
+        #expect(daemon.events.recent.contains { $0.kind == "entry-removed" && $0.sequence == 10 })
+    }
+
+    /// A daemon from before the entry diff sends no `added`, `removed`, `replaced`: they read as empty.
+    @Test func aReloadReportWithoutTheEntryDiffDecodes() throws {
+        let old = #"{"path": "/etc/vigil/vigil.yaml", "refused": false, "errors": [], "applied": ["hooks"], "kept": [], "needsRestart": []}"#
+        let report = try JSONDecoder().decode(ReloadReport.self, from: Data(old.utf8))
+        #expect(report == ReloadReport(path: "/etc/vigil/vigil.yaml", refused: false, applied: ["hooks"]))
+        let now = ReloadReport(path: "/etc/vigil/vigil.yaml", refused: false, added: ["A/1"], removed: ["B/2"], replaced: ["C/3 (dpd)"])
+        #expect(try JSONDecoder().decode(ReloadReport.self, from: JSONEncoder().encode(now)) == now)
+    }
+
     // MARK: The state file
 
     @Test func theStateFileRoundTripsAtomicallyWithMode0600() throws {
