@@ -117,9 +117,13 @@ public final class DaemonKernel {
     }
 
     /// A reload that adds or replaces entries: their guards go in (a guard already there in another form is updated
-    /// in place), with their blackhole routes, before anything of theirs negotiates. Returns the refusals; a
-    /// refused guard is not recorded as installed, so its Child SA is established without it.
-    func installGuards(_ wanted: [String: SelectorGuard], peers: [IPAddress]) -> [String] {
+    /// in place), with their blackhole routes, before anything of theirs negotiates. Another daemon's policy on a
+    /// selector is left alone, as at start-up (`reconcile`). Returns the refusals and the selectors left unguarded; a
+    /// guard not installed is not recorded, so its Child SA is established without it.
+    func installGuards(_ requested: [String: SelectorGuard], peers: [IPAddress]) -> [String] {
+        let foreign = Set(((try? executor.ipsec.listPolicies()) ?? []).filter { !VigilOwnership.owns($0) }.map(\.id))
+        let held = requested.filter { _, candidate in candidate.policies.contains { foreign.contains($0.0) } }
+        let wanted = requested.filter { held[$0.key] == nil }
         var steps: [KernelStep] = []
         for key in wanted.keys.sorted() where guards[key] != wanted[key] {
             let policies = wanted[key]!.policies
@@ -138,6 +142,7 @@ public final class DaemonKernel {
         }
         dropRoutes += routes.filter { !refused.contains(.replaceRoute($0, .drop)) }
         return report.refused.map(\.description)
+            + held.keys.sorted().map { "\($0) NOT guarded: another daemon's policy holds the selector" }
     }
 
     /// A reload that removes or replaces entries: the guards no entry needs any more (`keeping` are the selector

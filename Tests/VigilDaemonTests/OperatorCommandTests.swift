@@ -185,6 +185,33 @@ import VigilKernel
         #expect(daemon.events.recent.contains { $0.kind == "entry-removed" && $0.sequence == 10 })
     }
 
+    /// An added entry is guarded before it negotiates, but another daemon's policy on its selectors is left
+    /// alone (as at start-up), and the reload says so.
+    @Test func anAddedEntryLeavesAnotherDaemonsPolicyAlone() throws {
+        let (daemon, _, directory) = try Self.daemonOnDisk()
+        let kernel = try #require(daemon.kernel.executor.ipsec as? RecordingKernel)
+        let foreignID = PolicyID(selector: PolicySelector(source: try IPPrefix.parse("10.1.1.0/24"), destination: try IPPrefix.parse("10.2.9.0/24")),
+                                 direction: .outbound)
+        let foreign = PolicyRequest(action: .protect(PolicyTemplate(source: IPAddress("192.0.2.1")!, destination: IPAddress("198.51.100.2")!, reqid: 1)),
+                                    priority: 2080)
+        kernel.installForeignPolicy(foreignID, foreign)
+        let path = directory + "/vigil.yaml"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        let second = good.components(separatedBy: "\n").drop { !$0.contains("- sequence: 10") }.joined(separator: "\n")
+            .replacingOccurrences(of: "sequence: 10", with: "sequence: 20")
+        try (good + "\n" + second.replacingOccurrences(of: "10.2.1.0/24", with: "10.2.9.0/24") + "\n"
+             + second.replacingOccurrences(of: "sequence: 20", with: "sequence: 30").replacingOccurrences(of: "10.2.1.0/24", with: "10.2.8.0/24"))
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.added == ["LAB/20", "LAB/30"], "\(report)")
+        #expect(report.applied.contains { $0.contains("10.1.1.0/24=10.2.9.0/24 NOT guarded") }, "\(report)")
+        let policies = try kernel.listPolicies()
+        #expect(policies.contains(InstalledPolicy(id: foreignID, request: foreign)), "another daemon's policy was overwritten")
+        let other = try IPPrefix.parse("10.2.8.0/24")
+        let guarded = policies.filter { $0.id.selector.destination == other || $0.id.selector.source == other }
+        #expect(guarded.count == 3 && guarded.allSatisfy { VigilOwnership.owns($0) }, "the other added entry is not guarded: \(guarded)")
+    }
+
     /// A daemon from before the entry diff sends no `added`, `removed`, `replaced`: they read as empty.
     @Test func aReloadReportWithoutTheEntryDiffDecodes() throws {
         let old = #"{"path": "/etc/vigil/vigil.yaml", "refused": false, "errors": [], "applied": ["hooks"], "kept": [], "needsRestart": []}"#
