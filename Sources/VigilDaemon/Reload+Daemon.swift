@@ -116,8 +116,8 @@ extension Daemon {
         refusals += kernel.installGuards(incomingGuards.filter { !held.contains($0.key) },
                                          peers: entryOrder.flatMap { entries[$0]!.addresses.values })
         if !refusals.isEmpty {
-            logger.error("reload: kernel refused fail-closed guard steps: \(refusals.joined(separator: "; "))")
-            report.applied.append("guards (REFUSED: \(refusals.joined(separator: "; ")))")
+            logger.error("reload: fail-closed guards not all in place: \(refusals.joined(separator: "; "))")
+            report.applied.append("guards (NOT all in place: \(refusals.joined(separator: "; ")))")
         }
         for name in entryOrder { if let runtime = incoming[name] { loaded(runtime) } }
         if applyHooks(of: next) { report.applied.append("hooks") }
