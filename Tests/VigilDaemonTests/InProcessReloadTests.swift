@@ -41,11 +41,13 @@ import VigilKernel
         Set((entry(lab, sequence)?.childSAs ?? []).flatMap { [UInt32($0.inboundSPI, radix: 16)!, UInt32($0.outboundSPI, radix: 16)!] })
     }
 
-    /// The gateway with LAB/10 and LAB/20 (`second`), both up and settled.
-    static func bothUp(seed: UInt64) throws -> InProcessLab {
+    /// The gateway with LAB/10 and LAB/20 (`second`, over `ikeVersion`), both up and settled.
+    static func bothUp(seed: UInt64, ikeVersion: Int = 2) throws -> InProcessLab {
+        var extra = second
+        extra.ikeVersion = ikeVersion
         var settings = InProcessLab.Settings()
-        settings.extraEntries = [second]
-        settings.answeredEntries = [second]
+        settings.extraEntries = [extra]
+        settings.answeredEntries = [extra]
         let lab = try InProcessLab(seed: seed, settings)
         try lab.start()
         let up = lab.run(within: .seconds(60)) {
@@ -89,8 +91,9 @@ import VigilKernel
 
     /// The removed entry's SAs are deleted with a DELETE (the peer's kernel drops its Child SA too), its guards
     /// leave the gateway's kernel, its metrics stop; the other entry keeps its SAs.
-    @Test func aRemovedEntrysSAsAreGoneOnBothSidesWithItsGuards() throws {
-        let lab = try Self.bothUp(seed: 22)
+    @Test(arguments: [2, 1])
+    func aRemovedEntrysSAsAreGoneOnBothSidesWithItsGuards(ikeVersion: Int) throws {
+        let lab = try Self.bothUp(seed: 22, ikeVersion: ikeVersion)
         let kept = Self.spis(lab, 10)
         let removedSPIs = Self.kernelSPIs(lab, 20)
         #expect(try Self.sas(lab.peers[2], spis: removedSPIs).count == 2)
@@ -116,13 +119,15 @@ import VigilKernel
 
     /// A changed esp-proposals replaces the entry: it renegotiates with the new proposal (new SPIs), while the
     /// unchanged entry keeps its SPIs.
-    @Test func aChangedEntryRenegotiatesAndAnUnchangedOneKeepsItsSPIs() throws {
-        let lab = try Self.bothUp(seed: 23)
+    @Test(arguments: [2, 1])
+    func aChangedEntryRenegotiatesAndAnUnchangedOneKeepsItsSPIs(ikeVersion: Int) throws {
+        let lab = try Self.bothUp(seed: 23, ikeVersion: ikeVersion)
         let kept = Self.spis(lab, 10)
         let old = Self.kernelSPIs(lab, 20)
         #expect(Self.entry(lab, 20)?.childSAs.allSatisfy { $0.algorithms.contains("256") } == true)
 
         var changed = Self.second
+        changed.ikeVersion = ikeVersion
         changed.espProposals = "aes128-sha256"
         let reloadedAt = lab.now
         let report = lab.reloadGateway(lab.gatewayYAML(extra: [changed]))
