@@ -61,13 +61,16 @@ import VigilLab
     /// A reload that removes the running entry and adds another, against strongSwan: the removed entry's IKE SA is
     /// deleted at charon (a DELETE, as `vigil clear` sends), the added one comes up with its peer, and `vigil reload`
     /// names both.
-    @Test func reloadRemovesAnEntryAtTheGatewayAndAddsOne() throws {
-        try Self.withTunnel(removeOneEntryAndAddAnother)
+    @Test(arguments: [2, 1])
+    func reloadRemovesAnEntryAtTheGatewayAndAddsOne(ikeVersion: Int) throws {
+        var settings = VigildLab.Settings()
+        settings.ikeVersion = ikeVersion
+        try Self.withTunnel(settings, removeOneEntryAndAddAnother)
     }
 
     /// The lab with vigild's tunnel up with the first gateway, destroyed after `body`.
-    static func withTunnel(_ body: (VigildLab) throws -> Void) throws {
-        let lab = try VigildLab()
+    static func withTunnel(_ settings: VigildLab.Settings = VigildLab.Settings(), _ body: (VigildLab) throws -> Void) throws {
+        let lab = try VigildLab(settings)
         defer { lab.destroy() }
         try lab.startGateways()
         try lab.startVigild()
