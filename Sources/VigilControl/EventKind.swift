@@ -36,6 +36,8 @@ public enum EventKind: String, Codable, Sendable, CaseIterable {
     case tunnelMonitorUnavailable = "tunnel-monitor-unavailable"
     case kernelReconciled = "kernel-reconciled"
     case entryLoaded = "entry-loaded"
+    /// A reload removed the entry (or replaced it: `entry-loaded` follows): its SAs deleted, its kernel state removed.
+    case entryRemoved = "entry-removed"
     case shutdown = "shutdown"
     case hookFinished = "hook-finished"
     case espNotDecapsulated = "esp-not-decapsulated"

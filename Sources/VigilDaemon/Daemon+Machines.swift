@@ -103,7 +103,7 @@ extension Daemon {
         forget(key)
     }
 
-    private func forget(_ key: SessionKey) {
+    func forget(_ key: SessionKey) {
         guard let session = sessions.removeValue(forKey: key) else { return }
         if let timer = session.detectorTimer { loop.cancel(timer) }
         if let entry = entries[session.entryName], entry.sessions[session.peer] == key { entry.sessions[session.peer] = nil }

@@ -209,6 +209,11 @@ extension Daemon {
         }
     }
 
+    /// The entry's monitor stops and its socket closes (a reload removed the entry).
+    func stopTunnelMonitor(of entry: String) {
+        if let tunnel = tunnelMonitors.removeValue(forKey: entry) { stop(tunnel, closing: true) }
+    }
+
     /// Every monitor stops and its socket closes (shutdown).
     func stopTunnelMonitors() {
         for tunnel in tunnelMonitors.values { stop(tunnel, closing: true) }

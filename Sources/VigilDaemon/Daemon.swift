@@ -15,7 +15,9 @@ import VigilLiveness
 /// `@unchecked Sendable`: every member is touched on the event loop thread only; other threads reach it through
 /// `EventLoop.post`.
 public final class Daemon: @unchecked Sendable {
-    public let configuration: VigilConfiguration
+    /// The running configuration: its global settings as started (a reload that changes them needs a restart), its
+    /// crypto maps as last loaded.
+    public internal(set) var configuration: VigilConfiguration
     /// Time and timers: the event loop in vigild, a virtual clock in process.
     public let loop: any Scheduler
     /// The IKE sockets: UDP in vigild, a simulated network in process.
@@ -29,6 +31,8 @@ public final class Daemon: @unchecked Sendable {
     var random: DaemonRandom
 
     var engines: [IKEVersionTag: any IKEEngineDriver] = [:]
+    /// Set for the userspace data plane (ESP in UDP 4500 only): the engines a reload registers get it too.
+    var forceEncapsulation = false
     var entries: [String: EntryRuntime] = [:]
     var entryOrder: [String] = []
     var sessions: [SessionKey: SessionRecord] = [:]
@@ -94,12 +98,16 @@ public final class Daemon: @unchecked Sendable {
     /// The IKE engines the configuration needs (one per IKE version in use), each with its own generator drawn from
     /// the daemon's. `forceEncapsulation` is set for the userspace data plane, which carries ESP in UDP 4500 only.
     public func registerEngines(forceEncapsulation: Bool) {
-        let versions = Set(configuration.cryptoMaps.flatMap(\.entries).map(\.ikeVersion))
-        if versions.contains(.v2) {
-            register(IKEv2Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
-        }
-        if versions.contains(.v1) {
-            register(IKEv1Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
+        self.forceEncapsulation = forceEncapsulation
+        for version in Set(configuration.cryptoMaps.flatMap(\.entries).map(\.ikeVersion)) { registerEngine(version) }
+    }
+
+    /// The engine of one IKE version, configured with the running configuration's entries of that version (at
+    /// start-up, or when a reload adds the first entry of a version not used before).
+    func registerEngine(_ version: IKEVersion) {
+        switch version {
+        case .v2: register(IKEv2Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
+        case .v1: register(IKEv1Driver(configuration: configuration, loop: loop, random: random.split(), forceEncapsulation: forceEncapsulation))
         }
     }
 
@@ -132,12 +140,7 @@ public final class Daemon: @unchecked Sendable {
         let report = reconcileFailClosed()  // guards every entry's selectors before any negotiation
         record(.kernelReconciled, detail: report)
         restorePeerLists()
-        for name in entryOrder {
-            let entry = entries[name]!
-            record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)"
-                + (entry.entry.monitor.map { "; monitor \($0.summary)" } ?? ""))
-            if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
-        }
+        for name in entryOrder { loaded(entries[name]!) }
         scheduleSampler()
         drain()
     }
@@ -159,6 +162,13 @@ public final class Daemon: @unchecked Sendable {
             entry.installed.removeAll()
         }
         record(.shutdown, detail: kernel.removeRule())
+    }
+
+    /// An entry is in place (its guards installed): recorded, and started when it starts by itself.
+    func loaded(_ entry: EntryRuntime) {
+        record(.entryLoaded, entry, detail: "peers \(entry.peerNames.joined(separator: ", ")); dpd \(entry.dpdSummary)"
+            + (entry.entry.monitor.map { "; monitor \($0.summary)" } ?? ""))
+        if entry.entry.start { enqueue { self.coordinate(entry, .start) } }
     }
 
     // MARK: The queue

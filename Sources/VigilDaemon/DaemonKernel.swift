@@ -116,6 +116,48 @@ public final class DaemonKernel {
         return lines.joined(separator: "; ")
     }
 
+    /// A reload that adds or replaces entries: their guards go in (a guard already there in another form is updated
+    /// in place), with their blackhole routes, before anything of theirs negotiates. Another daemon's policy on a
+    /// selector is left alone, as at start-up (`reconcile`). Returns the refusals and the selectors left unguarded; a
+    /// guard not installed is not recorded, so its Child SA is established without it.
+    func installGuards(_ requested: [String: SelectorGuard], peers: [IPAddress]) -> [String] {
+        let foreign = Set(((try? executor.ipsec.listPolicies()) ?? []).filter { !VigilOwnership.owns($0) }.map(\.id))
+        let held = requested.filter { _, candidate in candidate.policies.contains { foreign.contains($0.0) } }
+        let wanted = requested.filter { held[$0.key] == nil }
+        var steps: [KernelStep] = []
+        for key in wanted.keys.sorted() where guards[key] != wanted[key] {
+            let policies = wanted[key]!.policies
+            steps += guards[key] == nil ? policies.map { KernelStep.addPolicy($0.0, $0.1) } : policies.map { KernelStep.updatePolicy($0.0, $0.1) }
+        }
+        let routes = installsDropRoutes
+            ? Set(wanted.values.map(\.remoteSubnet)).filter { subnet in !peers.contains(where: subnet.contains) }
+                .map { RouteID(table: table, destination: $0, type: .blackhole) }.filter { !dropRoutes.contains($0) }
+                .sorted { $0.description < $1.description }
+            : []
+        steps += routes.map { KernelStep.replaceRoute($0, .drop) }
+        let report = executor.apply(KernelPlan(steps))
+        let refused = Set(report.refused.map(\.step))
+        for key in wanted.keys where wanted[key]!.policies.allSatisfy({ !refused.contains(.addPolicy($0.0, $0.1)) && !refused.contains(.updatePolicy($0.0, $0.1)) }) {
+            guards[key] = wanted[key]!
+        }
+        dropRoutes += routes.filter { !refused.contains(.replaceRoute($0, .drop)) }
+        return report.refused.map(\.description)
+            + held.keys.sorted().map { "\($0) NOT guarded: another daemon's policy holds the selector" }
+    }
+
+    /// A reload that removes or replaces entries: the guards no entry needs any more (`keeping` are the selector
+    /// pairs still wanted) and the blackhole routes of remote subnets no guard covers any more. Returns the
+    /// refusals.
+    func removeGuards(keeping: Set<String>) -> [String] {
+        let gone = guards.keys.filter { !keeping.contains($0) }.sorted()
+        let remaining = Set(guards.filter { keeping.contains($0.key) }.values.map(\.remoteSubnet))
+        let routes = dropRoutes.filter { !remaining.contains($0.destination) }
+        let report = executor.apply(KernelPlanner.removeGuards(gone.map { guards[$0]! }, dropRoutes: routes))
+        for key in gone { guards[key] = nil }
+        dropRoutes.removeAll { routes.contains($0) }
+        return report.refused.map(\.description)
+    }
+
     /// Clean shutdown, after the Child SAs' own removal: the guards, blackhole routes and rule go too. A deliberate
     /// stop removes protection (the operator stopped the service); a crash keeps it until the next start adopts it.
     func removeRule() -> String {

@@ -74,6 +74,11 @@ public protocol IKEEngineDriver: AnyObject {
     func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint)
     /// Replace a connection's peers (address, identity, key) after a run-time peer-list update.
     func updatePeers(connection: String, peers: [EnginePeer])
+    /// A reload added an entry or changed it (a connection of the same name is replaced): new negotiations and
+    /// responders use it.
+    func addConnection(map: String, entry: CryptoMapEntry, global: GlobalSettings)
+    /// A reload removed an entry: nothing new is negotiated or answered for it (its SAs are deleted first).
+    func removeConnection(_ name: String)
 
     var sessions: [SessionView] { get }
     var counters: [String: UInt64] { get }

@@ -12,27 +12,31 @@ enum EngineConnections {
     /// `forceEncapsulation` is set for the userspace data plane, which carries ESP in UDP 4500 only.
     static func all(_ configuration: VigilConfiguration, version: IKEVersion, forceEncapsulation: Bool)
         -> [(connection: ConnectionConfiguration, rekeyMargin: Duration?)] {
-        var connections: [(connection: ConnectionConfiguration, rekeyMargin: Duration?)] = []
-        for map in configuration.cryptoMaps {
-            for entry in map.entries where entry.ikeVersion == version {
-                let peers = entry.peers.compactMap { peer -> PeerConfiguration? in
-                    guard let address = EntryRuntime.resolve(peer.address) else { return nil }
-                    return PeerConfiguration(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
-                }
-                let family = peers.first?.address.family ?? .ipv4
-                let local = configuration.global.listen.first { $0.family == family } ?? configuration.global.listen[0]
-                connections.append((ConnectionConfiguration(
-                    name: "\(map.name)/\(entry.sequence)", localAddress: local,
-                    localIdentity: entry.localIdentity ?? configuration.global.identity, peers: peers,
-                    ikeProposals: entry.ikeProposals, espProposals: entry.espProposals, pfsGroup: entry.pfsGroup,
-                    localTrafficSelectors: unique(entry.traffic.map(\.local)),
-                    remoteTrafficSelectors: unique(entry.traffic.map(\.remote)),
-                    ikeLifetime: entry.ikeLifetime, childLifetime: entry.childLifetime,
-                    forceUDPEncapsulation: forceEncapsulation || entry.encapsulation == .force,
-                    retransmission: entry.retransmit), entry.rekeyMargin))
+        configuration.cryptoMaps.flatMap { map in
+            map.entries.filter { $0.ikeVersion == version }.map {
+                connection(map: map.name, entry: $0, global: configuration.global, forceEncapsulation: forceEncapsulation)
             }
         }
-        return connections
+    }
+
+    /// One entry as its engine configures it (at start-up, and when a reload adds or replaces it).
+    static func connection(map: String, entry: CryptoMapEntry, global: GlobalSettings, forceEncapsulation: Bool)
+        -> (connection: ConnectionConfiguration, rekeyMargin: Duration?) {
+        let peers = entry.peers.compactMap { peer -> PeerConfiguration? in
+            guard let address = EntryRuntime.resolve(peer.address) else { return nil }
+            return PeerConfiguration(address: address, identity: peer.expectedIdentity, preSharedKey: SecureBytes(peer.preSharedKey))
+        }
+        let family = peers.first?.address.family ?? .ipv4
+        let local = global.listen.first { $0.family == family } ?? global.listen[0]
+        return (ConnectionConfiguration(
+            name: "\(map)/\(entry.sequence)", localAddress: local,
+            localIdentity: entry.localIdentity ?? global.identity, peers: peers,
+            ikeProposals: entry.ikeProposals, espProposals: entry.espProposals, pfsGroup: entry.pfsGroup,
+            localTrafficSelectors: unique(entry.traffic.map(\.local)),
+            remoteTrafficSelectors: unique(entry.traffic.map(\.remote)),
+            ikeLifetime: entry.ikeLifetime, childLifetime: entry.childLifetime,
+            forceUDPEncapsulation: forceEncapsulation || entry.encapsulation == .force,
+            retransmission: entry.retransmit), entry.rekeyMargin)
     }
 
     private static func unique(_ prefixes: [IPPrefix]) -> [IPPrefix] {
@@ -77,6 +81,9 @@ protocol DrivenIKEEngine {
 
     mutating func handle(_ event: Event, now: Duration, random: inout some RandomNumberGenerator) -> [Action]
     mutating func updatePeers(connection: String, peers: [PeerConfiguration])
+    /// A reload added or changed an entry (one of the same name is replaced), or removed one.
+    mutating func addConnection(_ connection: ConnectionConfiguration, rekeyMargin: Duration?)
+    mutating func removeConnection(named name: String)
     var ikeSAs: [SAView] { get }
     var counters: [IKECounter: UInt64] { get }
 
@@ -145,10 +152,12 @@ final class EngineDriver<Engine: DrivenIKEEngine>: IKEEngineDriver {
     private let loop: any Scheduler
     private lazy var timers = EngineTimers<Engine.TimerID>(loop: loop)
     private var random: DaemonRandom
+    private let forceEncapsulation: Bool
 
     init(configuration: VigilConfiguration, loop: any Scheduler, random: DaemonRandom = .system, forceEncapsulation: Bool) {
         self.loop = loop
         self.random = random
+        self.forceEncapsulation = forceEncapsulation
         endpoint = Engine.makeEndpoint(configuration, forceEncapsulation: forceEncapsulation)
     }
 
@@ -182,6 +191,11 @@ final class EngineDriver<Engine: DrivenIKEEngine>: IKEEngineDriver {
     func abandon(_ session: SessionKey) { run(.abandonIKESA(Engine.id(session.spi))) }
     func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) { run(.datagramReceived(bytes: bytes, from: from, to: to)) }
     func updatePeers(connection: String, peers: [EnginePeer]) { endpoint.updatePeers(connection: connection, peers: peers) }
+    func addConnection(map: String, entry: CryptoMapEntry, global: GlobalSettings) {
+        let made = EngineConnections.connection(map: map, entry: entry, global: global, forceEncapsulation: forceEncapsulation)
+        endpoint.addConnection(made.connection, rekeyMargin: made.rekeyMargin)
+    }
+    func removeConnection(_ name: String) { endpoint.removeConnection(named: name) }
 
     var sessions: [SessionView] {
         endpoint.ikeSAs.map { sa in
@@ -212,6 +226,8 @@ extension IKEv2Endpoint: DrivenIKEEngine {
             cookieThreshold: halfOpen.cookieThreshold ?? Defaults.defaultCookieThreshold,
             halfOpenLimitPerSource: halfOpen.perSource ?? Defaults.defaultHalfOpenLimitPerSource))
     }
+
+    mutating func addConnection(_ connection: VigilIKE.ConnectionConfiguration, rekeyMargin: Duration?) { addConnection(connection) }
 
     static func spi(of id: IKESAID) -> UInt64 { id.spi }
     static func id(_ spi: UInt64) -> IKESAID { IKESAID(spi) }
@@ -267,6 +283,10 @@ extension IKEv1Endpoint: DrivenIKEEngine {
             halfOpenTimeout: halfOpen.lifetime ?? Defaults.defaultHalfOpenTimeout,
             maximumHalfOpen: halfOpen.total ?? Defaults.defaultMaximumHalfOpen,
             maximumHalfOpenPerSource: halfOpen.perSource ?? Defaults.defaultMaximumHalfOpenPerSource))
+    }
+
+    mutating func addConnection(_ connection: VigilIKE.ConnectionConfiguration, rekeyMargin: Duration?) {
+        addConnection(IKEv1Endpoint.ConnectionConfiguration(connection, rekeyMargin: rekeyMargin ?? IKEv1Endpoint.ConnectionConfiguration.defaultRekeyMargin))
     }
 
     static func spi(of id: IKEv1SAID) -> UInt64 { id.cookie }

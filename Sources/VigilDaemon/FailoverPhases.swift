@@ -58,6 +58,9 @@ struct FailoverPhases {
 
     private var episodes: [String: Episode] = [:]
 
+    /// A reload removed or replaced the entry: a failover of it in progress is not timed.
+    mutating func forget(_ entry: String) { episodes[entry] = nil }
+
     mutating func handle(_ step: Step, entry: String, now: Duration) -> Failover? {
         switch step {
         case .peerDead(let peer, let reason):

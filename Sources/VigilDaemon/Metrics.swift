@@ -42,6 +42,17 @@ public struct Metrics: Sendable {
 
     public func value(_ name: String) -> UInt64 { samples[name] ?? 0 }
 
+    /// Forgets every series whose labels begin with `labels` (a crypto-map entry a reload removed: `map`, `sequence`).
+    public mutating func removeSeries(labelledFirst labels: KeyValuePairs<String, String>) {
+        let prefix = Self.labelText(labels)
+        let matches = { (text: Substring) in text == prefix || text.hasPrefix(prefix + ",") }
+        samples = samples.filter { name, _ in
+            guard let open = name.firstIndex(of: "{"), name.hasSuffix("}") else { return true }
+            return !matches(name[name.index(after: open)..<name.index(before: name.endIndex)])
+        }
+        histograms = histograms.mapValues { series in series.filter { !matches(Substring($0.key)) } }
+    }
+
     /// The histogram `family{labels}`, if anything was observed in it.
     public func histogram(_ family: String, _ labels: KeyValuePairs<String, String> = [:]) -> Histogram? {
         histograms[family]?[Self.labelText(labels)]

@@ -18,6 +18,19 @@ struct ReloadPlan: Equatable {
         case peerList(entry: String, peers: [Peer], preferred: Peer?)
         /// Same list, new keys or expected identities.
         case credentials(entry: String, peers: [Peer])
+        /// An entry new to the running configuration, in its map: guarded, then loaded (and started if `start`).
+        case addEntry(map: String, entry: CryptoMapEntry)
+        /// An entry no longer in the file: its SAs deleted (DELETE to the peer), its kernel state removed.
+        case removeEntry(String)
+        /// An entry whose other settings changed (`changed` names them): removed, then added from the file, so it
+        /// renegotiates with them. `runTimeList` is the run-time list it keeps (the file did not change its list).
+        case replaceEntry(String, entry: CryptoMapEntry, changed: [String], runTimeList: PeerList?)
+    }
+
+    /// A peer list kept across a replacement.
+    struct PeerList: Equatable {
+        var peers: [Peer]
+        var preferred: Peer?
     }
 
     var changes: [Change] = []
@@ -27,35 +40,39 @@ struct ReloadPlan: Equatable {
     static func make(running: [Running], runningGlobal: GlobalSettings, next: VigilConfiguration) -> ReloadPlan {
         var plan = ReloadPlan()
         let nextPeers = next.cryptoMaps.flatMap(\.entries).flatMap(\.peers)
-        var names: Set<String> = []
+        let nextNames = Set(next.cryptoMaps.flatMap { map in map.entries.map { "\(map.name)/\($0.sequence)" } })
+        // Removals first: a replaced or added entry may take over what a removed one guarded.
+        plan.changes += running.map(\.name).filter { !nextNames.contains($0) }.map { .removeEntry($0) }
         for map in next.cryptoMaps {
             for candidate in map.entries {
                 let name = "\(map.name)/\(candidate.sequence)"
-                names.insert(name)
                 guard let current = running.first(where: { $0.name == name }) else {
-                    plan.needsRestart.append("new entry \(name)")
+                    plan.changes.append(.addEntry(map: map.name, entry: candidate))
                     continue
                 }
-                let changed = changedSettings(current.entry, candidate)
-                if !changed.isEmpty { plan.needsRestart.append("\(name) (\(changed.joined(separator: ", ")))") }
-                if candidate.peers.map(\.description) != current.configuredPeers.map(\.description)
-                    || candidate.preferredPeer?.description != current.configuredPreferred?.description {
-                    plan.changes.append(.peerList(entry: name, peers: candidate.peers, preferred: candidate.preferredPeer))
-                    continue
-                }
+                let fileListChanged = candidate.peers.map(\.description) != current.configuredPeers.map(\.description)
+                    || candidate.preferredPeer?.description != current.configuredPreferred?.description
                 let runningNames = current.entry.peers.map(\.description)
-                if runningNames != candidate.peers.map(\.description)
-                    || current.entry.preferredPeer?.description != candidate.preferredPeer?.description {
-                    plan.kept.append("peers of \(name) as set at run time (\(runningNames.joined(separator: ", ")))")
-                }
+                let runTimeList = !fileListChanged && (runningNames != candidate.peers.map(\.description)
+                    || current.entry.preferredPeer?.description != candidate.preferredPeer?.description)
+                if runTimeList { plan.kept.append("peers of \(name) as set at run time (\(runningNames.joined(separator: ", ")))") }
                 // Keys and expected identities of the running peers, from this entry first, then any entry.
                 let renewed = current.entry.peers.map { peer in
                     (candidate.peers + nextPeers).first { $0.address == peer.address } ?? peer
                 }
-                if renewed != current.entry.peers { plan.changes.append(.credentials(entry: name, peers: renewed)) }
+                let changed = changedSettings(current.entry, candidate)
+                if !changed.isEmpty {
+                    let kept = runTimeList
+                        ? PeerList(peers: renewed, preferred: current.entry.preferredPeer.flatMap { preferred in renewed.first { $0.address == preferred.address } })
+                        : nil
+                    plan.changes.append(.replaceEntry(name, entry: candidate, changed: changed, runTimeList: kept))
+                } else if fileListChanged {
+                    plan.changes.append(.peerList(entry: name, peers: candidate.peers, preferred: candidate.preferredPeer))
+                } else if renewed != current.entry.peers {
+                    plan.changes.append(.credentials(entry: name, peers: renewed))
+                }
             }
         }
-        plan.needsRestart += running.map(\.name).filter { !names.contains($0) }.map { "removed entry \($0)" }
         let global = changedSettings(runningGlobal, next.global)
         if !global.isEmpty { plan.needsRestart.append("global (\(global.joined(separator: ", ")))") }
         return plan
@@ -76,7 +93,7 @@ struct ReloadPlan: Equatable {
         fields.filter { $0.differs(old, new) }.map(\.name)
     }
 
-    /// The settings of an entry a reload cannot change in place (peers, keys and hooks it can).
+    /// The settings of an entry a reload changes by replacing the entry (peers, keys and hooks it changes in place).
     static func changedSettings(_ old: CryptoMapEntry, _ new: CryptoMapEntry) -> [String] {
         changed(old, new, [
             Field("ike-version", \.ikeVersion), Field("idle-time", \.idleTime), Field("preemption", \.preemption),

@@ -367,4 +367,17 @@ extension IKEv1Endpoint {
         guard let index = configuration.connections.firstIndex(where: { $0.name == connection }) else { return }
         configuration.connections[index].peers = peers
     }
+
+    /// A reload added the connection (or changed it: one of the same name is replaced). New negotiations and
+    /// responders use it; SAs already up keep the connection they were made with.
+    public mutating func addConnection(_ connection: ConnectionConfiguration) {
+        configuration.connections.removeAll { $0.name == connection.name }
+        configuration.connections.append(connection)
+    }
+
+    /// A reload removed the connection: nothing new is negotiated or answered for it. The daemon deletes its SAs
+    /// first; those already up keep their own copy of it until they are gone.
+    public mutating func removeConnection(named name: String) {
+        configuration.connections.removeAll { $0.name == name }
+    }
 }

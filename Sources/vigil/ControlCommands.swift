@@ -229,8 +229,9 @@ struct MetricSample: Encodable, Equatable {
     }
 }
 
-/// `vigil reload`: vigild loads its configuration file again (as SIGHUP) and says what it applied, what it kept,
-/// what needs a restart; with errors it prints every one, changes nothing, and exits 1 (`reload-refused`).
+/// `vigil reload`: vigild loads its configuration file again (as SIGHUP) and says which entries it added, removed
+/// and replaced, what else it applied, what it kept, what needs a restart; with errors it prints every one, changes
+/// nothing, and exits 1 (`reload-refused`).
 struct ReloadCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload", abstract: "Reload vigild's configuration file; errors are printed and nothing changes.")
@@ -241,6 +242,9 @@ struct ReloadCommand: ParsableCommand {
         guard let report = response.reload else { return print(response.message ?? "reloaded") }
         if daemon.json { return daemon.printJSON(report) }
         print("reloaded \(report.path)")
+        for added in report.added { print("  added: \(added)") }
+        for removed in report.removed { print("  removed: \(removed)") }
+        for replaced in report.replaced { print("  replaced: \(replaced)") }
         print("  applied: \(report.applied.isEmpty ? "nothing" : report.applied.joined(separator: ", "))")
         for kept in report.kept { print("  kept: \(kept)") }
         for restart in report.needsRestart { print("  needs a restart: \(restart)") }

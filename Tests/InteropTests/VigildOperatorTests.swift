@@ -58,6 +58,69 @@ import VigilLab
         #expect(text.succeeded && text.stdout.contains("reloaded \(config.path)") && text.stdout.contains("applied: nothing"), "\(text.stdout)")
     }
 
+    /// A reload that removes the running entry and adds another, against strongSwan: the removed entry's IKE SA is
+    /// deleted at charon (a DELETE, as `vigil clear` sends), the added one comes up with its peer, and `vigil reload`
+    /// names both.
+    @Test(arguments: [2, 1])
+    func reloadRemovesAnEntryAtTheGatewayAndAddsOne(ikeVersion: Int) throws {
+        var settings = VigildLab.Settings()
+        settings.ikeVersion = ikeVersion
+        try Self.withTunnel(settings, removeOneEntryAndAddAnother)
+    }
+
+    /// The lab with vigild's tunnel up with the first gateway, destroyed after `body`.
+    static func withTunnel(_ settings: VigildLab.Settings = VigildLab.Settings(), _ body: (VigildLab) throws -> Void) throws {
+        let lab = try VigildLab(settings)
+        defer { lab.destroy() }
+        try lab.startGateways()
+        try lab.startVigild()
+        try lab.requireTunnel(with: FailoverLab.gatewayAddress(0))
+        try body(lab)
+    }
+
+    private func removeOneEntryAndAddAnother(_ lab: VigildLab) throws {
+        let (first, second) = (FailoverLab.gatewayAddress(0), FailoverLab.gatewayAddress(1))
+        let (firstSwan, secondSwan) = (try #require(lab.lab.strongSwans[0]), try #require(lab.lab.strongSwans[1]))
+        #expect(try firstSwan.listSAs().contains("state=ESTABLISHED"))
+        #expect(!(try secondSwan.listSAs().contains("state=ESTABLISHED")))
+
+        // LAB/10 (first listed peer: the first gateway) goes; LAB/20, the same traffic with the second gateway only, comes.
+        let config = lab.directory.appendingPathComponent("vigil.yaml")
+        let good = try String(contentsOf: config, encoding: .utf8)
+        let swapped = good.replacingOccurrences(of: "      - sequence: 10\n", with: "      - sequence: 20\n")
+            .replacingOccurrences(of: "          - \(first)\n", with: "")
+            .replacingOccurrences(of: "          - \(FailoverLab.gatewayAddress(2))\n", with: "")
+        try #require(swapped.contains("sequence: 20") && !swapped.contains(first))
+        try swapped.write(to: config, atomically: true, encoding: .utf8)
+        let reload = try VigildControlTests.vigil(lab, ["reload"])
+        #expect(reload.succeeded, "\(reload.stdout)\(reload.stderr)")
+        #expect(reload.stdout.contains("  added: LAB/20\n") && reload.stdout.contains("  removed: LAB/10\n"), "\(reload.stdout)")
+
+        // Charon drops the IKE SA only on vigild's DELETE (no DPD, no start or close action on its side).
+        func charonHoldsSAs() throws -> Bool {
+            let listing = try firstSwan.listSAs()
+            return listing.contains("state=ESTABLISHED") || listing.contains("state=INSTALLED")
+        }
+        let deadline = Date().addingTimeInterval(10)
+        var holds = try charonHoldsSAs()
+        while holds, Date() < deadline {
+            usleep(50_000)
+            holds = try charonHoldsSAs()
+        }
+        #expect(!holds, "charon still holds the removed entry's SAs:\n\((try? firstSwan.listSAs()) ?? "")\n\(lab.diagnostics)")
+        let up = try lab.waitForEvent(timeout: 15) { $0.kind == "dataplane-programmed" && $0.sequence == 20 && $0.peer == second }
+        #expect(up != nil, "\(lab.diagnostics)")
+        let listing = try secondSwan.listSAs()
+        #expect(listing.contains("state=ESTABLISHED"), "\(listing)")
+        #expect(try lab.events().contains { $0.kind == "entry-removed" && $0.sequence == 10 })
+        let entries = try #require(try lab.request(ControlRequest(command: .status)).status?.entries)
+        #expect(entries.map(\.sequence) == [20] && entries.first?.activePeer == second, "\(entries)")
+
+        // The same file again: nothing to add, remove or replace.
+        let again = try Self.json(try VigildControlTests.vigil(lab, ["reload", "--json"]))
+        #expect(again["added"] as? [String] == [] && again["removed"] as? [String] == [] && again["replaced"] as? [String] == [], "\(again)")
+    }
+
     @Test func showMapsFollowsTheDeadPeerAndTheNewActiveOne() throws {
         let lab = try VigildLab()
         defer { lab.destroy() }

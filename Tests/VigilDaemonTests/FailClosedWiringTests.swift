@@ -25,6 +25,9 @@ import VigilKernel
         func abandon(_ session: SessionKey) {}
         func received(_ bytes: [UInt8], from: Endpoint, to: Endpoint) {}
         func updatePeers(connection: String, peers: [EnginePeer]) {}
+        var connections: [String] = []
+        func addConnection(map: String, entry: CryptoMapEntry, global: GlobalSettings) { connections.append("\(map)/\(entry.sequence)") }
+        func removeConnection(_ name: String) { connections.removeAll { $0 == name } }
         var sessions: [SessionView] { [] }
         var counters: [String: UInt64] { [:] }
     }

@@ -26,6 +26,34 @@ final class InProcessLab {
         var latency: Duration = .milliseconds(5)
         /// The first peer is the preferred one (`default: true`), for preemption.
         var preferredFirst = false
+        /// Further gateway entries at start-up (`ExtraEntry`).
+        var extraEntries: [ExtraEntry] = []
+        /// The further entries every peer answers (whether the gateway has them now or gets them by a reload).
+        var answeredEntries: [ExtraEntry] = []
+    }
+
+    /// A further gateway entry, LAB/`sequence`, to the last peer only (LAB/10 runs with the first), from the local
+    /// subnet to a remote subnet of its own; the peers answer it as SITE/`sequence` with either ESP proposal.
+    struct ExtraEntry {
+        var sequence: Int
+        var remoteSubnet: String
+        var espProposals = "aes256-sha256"
+        var ikeVersion = 2
+
+        var gatewayYAML: String {
+            """
+
+                  - sequence: \(sequence)
+                    ike-version: v\(ikeVersion)
+                    peers: [\(InProcessLab.peerAddresses[2])]
+                    traffic:
+                      - local: \(InProcessLab.localSubnet)
+                        remote: \(remoteSubnet)
+                    ike-proposals: [aes256-sha256-x25519]
+                    esp-proposals: [\(espProposals)]
+                    dpd: { mode: periodic, interval: 1s, retry: 200ms, retries: 3, action: restart }
+            """
+        }
     }
 
     final class Host {
@@ -78,7 +106,10 @@ final class InProcessLab {
         "pre-shared-keys:\n" + addresses.map { "  \($0): \"\(psk)\"\n" }.joined()
     }
 
-    var gatewayYAML: String {
+    var gatewayYAML: String { gatewayYAML(extra: settings.extraEntries) }
+
+    /// The gateway's configuration with `extra` entries after LAB/10 (what a reload test writes).
+    func gatewayYAML(extra: [ExtraEntry]) -> String {
         let peerList = Self.peerAddresses.prefix(settings.peers).enumerated()
             .map { index, peer in index == 0 && settings.preferredFirst ? "{ address: \(peer), default: true }" : peer }
             .joined(separator: ", ")
@@ -102,7 +133,16 @@ final class InProcessLab {
                 ike-proposals: [aes256-sha256-x25519]
                 esp-proposals: [aes256-sha256]
                 dpd: \(settings.dpd)
-        """ + settings.entryExtra.map { "\n        " + $0 }.joined()
+        """ + settings.entryExtra.map { "\n        " + $0 }.joined() + extra.map(\.gatewayYAML).joined()
+    }
+
+    /// The gateway reloads `yaml` as its configuration file (SIGHUP), with the lab's keys.
+    @discardableResult
+    func reloadGateway(_ yaml: String) -> ReloadReport {
+        let report = gateway.daemon.reload(yaml: yaml, fileName: "/nonexistent/gateway.yaml",
+                                           secrets: Self.secrets(Array(Self.peerAddresses.prefix(settings.peers))))
+        gateway.daemon.drain()
+        return report
     }
 
     /// A listed peer: vigild as responder for the gateway's entry (it starts nothing and probes nothing itself).
@@ -118,15 +158,26 @@ final class InProcessLab {
         crypto-maps:
           SITE:
             entries:
-              - sequence: 10
-                ike-version: v\(settings.ikeVersion)
+        """ + Self.responderEntryYAML(sequence: 10, ikeVersion: settings.ikeVersion, local: Self.remoteSubnet, espProposals: "aes256-sha256")
+            + settings.answeredEntries.map {
+                Self.responderEntryYAML(sequence: $0.sequence, ikeVersion: $0.ikeVersion, local: $0.remoteSubnet,
+                                        espProposals: "aes256-sha256, aes128-sha256")
+            }.joined()
+    }
+
+    /// One entry of a peer: the gateway's entry of that sequence answered, never started by the peer.
+    static func responderEntryYAML(sequence: Int, ikeVersion: Int, local: String, espProposals: String) -> String {
+        """
+
+              - sequence: \(sequence)
+                ike-version: v\(ikeVersion)
                 start: false
-                peers: [\(Self.gatewayAddress)]
+                peers: [\(gatewayAddress)]
                 traffic:
-                  - local: \(Self.remoteSubnet)
-                    remote: \(Self.localSubnet)
+                  - local: \(local)
+                    remote: \(localSubnet)
                 ike-proposals: [aes256-sha256-x25519]
-                esp-proposals: [aes256-sha256]
+                esp-proposals: [\(espProposals)]
         """
     }
 

@@ -47,7 +47,18 @@ import VigilKernel
 
     // MARK: The reload plan
 
-    @Test func aChangedFileListReplacesTheRunningOneAndOtherChangesNeedARestart() throws {
+    @Test func aChangedFileListIsAppliedInPlace() throws {
+        let old = try Self.configuration()
+        let next = try Self.configuration(FailClosedWiringTests.yaml
+            .replacingOccurrences(of: "peers: [198.51.100.2, 203.0.113.2]", with: "peers: [203.0.113.2, 198.51.100.2]"))
+        let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
+        let entry = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.peerList(entry: "LAB/10", peers: entry.peers, preferred: nil)])
+        #expect(plan.needsRestart.isEmpty && plan.kept.isEmpty)
+    }
+
+    /// Other settings of an entry replace it (its new list comes with it); global ones still need a restart.
+    @Test func aChangedEntryIsReplacedAndGlobalChangesNeedARestart() throws {
         let old = try Self.configuration()
         let next = try Self.configuration(FailClosedWiringTests.yaml
             .replacingOccurrences(of: "peers: [198.51.100.2, 203.0.113.2]", with: "peers: [203.0.113.2, 198.51.100.2]")
@@ -55,9 +66,28 @@ import VigilKernel
             .replacingOccurrences(of: "  listen: [192.0.2.1]", with: "  listen: [192.0.2.1, 192.0.2.5]"))
         let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
         let entry = try #require(next.cryptoMaps.first?.entries.first)
-        #expect(plan.changes == [.peerList(entry: "LAB/10", peers: entry.peers, preferred: nil)])
-        #expect(plan.needsRestart == ["LAB/10 (esp-proposals)", "global (listen)"])
+        #expect(plan.changes == [.replaceEntry("LAB/10", entry: entry, changed: ["esp-proposals"], runTimeList: nil)])
+        #expect(plan.needsRestart == ["global (listen)"])
         #expect(plan.kept.isEmpty)
+    }
+
+    /// A replaced entry keeps a list set at run time when the file did not change its list.
+    @Test func aReplacedEntryKeepsARunTimeListTheFileDidNotChange() throws {
+        let old = try Self.configuration()
+        var running = Self.running(old)
+        running[0].entry.peers.reverse()
+        let next = try Self.configuration(FailClosedWiringTests.yaml.replacingOccurrences(of: "retries: 3", with: "retries: 5"))
+        let plan = ReloadPlan.make(running: running, runningGlobal: old.global, next: next)
+        let entry = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.replaceEntry("LAB/10", entry: entry, changed: ["dpd"],
+                                               runTimeList: ReloadPlan.PeerList(peers: entry.peers.reversed(), preferred: nil))])
+        #expect(plan.kept == ["peers of LAB/10 as set at run time (203.0.113.2, 198.51.100.2)"])
+    }
+
+    /// An identical file changes nothing: no entry is touched (its SAs stay).
+    @Test func anUnchangedFileChangesNothing() throws {
+        let old = try Self.configuration()
+        #expect(ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: try Self.configuration()) == ReloadPlan())
     }
 
     /// The defect the configured list fixes: a reload of an unchanged file must keep a list set at run time (the
@@ -80,12 +110,13 @@ import VigilKernel
         #expect(plan.changes == [.credentials(entry: "LAB/10", peers: next.cryptoMaps[0].entries[0].peers)])
     }
 
-    @Test func newAndRemovedEntriesNeedARestart() throws {
+    @Test func newEntriesAreAddedAndRemovedOnesRemoved() throws {
         let old = try Self.configuration()
         let next = try Self.configuration(FailClosedWiringTests.yaml.replacingOccurrences(of: "sequence: 10", with: "sequence: 20"))
         let plan = ReloadPlan.make(running: Self.running(old), runningGlobal: old.global, next: next)
-        #expect(plan.needsRestart == ["new entry LAB/20", "removed entry LAB/10"])
-        #expect(plan.changes.isEmpty)
+        let added = try #require(next.cryptoMaps.first?.entries.first)
+        #expect(plan.changes == [.removeEntry("LAB/10"), .addEntry(map: "LAB", entry: added)])
+        #expect(plan.needsRestart.isEmpty)
     }
 
     @Test func aRefusedReloadReportsEveryErrorAndChangesNothing() throws {
@@ -125,6 +156,69 @@ import VigilKernel
         #expect(daemon.entries["LAB/10"]?.peerNames == ["203.0.113.2", "198.51.100.2"])
         stored = try #require(try StateFile.read(path: directory + "/state/peers.json"))
         #expect(stored.entries.isEmpty)
+    }
+
+    /// A replaced entry keeps its run-time list (and the state file it) while the file leaves its list alone; a
+    /// removed entry's stored list leaves the state file. The engine learns and forgets the connections.
+    @Test func replacedAndRemovedEntriesAndTheStateFile() throws {
+        let (daemon, engine, directory) = try Self.daemonOnDisk()
+        let path = directory + "/vigil.yaml", state = directory + "/state/peers.json"
+        let set = daemon.handleControl(ControlRequest(command: .setPeers, map: "LAB", sequence: 10, peers: ["203.0.113.3", "198.51.100.2"]))
+        #expect(set.ok, "\(String(describing: set.error))")
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+
+        try good.replacingOccurrences(of: "retries: 3", with: "retries: 5").write(toFile: path, atomically: true, encoding: .utf8)
+        var report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.replaced == ["LAB/10 (dpd)"] && report.kept.count == 1, "\(report)")
+        #expect(daemon.entries["LAB/10"]?.peerNames == ["203.0.113.3", "198.51.100.2"])
+        #expect(daemon.entries["LAB/10"]?.entry.dpd.retries == 5)
+        #expect(try StateFile.read(path: state)?.entries.map(\.peers) == [["203.0.113.3", "198.51.100.2"]])
+        #expect(engine.connections == ["LAB/10"])
+
+        try good.replacingOccurrences(of: "sequence: 10", with: "sequence: 20").write(toFile: path, atomically: true, encoding: .utf8)
+        report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.removed == ["LAB/10"] && report.added == ["LAB/20"], "\(report)")
+        #expect(report.summary.contains("added: LAB/20") && report.summary.contains("removed: LAB/10"), "\(report.summary)")
+        #expect(daemon.entryOrder == ["LAB/20"] && daemon.entries["LAB/10"] == nil)
+        #expect(try StateFile.read(path: state)?.entries.isEmpty == true, "the removed entry's run-time list is still stored")
+        #expect(engine.connections == ["LAB/20"])
+        #expect(daemon.events.recent.contains { $0.kind == "entry-removed" && $0.sequence == 10 })
+    }
+
+    /// An added entry is guarded before it negotiates, but another daemon's policy on its selectors is left
+    /// alone (as at start-up), and the reload says so.
+    @Test func anAddedEntryLeavesAnotherDaemonsPolicyAlone() throws {
+        let (daemon, _, directory) = try Self.daemonOnDisk()
+        let kernel = try #require(daemon.kernel.executor.ipsec as? RecordingKernel)
+        let foreignID = PolicyID(selector: PolicySelector(source: try IPPrefix.parse("10.1.1.0/24"), destination: try IPPrefix.parse("10.2.9.0/24")),
+                                 direction: .outbound)
+        let foreign = PolicyRequest(action: .protect(PolicyTemplate(source: IPAddress("192.0.2.1")!, destination: IPAddress("198.51.100.2")!, reqid: 1)),
+                                    priority: 2080)
+        kernel.installForeignPolicy(foreignID, foreign)
+        let path = directory + "/vigil.yaml"
+        let good = try String(contentsOfFile: path, encoding: .utf8)
+        let second = good.components(separatedBy: "\n").drop { !$0.contains("- sequence: 10") }.joined(separator: "\n")
+            .replacingOccurrences(of: "sequence: 10", with: "sequence: 20")
+        try (good + "\n" + second.replacingOccurrences(of: "10.2.1.0/24", with: "10.2.9.0/24") + "\n"
+             + second.replacingOccurrences(of: "sequence: 20", with: "sequence: 30").replacingOccurrences(of: "10.2.1.0/24", with: "10.2.8.0/24"))
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let report = try #require(daemon.handleControl(ControlRequest(command: .reload)).reload)
+        #expect(!report.refused && report.added == ["LAB/20", "LAB/30"], "\(report)")
+        #expect(report.applied.contains { $0.contains("10.1.1.0/24=10.2.9.0/24 NOT guarded") }, "\(report)")
+        let policies = try kernel.listPolicies()
+        #expect(policies.contains(InstalledPolicy(id: foreignID, request: foreign)), "another daemon's policy was overwritten")
+        let other = try IPPrefix.parse("10.2.8.0/24")
+        let guarded = policies.filter { $0.id.selector.destination == other || $0.id.selector.source == other }
+        #expect(guarded.count == 3 && guarded.allSatisfy { VigilOwnership.owns($0) }, "the other added entry is not guarded: \(guarded)")
+    }
+
+    /// A daemon from before the entry diff sends no `added`, `removed`, `replaced`: they read as empty.
+    @Test func aReloadReportWithoutTheEntryDiffDecodes() throws {
+        let old = #"{"path": "/etc/vigil/vigil.yaml", "refused": false, "errors": [], "applied": ["hooks"], "kept": [], "needsRestart": []}"#
+        let report = try JSONDecoder().decode(ReloadReport.self, from: Data(old.utf8))
+        #expect(report == ReloadReport(path: "/etc/vigil/vigil.yaml", refused: false, applied: ["hooks"]))
+        let now = ReloadReport(path: "/etc/vigil/vigil.yaml", refused: false, added: ["A/1"], removed: ["B/2"], replaced: ["C/3 (dpd)"])
+        #expect(try JSONDecoder().decode(ReloadReport.self, from: JSONEncoder().encode(now)) == now)
     }
 
     // MARK: The state file
