@@ -69,6 +69,7 @@ struct StatusCommand: ParsableCommand {
             print("  dpd: \(entry.dpd)")
             for sa in entry.ikeSAs {
                 print("  IKE SA \(sa.id) with \(sa.peer): \(sa.state), SPIs \(sa.localSPI)/\(sa.remoteSPI), \(sa.algorithms)")
+                if let rekeyIn = sa.rekeyIn { print("    IKE SA rekey in \(StatusReport.spokenDuration(seconds: rekeyIn))") }
             }
             for child in entry.childSAs {
                 print("  Child SA with \(child.peer): in \(child.inboundSPI) out \(child.outboundSPI), \(child.algorithms), "

@@ -27,6 +27,7 @@ import VigilKernel
         func updatePeers(connection: String, peers: [EnginePeer]) {}
         var sessions: [SessionView] { [] }
         var counters: [String: UInt64] { [:] }
+        var exchanges: [IKEExchangeOutcome: UInt64] { [:] }
     }
 
     static let yaml = """
