@@ -147,6 +147,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Seconds since it was established (or rekeyed into being), and until its negotiated lifetime ends.
         public var age: Double? = nil
         public var expiresIn: Double? = nil
+        /// Seconds until the engine's scheduled rekey of it (absent while none is: an IKEv1 responder leaves the
+        /// rekey to the initiator).
+        public var rekeyIn: Double? = nil
 
         public init(peer: String, inboundSPI: String, outboundSPI: String, algorithms: String, localTS: [String], remoteTS: [String], encapsulated: Bool, inboundError: String? = nil, bytesIn: UInt64? = nil, packetsIn: UInt64? = nil, bytesOut: UInt64? = nil, packetsOut: UInt64? = nil, age: Double? = nil, expiresIn: Double? = nil) {
             self.peer = peer

@@ -210,6 +210,7 @@ extension Daemon {
                     algorithms: view.algorithms, established: view.establishedAt?.seconds,
                     rekeyIn: view.rekeyAt.map { max($0 - loop.now, .zero).seconds })
             }
+            let childRekeys = engines[entry.version]?.childRekeyAt ?? [:]
             let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
                 var child = StatusReport.ChildSAStatus(
                     peer: record.peer, inboundSPI: hex(record.child.inboundSPI), outboundSPI: hex(record.child.outboundSPI),
@@ -230,6 +231,7 @@ extension Daemon {
                     child.age = age.seconds
                     child.expiresIn = max(entry.entry.childLifetime - age, .zero).seconds
                 }
+                child.rekeyIn = childRekeys[ChildSAID(record.child.inboundSPI)].map { max($0 - loop.now, .zero).seconds }
                 return child
             }
             reports.append(StatusReport.Entry(

@@ -81,6 +81,8 @@ public protocol IKEEngineDriver: AnyObject {
     var counters: [String: UInt64] { get }
     /// The exchanges that ended, by type, role and result (`vigil_ike_exchanges_total`).
     var exchanges: [IKEExchangeOutcome: UInt64] { get }
+    /// When the engine's rekey timer of each Child SA is due (absent: none scheduled, e.g. an IKEv1 responder's).
+    var childRekeyAt: [ChildSAID: Duration] { get }
 }
 
 /// A peer as the engines need it.

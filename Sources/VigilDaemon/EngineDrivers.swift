@@ -80,6 +80,7 @@ protocol DrivenIKEEngine {
     var ikeSAs: [SAView] { get }
     var counters: [IKECounter: UInt64] { get }
     var exchangeOutcomes: [IKEExchangeOutcome: UInt64] { get }
+    var childRekeyAt: [ChildSAID: Duration] { get }
 
     static func spi(of id: SAID) -> UInt64
     static func id(_ spi: UInt64) -> SAID
@@ -197,6 +198,7 @@ final class EngineDriver<Engine: DrivenIKEEngine>: IKEEngineDriver {
 
     var counters: [String: UInt64] { endpoint.counters.byExportedName }
     var exchanges: [IKEExchangeOutcome: UInt64] { endpoint.exchangeOutcomes }
+    var childRekeyAt: [ChildSAID: Duration] { endpoint.childRekeyAt }
 }
 
 /// IKEv2 (RFC 7296) behind the daemon's engine vocabulary.

@@ -44,6 +44,10 @@ public struct IKEv1Endpoint: Sendable {
     public private(set) var exchangeOutcomes: [IKEExchangeOutcome: UInt64] = [:]
     /// When each ISAKMP SA's rekey timer is due, read off the timers as the engine schedules and cancels them.
     var ikeRekeyDeadlines: [IKEv1SAID: Duration] = [:]
+    /// The same for each IPsec SA's rekey timer (only the Quick Mode initiator rekeys).
+    var childRekeyDeadlines: [ChildSAID: Duration] = [:]
+    /// When each IPsec SA's rekey timer (`IKEv1TimerID.rekeyChildSA`) is due, as last scheduled.
+    public var childRekeyAt: [ChildSAID: Duration] { childRekeyDeadlines }
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -61,6 +65,7 @@ public struct IKEv1Endpoint: Sendable {
     public mutating func handle(_ event: IKEv1Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv1Action] {
         var context = Context(now: now)
         if case .timerFired(.rekeyIKESA(let id)) = event { ikeRekeyDeadlines[id] = nil }
+        if case .timerFired(.rekeyChildSA(let id)) = event { childRekeyDeadlines[id] = nil }
         switch event {
         case .datagramReceived(let bytes, let from, let to):
             datagramReceived(bytes, from: from, to: to, &context, &random)
@@ -102,12 +107,16 @@ public struct IKEv1Endpoint: Sendable {
         removeDeadSAs(&context)
         for (key, value) in context.counters { counters[key, default: 0] += value }
         for (outcome, value) in context.exchanges { exchangeOutcomes[outcome, default: 0] += value }
-        // The ISAKMP SA rekey deadlines follow the timers exactly as the runtime is asked to run them.
+        // The rekey deadlines follow the timers exactly as the runtime is asked to run them.
         for action in context.actions {
             if case .scheduleTimer(.rekeyIKESA(let id), let at) = action {
                 ikeRekeyDeadlines[id] = at
             } else if case .cancelTimer(.rekeyIKESA(let id)) = action {
                 ikeRekeyDeadlines[id] = nil
+            } else if case .scheduleTimer(.rekeyChildSA(let id), let at) = action {
+                childRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyChildSA(let id)) = action {
+                childRekeyDeadlines[id] = nil
             }
         }
         return context.actions

@@ -29,6 +29,10 @@ public struct IKEv2Endpoint: Sendable {
     var exchangeValues: [IKEExchangeOutcome: UInt64] = [:]
     /// When each IKE SA's rekey timer is due, read off the timers as the engine schedules and cancels them.
     var ikeRekeyDeadlines: [IKESAID: Duration] = [:]
+    /// The same for each Child SA's rekey timer.
+    var childRekeyDeadlines: [ChildSAID: Duration] = [:]
+    /// When each Child SA's rekey timer (`IKEv2TimerID.rekeyChildSA`) is due, as last scheduled.
+    public var childRekeyAt: [ChildSAID: Duration] { childRekeyDeadlines }
     /// §2.6: the secrets behind stateless cookies, drawn from `random` when first needed and rotated on a timer.
     var cookieSecrets = CookieSecrets()
 
@@ -53,18 +57,23 @@ public struct IKEv2Endpoint: Sendable {
 
     public mutating func handle(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         if case .timerFired(.rekeyIKESA(let id)) = event { ikeRekeyDeadlines[id] = nil }
+        if case .timerFired(.rekeyChildSA(let id)) = event { childRekeyDeadlines[id] = nil }
         let actions = dispatch(event, now: now, random: &random)
         noteRekeyTimers(actions)
         return actions
     }
 
-    /// The IKE SA rekey deadlines follow the timers exactly as the runtime is asked to run them.
+    /// The rekey deadlines follow the timers exactly as the runtime is asked to run them.
     mutating func noteRekeyTimers(_ actions: [IKEv2Action]) {
         for action in actions {
             if case .scheduleTimer(.rekeyIKESA(let id), let at) = action {
                 ikeRekeyDeadlines[id] = at
             } else if case .cancelTimer(.rekeyIKESA(let id)) = action {
                 ikeRekeyDeadlines[id] = nil
+            } else if case .scheduleTimer(.rekeyChildSA(let id), let at) = action {
+                childRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyChildSA(let id)) = action {
+                childRekeyDeadlines[id] = nil
             }
         }
     }

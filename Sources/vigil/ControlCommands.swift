@@ -79,7 +79,8 @@ struct StatusCommand: ParsableCommand {
                     print("    \(bytesIn) bytes / \(packetsIn) packets in, \(bytesOut) bytes / \(packetsOut) packets out")
                 }
                 if let age = child.age, let expiresIn = child.expiresIn {
-                    print(String(format: "    established %.0f s ago, lifetime ends in %.0f s", age, expiresIn))
+                    print(String(format: "    established %.0f s ago, lifetime ends in %.0f s", age, expiresIn)
+                        + (child.rekeyIn.map { ", rekey in \(StatusReport.spokenDuration(seconds: $0))" } ?? ""))
                 }
                 if let error = child.inboundError { print("    ERROR: \(error)") }
             }

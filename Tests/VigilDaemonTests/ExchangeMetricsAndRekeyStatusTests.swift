@@ -45,7 +45,7 @@ import VigilControl
     }
 
     @Test(arguments: [2, 1])
-    func theStatusReportCarriesTheIKESARekeyDeadline(ikeVersion: Int) throws {
+    func theStatusReportCarriesTheIKESAAndChildSARekeyDeadlines(ikeVersion: Int) throws {
         let lab = try Self.establishedLab(ikeVersion: ikeVersion)
         let daemon = lab.gateway.daemon
         let session = try #require(daemon.engines.values.flatMap(\.sessions).first)
@@ -59,6 +59,15 @@ import VigilControl
         let ikeSAs = try #require(entries.first?["ikeSAs"] as? [[String: Any]])
         let rekeyIn = try #require(ikeSAs.first?["rekeyIn"] as? Double, "\(ikeSAs)")
         #expect(abs(rekeyIn - (rekeyAt - daemon.loop.now).seconds) < 0.001)
+
+        // The Child SA's rekey, as the engine scheduled it (the gateway initiated it, so it rekeys it).
+        let engine = try #require(daemon.engines[ikeVersion == 2 ? .v2 : .v1])
+        let childRekeyAt = try #require(engine.childRekeyAt.values.first)
+        let childSAs = try #require(entries.first?["childSAs"] as? [[String: Any]])
+        let childRekeyIn = try #require(childSAs.first?["rekeyIn"] as? Double, "\(childSAs)")
+        #expect(abs(childRekeyIn - (childRekeyAt - daemon.loop.now).seconds) < 0.001)
+        let childExpiresIn = try #require(childSAs.first?["expiresIn"] as? Double)
+        #expect(childRekeyIn <= childExpiresIn)
 
         // A minute on, the same deadline is a minute nearer.
         lab.run(for: .seconds(60))

@@ -28,6 +28,7 @@ import VigilKernel
         var sessions: [SessionView] { [] }
         var counters: [String: UInt64] { [:] }
         var exchanges: [IKEExchangeOutcome: UInt64] { [:] }
+        var childRekeyAt: [ChildSAID: Duration] { [:] }
     }
 
     static let yaml = """

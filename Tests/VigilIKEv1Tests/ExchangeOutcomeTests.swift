@@ -95,4 +95,20 @@ import VigilIKE
         #expect(successor.rekeyAt != nil && successor.rekeyAt == net.westTimers[.rekeyIKESA(successor.id)])
         #expect(net.westTimers[.rekeyIKESA(west.id)] == nil)
     }
+
+    @Test func ipsecSARekeyDeadlineIsTheInitiatorsScheduledTimer() throws {
+        var net = try Self.established()
+        let child = try #require(net.west.childSAs.first).id
+        let timer = try #require(net.westTimers[.rekeyChildSA(child)])
+        #expect(net.west.childRekeyAt == [child: timer])
+        // The Quick Mode responder leaves the rekey to the initiator.
+        #expect(net.east.childRekeyAt.isEmpty)
+        // A rekey asked for before the timer (its deadline goes with the old SA's cancelled timer).
+        net.west(.rekeyChildSA(child))
+        net.settle()
+        let new = try #require(net.west.childSAs.first).id
+        #expect(new != child)
+        let newTimer = try #require(net.westTimers[.rekeyChildSA(new)])
+        #expect(net.west.childRekeyAt == [new: newTimer])
+    }
 }

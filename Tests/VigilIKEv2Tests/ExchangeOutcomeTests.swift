@@ -101,4 +101,21 @@ import VigilIKE
         let timer = try #require(all.timers.last { $0.0 == .rekeyIKESA(successor.id) })
         #expect(successor.rekeyAt == timer.1 && timer.1 > lockstep.now)
     }
+
+    @Test func childSARekeyDeadlineIsTheScheduledTimerAndFollowsTheRekey() throws {
+        var lockstep = Lockstep(west: Fixtures.connection(west: true), east: Fixtures.connection(west: false))
+        let (west, east) = try LockstepTests.establish(&lockstep)
+        for (endpoint, actions) in [(lockstep.west, west), (lockstep.east, east)] {
+            let child = try #require(endpoint.childSAs.first)
+            let timer = try #require(actions.timers.last { $0.0 == .rekeyChildSA(child.id) })
+            #expect(endpoint.childRekeyAt == [child.id: timer.1])
+        }
+        // A rekey asked for before the timer (its deadline goes with the old SA's cancelled timer).
+        let old = try #require(lockstep.west.childSAs.first)
+        let all = lockstep.pump(lockstep.westHandles(.rekeyChildSA(old.id)))
+        let new = try #require(lockstep.west.childSAs.first)
+        #expect(new.id != old.id, "\(all.logText)")
+        let timer = try #require(all.timers.last { $0.0 == .rekeyChildSA(new.id) })
+        #expect(lockstep.west.childRekeyAt == [new.id: timer.1], "the old Child SA's deadline went with it")
+    }
 }
