@@ -91,7 +91,9 @@ let package = Package(
         .testTarget(name: "VigilIKEv1Tests", dependencies: ["VigilIKE", "VigilIKEv1", "VigilWire", "VigilCrypto", "VigilLab"]),
         .testTarget(name: "VigilKernelTests", dependencies: ["VigilKernel", "VigilNetlink", "VigilLab"]),
         .testTarget(name: "VigilESPTests", dependencies: ["VigilESP", "VigilCrypto", "VigilKernel", "VigilLab"]),
-        .testTarget(name: "VigilDaemonTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
+        .testTarget(name: "VigilDaemonTests", dependencies: [
+            "VigilDaemon", "VigilConfig", "VigilLab", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "InteropTests", dependencies: ["VigilDaemon", "VigilConfig", "VigilLab"]),
         .executableTarget(name: "bench-flood", dependencies: ["VigilLab", "VigilDaemon", "VigilWire", "VigilAlgorithms", "VigilLiveness"], path: "Benchmarks/bench-flood"),
 

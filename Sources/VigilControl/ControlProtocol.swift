@@ -111,8 +111,11 @@ public struct StatusReport: Codable, Sendable, Equatable {
         public var remoteSPI: String
         public var algorithms: String
         public var established: Double?
+        /// Seconds until the IKE SA's scheduled rekey (absent while none is scheduled).
+        public var rekeyIn: Double?
 
-        public init(id: String, peer: String, state: String, localSPI: String, remoteSPI: String, algorithms: String, established: Double? = nil) {
+        public init(id: String, peer: String, state: String, localSPI: String, remoteSPI: String, algorithms: String, established: Double? = nil,
+                    rekeyIn: Double? = nil) {
             self.id = id
             self.peer = peer
             self.state = state
@@ -120,6 +123,7 @@ public struct StatusReport: Codable, Sendable, Equatable {
             self.remoteSPI = remoteSPI
             self.algorithms = algorithms
             self.established = established
+            self.rekeyIn = rekeyIn
         }
     }
 
@@ -143,6 +147,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// Seconds since it was established (or rekeyed into being), and until its negotiated lifetime ends.
         public var age: Double? = nil
         public var expiresIn: Double? = nil
+        /// Seconds until the engine's scheduled rekey of it (absent while none is: an IKEv1 responder leaves the
+        /// rekey to the initiator).
+        public var rekeyIn: Double? = nil
 
         public init(peer: String, inboundSPI: String, outboundSPI: String, algorithms: String, localTS: [String], remoteTS: [String], encapsulated: Bool, inboundError: String? = nil, bytesIn: UInt64? = nil, packetsIn: UInt64? = nil, bytesOut: UInt64? = nil, packetsOut: UInt64? = nil, age: Double? = nil, expiresIn: Double? = nil) {
             self.peer = peer
@@ -234,5 +241,16 @@ public enum ControlCoding {
 
     public static func decode<T: Decodable>(_ type: T.Type, line: [UInt8]) throws -> T {
         try JSONDecoder().decode(type, from: Data(line))
+    }
+}
+
+extension StatusReport {
+    /// A time left as `vigil status` says it: "2h 51m", "4m 10s", "9s" (rounded down to the unit shown last).
+    public static func spokenDuration(seconds: Double) -> String {
+        let total = Int(max(seconds, 0).rounded(.down))
+        let hours = total / 3600, minutes = total % 3600 / 60, rest = total % 60
+        if hours > 0 { return "\(hours)h \(minutes)m" }
+        if minutes > 0 { return "\(minutes)m \(rest)s" }
+        return "\(rest)s"
     }
 }

@@ -2,6 +2,7 @@ import VigilAddressing
 import VigilConfig
 import VigilCrypto
 import VigilFailover
+import VigilIKE
 
 /// The control API's commands, answered on the event loop thread.
 extension Daemon {
@@ -206,8 +207,10 @@ extension Daemon {
                 StatusReport.IKESAStatus(
                     id: view.key.description, peer: entry.peerName(for: view.peer) ?? view.peer.description, state: view.state,
                     localSPI: hex(view.localSPI), remoteSPI: hex(view.remoteSPI),
-                    algorithms: view.algorithms, established: view.establishedAt?.seconds)
+                    algorithms: view.algorithms, established: view.establishedAt?.seconds,
+                    rekeyIn: view.rekeyAt.map { max($0 - loop.now, .zero).seconds })
             }
+            let childRekeys = engines[entry.version]?.childRekeyAt ?? [:]
             let childSAs = entry.children.values.sorted { $0.child.inboundSPI < $1.child.inboundSPI }.map { record in
                 var child = StatusReport.ChildSAStatus(
                     peer: record.peer, inboundSPI: hex(record.child.inboundSPI), outboundSPI: hex(record.child.outboundSPI),
@@ -228,6 +231,7 @@ extension Daemon {
                     child.age = age.seconds
                     child.expiresIn = max(entry.entry.childLifetime - age, .zero).seconds
                 }
+                child.rekeyIn = childRekeys[ChildSAID(record.child.inboundSPI)].map { max($0 - loop.now, .zero).seconds }
                 return child
             }
             reports.append(StatusReport.Entry(
@@ -243,6 +247,12 @@ extension Daemon {
         for (version, engine) in engines {
             for (name, value) in engine.counters {
                 all.set("vigil_ike_\(name){version=\"\(version)\"}", value)
+            }
+            for (outcome, value) in engine.exchanges {
+                all.set(Metrics.series("vigil_ike_exchanges_total", [
+                    "version": version.rawValue, "exchange": outcome.exchange.rawValue,
+                    "role": outcome.role.rawValue, "result": outcome.result.rawValue,
+                ]), value, help: "IKE exchanges that ended, by exchange type, our role and result (ok, failed, timeout)")
             }
         }
         all.set("vigil_ike_sas", UInt64(sessions.count), help: "IKE SAs tracked")

@@ -61,12 +61,7 @@ public enum DaemonRunner {
         reload.resume()
 
         let service = VigildService(loop: loop, daemon: daemon, notifier: notifier, logger: logger)
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: [.init(service: service)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger)
-            .withShutdownBounds())
-        try await group.run()
+        try await service.group().run()
         metricsServer?.stop()
         kernel.detach?()
         withExtendedLifetime(reload) {}

@@ -31,6 +31,8 @@ public struct SessionView: Sendable {
     public var remoteSPI: UInt64
     public var algorithms: String
     public var establishedAt: Duration?
+    /// When the engine's IKE SA rekey timer is due (nil while none is scheduled).
+    public var rekeyAt: Duration?
 }
 
 /// What an IKE engine tells the daemon, in one vocabulary for IKEv1 and IKEv2.
@@ -82,6 +84,10 @@ public protocol IKEEngineDriver: AnyObject {
 
     var sessions: [SessionView] { get }
     var counters: [String: UInt64] { get }
+    /// The exchanges that ended, by type, role and result (`vigil_ike_exchanges_total`).
+    var exchanges: [IKEExchangeOutcome: UInt64] { get }
+    /// When the engine's rekey timer of each Child SA is due (absent: none scheduled, e.g. an IKEv1 responder's).
+    var childRekeyAt: [ChildSAID: Duration] { get }
 }
 
 /// A peer as the engines need it.

@@ -86,6 +86,8 @@ protocol DrivenIKEEngine {
     mutating func removeConnection(named name: String)
     var ikeSAs: [SAView] { get }
     var counters: [IKECounter: UInt64] { get }
+    var exchangeOutcomes: [IKEExchangeOutcome: UInt64] { get }
+    var childRekeyAt: [ChildSAID: Duration] { get }
 
     static func spi(of id: SAID) -> UInt64
     static func id(_ spi: UInt64) -> SAID
@@ -136,6 +138,8 @@ protocol DrivenIKESA {
     var stateName: String { get }
     var proposalDescription: String? { get }
     var establishedAt: Duration? { get }
+    /// When the engine's rekey timer for it is due.
+    var rekeyAt: Duration? { get }
     /// Whether the peer may be probed (IKEv1: it advertised RFC 3706 DPD; IKEv2 always).
     var peerSupportsDPD: Bool { get }
     /// What the IKE-up line says of the SA's SPIs (cookies), and after our role of what the peer offered.
@@ -202,11 +206,13 @@ final class EngineDriver<Engine: DrivenIKEEngine>: IKEEngineDriver {
             SessionView(key: key(sa.id), connection: sa.connection, peer: sa.remoteEndpoint.address, state: sa.stateName,
                         localSPI: sa.isInitiator ? sa.initiatorSPI : sa.responderSPI,
                         remoteSPI: sa.isInitiator ? sa.responderSPI : sa.initiatorSPI,
-                        algorithms: sa.proposalDescription ?? "", establishedAt: sa.establishedAt)
+                        algorithms: sa.proposalDescription ?? "", establishedAt: sa.establishedAt, rekeyAt: sa.rekeyAt)
         }
     }
 
     var counters: [String: UInt64] { endpoint.counters.byExportedName }
+    var exchanges: [IKEExchangeOutcome: UInt64] { endpoint.exchangeOutcomes }
+    var childRekeyAt: [ChildSAID: Duration] { endpoint.childRekeyAt }
 }
 
 /// IKEv2 (RFC 7296) behind the daemon's engine vocabulary.

@@ -42,6 +42,17 @@ struct VigildService: Service {
     }
 }
 
+extension VigildService {
+    /// The group vigild runs: this service alone, a graceful shutdown on SIGTERM and SIGINT (unless a test triggers
+    /// it itself), bounded (`Limits`). Its `run` returns once the service has stopped, or once the bounds cut a
+    /// shutdown short.
+    func group(onSignals: Bool = true) -> ServiceGroup {
+        ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [.init(service: self)], gracefulShutdownSignals: onSignals ? [.sigterm, .sigint] : [], logger: logger)
+            .withShutdownBounds())
+    }
+}
+
 extension ServiceGroupConfiguration {
     /// Graceful shutdown bounded in time, then cancellation, then the group ends (`VigildService.Limits`).
     func withShutdownBounds() -> ServiceGroupConfiguration {

@@ -40,16 +40,32 @@ public struct IKEv1Endpoint: Sendable {
     /// Numbers SAs in creation order (`ISAKMPSA.serial`).
     var serials: UInt64 = 0
     public private(set) var counters: [IKECounter: UInt64] = [:]
+    /// The exchanges that ended, by type, our role and result.
+    public private(set) var exchangeOutcomes: [IKEExchangeOutcome: UInt64] = [:]
+    /// When each ISAKMP SA's rekey timer is due, read off the timers as the engine schedules and cancels them.
+    var ikeRekeyDeadlines: [IKEv1SAID: Duration] = [:]
+    /// The same for each IPsec SA's rekey timer (only the Quick Mode initiator rekeys).
+    var childRekeyDeadlines: [ChildSAID: Duration] = [:]
+    /// When each IPsec SA's rekey timer (`IKEv1TimerID.rekeyChildSA`) is due, as last scheduled.
+    public var childRekeyAt: [ChildSAID: Duration] { childRekeyDeadlines }
 
     public init(configuration: Configuration) {
         self.configuration = configuration
     }
 
-    public var ikeSAs: [IKEv1SAInfo] { sas.values.map(\.info).sorted { $0.id.cookie < $1.id.cookie } }
+    public var ikeSAs: [IKEv1SAInfo] {
+        sas.values.map { sa in
+            var info = sa.info
+            info.rekeyAt = ikeRekeyDeadlines[sa.id]
+            return info
+        }.sorted { $0.id.cookie < $1.id.cookie }
+    }
     public var childSAs: [IKEv1ChildSA] { children.values.map(\.info).sorted { $0.id.inboundSPI < $1.id.inboundSPI } }
 
     public mutating func handle(_ event: IKEv1Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv1Action] {
         var context = Context(now: now)
+        if case .timerFired(.rekeyIKESA(let id)) = event { ikeRekeyDeadlines[id] = nil }
+        if case .timerFired(.rekeyChildSA(let id)) = event { childRekeyDeadlines[id] = nil }
         switch event {
         case .datagramReceived(let bytes, let from, let to):
             datagramReceived(bytes, from: from, to: to, &context, &random)
@@ -77,6 +93,8 @@ public struct IKEv1Endpoint: Sendable {
         case .abandonIKESA(let id):
             if var sa = sas[id] {
                 context.log(.notice, "abandoning ISAKMP SA \(id) with \(sa.remote) (peer considered dead)")
+                // The detector gave up on R-U-THEREs still unanswered.
+                if !sa.freshness.outstandingDPD.members.isEmpty { context.exchange(.isakmpInformational, .initiator, .timeout) }
                 sa.phase = .dead
                 sas[id] = sa
                 childrenDeleted(by: id, reason: "ISAKMP SA abandoned (dead peer)", &context)
@@ -88,6 +106,19 @@ public struct IKEv1Endpoint: Sendable {
         }
         removeDeadSAs(&context)
         for (key, value) in context.counters { counters[key, default: 0] += value }
+        for (outcome, value) in context.exchanges { exchangeOutcomes[outcome, default: 0] += value }
+        // The rekey deadlines follow the timers exactly as the runtime is asked to run them.
+        for action in context.actions {
+            if case .scheduleTimer(.rekeyIKESA(let id), let at) = action {
+                ikeRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyIKESA(let id)) = action {
+                ikeRekeyDeadlines[id] = nil
+            } else if case .scheduleTimer(.rekeyChildSA(let id), let at) = action {
+                childRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyChildSA(let id)) = action {
+                childRekeyDeadlines[id] = nil
+            }
+        }
         return context.actions
     }
 
@@ -98,9 +129,13 @@ public struct IKEv1Endpoint: Sendable {
         let now: Duration
         var actions: [IKEv1Action] = []
         var counters: [IKECounter: UInt64] = [:]
+        var exchanges: [IKEExchangeOutcome: UInt64] = [:]
 
         mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
         mutating func count(_ name: IKECounter) { counters[name, default: 0] += 1 }
+        mutating func exchange(_ exchange: IKEExchangeOutcome.Exchange, _ role: IKEExchangeOutcome.Role, _ result: IKEExchangeOutcome.Result) {
+            exchanges[IKEExchangeOutcome(exchange, role, result), default: 0] += 1
+        }
     }
 
     func schedule(for sa: ISAKMPSA) -> RetransmissionSchedule {
@@ -247,6 +282,8 @@ public struct IKEv1Endpoint: Sendable {
                     // Our MM2 or MM4 in the peer's Main Mode: nothing more came (the MM1 may have been spoofed).
                     // The half-open SA waits out its lifetime as before; the peer's reachability is not in question.
                     context.count(.mainModeResponseUnanswered)
+                    // With an unverifiable MM5 seen, the half-open expiry reports the exchange failed instead.
+                    if sa.lastUnauthenticatedReason == nil { context.exchange(.mainMode, .responder, .timeout) }
                     context.log(.info, "\(request.purpose) to \(sa.remote): no next Main Mode message after \(schedule.tries) retransmissions")
                     sas[id] = sa
                     return
@@ -256,6 +293,7 @@ public struct IKEv1Endpoint: Sendable {
                     // was lost). That says nothing about whether the peer is reachable, so no `.peerUnreachable`.
                     sa.quickModes[messageID] = nil
                     context.count(.quickMode3Missing)
+                    context.exchange(.quickMode, .responder, .timeout)
                     context.log(.warning, "\(request.purpose): \(sa.remote) never sent QM3 after \(schedule.tries) "
                                 + "retransmissions; its Quick Mode is dropped")
                     sas[id] = sa
@@ -264,6 +302,7 @@ public struct IKEv1Endpoint: Sendable {
                 context.log(.warning, "\(request.purpose) to \(sa.remote): no answer after \(schedule.tries) retransmissions")
                 context.actions.append(.peerUnreachable(id))
                 if !sa.isEstablished {
+                    context.exchange(.mainMode, .initiator, .timeout)
                     let reason: NegotiationFailure
                     if let hint = sa.lastUnauthenticatedReason {
                         reason = .init(hint.code, "\(request.purpose): no valid answer after \(schedule.tries) retransmissions; \(hint.message)")
@@ -274,6 +313,7 @@ public struct IKEv1Endpoint: Sendable {
                     context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: reason))
                     sa.phase = .dead
                 } else if let quickMode = sa.quickModes.removeValue(forKey: messageID) {
+                    context.exchange(.quickMode, .initiator, .timeout)
                     context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
                                                               reason: .init(.timeout, "Quick Mode \(String(quickMode.messageID, radix: 16)) unanswered")))
                     quickModeFailed(sa: &sa, reason: "Quick Mode unanswered", &context, &random)
@@ -294,6 +334,7 @@ public struct IKEv1Endpoint: Sendable {
             // The peer reached MM5 (it received our cookie at its address twice, so it is no blind spoof) but never
             // sent one that verified: report it with the reason we saw. Earlier steps anyone could have started.
             if case .responderSentMM4 = sa.phase, let hint = sa.lastUnauthenticatedReason {
+                context.exchange(.mainMode, .responder, .failed)
                 context.log(.error, "\(sa.connection.name): Main Mode from \(sa.remote) failed: \(hint.message)")
                 context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
                                                           reason: .init(hint.code, "no valid MM5 within the half-open lifetime; \(hint.message)")))

@@ -138,6 +138,8 @@ public struct IKEv1SAInfo: Sendable, Hashable {
     public var state: State
     public var proposal: IKEProposal?
     public var establishedAt: Duration?
+    /// When its rekey timer (`IKEv1TimerID.rekeyIKESA`) is due, as last scheduled; nil while none is.
+    public var rekeyAt: Duration?
     /// The peer advertised RFC 3706 DPD in Main Mode: only then may it be probed.
     public var peerSupportsDPD: Bool
     public var udpEncapsulated: Bool

@@ -147,7 +147,7 @@ struct ISAKMPSA: Sendable {
             localIdentity: connection.localIdentity, remoteIdentity: remoteIdentity ?? peer.identity,
             initiatorCookie: initiatorCookie, responderCookie: responderCookie, isInitiator: isInitiator,
             state: isEstablished ? .established : isDead ? .deleting : .mainMode,
-            proposal: suite?.proposal, establishedAt: establishedAt, peerSupportsDPD: peerSupportsDPD,
+            proposal: suite?.proposal, establishedAt: establishedAt, rekeyAt: nil, peerSupportsDPD: peerSupportsDPD,
             udpEncapsulated: udpEncapsulated, localBehindNAT: localBehindNAT)
     }
 

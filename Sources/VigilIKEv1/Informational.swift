@@ -212,6 +212,7 @@ extension IKEv1Endpoint {
                 rUThereReceived(sequence: sequence, from: from, to: to, sa: &sa, &context, &random)
             } else if sa.freshness.outstandingDPD.remove(sequence) {
                 context.log(.info, "received R-U-THERE-ACK seq \(sequence) from \(sa.remote)")
+                context.exchange(.isakmpInformational, .initiator, .ok)
                 // Proof of life is the detector's call: it knows which of its probes this answers.
                 freshMessageReceived(from: from, to: to, sa: &sa, countsAsLife: false, &context)
                 context.actions.append(.dpdAcknowledged(sa.id, sequence: sequence))
@@ -232,6 +233,7 @@ extension IKEv1Endpoint {
             let code: NegotiationFailure.Code = notification.notifyType == ISAKMP.NotifyType.noProposalChosen ? .noProposalChosen
                 : notification.notifyType == ISAKMP.NotifyType.invalidIDInformation ? .invalidIDInformation : .malformed
             for messageID in refused {
+                context.exchange(.quickMode, .initiator, .failed)
                 sa.quickModes[messageID] = nil
                 answered(messageID: messageID, sa: &sa, &context)
                 context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address,
@@ -261,6 +263,7 @@ extension IKEv1Endpoint {
             context.log(.debug, "R-U-THERE seq \(sequence) is not above the last one (\(sa.freshness.lastPeerSequence.map(String.init) ?? "-")): "
                         + "answered, not taken as proof of life")
         }
+        context.exchange(.isakmpInformational, .responder, .ok)
         sendInformational([.notification(Self.dpdNotification(ISAKMP.NotifyType.rUThereAck, sa: sa, sequence: sequence))], sa: &sa, &context, &random)
     }
 

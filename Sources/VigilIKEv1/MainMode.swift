@@ -248,6 +248,7 @@ extension IKEv1Endpoint {
     func failMainMode(sa: inout ISAKMPSA, _ code: NegotiationFailure.Code, _ message: String, _ context: inout Context) {
         context.log(.error, "\(sa.connection.name): Main Mode with \(sa.remote) failed: \(message)")
         if code == .authenticationFailed { context.count(.authenticationFailures) }
+        context.exchange(.mainMode, .init(initiator: sa.isInitiator), .failed)
         context.actions.append(.negotiationFailed(connection: sa.connection.name, peer: sa.peer.address, reason: .init(code, message)))
         sa.phase = .dead
     }
@@ -588,6 +589,7 @@ extension IKEv1Endpoint {
     mutating func mainModeEstablished(sa: inout ISAKMPSA, keys: Phase1Keys, _ context: inout Context) {
         sa.phase = .established(keys)
         sa.establishedAt = context.now
+        context.exchange(.mainMode, .init(initiator: sa.isInitiator), .ok)
         context.log(.notice, "\(sa.connection.name): ISAKMP SA \(sa.id) established with \(sa.remote) (\(sa.remoteIdentity.map(\.description) ?? "?")), "
                     + "\(keys.suite.proposal), cookies \(String(sa.initiatorCookie, radix: 16))/\(String(sa.responderCookie, radix: 16))"
                     + "\(sa.udpEncapsulated ? ", UDP-encapsulated" : "")")

@@ -170,6 +170,7 @@ extension IKEv1Endpoint {
             }
             context.log(.error, "\(sa.connection.name): Quick Mode \(String(messageID, radix: 16)) with \(sa.remote) failed: \(error.message)")
             let ours = quickMode?.weInitiated == true
+            context.exchange(.quickMode, .init(initiator: ours), .failed)
             if sa.quickModes.removeValue(forKey: messageID) != nil {
                 answered(messageID: messageID, sa: &sa, &context)
             }
@@ -340,6 +341,7 @@ extension IKEv1Endpoint {
             localEndpoint: sa.local, remoteEndpoint: sa.remote, udpEncapsulated: udp, establishedAt: context.now, keys: childKeys)
         children[info.id] = ChildSA(info: info, weInitiated: weInitiated)
         sa.quickModes[quickMode.messageID] = nil
+        context.exchange(.quickMode, .init(initiator: weInitiated), .ok)
         context.log(.notice, "\(sa.connection.name): IPsec SA established, SPIs in \(String(info.inboundSPI, radix: 16)) out \(String(info.outboundSPI, radix: 16)), "
                     + "\(suite.encryption)-\(suite.integrity)\(suite.group.map { "-\($0)" } ?? ""), "
                     + "\(quickMode.localTrafficSelector) === \(quickMode.remoteTrafficSelector)\(udp ? ", UDP-encapsulated" : "")")

@@ -44,10 +44,12 @@ extension IKESA {
     ) {
         finishRequest(&effects)
         guard let index = children.firstIndex(where: { $0.info.id == request.old }) else {
+            effects.exchange(.createChildSA, .initiator, .failed)
             effects.log(.info, "\(label): Child SA \(request.old) went away while we rekeyed it")
             return
         }
         func abandon(_ reason: String) {
+            effects.exchange(.createChildSA, .initiator, .failed)
             if children[index].state == .rekeying { children[index].state = .installed }
             children[index].failedRekeys += 1
             guard children[index].failedRekeys < IKEv2Tunables.maximumChildRekeyAttempts else {
@@ -68,6 +70,7 @@ extension IKESA {
                group != request.keyExchange?.group, connection.espProposals.flatMap(pfsGroups).contains(group),
                children[index].failedRekeys + 1 < IKEv2Tunables.maximumChildRekeyAttempts {
                 children[index].failedRekeys += 1
+                effects.exchange(.createChildSA, .initiator, .failed)
                 effects.log(.info, "\(label): peer wants PFS group \(group) for the Child SA rekey; retrying")
                 children[index].state = .installed
                 startChildRekey(request.old, group: group, context: context, random: &random, effects: &effects)
@@ -101,6 +104,7 @@ extension IKESA {
         }
         let keys = establishedKeys.childKeys(accepted.algorithms, sharedSecret: shared, ni: request.nonce, nr: nr, weAreInitiator: true)
         let collision = children[index].collision
+        effects.exchange(.createChildSA, .initiator, .ok)
         children[index].state = .rekeyed
         effects.actions.append(.cancelTimer(.rekeyChildSA(request.old)))
         installChild(accepted.algorithms, inbound: request.newInboundSPI, outbound: accepted.peerSPI, localSelectors: tsi, remoteSelectors: tsr,

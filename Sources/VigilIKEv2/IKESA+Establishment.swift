@@ -175,6 +175,7 @@ extension IKESA {
         unauthenticatedHint = nil
         effects.log(.info, "\(label): selected proposal \(algorithms)")
         finishRequest(&effects)
+        effects.exchange(.ikeSAInit, .initiator, .ok)
         evaluateNAT(payloads, header: message.header, effects: &effects)
         if udpEncapsulated {
             local.port = IKEv2Ports.natTraversal

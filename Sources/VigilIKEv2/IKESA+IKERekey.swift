@@ -35,6 +35,7 @@ extension IKESA {
     ) {
         finishRequest(&effects)
         func abandon(_ reason: String) {
+            effects.exchange(.createChildSA, .initiator, .failed)
             if let theirs = collision?.successor.first {
                 // Our rekey failed but the peer's succeeded: it wins.
                 collision = nil
@@ -59,6 +60,7 @@ extension IKESA {
             return
         }
         let peerSPI = spiBytes.reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        effects.exchange(.createChildSA, .initiator, .ok)
         let old = establishedKeys
         let keys = IKESAKeys.rekeyed(algorithms, oldPRF: old.algorithms.prf, oldSKd: old.skD, sharedSecret: shared,
                                      ni: request.nonce, nr: nr, spiI: request.newSPI, spiR: peerSPI)

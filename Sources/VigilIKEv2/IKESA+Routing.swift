@@ -121,11 +121,15 @@ extension IKESA {
             effects.count(.unexpectedResponses)
         case .ikeAuth:
             handleAuthResponse(inner, context: context, random: &random, effects: &effects)
+            // Established, or refused (AUTHENTICATION_FAILED, an AUTH that does not verify, no Child SA).
+            effects.exchange(.ikeAuth, .initiator, isEstablished ? .ok : .failed)
         case .liveness:
             finishRequest(&effects)
+            effects.exchange(.informational, .initiator, .ok)
             effects.actions.append(.livenessCheckAnswered(id))
         case .deleteChild(let childID):
             finishRequest(&effects)
+            effects.exchange(.informational, .initiator, .ok)
             if let index = children.firstIndex(where: { $0.info.id == childID }) {
                 let child = children.remove(at: index)
                 effects.actions.append(.cancelTimer(.rekeyChildSA(childID)))
@@ -134,6 +138,7 @@ extension IKESA {
             }
         case .deleteIKE:
             finishRequest(&effects)
+            effects.exchange(.informational, .initiator, .ok)
             close(reason: rekeyedAway ? .replaced("rekeyed") : .local("deleted"), effects: &effects)
             return
         case .rekeyChild(let request):

@@ -12,6 +12,8 @@ struct Effects {
     /// Forget this SA once the actions are out.
     var closed = false
     var counters: [IKECounter: UInt64] = [:]
+    /// Exchanges that ended while handling this event.
+    var exchanges: [IKEExchangeOutcome: UInt64] = [:]
     /// The peer sent INITIAL_CONTACT in an authenticated IKE_AUTH: other SAs with it are stale (§2.4).
     var initialContact: (address: IPAddress, identity: Identity)?
     /// The peer authenticated a new IKE SA of this connection: its older IKE SAs without a Child SA are orphans and
@@ -20,6 +22,9 @@ struct Effects {
 
     mutating func log(_ level: LogLevel, _ text: String) { actions.append(.log(level, text)) }
     mutating func count(_ name: IKECounter) { counters[name, default: 0] += 1 }
+    mutating func exchange(_ exchange: IKEExchangeOutcome.Exchange, _ role: IKEExchangeOutcome.Role, _ result: IKEExchangeOutcome.Result) {
+        exchanges[IKEExchangeOutcome(exchange, role, result), default: 0] += 1
+    }
 }
 
 /// Facts about the endpoint an SA needs while handling an event.
@@ -70,6 +75,16 @@ struct OutstandingRequest: Sendable {
         case deleteIKE
         case rekeyChild(RekeyChildRequest)
         case rekeyIKE(RekeyIKERequest)
+
+        /// The exchange this request starts (§1.2-1.4).
+        var exchange: IKEExchangeOutcome.Exchange {
+            switch self {
+            case .ikeSAInit: .ikeSAInit
+            case .ikeAuth: .ikeAuth
+            case .liveness, .deleteChild, .deleteIKE: .informational
+            case .rekeyChild, .rekeyIKE: .createChildSA
+            }
+        }
     }
 
     var messageID: UInt32
@@ -248,7 +263,7 @@ struct IKESA: @unchecked Sendable {
             id: id, connection: connection.name, localEndpoint: local, remoteEndpoint: remote,
             localIdentity: connection.localIdentity, remoteIdentity: remoteIdentity, initiatorSPI: initiatorSPI,
             responderSPI: responderSPI, isInitiator: isOriginalInitiator, state: state, proposal: algorithms,
-            establishedAt: establishedAt, localBehindNAT: localBehindNAT, remoteBehindNAT: remoteBehindNAT
+            establishedAt: establishedAt, rekeyAt: nil, localBehindNAT: localBehindNAT, remoteBehindNAT: remoteBehindNAT
         )
     }
 
@@ -339,6 +354,7 @@ struct IKESA: @unchecked Sendable {
         let message = IKEv2.Message(header: header(exchange, messageID: messageID, response: true), payloads: payloads)
         let datagram = protection.seal(header: message.header, payloads: payloads, random: &random)
         cachedResponse = (messageID, datagram)
+        effects.exchange(IKEExchangeOutcome.Exchange(exchange), .responder, payloads.errorNotify == nil ? .ok : .failed)
         effects.log(.info, "\(label): sending \(message.summary) to \(requestPath?.remote ?? remote)")
         transmitResponse(datagram, &effects)
     }
@@ -350,6 +366,7 @@ struct IKESA: @unchecked Sendable {
     ) {
         guard var request = outstanding, request.messageID == messageID, request.onSchedule else { return }
         guard request.transmissions <= schedule.tries else {
+            effects.exchange(request.kind.exchange, .initiator, .timeout)
             if rekeyedAway {
                 // A replaced SA whose DELETE goes unanswered: its successor speaks for the peer.
                 outstanding = nil
@@ -453,6 +470,17 @@ struct IKESA: @unchecked Sendable {
     }
 
     func newNonce(_ random: inout some RandomNumberGenerator) -> [UInt8] { randomBytes(IKEv2Tunables.nonceLength, &random) }
+}
+
+extension IKEExchangeOutcome.Exchange {
+    init(_ type: IKEv2.ExchangeType) {
+        switch type {
+        case .ikeSAInit: self = .ikeSAInit
+        case .ikeAuth: self = .ikeAuth
+        case .createChildSA: self = .createChildSA
+        case .informational: self = .informational
+        }
+    }
 }
 
 /// Our implementation choices (spec constants live in `IKEv2.Spec`).

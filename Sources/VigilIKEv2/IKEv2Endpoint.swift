@@ -26,6 +26,13 @@ public struct IKEv2Endpoint: Sendable {
     public var configuration: Configuration
     var sas: [IKESAID: IKESA] = [:]
     var counterValues: [IKECounter: UInt64] = [:]
+    var exchangeValues: [IKEExchangeOutcome: UInt64] = [:]
+    /// When each IKE SA's rekey timer is due, read off the timers as the engine schedules and cancels them.
+    var ikeRekeyDeadlines: [IKESAID: Duration] = [:]
+    /// The same for each Child SA's rekey timer.
+    var childRekeyDeadlines: [ChildSAID: Duration] = [:]
+    /// When each Child SA's rekey timer (`IKEv2TimerID.rekeyChildSA`) is due, as last scheduled.
+    public var childRekeyAt: [ChildSAID: Duration] { childRekeyDeadlines }
     /// §2.6: the secrets behind stateless cookies, drawn from `random` when first needed and rotated on a timer.
     var cookieSecrets = CookieSecrets()
 
@@ -33,14 +40,45 @@ public struct IKEv2Endpoint: Sendable {
         self.configuration = configuration
     }
 
-    public var ikeSAs: [IKESAInfo] { sas.values.map(\.info).sorted { $0.id < $1.id } }
+    public var ikeSAs: [IKESAInfo] {
+        sas.values.map { sa in
+            var info = sa.info
+            info.rekeyAt = ikeRekeyDeadlines[sa.id]
+            return info
+        }.sorted { $0.id < $1.id }
+    }
     public var childSAs: [ChildSAStatus] {
         sas.values.flatMap { sa in sa.children.map { ChildSAStatus(childSA: $0.info, state: $0.state) } }.sorted { $0.id < $1.id }
     }
     /// What the engine counted (`IKECounter` names and exports them).
     public var counters: [IKECounter: UInt64] { counterValues }
+    /// The exchanges that ended, by type, our role and result.
+    public var exchangeOutcomes: [IKEExchangeOutcome: UInt64] { exchangeValues }
 
     public mutating func handle(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
+        if case .timerFired(.rekeyIKESA(let id)) = event { ikeRekeyDeadlines[id] = nil }
+        if case .timerFired(.rekeyChildSA(let id)) = event { childRekeyDeadlines[id] = nil }
+        let actions = dispatch(event, now: now, random: &random)
+        noteRekeyTimers(actions)
+        return actions
+    }
+
+    /// The rekey deadlines follow the timers exactly as the runtime is asked to run them.
+    mutating func noteRekeyTimers(_ actions: [IKEv2Action]) {
+        for action in actions {
+            if case .scheduleTimer(.rekeyIKESA(let id), let at) = action {
+                ikeRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyIKESA(let id)) = action {
+                ikeRekeyDeadlines[id] = nil
+            } else if case .scheduleTimer(.rekeyChildSA(let id), let at) = action {
+                childRekeyDeadlines[id] = at
+            } else if case .cancelTimer(.rekeyChildSA(let id)) = action {
+                childRekeyDeadlines[id] = nil
+            }
+        }
+    }
+
+    mutating func dispatch(_ event: IKEv2Event, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         switch event {
         case .datagramReceived(let bytes, let from, let to):
             return receive(bytes, from: from, to: to, now: now, random: &random)
@@ -58,6 +96,7 @@ public struct IKEv2Endpoint: Sendable {
         case .abandonIKESA(let id):
             return withSA(id, now: now, random: &random) { sa, _, effects, _ in
                 effects.log(.notice, "\(sa.label): abandoned (peer considered dead); nothing sent")
+                if let request = sa.outstanding { effects.exchange(request.kind.exchange, .initiator, .timeout) }
                 sa.close(reason: .abandonedAsDead, effects: &effects)
             }
         case .rekeyChildSA(let childID):
@@ -96,6 +135,7 @@ public struct IKEv2Endpoint: Sendable {
     mutating func apply(_ sa: IKESA, _ effects: Effects, now: Duration, random: inout some RandomNumberGenerator) -> [IKEv2Action] {
         var actions = effects.actions
         for (name, value) in effects.counters { counterValues[name, default: 0] += value }
+        for (outcome, value) in effects.exchanges { exchangeValues[outcome, default: 0] += value }
         sas[sa.id] = effects.closed ? nil : sa
         for spawned in effects.spawned { sas[spawned.id] = spawned }
         if !effects.spawned.isEmpty { actions += forgetExcessReplacedSAs(of: sa, random: &random) }
@@ -290,6 +330,7 @@ public struct IKEv2Endpoint: Sendable {
             // peer's failure, and it touches none of our own negotiations with the peer.
             let message = "no common IKE proposal with \(from): peer offered \(ProposalNegotiation.describe(sa)), we accept \(candidates[0].ikeProposals.map(\.description).joined(separator: ", ")) (unauthenticated IKE_SA_INIT; refused)"
             count(.unauthenticatedRefusals)
+            exchangeValues[IKEExchangeOutcome(.ikeSAInit, .responder, .failed), default: 0] += 1
             actions.append(reply(IKEv2.Notify(type: .noProposalChosen)))
             actions.append(.log(.warning, message))
             return actions
@@ -336,6 +377,7 @@ public struct IKEv2Endpoint: Sendable {
         effects.log(.info, "\(state.label): selected proposal \(algorithms)")
         effects.log(.info, "\(state.label): sending \(response.summary) to \(from)")
         effects.actions.append(.send(bytes: bytes, from: to, to: from))
+        effects.exchange(.ikeSAInit, .responder, .ok)
         effects.actions.append(.scheduleTimer(.halfOpenExpiry(id), at: now + configuration.halfOpenTimeout))
         return actions + apply(state, effects, now: now, random: &random)
     }

@@ -63,6 +63,9 @@ public struct IKESAInfo: Sendable, Hashable {
     public var state: State
     public var proposal: IKEAlgorithms?
     public var establishedAt: Duration?
+    /// When its rekey timer (`IKEv2TimerID.rekeyIKESA`) is due, as last scheduled; nil while none is (not yet
+    /// established, a rekey in flight, replaced).
+    public var rekeyAt: Duration?
     /// NAT detected on our side / the peer's side (or faked to force UDP encapsulation).
     public var localBehindNAT: Bool
     public var remoteBehindNAT: Bool

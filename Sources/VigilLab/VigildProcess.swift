@@ -65,6 +65,20 @@ public final class VigildProcess: @unchecked Sendable {
         kill(process.processIdentifier, signal)
     }
 
+    /// Waits until the process has exited or `timeout` seconds passed; returns whether it exited.
+    public func waitForExit(timeout: Double) -> Bool {
+        guard let process else { return true }
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        return !process.isRunning
+    }
+
+    /// How the process ended, once it has: its exit status, or the signal that ended it.
+    public var termination: (status: Int32, bySignal: Bool)? {
+        guard let process, !process.isRunning else { return nil }
+        return (process.terminationStatus, process.terminationReason == .uncaughtSignal)
+    }
+
     /// SIGTERM, then wait up to 5 s, then SIGKILL.
     public func stop() {
         guard let process else { return }

@@ -69,6 +69,7 @@ struct StatusCommand: ParsableCommand {
             print("  dpd: \(entry.dpd)")
             for sa in entry.ikeSAs {
                 print("  IKE SA \(sa.id) with \(sa.peer): \(sa.state), SPIs \(sa.localSPI)/\(sa.remoteSPI), \(sa.algorithms)")
+                if let rekeyIn = sa.rekeyIn { print("    IKE SA rekey in \(StatusReport.spokenDuration(seconds: rekeyIn))") }
             }
             for child in entry.childSAs {
                 print("  Child SA with \(child.peer): in \(child.inboundSPI) out \(child.outboundSPI), \(child.algorithms), "
@@ -78,7 +79,8 @@ struct StatusCommand: ParsableCommand {
                     print("    \(bytesIn) bytes / \(packetsIn) packets in, \(bytesOut) bytes / \(packetsOut) packets out")
                 }
                 if let age = child.age, let expiresIn = child.expiresIn {
-                    print(String(format: "    established %.0f s ago, lifetime ends in %.0f s", age, expiresIn))
+                    print(String(format: "    established %.0f s ago, lifetime ends in %.0f s", age, expiresIn)
+                        + (child.rekeyIn.map { ", rekey in \(StatusReport.spokenDuration(seconds: $0))" } ?? ""))
                 }
                 if let error = child.inboundError { print("    ERROR: \(error)") }
             }

@@ -30,6 +30,8 @@ import VigilKernel
         func removeConnection(_ name: String) { connections.removeAll { $0 == name } }
         var sessions: [SessionView] { [] }
         var counters: [String: UInt64] { [:] }
+        var exchanges: [IKEExchangeOutcome: UInt64] { [:] }
+        var childRekeyAt: [ChildSAID: Duration] { [:] }
     }
 
     static let yaml = """
