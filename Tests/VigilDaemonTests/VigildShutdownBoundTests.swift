@@ -1,6 +1,7 @@
 import Dispatch
 import Logging
 import ServiceLifecycle
+import Synchronization
 import Testing
 @testable import VigilDaemon
 
@@ -17,13 +18,22 @@ import Testing
         let group = service.group(onSignals: false)
         // The injected fault: a step that does not return until the test lets it, so the loop turns no more and the
         // shutdown posted behind it cannot run.
-        let release = DispatchSemaphore(value: 0), entered = DispatchSemaphore(value: 0)
+        // Nothing here blocks a thread of the test's executor (a semaphore wait in async code can starve the
+        // cooperative pool on 2 cores, and then the group never starts): the loop's own thread is held, the test
+        // polls for it with a deadline.
+        let release = DispatchSemaphore(value: 0)
+        final class Flag: Sendable { let raised = Atomic<Bool>(false) }
+        let entered = Flag()
         loop.post {
-            entered.signal()
+            entered.raised.store(true, ordering: .releasing)
             _ = release.wait(timeout: .now() + 120)
         }
+        defer { release.signal() }
         let running = Task { try await group.run() }
-        try #require(entered.wait(timeout: .now() + 30) == .success, "the event loop never ran")
+        let deadline = ContinuousClock.now + .seconds(60)
+        while !entered.raised.load(ordering: .acquiring), ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        let ran = entered.raised.load(ordering: .acquiring)
+        try #require(ran, "the event loop never ran")
 
         let start = ContinuousClock.now
         await group.triggerGracefulShutdown()
@@ -37,6 +47,6 @@ import Testing
         // The loop is still held: the shutdown never ran, so nothing recorded it.
         #expect(!daemon.events.recent.contains { $0.kind == "shutdown" })
 
-        release.signal()   // the loop runs the posted shutdown and stops; its thread ends
+        // The deferred release lets the loop run the posted shutdown and stop; its thread ends.
     }
 }
